@@ -1,0 +1,98 @@
+// A backend is one set of kernels behind one interface. Layers call these and never know which
+// backend runs: the CPU backend (model/cpu/) is the oracle that every other backend is tested
+// against. Pointers are backend memory (host memory for the CPU backend).
+//
+// Dimension names used throughout: B batch (micro-batch), T sequence, C model width, NH heads,
+// HS head size (C = NH·HS), F feed-forward width, V vocabulary, N = B·T rows of activations.
+// Layouts are row-major; activations are [N, width], i.e. (B, T, C).
+//
+// Gradient contract: every *_backward ACCUMULATES into parameter gradients (dweight += ...), so
+// micro-step gradient accumulation needs no extra pass. Input gradients are OVERWRITTEN unless the
+// function says "accumulates" (the residual stream's gradients accumulate).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace cairn {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // out[M,N] = alpha·op(a)·op(b) + beta·out, op(a) [M,K], op(b) [K,N]; a is [K,M] when trans_a.
+  virtual void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+                      bool trans_a, bool trans_b, float alpha, float beta) const = 0;
+
+  // out[N,C] = table[tokens[n], :]. backward accumulates into dtable.
+  virtual void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
+                                 int64_t C) const = 0;
+  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
+                                  int64_t C) const = 0;
+
+  // out = inp·rstd·weight with rstd[n] = 1/sqrt(mean(inp[n]²)+eps), saved for backward.
+  // backward accumulates into dinp (a residual stream) and dweight.
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
+                               int64_t N, int64_t C, float eps) const = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                const float* weight, const float* rstd, int64_t N, int64_t C) const = 0;
+
+  // In-place rotary embedding of x [B,T,NH,HS] with the Hugging Face LLaMA convention (the pairs
+  // are (i, i+HS/2)); cos/sin are [T, HS/2]. backward applies the inverse rotation to dx in place.
+  virtual void rope_forward(float* x, const float* cos, const float* sin, int64_t B, int64_t T,
+                            int64_t NH, int64_t HS) const = 0;
+  virtual void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
+                             int64_t NH, int64_t HS) const = 0;
+
+  // Causal softmax attention. q, k, v, out are [B,T,C] with head h at columns [h·HS, (h+1)·HS);
+  // probs [B,NH,T,T] is saved for backward (rows beyond the diagonal are zero).
+  virtual void attention_forward(float* out, float* probs, const float* q, const float* k,
+                                 const float* v, int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+  // scratch: B·NH·T·T floats.
+  virtual void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                                  const float* q, const float* k, const float* v, const float* probs,
+                                  int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+
+  // out = silu(gate)·up, elementwise over n.
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                               const float* up, int64_t n) const = 0;
+
+  // Fused softmax + cross-entropy over logits [N,V]. Writes losses[N] and overwrites logits with
+  // dloss/dlogits·dloss_scale (the caller's mean over tokens and micro-steps). Targets < 0 are
+  // ignored (loss 0, gradient 0).
+  virtual void crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets,
+                                             int64_t N, int64_t V, float dloss_scale) const = 0;
+  // Loss only (validation), logits untouched.
+  virtual void crossentropy_forward(float* losses, const float* logits, const int32_t* targets,
+                                    int64_t N, int64_t V) const = 0;
+
+  // y += x, elementwise.
+  virtual void add_inplace(float* y, const float* x, int64_t n) const = 0;
+  // x *= s.
+  virtual void scale_inplace(float* x, float s, int64_t n) const = 0;
+  // Σ x², accumulated in double.
+  virtual double sum_squares(const float* x, int64_t n) const = 0;
+
+  // AdamW with decoupled weight decay, bias corrections passed in (1-β1^t, 1-β2^t):
+  // p -= lr·(m̂/(sqrt(v̂)+eps) + wd·p).
+  virtual void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr,
+                            float beta1, float beta2, float eps, float weight_decay,
+                            float bias_correction1, float bias_correction2) const = 0;
+
+  // Memory: the trainer allocates once at start and never inside a step.
+  virtual float* alloc_floats(int64_t n) const = 0;
+  virtual void free_floats(float* p) const = 0;
+  virtual void zero(float* p, int64_t n) const = 0;
+  virtual void copy_to_host(float* host, const float* dev, int64_t n) const = 0;
+  virtual void copy_to_device(float* dev, const float* host, int64_t n) const = 0;
+};
+
+// The CPU backend (BLAS GEMMs, OpenMP elsewhere).
+const Backend& cpu_backend();
+// Threads used by CPU kernels and BLAS; 0 keeps the OpenMP default.
+void cpu_set_threads(int n);
+int cpu_threads();
+
+}  // namespace cairn
