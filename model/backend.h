@@ -75,18 +75,45 @@ class Backend {
   // Σ x², accumulated in double.
   virtual double sum_squares(const float* x, int64_t n) const = 0;
 
-  // AdamW with decoupled weight decay, bias corrections passed in (1-β1^t, 1-β2^t):
-  // p -= lr·(m̂/(sqrt(v̂)+eps) + wd·p).
+  // AdamW as PyTorch orders it, bias corrections passed in (1-β1^t, 1-β2^t):
+  // p *= 1 − lr·wd, then p −= lr·m̂/(sqrt(v̂)+eps).
   virtual void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float weight_decay,
                             float bias_correction1, float bias_correction2) const = 0;
 
-  // Memory: the trainer allocates once at start and never inside a step.
-  virtual float* alloc_floats(int64_t n) const = 0;
-  virtual void free_floats(float* p) const = 0;
-  virtual void zero(float* p, int64_t n) const = 0;
-  virtual void copy_to_host(float* host, const float* dev, int64_t n) const = 0;
-  virtual void copy_to_device(float* dev, const float* host, int64_t n) const = 0;
+  // Memory (bytes): allocated once at start, never inside a step. Use DeviceArray below.
+  virtual void* alloc(int64_t bytes) const = 0;
+  virtual void release(void* p) const = 0;
+  virtual void zero(void* p, int64_t bytes) const = 0;
+  virtual void copy_to_host(void* host, const void* dev, int64_t bytes) const = 0;
+  virtual void copy_to_device(void* dev, const void* host, int64_t bytes) const = 0;
+};
+
+// A move-only array of n elements of T in a backend's memory.
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(const Backend& be, int64_t n)
+      : be_(&be), data_(static_cast<T*>(be.alloc(n * int64_t(sizeof(T))))), n_(n) {}
+  DeviceArray(DeviceArray&& o) noexcept : be_(o.be_), data_(o.data_), n_(o.n_) { o.data_ = nullptr; o.n_ = 0; }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    if (this != &o) { reset(); be_ = o.be_; data_ = o.data_; n_ = o.n_; o.data_ = nullptr; o.n_ = 0; }
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { reset(); }
+
+  T* data() const { return data_; }
+  int64_t size() const { return n_; }
+  void zero() { if (n_) be_->zero(data_, n_ * int64_t(sizeof(T))); }
+  void reset() { if (data_) be_->release(data_); data_ = nullptr; n_ = 0; }
+
+ private:
+  const Backend* be_ = nullptr;
+  T* data_ = nullptr;
+  int64_t n_ = 0;
 };
 
 // The CPU backend (BLAS GEMMs, OpenMP elsewhere).

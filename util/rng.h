@@ -20,7 +20,10 @@ class Rng {
   float uniform() { return float(next_u64() >> 40) * 0x1.0p-24f; }
   float uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
   // Uniform integer in [0, n) without modulo bias worth caring about (n << 2^64).
-  uint64_t below(uint64_t n) { return uint64_t((unsigned __int128)next_u64() * n >> 64); }
+  uint64_t below(uint64_t n) {
+    __extension__ using u128 = unsigned __int128;
+    return uint64_t(u128(next_u64()) * n >> 64);
+  }
   // Standard normal (Box-Muller; one value per call keeps the state a single word).
   float normal() {
     double u1 = (double(next_u64() >> 11) + 0.5) * 0x1.0p-53;

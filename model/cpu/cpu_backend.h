@@ -1,0 +1,55 @@
+// The CPU backend: GEMMs through OpenBLAS (its OpenMP build, so a BLAS call made inside one of
+// our parallel regions runs single-threaded), everything else as OpenMP loops. Its methods are
+// spread over the files of model/cpu/ by op family.
+#pragma once
+
+#include "model/backend.h"
+
+namespace cairn {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+              bool trans_a, bool trans_b, float alpha, float beta) const override;
+
+  void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
+                         int64_t C) const override;
+  void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
+                          int64_t C) const override;
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N,
+                       int64_t C, float eps) const override;
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int64_t N, int64_t C) const override;
+  void rope_forward(float* x, const float* cos, const float* sin, int64_t B, int64_t T, int64_t NH,
+                    int64_t HS) const override;
+  void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
+                     int64_t NH, int64_t HS) const override;
+  void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                         int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                          const float* q, const float* k, const float* v, const float* probs,
+                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t n) const override;
+  void crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets, int64_t N,
+                                     int64_t V, float dloss_scale) const override;
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N,
+                            int64_t V) const override;
+  void add_inplace(float* y, const float* x, int64_t n) const override;
+  void scale_inplace(float* x, float s, int64_t n) const override;
+  double sum_squares(const float* x, int64_t n) const override;
+  void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, float bias_correction1,
+                    float bias_correction2) const override;
+
+  void* alloc(int64_t bytes) const override;
+  void release(void* p) const override;
+  void zero(void* p, int64_t bytes) const override;
+  void copy_to_host(void* host, const void* dev, int64_t bytes) const override;
+  void copy_to_device(void* dev, const void* host, int64_t bytes) const override;
+};
+
+}  // namespace cairn

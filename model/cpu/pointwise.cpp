@@ -1,0 +1,107 @@
+// CPU elementwise kernels: SwiGLU, fused softmax cross-entropy, vector helpers and AdamW.
+#include <cmath>
+
+#include "model/cpu/cpu_backend.h"
+
+namespace cairn {
+
+void CpuBackend::swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                                 const float* up, int64_t n) const {
+  // silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float sig = 1.0f / (1.0f + std::exp(-g));
+    dup[i] = dout[i] * g * sig;
+    dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+  }
+}
+
+// One row: returns the loss and, when dlogits is given, writes (softmax − onehot)·scale into it.
+static float crossentropy_row(const float* logits, float* dlogits, int32_t target, int64_t V,
+                              float scale) {
+  float mx = logits[0];
+  for (int64_t j = 1; j < V; ++j) mx = logits[j] > mx ? logits[j] : mx;
+  float sum = 0.0f;
+  for (int64_t j = 0; j < V; ++j) sum += std::exp(logits[j] - mx);
+  const float lse = mx + std::log(sum);
+  const float loss = lse - logits[target];
+  if (dlogits) {
+    for (int64_t j = 0; j < V; ++j) dlogits[j] = std::exp(logits[j] - lse) * scale;
+    dlogits[target] -= scale;
+  }
+  return loss;
+}
+
+void CpuBackend::crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets,
+                                               int64_t N, int64_t V, float dloss_scale) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    float* row = logits + n * V;
+    if (targets[n] < 0) {
+      losses[n] = 0.0f;
+      for (int64_t j = 0; j < V; ++j) row[j] = 0.0f;
+    } else {
+      losses[n] = crossentropy_row(row, row, targets[n], V, dloss_scale);
+    }
+  }
+}
+
+void CpuBackend::crossentropy_forward(float* losses, const float* logits, const int32_t* targets,
+                                      int64_t N, int64_t V) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    losses[n] = targets[n] < 0 ? 0.0f : crossentropy_row(logits + n * V, nullptr, targets[n], V, 0.0f);
+}
+
+void CpuBackend::add_inplace(float* y, const float* x, int64_t n) const {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::scale_inplace(float* x, float s, int64_t n) const {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+double CpuBackend::sum_squares(const float* x, int64_t n) const {
+  // Fixed blocks summed in order: the result does not depend on the thread count.
+  constexpr int64_t block = 4096;
+  const int64_t nb = (n + block - 1) / block;
+  double total = 0.0;
+#pragma omp parallel for ordered schedule(static)
+  for (int64_t b = 0; b < nb; ++b) {
+    double acc = 0.0;
+    const int64_t end = (b + 1) * block < n ? (b + 1) * block : n;
+    for (int64_t i = b * block; i < end; ++i) acc += double(x[i]) * double(x[i]);
+#pragma omp ordered
+    total += acc;
+  }
+  return total;
+}
+
+void CpuBackend::adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr,
+                              float beta1, float beta2, float eps, float weight_decay,
+                              float bias_correction1, float bias_correction2) const {
+  // The PyTorch AdamW order: decay first, then the Adam step with bias-corrected moments.
+  const float step = lr / bias_correction1;
+  const float inv_sqrt_bc2 = 1.0f / std::sqrt(bias_correction2);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    p[i] *= 1.0f - lr * weight_decay;
+    p[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,106 @@
+// The decoder-only LLaMA model: token embedding; L blocks of RMSNorm → causal multi-head attention
+// with rotary embeddings → residual, RMSNorm → SwiGLU MLP → residual; final RMSNorm; LM head
+// (untied unless tie_embeddings); mean next-token cross-entropy. Parameter names and shapes are
+// Hugging Face LLaMA's.
+//
+// The model owns its flat parameter and gradient buffers and every activation buffer, sized once
+// for `max_batch` sequences of `seq_len` tokens: nothing is allocated inside a step. Forward and
+// backward are explicit, layer by layer, in llama.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/backend.h"
+#include "model/linear.h"
+#include "model/param_table.h"
+
+namespace cairn {
+
+struct ModelConfig {
+  int64_t vocab_size = 257;
+  int64_t dim = 128;       // C
+  int64_t n_layers = 4;    // L
+  int64_t n_heads = 4;     // NH
+  int64_t ffn_dim = 352;   // F
+  int64_t seq_len = 128;   // T
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool tie_embeddings = false;
+  float init_std = 0.02f;
+  LinearConfig linear;     // kind of the q,k,v,o,gate,up,down weights
+
+  int64_t head_size() const { return dim / n_heads; }
+  void validate() const;  // throws Error naming the offending key
+};
+
+// FLOPs of one training token (forward + backward) of the dense-equivalent model: 6·(matrix
+// parameters incl. the LM head) + 12·L·C·T for attention scores and values (the PaLM convention).
+double training_flops_per_token(const ModelConfig& cfg);
+
+class LlamaModel {
+ public:
+  LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch);
+  ~LlamaModel();
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const Backend& backend() const { return be_; }
+  const ParamTable& params() const { return table_; }
+  BufferTable& buffers() { return buffers_; }
+  const BufferTable& buffers() const { return buffers_; }
+  const std::vector<std::unique_ptr<Linear>>& linears() const { return linears_; }
+
+  // Flat buffers (backend memory): parameters and their gradients, same layout.
+  float* param_data() { return params_.data(); }
+  float* grad_data() { return grads_.data(); }
+  std::span<float> param_span() { return {params_.data(), size_t(params_.size())}; }
+  std::span<float> grad_span() { return {grads_.data(), size_t(grads_.size())}; }
+
+  // Fresh initialization from a seed (Hugging Face LLaMA: normal(0, init_std), norms 1).
+  void init_weights(uint64_t seed);
+  void zero_grads() { grads_.zero(); }
+
+  // One micro-batch of B ≤ max_batch sequences: tokens are [B, T] inputs and [B, T] targets
+  // (host memory). Returns the mean loss over the B·T targets and ACCUMULATES into the gradients
+  // d(grad_scale · mean loss)/dθ, so a trainer with k micro-steps passes grad_scale = 1/k.
+  float forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale);
+  // Mean loss without gradients (validation).
+  float forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B);
+  // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
+  std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
+
+  int64_t max_batch() const { return max_batch_; }
+  int64_t activation_bytes() const;
+
+ private:
+  struct Layer;
+  void forward(int64_t B);  // on the uploaded tokens
+  void upload_tokens(const int32_t* inputs, const int32_t* targets, int64_t B);
+  void backward(int64_t B);
+  const float* lm_head_weight() const;
+  int64_t lm_head_grad_offset() const;
+
+  ModelConfig cfg_;
+  const Backend& be_;
+  int64_t max_batch_;
+  ParamTable table_;
+  BufferTable buffers_;
+  std::vector<std::unique_ptr<Linear>> linears_;
+  std::vector<Layer> layers_;
+  int64_t embed_offset_ = 0, final_norm_offset_ = 0, lm_head_offset_ = -1;
+
+  DeviceArray<float> params_, grads_;
+  DeviceArray<float> rope_cos_, rope_sin_;
+  DeviceArray<int32_t> inputs_, targets_;
+  // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer.
+  DeviceArray<float> residual_, final_norm_, final_rstd_, logits_, losses_;
+  // Backward scratch shared by all layers.
+  DeviceArray<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, dprobs_, linear_ws_, tmp_;
+};
+
+}  // namespace cairn
