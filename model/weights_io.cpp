@@ -1,0 +1,70 @@
+// Weights file I/O (see weights_io.h).
+#include "model/weights_io.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "util/error.h"
+#include "util/h5.h"
+
+namespace cairn {
+
+static constexpr const char* kWeightsFormat = "cairn-weights";
+static constexpr int64_t kWeightsVersion = 1;
+
+void save_model_weights(const LlamaModel& model, const std::string& path, const std::string& config_toml) {
+  const Backend& be = model.backend();
+  std::vector<float> host(static_cast<size_t>(model.params().total()));
+  be.copy_to_host(host.data(), const_cast<LlamaModel&>(model).param_data(), int64_t(host.size()) * 4);
+  const std::string tmp = path + ".tmp";
+  {
+    H5File f = H5File::create(tmp);
+    write_attr_string(f, "format", kWeightsFormat);
+    write_attr_int(f, "format_version", kWeightsVersion);
+    write_attr_string(f, "config", config_toml);
+    H5Group params = H5Group::create(f, "params");
+    for (const auto& r : model.params().rows()) write_dataset(params, r.name, host.data() + r.offset, r.shape);
+    H5Group buffers = H5Group::create(f, "buffers");
+    for (const auto& b : model.buffers().rows()) write_dataset(buffers, b.name, b.data.data(), b.shape);
+    f.close();
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+static H5File open_weights(const std::string& path) {
+  H5File f = H5File::open(path);
+  if (!has_attr(f, "format") || read_attr_string(f, "format") != kWeightsFormat)
+    throw Error(str("'", path, "' is not a cairn weights file (missing format attribute)"));
+  if (read_attr_int(f, "format_version") != kWeightsVersion)
+    throw Error(str("'", path, "' has weights format version ", read_attr_int(f, "format_version"),
+                    "; this cairn reads version ", kWeightsVersion));
+  return f;
+}
+
+void load_model_weights(LlamaModel& model, const std::string& path) {
+  H5File f = open_weights(path);
+  // Check everything before touching the model.
+  for (const auto& r : model.params().rows()) {
+    const std::string p = "params/" + r.name;
+    if (!f.has(p)) throw Error(str("'", path, "' has no parameter '", r.name, "': it was saved from a different model"));
+    if (f.dataset_shape(p) != r.shape)
+      throw Error(str("parameter '", r.name, "' in '", path, "' has a different shape than the configured model"));
+  }
+  for (const auto& b : model.buffers().rows())
+    if (!f.has("buffers/" + b.name) || f.dataset_shape("buffers/" + b.name) != b.shape)
+      throw Error(str("'", path, "' lacks buffer '", b.name, "' of the configured shape"));
+  std::vector<float> host(static_cast<size_t>(model.params().total()), 0.0f);
+  for (const auto& r : model.params().rows()) {
+    auto arr = read_dataset<float>(f, "params/" + r.name);
+    std::copy(arr.data.begin(), arr.data.end(), host.begin() + r.offset);
+  }
+  for (auto& b : model.buffers().rows()) b.data = read_dataset<int32_t>(f, "buffers/" + b.name).data;
+  model.backend().copy_to_device(model.param_data(), host.data(), int64_t(host.size()) * 4);
+}
+
+std::string read_weights_config(const std::string& path) {
+  return read_attr_string(open_weights(path), "config");
+}
+
+}  // namespace cairn

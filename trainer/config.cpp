@@ -1,0 +1,261 @@
+// The config key table and TOML reading/writing (see config.h).
+#include "trainer/config.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <variant>
+
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+using Field = std::variant<int64_t*, uint64_t*, float*, double*, bool*, std::string*, LinearKind*>;
+
+struct Key {
+  std::string name;  // "section.key"
+  Field field;
+  std::string doc;
+};
+
+// The one table of keys. Adding a field to TrainConfig means adding one line here.
+std::vector<Key> keys_of(TrainConfig& c) {
+  auto& m = c.model;
+  auto& o = c.optimizer;
+  auto& s = c.schedule;
+  auto& d = c.data;
+  auto& t = c.training;
+  return {
+      {"device", &c.device, "\"cpu\" (\"cuda\" where the CUDA backend is built)"},
+      {"model.vocab_size", &m.vocab_size, "vocabulary size V; 0 takes the dataset's"},
+      {"model.dim", &m.dim, "model width C"},
+      {"model.n_layers", &m.n_layers, "transformer blocks L"},
+      {"model.n_heads", &m.n_heads, "attention heads NH (dim / n_heads must be even)"},
+      {"model.ffn_dim", &m.ffn_dim, "SwiGLU hidden width F"},
+      {"model.seq_len", &m.seq_len, "sequence length T"},
+      {"model.norm_eps", &m.norm_eps, "RMSNorm epsilon"},
+      {"model.rope_theta", &m.rope_theta, "rotary embedding base"},
+      {"model.tie_embeddings", &m.tie_embeddings, "LM head shares the embedding matrix"},
+      {"model.init_std", &m.init_std, "std of the normal initialization"},
+      {"model.linear", &m.linear.kind, "projection weights: \"dense\" | \"lowrank\" | \"sltrain\""},
+      {"model.rank", &m.linear.rank, "rank r of low-rank / SLTrain factors"},
+      {"model.alpha", &m.linear.alpha, "low-rank scale s = alpha / r"},
+      {"model.density", &m.linear.density, "SLTrain sparse density delta"},
+      {"model.sltrain_path", &m.linear.sltrain_path, "\"auto\" | \"materialized\" | \"factored\""},
+      {"optimizer.name", &o.name, "\"adamw\" | \"fira\" | \"galore\""},
+      {"optimizer.beta1", &o.beta1, "Adam beta1"},
+      {"optimizer.beta2", &o.beta2, "Adam beta2"},
+      {"optimizer.eps", &o.eps, "Adam epsilon"},
+      {"optimizer.weight_decay", &o.weight_decay, "decoupled weight decay"},
+      {"optimizer.decay_norms", &o.decay_norms, "apply weight decay to RMSNorm gains"},
+      {"optimizer.decay_embeddings", &o.decay_embeddings, "apply weight decay to embedding and LM head"},
+      {"optimizer.grad_clip", &o.grad_clip, "global gradient-norm clip (0: off)"},
+      {"optimizer.rank", &o.rank, "Fira/GaLore projection rank"},
+      {"optimizer.update_gap", &o.update_gap, "Fira/GaLore steps between projection refreshes"},
+      {"optimizer.alpha", &o.alpha, "Fira/GaLore scale"},
+      {"optimizer.limiter_gamma", &o.limiter_gamma, "Fira norm-growth limiter"},
+      {"optimizer.residual_form", &o.residual_form, "Fira residual: \"code\" | \"paper\""},
+      {"schedule.kind", &s.kind, "\"cosine\" | \"constant\""},
+      {"schedule.lr", &s.lr, "peak learning rate"},
+      {"schedule.min_lr_ratio", &s.min_lr_ratio, "final LR as a fraction of the peak"},
+      {"schedule.warmup", &s.warmup, "warmup: a fraction of steps if < 1, else a step count"},
+      {"data.train", &d.train, "token dataset written by `cairn prepare`"},
+      {"data.seed", &d.seed, "seed of the data order"},
+      {"training.micro_batch", &t.micro_batch, "sequences per rank per micro-step"},
+      {"training.grad_accum", &t.grad_accum, "micro-steps per optimizer step"},
+      {"training.steps", &t.steps, "optimizer steps"},
+      {"training.seed", &t.seed, "seed of the initialization"},
+      {"training.log_every", &t.log_every, "steps between log lines"},
+      {"training.eval_every", &t.eval_every, "steps between validations (0: off)"},
+      {"training.eval_batches", &t.eval_batches, "micro-batches per validation"},
+      {"training.skip_nonfinite", &t.skip_nonfinite, "skip steps with non-finite loss instead of stopping"},
+      {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
+      {"training.peak_flops", &t.peak_flops, "peak FLOP/s for MFU (0: measure GEMM peak)"},
+      {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
+      {"output.plot", &c.output.plot, "draw loss.png at the end"},
+  };
+}
+
+Key* find_key(std::vector<Key>& keys, const std::string& name) {
+  for (auto& k : keys)
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+[[noreturn]] void unknown_key(const std::string& name, const std::string& origin) {
+  TrainConfig probe;
+  std::string section = name.substr(0, name.find('.'));
+  std::string known;
+  for (const auto& k : keys_of(probe))
+    if (k.name.rfind(section + ".", 0) == 0) known += (known.empty() ? "" : ", ") + k.name;
+  throw Error(str("unknown config key '", name, "' in ", origin,
+                  known.empty() ? std::string("") : str(" (keys of [", section, "]: ", known, ")")));
+}
+
+// Sets one field from a TOML node, checking its type.
+void set_field(Key& key, const toml::node& node, const std::string& origin) {
+  auto wrong = [&](const char* want) -> Error {
+    return Error(str("config key '", key.name, "' in ", origin, " must be ", want));
+  };
+  std::visit(
+      [&](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) {
+          if (!node.is_boolean()) throw wrong("a boolean (true or false)");
+          *p = *node.value<bool>();
+        } else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) {
+          if (!node.is_integer()) throw wrong("an integer");
+          const int64_t v = *node.value<int64_t>();
+          if (std::is_same_v<T, uint64_t> && v < 0) throw wrong("a non-negative integer");
+          *p = T(v);
+        } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+          if (!node.is_number()) throw wrong("a number");
+          *p = T(*node.value<double>());
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (!node.is_string()) throw wrong("a string");
+          *p = *node.value<std::string>();
+        } else {  // LinearKind
+          if (!node.is_string()) throw wrong("a string");
+          *p = linear_kind_from_string(*node.value<std::string>());
+        }
+      },
+      key.field);
+}
+
+void apply_table(std::vector<Key>& keys, const toml::table& table, const std::string& prefix,
+                 const std::string& origin) {
+  for (const auto& [k, node] : table) {
+    const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = node.as_table()) {
+      apply_table(keys, *sub, name, origin);
+      continue;
+    }
+    Key* key = find_key(keys, name);
+    if (!key) unknown_key(name, origin);
+    set_field(*key, node, origin);
+  }
+}
+
+std::string format_field(const Field& f) {
+  return std::visit(
+      [](auto* p) -> std::string {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
+        else if constexpr (std::is_same_v<T, std::string>) {
+          std::ostringstream os;
+          os << toml::value<std::string>(*p);
+          return os.str();
+        } else if constexpr (std::is_same_v<T, LinearKind>) return str("\"", linear_kind_name(*p), "\"");
+        else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+          std::ostringstream os;
+          os << toml::value<double>(double(*p));  // shortest round-trip form
+          return os.str();
+        } else return std::to_string(*p);
+      },
+      f);
+}
+
+}  // namespace
+
+void config_apply_toml(TrainConfig& cfg, const std::string& text, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    throw Error(str("cannot parse ", origin, " line ", where.line, " column ", where.column, ": ", e.description()));
+  }
+  auto keys = keys_of(cfg);
+  apply_table(keys, table, "", origin);
+}
+
+void config_apply_file(TrainConfig& cfg, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(str("cannot read config file '", path, "': ", std::filesystem::exists(path) ? "permission denied" : "no such file"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  config_apply_toml(cfg, ss.str(), path);
+}
+
+void config_apply_override(TrainConfig& cfg, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error(str("--set expects section.key=value, got '", assignment, "'"));
+  const std::string name = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  auto keys = keys_of(cfg);
+  Key* key = find_key(keys, name);
+  if (!key) unknown_key(name, "--set");
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // a bare word: take it as a string
+  }
+  set_field(*key, *parsed.get("v"), "--set " + assignment);
+}
+
+std::string config_to_toml(const TrainConfig& cfg) {
+  TrainConfig copy = cfg;
+  std::ostringstream os;
+  std::string section = "";
+  for (const auto& k : keys_of(copy)) {
+    const auto dot = k.name.find('.');
+    const std::string sec = dot == std::string::npos ? "" : k.name.substr(0, dot);
+    const std::string leaf = dot == std::string::npos ? k.name : k.name.substr(dot + 1);
+    if (sec != section) {
+      os << "\n[" << sec << "]\n";
+      section = sec;
+    }
+    os << leaf << " = " << format_field(k.field) << "\n";
+  }
+  return os.str();
+}
+
+void config_validate(const TrainConfig& c) {
+  if (c.device != "cpu")
+    throw Error(str("device = \"", c.device, "\" is not available in this build: use \"cpu\""));
+  ModelConfig m = c.model;
+  if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
+  m.validate();
+  const auto& t = c.training;
+  if (t.micro_batch <= 0) throw Error("training.micro_batch must be positive");
+  if (t.grad_accum <= 0) throw Error("training.grad_accum must be positive");
+  if (t.steps <= 0) throw Error("training.steps must be positive");
+  if (t.log_every <= 0) throw Error("training.log_every must be positive");
+  if (t.eval_every < 0) throw Error("training.eval_every must be 0 (off) or positive");
+  if (t.eval_batches <= 0) throw Error("training.eval_batches must be positive");
+  if (!(c.schedule.lr > 0)) throw Error("schedule.lr must be positive");
+  if (c.schedule.warmup < 0) throw Error("schedule.warmup must be non-negative");
+  if (c.schedule.min_lr_ratio < 0 || c.schedule.min_lr_ratio > 1)
+    throw Error("schedule.min_lr_ratio must be in [0, 1]");
+  if (c.data.train.empty())
+    throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes.h5)");
+  if (c.optimizer.residual_form != "code" && c.optimizer.residual_form != "paper")
+    throw Error("optimizer.residual_form must be \"code\" or \"paper\"");
+}
+
+TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides) {
+  TrainConfig cfg;
+  if (!path.empty()) config_apply_file(cfg, path);
+  for (const auto& o : overrides) config_apply_override(cfg, o);
+  config_validate(cfg);
+  return cfg;
+}
+
+std::string config_describe() {
+  TrainConfig defaults;
+  std::ostringstream os;
+  for (const auto& k : keys_of(defaults)) {
+    std::string line = "  " + k.name + " = " + format_field(k.field);
+    if (line.size() < 44) line.resize(44, ' ');
+    os << line << "  " << k.doc << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace cairn

@@ -1,0 +1,29 @@
+// TOML configuration of a run. One table of keys maps every TrainConfig field to its TOML name,
+// type and meaning; reading a file, applying `--set key=value`, printing the resolved config and
+// storing it in checkpoints all go through that table, so they cannot disagree. Unknown keys and
+// wrong types are errors that name the key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "trainer/train_config.h"
+
+namespace cairn {
+
+// Reads a TOML file into cfg (keys absent from the file keep their current values).
+void config_apply_file(TrainConfig& cfg, const std::string& path);
+// Applies TOML text (used for stored configs and tests); `origin` names it in errors.
+void config_apply_toml(TrainConfig& cfg, const std::string& text, const std::string& origin);
+// Applies one "section.key=value" override; the value is parsed as TOML, or taken as a string.
+void config_apply_override(TrainConfig& cfg, const std::string& assignment);
+// The whole resolved config as TOML text, sections in a fixed order.
+std::string config_to_toml(const TrainConfig& cfg);
+// Loads file then overrides, and validates the result.
+TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides);
+// Cross-field checks (throws Error naming the key).
+void config_validate(const TrainConfig& cfg);
+// "key  (type)  meaning" lines for --help.
+std::string config_describe();
+
+}  // namespace cairn

@@ -1,0 +1,111 @@
+// Metrics logging and the console display (see metrics.h).
+#include "trainer/metrics.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <iostream>
+#include <vector>
+
+#include "util/error.h"
+
+namespace cairn {
+
+MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps)
+    : enabled_(enabled), tty_(enabled && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
+  if (!enabled_) return;
+  out_.open(jsonl_path, std::ios::app);
+  if (!out_) throw Error(str("cannot write metrics file '", jsonl_path, "': check that the run directory is writable"));
+}
+
+MetricsLog::~MetricsLog() {
+  if (bar_shown_) std::cout << "\n";
+}
+
+void MetricsLog::clear_bar() {
+  if (bar_shown_) std::cout << "\r\033[K";
+  bar_shown_ = false;
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) return str(std::round(s * 10) / 10, "s");
+  const int64_t t = int64_t(s);
+  char buf[32];
+  if (t < 3600) std::snprintf(buf, sizeof buf, "%ldm%02lds", long(t / 60), long(t % 60));
+  else std::snprintf(buf, sizeof buf, "%ldh%02ldm", long(t / 3600), long(t / 60 % 60));
+  return buf;
+}
+
+static std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+static std::string si(double v) {
+  char buf[64];
+  if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", v);
+  return buf;
+}
+
+void MetricsLog::log(const nlohmann::json& r) {
+  if (!enabled_) return;
+  out_ << r.dump() << "\n";
+  out_.flush();
+  std::string line = str("step ", r.value("step", 0), "/", total_steps_);
+  if (r.contains("loss")) line += " | loss " + fixed(r["loss"].get<double>(), 4);
+  for (const auto& [k, v] : r.items())
+    if (k.rfind("val_loss", 0) == 0) line += " | " + (k == "val_loss" ? std::string("val") : k.substr(9)) + " " + fixed(v.get<double>(), 4);
+  if (r.contains("lr")) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2e", r["lr"].get<double>());
+    line += str(" | lr ", buf);
+  }
+  if (r.contains("grad_norm")) line += " | gnorm " + fixed(r["grad_norm"].get<double>(), 3);
+  if (r.contains("tokens_per_s")) line += " | " + si(r["tokens_per_s"].get<double>()) + " tok/s";
+  if (r.contains("mfu")) line += " | MFU " + fixed(100 * r["mfu"].get<double>(), 1) + "%";
+  if (r.contains("elapsed_s")) line += " | " + format_duration(r["elapsed_s"].get<double>());
+  if (r.contains("eta_s")) line += " (ETA " + format_duration(r["eta_s"].get<double>()) + ")";
+  message(line);
+}
+
+void MetricsLog::message(const std::string& line) {
+  if (!enabled_) return;
+  clear_bar();
+  std::cout << line << std::endl;
+}
+
+void MetricsLog::progress(int64_t step, double elapsed_s) {
+  if (!tty_) return;
+  const int width = 30;
+  const double frac = double(step) / double(total_steps_);
+  const int filled = int(frac * width);
+  std::string bar(size_t(filled), '#');
+  bar.resize(width, '.');
+  const double eta = step > 0 ? elapsed_s / double(step) * double(total_steps_ - step) : NAN;
+  std::cout << "\r\033[K[" << bar << "] " << fixed(100 * frac, 1) << "% step " << step << "/" << total_steps_
+            << " ETA " << format_duration(eta) << std::flush;
+  bar_shown_ = true;
+}
+
+double measure_matmul_peak(const Backend& be) {
+  const int64_t n = 1024;
+  DeviceArray<float> a(be, n * n), b(be, n * n), c(be, n * n);
+  std::vector<float> host(static_cast<size_t>(n * n), 0.5f);
+  be.copy_to_device(a.data(), host.data(), n * n * 4);
+  be.copy_to_device(b.data(), host.data(), n * n * 4);
+  be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);  // warm up
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * double(n * n * n) / s);
+  }
+  return best;
+}
+
+}  // namespace cairn

@@ -1,0 +1,215 @@
+// The training loop (see trainer.h).
+#include "trainer/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <thread>
+
+#include "model/weights_io.h"
+#include "trainer/config.h"
+#include "trainer/optim/adamw.h"
+#include "util/error.h"
+
+namespace cairn {
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
+                                          std::vector<int> owned_rows, const Backend& be) {
+  if (cfg.optimizer.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), cfg.optimizer, be);
+  throw Error(str("optimizer.name = \"", cfg.optimizer.name, "\" is not an optimizer of this cairn: use \"adamw\""));
+}
+
+// The model's vocabulary: the configured one, or the dataset's when model.vocab_size = 0.
+static TrainConfig resolve(TrainConfig cfg, const TokenDataset& data) {
+  if (cfg.model.vocab_size == 0) cfg.model.vocab_size = data.vocab_size();
+  if (data.vocab_size() > cfg.model.vocab_size)
+    throw Error(str("dataset '", data.path(), "' has vocabulary ", data.vocab_size(), " but model.vocab_size is ",
+                    cfg.model.vocab_size, ": set model.vocab_size = 0 (take the dataset's) or >= ", data.vocab_size()));
+  return cfg;
+}
+
+Trainer::Trainer(TrainConfig cfg, Communicator& comm)
+    : cfg_(std::move(cfg)),
+      comm_(comm),
+      data_(TokenDataset::open(cfg_.data.train)),
+      train_split_(train_windows(data_, cfg_.model.seq_len)),
+      sampler_(train_split_.count, cfg_.data.seed) {
+  config_validate(cfg_);
+  cfg_ = resolve(cfg_, data_);
+  has_val_ = data_.val_tokens() > cfg_.model.seq_len;
+  if (has_val_) val_split_ = val_windows(data_, cfg_.model.seq_len);
+
+  const int threads = cfg_.training.threads > 0
+                          ? int(cfg_.training.threads)
+                          : threads_per_rank(comm_, int(std::max(1u, std::thread::hardware_concurrency())));
+  cpu_set_threads(threads);
+
+  const Backend& be = cpu_backend();
+  model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
+  model_->init_weights(cfg_.training.seed);
+  std::vector<int> rows(model_->params().rows().size());
+  std::iota(rows.begin(), rows.end(), 0);
+  optimizer_ = make_optimizer(cfg_, model_->params(), rows, be);
+  schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
+
+  const int64_t T = cfg_.model.seq_len, B = cfg_.training.micro_batch;
+  inputs_.resize(size_t(B * T));
+  targets_.resize(size_t(B * T));
+  window_.resize(size_t(T + 1));
+  flops_per_token_ = training_flops_per_token(cfg_.model);
+  peak_flops_ = cfg_.training.peak_flops > 0 ? cfg_.training.peak_flops : measure_matmul_peak(be);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::global_batch() const {
+  return cfg_.training.micro_batch * cfg_.training.grad_accum * comm_.size();
+}
+
+void Trainer::read_window(int64_t start, int32_t* inputs, int32_t* targets) {
+  const int64_t T = cfg_.model.seq_len;
+  data_.read(start, T + 1, window_.data());
+  std::copy_n(window_.begin(), T, inputs);
+  std::copy_n(window_.begin() + 1, T, targets);
+}
+
+StepResult Trainer::train_step() {
+  const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len, A = cfg_.training.grad_accum;
+  const int64_t world = comm_.size(), rank = comm_.rank();
+  StepResult res;
+  model_->zero_grads();
+  double loss_sum = 0;
+  for (int64_t a = 0; a < A; ++a) {
+    const int64_t first = state_.samples + (a * world + rank) * B;
+    for (int64_t b = 0; b < B; ++b)
+      read_window(train_split_.start(sampler_.window_for(first + b)), inputs_.data() + b * T, targets_.data() + b * T);
+    loss_sum += model_->forward_backward(inputs_.data(), targets_.data(), B, 1.0f / float(A));
+  }
+  double loss = loss_sum / double(A);
+  comm_.all_reduce(&loss, 1, ReduceOp::avg);
+  const Backend& be = model_->backend();
+  const int64_t n = model_->params().total();
+  comm_.all_reduce(model_->grad_data(), n, ReduceOp::avg);
+
+  res.loss = float(loss);
+  res.grad_norm = std::sqrt(be.sum_squares(model_->grad_data(), n));
+  res.lr = schedule_->lr(state_.step);
+  if (!std::isfinite(res.loss) || !std::isfinite(res.grad_norm)) {
+    if (!cfg_.training.skip_nonfinite)
+      throw Error(str("non-finite ", std::isfinite(res.loss) ? "gradient norm" : "loss", " at step ", state_.step + 1,
+                      " (loss ", res.loss, ", gradient norm ", res.grad_norm,
+                      "): lower schedule.lr or set training.skip_nonfinite = true to skip such steps"));
+    res.skipped = true;
+    ++state_.skipped_steps;
+  } else {
+    const float clip = cfg_.optimizer.grad_clip;
+    if (clip > 0 && res.grad_norm > clip) be.scale_inplace(model_->grad_data(), float(clip / res.grad_norm), n);
+    optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
+  }
+  ++state_.step;
+  state_.samples += global_batch();
+  state_.tokens += global_batch() * T;
+  return res;
+}
+
+double Trainer::validate() {
+  if (!has_val_) return NAN;
+  const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len;
+  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, val_split_.count / B);
+  double sum_count[2] = {0, 0};
+  for (int64_t k = comm_.rank(); k < std::max<int64_t>(batches, 1); k += comm_.size()) {
+    const int64_t rows = batches > 0 ? B : std::min(B, val_split_.count);
+    for (int64_t b = 0; b < rows; ++b)
+      read_window(val_split_.start(k * B + b), inputs_.data() + b * T, targets_.data() + b * T);
+    sum_count[0] += double(model_->forward_loss(inputs_.data(), targets_.data(), rows)) * double(rows);
+    sum_count[1] += double(rows);
+  }
+  comm_.all_reduce(sum_count, 2, ReduceOp::sum);
+  return sum_count[0] / sum_count[1];
+}
+
+void Trainer::print_startup() {
+  if (comm_.rank() != 0) return;
+  const auto& t = model_->params();
+  std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
+  std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
+            << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
+            << ", seq " << cfg_.model.seq_len << ": " << t.count() << " parameters ("
+            << t.count(ParamRole::matrix) << " dense matrix, " << t.count(ParamRole::lowrank_factor)
+            << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
+            << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
+            << t.count(ParamRole::norm) << " norm)\n";
+  std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
+            << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
+            << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  std::cout << "data: " << data_.path() << ": " << data_.train_tokens() << " training tokens (" << train_split_.count
+            << " windows), " << data_.val_tokens() << " validation tokens\n";
+  std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
+            << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
+            << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
+  std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
+            << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
+            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured fp32 GEMM)") << "\n"
+            << std::endl;
+}
+
+void Trainer::run() {
+  namespace fs = std::filesystem;
+  const std::string& dir = cfg_.output.run_dir;
+  if (comm_.rank() == 0) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
+  }
+  comm_.barrier();
+  print_startup();
+  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  auto interval_start = start;
+  int64_t interval_tokens = 0;
+  double interval_loss = 0;
+  int64_t interval_steps = 0;
+  while (state_.step < cfg_.training.steps) {
+    const StepResult r = train_step();
+    interval_tokens += global_batch() * cfg_.model.seq_len;
+    if (!r.skipped) {
+      interval_loss += r.loss;
+      ++interval_steps;
+    }
+    const auto now = clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start).count();
+    const bool last = state_.step == cfg_.training.steps;
+    const bool do_eval = cfg_.training.eval_every > 0 && (state_.step % cfg_.training.eval_every == 0 || last);
+    if (state_.step % cfg_.training.log_every == 0 || last || do_eval) {
+      const double dt = std::chrono::duration<double>(now - interval_start).count();
+      const double tps = double(interval_tokens) / dt;
+      nlohmann::json rec = {{"step", state_.step},
+                            {"tokens", state_.tokens},
+                            {"loss", interval_steps ? interval_loss / double(interval_steps) : double(r.loss)},
+                            {"lr", r.lr},
+                            {"grad_norm", r.grad_norm},
+                            {"tokens_per_s", tps},
+                            {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
+                            {"elapsed_s", elapsed},
+                            {"eta_s", elapsed / double(state_.step) * double(cfg_.training.steps - state_.step)}};
+      if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
+      if (do_eval && has_val_) rec["val_loss"] = validate();
+      log.log(rec);
+      interval_start = clock::now();
+      interval_tokens = 0;
+      interval_loss = 0;
+      interval_steps = 0;
+    }
+    log.progress(state_.step, elapsed);
+  }
+  if (comm_.rank() == 0) {
+    save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
+    log.message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
+                    format_duration(std::chrono::duration<double>(clock::now() - start).count())));
+  }
+}
+
+}  // namespace cairn

@@ -1,0 +1,83 @@
+// The training loop of one data-parallel rank. A run is a function of (config, seed, data,
+// world size): the global batch of step s is the global samples [s·GB, (s+1)·GB) with
+// GB = micro_batch · grad_accum · world size; micro-step a of rank r takes the micro_batch samples
+// starting at s·GB + (a·world + r)·micro_batch. So N ranks with micro-batch b see exactly what
+// one rank with micro-batch N·b sees. The trainer talks to other ranks only through its
+// Communicator.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "data/sampler.h"
+#include "data/token_dataset.h"
+#include "model/llama.h"
+#include "trainer/metrics.h"
+#include "trainer/optim/optimizer.h"
+#include "trainer/schedule.h"
+#include "trainer/train_config.h"
+
+namespace cairn {
+
+// Where a run stands; everything needed to continue it exactly (with the weights and the
+// optimizer state).
+struct TrainerState {
+  int64_t step = 0;            // optimizer steps completed
+  int64_t samples = 0;         // global samples consumed (the data cursor)
+  int64_t tokens = 0;          // training tokens consumed
+  int64_t skipped_steps = 0;   // non-finite steps skipped (training.skip_nonfinite)
+};
+
+struct StepResult {
+  float loss = 0;       // mean training loss over the global batch
+  double grad_norm = 0; // before clipping
+  float lr = 0;
+  bool skipped = false;
+};
+
+class Trainer {
+ public:
+  // Opens the dataset, builds and initializes the model and the optimizer. Throws Error for a
+  // bad config or dataset.
+  Trainer(TrainConfig cfg, Communicator& comm);
+  ~Trainer();
+
+  // Trains until training.steps, logging and validating as configured; saves the final weights.
+  void run();
+  // One optimizer step (exposed for tests).
+  StepResult train_step();
+  // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split).
+  double validate();
+
+  const TrainConfig& config() const { return cfg_; }
+  const TrainerState& state() const { return state_; }
+  LlamaModel& model() { return *model_; }
+  Optimizer& optimizer() { return *optimizer_; }
+  int64_t global_batch() const;
+
+ private:
+  void read_window(int64_t start, int32_t* inputs, int32_t* targets);
+  void print_startup();
+
+  TrainConfig cfg_;
+  Communicator& comm_;
+  TokenDataset data_;
+  WindowSplit train_split_, val_split_;
+  bool has_val_ = false;
+  WindowSampler sampler_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  TrainerState state_;
+  std::vector<int32_t> inputs_, targets_, window_;
+  double flops_per_token_ = 0, peak_flops_ = 0;
+};
+
+// Builds the optimizer named by cfg.optimizer.name for the given owned rows.
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
+                                          std::vector<int> owned_rows, const Backend& be);
+
+}  // namespace cairn
