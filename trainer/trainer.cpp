@@ -21,6 +21,12 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTab
   throw Error(str("optimizer.name = \"", cfg.optimizer.name, "\" is not an optimizer of this cairn: use \"adamw\""));
 }
 
+double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
+  const double norm = std::sqrt(be.sum_squares(grads, n));
+  if (clip > 0 && norm > clip) be.scale_inplace(grads, float(clip / norm), n);
+  return norm;
+}
+
 // The model's vocabulary: the configured one, or the dataset's when model.vocab_size = 0.
 static TrainConfig resolve(TrainConfig cfg, const TokenDataset& data) {
   if (cfg.model.vocab_size == 0) cfg.model.vocab_size = data.vocab_size();
@@ -94,7 +100,7 @@ StepResult Trainer::train_step() {
   comm_.all_reduce(model_->grad_data(), n, ReduceOp::avg);
 
   res.loss = float(loss);
-  res.grad_norm = std::sqrt(be.sum_squares(model_->grad_data(), n));
+  res.grad_norm = clip_gradients(be, model_->grad_data(), n, cfg_.optimizer.grad_clip);
   res.lr = schedule_->lr(state_.step);
   if (!std::isfinite(res.loss) || !std::isfinite(res.grad_norm)) {
     if (!cfg_.training.skip_nonfinite)
@@ -104,8 +110,6 @@ StepResult Trainer::train_step() {
     res.skipped = true;
     ++state_.skipped_steps;
   } else {
-    const float clip = cfg_.optimizer.grad_clip;
-    if (clip > 0 && res.grad_norm > clip) be.scale_inplace(model_->grad_data(), float(clip / res.grad_norm), n);
     optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
   }
   ++state_.step;

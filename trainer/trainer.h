@@ -76,6 +76,10 @@ class Trainer {
   double flops_per_token_ = 0, peak_flops_ = 0;
 };
 
+// Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.
+// Returns the norm before clipping.
+double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
+
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be);

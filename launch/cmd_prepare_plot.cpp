@@ -1,0 +1,87 @@
+// `cairn prepare` (text to a token dataset) and `cairn plot` (metrics to a PNG).
+#include <filesystem>
+#include <iostream>
+
+#include "data/prepare.h"
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "launch/plot.h"
+#include "util/error.h"
+
+namespace cairn {
+
+static const CommandSpec kPrepareSpec{
+    "prepare",
+    "--out FILE.h5 [--input PATH ...] [options]",
+    "Tokenizes text files into an HDF5 token dataset with a held-out validation split.\n"
+    "Without --input it reads Debian's fortunes corpus (" + std::string(kDefaultCorpus) + ", split on \"%\").",
+    {{"input", "PATH", "a text file or a directory of them", true},
+     {"out", "FILE", "the dataset to write (.h5)"},
+     {"tokenizer", "KIND", "\"byte\" (default), \"sentencepiece\" (trained here) or \"sentencepiece:MODEL\""},
+     {"vocab-size", "N", "vocabulary of a trained SentencePiece model (default 8000)"},
+     {"split-on", "LINE", "documents are separated by lines equal to LINE (default: one per file)"},
+     {"val-fraction", "F", "fraction of tokens held out for validation (default 0.05)"},
+     {"seed", "N", "seed of the document shuffle (default 0)"}},
+    ""};
+
+int cmd_prepare(int argc, char** argv) {
+  Args args(kPrepareSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kPrepareSpec);
+    return 0;
+  }
+  PrepareOptions o;
+  o.inputs = args.all("input");
+  if (o.inputs.empty()) {
+    o.inputs = {kDefaultCorpus};
+    o.split_on = "%";
+  }
+  o.split_on = args.get("split-on", o.split_on);
+  o.output = args.get("out");
+  if (o.output.empty()) throw Error("cairn prepare: --out FILE.h5 is required");
+  o.tokenizer = args.get("tokenizer", o.tokenizer);
+  o.vocab_size = int(args.get_number("vocab-size", o.vocab_size));
+  o.val_fraction = args.get_number("val-fraction", o.val_fraction);
+  o.seed = uint64_t(args.get_number("seed", 0));
+  const auto parent = std::filesystem::path(o.output).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  const PrepareSummary s = prepare_dataset(o);
+  std::cout << "prepared " << o.output << ": " << s.files << " files, " << s.documents << " documents, "
+            << s.tokens << " tokens (" << s.train_tokens << " training, " << s.val_tokens << " validation), "
+            << s.tokenizer << " tokenizer, vocabulary " << s.vocab_size << "\n";
+  if (!s.model_path.empty()) std::cout << "tokenizer model: " << s.model_path << "\n";
+  return 0;
+}
+
+static const CommandSpec kPlotSpec{
+    "plot",
+    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--y KEY ...] [--log-y]",
+    "Draws loss curves (training and validation) of one or more runs into a PNG.",
+    {{"out", "FILE", "PNG to write (default: loss.png in the first run directory)"},
+     {"y", "KEY", "metric to draw (default: loss and every val_loss*)", true},
+     {"x", "KEY", "x axis: step (default) or tokens"},
+     {"log-y", "", "logarithmic y axis"}},
+    ""};
+
+int cmd_plot(int argc, char** argv) {
+  Args args(kPlotSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kPlotSpec);
+    return 0;
+  }
+  if (args.positional().empty()) throw Error("cairn plot: give at least one run directory or metrics.jsonl");
+  std::vector<std::string> files;
+  for (const auto& p : args.positional())
+    files.push_back(std::filesystem::is_directory(p) ? p + "/metrics.jsonl" : p);
+  PlotOptions o;
+  o.y_keys = args.all("y");
+  o.x_key = args.get("x", o.x_key);
+  o.log_y = args.has("log-y");
+  const std::string out =
+      args.get("out", (std::filesystem::path(files[0]).parent_path() / "loss.png").string());
+  plot_metrics(files, out, o);
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+}  // namespace cairn

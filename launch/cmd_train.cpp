@@ -1,0 +1,60 @@
+// `cairn train`: one data-parallel rank of a training run (alone, or under mpirun / srun).
+#include <filesystem>
+#include <iostream>
+
+#include "comm/communicator.h"
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "launch/plot.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
+#include "util/error.h"
+
+namespace cairn {
+
+static const CommandSpec kTrainSpec{
+    "train",
+    "--config FILE [--set section.key=value ...]",
+    "Trains a LLaMA-style model on a token dataset. Under mpirun or srun every rank runs this\n"
+    "command and they train one model data-parallel; only rank 0 prints and writes metrics.",
+    {{"config", "FILE", "TOML run configuration (configs/ has presets)"},
+     {"set", "KEY=VALUE", "override one config key, e.g. --set training.steps=200", true}},
+    ""};
+
+int cmd_train(int argc, char** argv) {
+  Args args(kTrainSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kTrainSpec) << "\nconfig keys (defaults):\n" << config_describe();
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error(str("cairn train: unexpected argument '", args.positional()[0], "'"));
+  auto comm = make_communicator(&argc, &argv);
+  try {
+    const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
+    if (comm->rank() == 0 && comm->size() > 1) {
+      const auto hosts = comm->all_gather_strings(comm->host());
+      std::cout << "cairn train: " << comm->size() << " ranks (" << comm->name() << ")\n";
+      for (size_t r = 0; r < hosts.size(); ++r) std::cout << "  rank " << r << " on " << hosts[r] << "\n";
+    } else if (comm->size() > 1) {
+      comm->all_gather_strings(comm->host());
+    }
+    Trainer trainer(cfg, *comm);
+    trainer.run();
+    if (comm->rank() == 0) {
+      const std::string dir = trainer.config().output.run_dir;
+      std::cout << "metrics: " << dir << "/metrics.jsonl\n";
+      if (trainer.config().output.plot) {
+        plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{});
+        std::cout << "loss curves: " << dir << "/loss.png\n";
+      }
+      std::cout << "final weights: " << dir << "/model.h5" << std::endl;
+    }
+  } catch (const std::exception& e) {
+    // One rank failing must end every rank, never leave the others waiting in a collective.
+    if (comm->size() > 1) comm->abort(str("cairn train: rank ", comm->rank(), ": error: ", e.what()));
+    throw;
+  }
+  return 0;
+}
+
+}  // namespace cairn

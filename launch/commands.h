@@ -1,0 +1,11 @@
+// The `cairn` subcommands. Each takes the whole argv (its own options start at argv[2]) and
+// returns the process exit code; errors a user can cause are thrown as cairn::Error.
+#pragma once
+
+namespace cairn {
+
+int cmd_train(int argc, char** argv);
+int cmd_prepare(int argc, char** argv);
+int cmd_plot(int argc, char** argv);
+
+}  // namespace cairn

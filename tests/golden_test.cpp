@@ -1,0 +1,115 @@
+// cairn against the PyTorch reference (tools/reference/llama_reference.py): logits, loss and
+// every gradient of a tiny LLaMA for one batch, and a 10-step AdamW loss curve with clipping.
+// The golden values are float64 from float32 weights; cairn computes in float32.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "model/llama.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/trainer.h"
+#include "util/h5.h"
+
+namespace cairn {
+namespace {
+
+const std::string kGolden = std::string(CAIRN_SOURCE_DIR) + "/tests/golden/tiny_llama.h5";
+
+struct Golden {
+  H5File f = H5File::open(kGolden);
+  ModelConfig cfg;
+  int64_t B;
+  OptimizerConfig opt;
+  float lr;
+  Golden() {
+    cfg.vocab_size = read_attr_int(f, "vocab_size");
+    cfg.dim = read_attr_int(f, "dim");
+    cfg.n_layers = read_attr_int(f, "n_layers");
+    cfg.n_heads = read_attr_int(f, "n_heads");
+    cfg.ffn_dim = read_attr_int(f, "ffn_dim");
+    cfg.seq_len = read_attr_int(f, "seq_len");
+    cfg.norm_eps = float(read_attr_double(f, "norm_eps"));
+    cfg.rope_theta = float(read_attr_double(f, "rope_theta"));
+    cfg.tie_embeddings = read_attr_int(f, "tied") != 0;
+    B = read_attr_int(f, "batch");
+    opt.beta1 = float(read_attr_double(f, "beta1"));
+    opt.beta2 = float(read_attr_double(f, "beta2"));
+    opt.eps = float(read_attr_double(f, "eps"));
+    opt.weight_decay = float(read_attr_double(f, "weight_decay"));
+    opt.grad_clip = float(read_attr_double(f, "clip"));
+    lr = float(read_attr_double(f, "lr"));
+  }
+  void load_params(LlamaModel& m, const std::string& group) {
+    for (const auto& r : m.params().rows()) {
+      auto a = read_dataset<float>(f, group + "/" + r.name);
+      ASSERT_EQ(a.shape, r.shape) << r.name;
+      std::copy(a.data.begin(), a.data.end(), m.param_data() + r.offset);
+    }
+  }
+  // inputs/targets of batch s from /tokens [steps, B, T+1]
+  void batch(int64_t s, std::vector<int32_t>& in, std::vector<int32_t>& tg) {
+    auto tok = read_dataset<int32_t>(f, "tokens");
+    const int64_t T = cfg.seq_len;
+    in.resize(size_t(B * T));
+    tg.resize(size_t(B * T));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) {
+        in[size_t(b * T + t)] = tok.data[size_t((s * B + b) * (T + 1) + t)];
+        tg[size_t(b * T + t)] = tok.data[size_t((s * B + b) * (T + 1) + t + 1)];
+      }
+  }
+};
+
+TEST(Golden, LogitsLossAndGradientsMatchPyTorch) {
+  Golden g;
+  LlamaModel m(g.cfg, cpu_backend(), g.B);
+  g.load_params(m, "params");
+  std::vector<int32_t> in, tg;
+  g.batch(0, in, tg);
+
+  const auto logits = m.forward_logits(in.data(), g.B);
+  const auto ref = read_dataset<double>(g.f, "logits");
+  ASSERT_EQ(ref.data.size(), logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) ASSERT_NEAR(logits[i], ref.data[i], 2e-5 + 1e-4 * std::abs(ref.data[i])) << i;
+
+  m.zero_grads();
+  const float loss = m.forward_backward(in.data(), tg.data(), g.B, 1.0f);
+  EXPECT_NEAR(loss, read_dataset<double>(g.f, "loss0").data[0], 1e-5);
+  for (const auto& r : m.params().rows()) {
+    const auto gr = read_dataset<double>(g.f, "grads/" + r.name);
+    double max_ref = 0;
+    for (double v : gr.data) max_ref = std::max(max_ref, std::abs(v));
+    for (int64_t i = 0; i < r.numel; ++i)
+      ASSERT_NEAR(m.grad_data()[r.offset + i], gr.data[size_t(i)], 1e-6 + 1e-4 * max_ref) << r.name << " [" << i << "]";
+  }
+}
+
+TEST(Golden, TenAdamWStepsMatchPyTorch) {
+  Golden g;
+  LlamaModel m(g.cfg, cpu_backend(), g.B);
+  g.load_params(m, "params");
+  std::vector<int> rows(m.params().rows().size());
+  std::iota(rows.begin(), rows.end(), 0);
+  AdamW opt(m.params(), rows, g.opt, cpu_backend());
+  const auto losses = read_dataset<double>(g.f, "losses").data;
+  const auto norms = read_dataset<double>(g.f, "grad_norms").data;
+  std::vector<int32_t> in, tg;
+  for (int64_t s = 0; s < int64_t(losses.size()); ++s) {
+    g.batch(s, in, tg);
+    m.zero_grads();
+    const float loss = m.forward_backward(in.data(), tg.data(), g.B, 1.0f);
+    const double norm = clip_gradients(cpu_backend(), m.grad_data(), m.params().total(), g.opt.grad_clip);
+    EXPECT_NEAR(loss, losses[size_t(s)], 1e-4) << "step " << s;
+    EXPECT_NEAR(norm, norms[size_t(s)], 1e-4 * norms[size_t(s)]) << "step " << s;
+    opt.step(m.param_span(), m.grad_span(), g.lr);
+  }
+  for (const auto& r : m.params().rows()) {
+    const auto fp = read_dataset<double>(g.f, "final_params/" + r.name);
+    for (int64_t i = 0; i < r.numel; ++i)
+      ASSERT_NEAR(m.param_data()[r.offset + i], fp.data[size_t(i)], 1e-4) << r.name << " [" << i << "]";
+  }
+}
+
+}  // namespace
+}  // namespace cairn
