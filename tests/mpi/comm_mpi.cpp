@@ -1,0 +1,232 @@
+// The MPI Communicator under mpirun (any number of ranks, see comm.cmake): every collective
+// against a closed form or a straightforward reference, once with whole buffers and once with
+// MPI calls limited to 7 elements so the chunked paths run. The job fails if any rank fails.
+// `--scenario=timeout|kill` instead runs a failure (a hung or a killed rank) for expect_failure.sh.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace cairn {
+namespace {
+
+Communicator* whole_comm = nullptr;    // default options
+Communicator* chunked_comm = nullptr;  // max_count = 7
+
+class CommMpi : public testing::TestWithParam<bool> {
+ protected:
+  Communicator& comm() { return GetParam() ? *chunked_comm : *whole_comm; }
+  // Sizes around the chunk limit of 7, and larger ones where chunking is cheap.
+  std::vector<int64_t> sizes() {
+    if (GetParam()) return {0, 1, 6, 7, 8, 15, 100};
+    return {0, 1, 7, 1000, 100003};
+  }
+};
+
+TEST_P(CommMpi, KnowsRanksAndHosts) {
+  Communicator& c = comm();
+  EXPECT_GE(c.size(), 2);
+  EXPECT_GE(c.rank(), 0);
+  EXPECT_LT(c.rank(), c.size());
+  EXPECT_EQ(c.local_size(), c.size());  // mpirun in CTest runs every rank on this host
+  EXPECT_LT(c.local_rank(), c.local_size());
+  EXPECT_EQ(threads_per_rank(c, 2 * c.size()), 2);
+  EXPECT_EQ(threads_per_rank(c, 1), 1);
+  std::vector<std::string> table = c.all_gather_strings(std::string(size_t(c.rank()), 'x') + c.host());
+  ASSERT_EQ(int(table.size()), c.size());
+  for (int r = 0; r < c.size(); ++r) EXPECT_EQ(table[size_t(r)], std::string(size_t(r), 'x') + c.host());
+  c.barrier();
+}
+
+TEST_P(CommMpi, AllReduceFloatSumAvgMax) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  for (int64_t len : sizes()) {
+    std::vector<float> x(static_cast<size_t>(len));
+    for (int64_t i = 0; i < len; ++i) x[size_t(i)] = float(me + i % 1000);
+    c.all_reduce(x.data(), len, ReduceOp::sum);
+    for (int64_t i = 0; i < len; ++i) {
+      ASSERT_EQ(x[size_t(i)], float(n * (n - 1) / 2 + n * (i % 1000))) << "len " << len << " i " << i;
+    }
+    for (int64_t i = 0; i < len; ++i) x[size_t(i)] = float(me);
+    c.all_reduce(x.data(), len, ReduceOp::avg);
+    for (int64_t i = 0; i < len; ++i) ASSERT_EQ(x[size_t(i)], float(n - 1) / 2.0f) << "len " << len;
+    for (int64_t i = 0; i < len; ++i) x[size_t(i)] = i % 2 ? float(me) : -float(me);
+    c.all_reduce(x.data(), len, ReduceOp::max);
+    for (int64_t i = 0; i < len; ++i) ASSERT_EQ(x[size_t(i)], i % 2 ? float(n - 1) : 0.0f);
+  }
+}
+
+TEST_P(CommMpi, AllReduceDoubleAndInt64) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  for (int64_t len : sizes()) {
+    std::vector<double> d(size_t(len), 0.25 + me);
+    c.all_reduce(d.data(), len, ReduceOp::sum);
+    for (double v : d) ASSERT_EQ(v, 0.25 * n + n * (n - 1) / 2);
+    std::vector<int64_t> t(size_t(len), (int64_t(1) << 40) + me);  // beyond float and int32
+    c.all_reduce(t.data(), len, ReduceOp::sum);
+    for (int64_t v : t) ASSERT_EQ(v, n * (int64_t(1) << 40) + n * (n - 1) / 2);
+    std::fill(t.begin(), t.end(), -(int64_t(1) << 40) * me);
+    c.all_reduce(t.data(), len, ReduceOp::max);
+    for (int64_t v : t) ASSERT_EQ(v, 0);
+    std::fill(d.begin(), d.end(), 3.0 * me);
+    c.all_reduce(d.data(), len, ReduceOp::avg);
+    for (double v : d) ASSERT_EQ(v, 1.5 * (n - 1));
+  }
+}
+
+TEST_P(CommMpi, SeveralNonBlockingAllReducesInFlight) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  std::vector<std::vector<float>> bufs;
+  for (int64_t len : sizes()) bufs.emplace_back(size_t(len), float(me + 1));
+  std::vector<double> dbuf(33, 3.0 * me);
+  std::vector<Request> reqs;
+  for (size_t b = 0; b < bufs.size(); ++b) {
+    reqs.push_back(c.all_reduce_start(bufs[b].data(), int64_t(bufs[b].size()),
+                                      b % 2 ? ReduceOp::avg : ReduceOp::sum));
+  }
+  Request dreq = c.all_reduce_start(dbuf.data(), int64_t(dbuf.size()), ReduceOp::avg);
+  while (!c.test(dreq)) {  // completion seen by test(), then wait() must not scale again
+  }
+  c.wait(dreq);
+  EXPECT_FALSE(dreq.pending());
+  for (size_t b = reqs.size(); b-- > 0;) c.wait(reqs[b]);  // completion order need not match
+  for (size_t b = 0; b < bufs.size(); ++b) {
+    const float want = b % 2 ? float(n + 1) / 2.0f : float(n * (n + 1) / 2);
+    for (float v : bufs[b]) ASSERT_EQ(v, want) << "buffer " << b;
+  }
+  for (double v : dbuf) ASSERT_EQ(v, 1.5 * (n - 1));
+  // A Request dropped without wait() completes in its destructor.
+  std::vector<float> last(5, 1.0f);
+  { Request dropped = c.all_reduce_start(last.data(), 5, ReduceOp::sum); }
+  for (float v : last) ASSERT_EQ(v, float(n));
+}
+
+// Uneven segments, one of them empty: rank r owns counts[r] elements.
+std::vector<int64_t> uneven_counts(int n, bool chunked) {
+  std::vector<int64_t> counts;
+  for (int r = 0; r < n; ++r) counts.push_back(r == 1 ? 0 : (chunked ? 9 : 1001) + 5 * r);
+  return counts;
+}
+
+TEST_P(CommMpi, ReduceScatterUnevenSegments) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  const std::vector<int64_t> counts = uneven_counts(n, GetParam());
+  const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t(0));
+  const int64_t begin = std::accumulate(counts.begin(), counts.begin() + me, int64_t(0));
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::max}) {
+    std::vector<float> x(static_cast<size_t>(total));
+    for (int64_t i = 0; i < total; ++i) x[size_t(i)] = float(1000 * me + i);
+    c.reduce_scatter(x.data(), counts, op);
+    // Reference: the reduction over ranks r of 1000·r + i.
+    for (int64_t i = begin; i < begin + counts[size_t(me)]; ++i) {
+      double sum = 0, max = -1e30;
+      for (int r = 0; r < n; ++r) {
+        sum += 1000.0 * r + double(i);
+        max = std::max(max, 1000.0 * r + double(i));
+      }
+      const double want = op == ReduceOp::sum ? sum : op == ReduceOp::avg ? sum / n : max;
+      ASSERT_EQ(x[size_t(i)], float(want)) << "op " << int(op) << " i " << i;
+    }
+  }
+}
+
+TEST_P(CommMpi, AllGatherUnevenSegments) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  const std::vector<int64_t> counts = uneven_counts(n, GetParam());
+  const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t(0));
+  std::vector<float> x(size_t(total), -1.0f);
+  for (int64_t i = 0, r = 0, off = 0; r < n; off += counts[size_t(r)], ++r) {
+    for (i = 0; i < counts[size_t(r)]; ++i) {
+      if (r == me) x[size_t(off + i)] = float(1000 * r + i);
+    }
+  }
+  c.all_gather(x.data(), counts);
+  for (int64_t r = 0, off = 0; r < n; off += counts[size_t(r)], ++r) {
+    for (int64_t i = 0; i < counts[size_t(r)]; ++i) ASSERT_EQ(x[size_t(off + i)], float(1000 * r + i));
+  }
+}
+
+TEST_P(CommMpi, ReduceScatterThenAllGatherIsAllReduce) {
+  Communicator& c = comm();
+  const std::vector<int64_t> counts = uneven_counts(c.size(), GetParam());
+  const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t(0));
+  std::vector<float> a(static_cast<size_t>(total)), b;
+  for (int64_t i = 0; i < total; ++i) a[size_t(i)] = float((i * 7 + c.rank() * 13) % 64);
+  b = a;
+  c.reduce_scatter(a.data(), counts, ReduceOp::sum);
+  c.all_gather(a.data(), counts);
+  c.all_reduce(b.data(), total, ReduceOp::sum);
+  EXPECT_EQ(a, b);
+}
+
+TEST_P(CommMpi, BroadcastFromLastRank) {
+  Communicator& c = comm();
+  const int root = c.size() - 1;
+  for (int64_t bytes : {int64_t(0), int64_t(1), int64_t(13), int64_t(4099)}) {
+    std::vector<unsigned char> x(size_t(bytes), 0);
+    if (c.rank() == root) {
+      for (int64_t i = 0; i < bytes; ++i) x[size_t(i)] = (unsigned char)(i * 31 + 7);
+    }
+    c.broadcast(x.data(), bytes, root);
+    for (int64_t i = 0; i < bytes; ++i) ASSERT_EQ(x[size_t(i)], (unsigned char)(i * 31 + 7)) << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WholeAndChunked, CommMpi, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& p) { return p.param ? "chunked" : "whole"; });
+
+// One rank stops answering (sleeps) while the others wait in an all-reduce: they must end the job.
+int run_timeout_scenario(int* argc, char*** argv) {
+  auto comm = make_mpi_communicator(argc, argv, {.timeout_seconds = 2.0});
+  comm->barrier();
+  float x = 1.0f;
+  if (comm->rank() == comm->size() - 1) std::this_thread::sleep_for(std::chrono::seconds(60));
+  comm->all_reduce(&x, 1, ReduceOp::sum);
+  return 0;  // not reached by the waiting ranks; the sleeper is ended by MPI_Abort
+}
+
+// One rank dies by SIGKILL between collectives; the timeout is long, so it is mpirun that must end
+// the job.
+int run_kill_scenario(int* argc, char*** argv) {
+  auto comm = make_mpi_communicator(argc, argv, {.timeout_seconds = 300.0});
+  std::vector<float> x(1024, 1.0f);
+  comm->all_reduce(x.data(), 1024, ReduceOp::sum);
+  if (comm->rank() == comm->size() - 1) std::raise(SIGKILL);
+  for (int step = 0; step < 1000000; ++step) comm->all_reduce(x.data(), 1024, ReduceOp::avg);
+  return 0;
+}
+
+}  // namespace
+}  // namespace cairn
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--scenario=timeout") == 0) return cairn::run_timeout_scenario(&argc, &argv);
+    if (std::strcmp(argv[i], "--scenario=kill") == 0) return cairn::run_kill_scenario(&argc, &argv);
+  }
+  // A failed ASSERT returns early on one rank and leaves the others in a collective: the short
+  // timeout turns that into a quick failure.
+  auto whole = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0});
+  auto chunked = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .max_count = 7});
+  cairn::whole_comm = whole.get();
+  cairn::chunked_comm = chunked.get();
+  if (whole->rank() != 0) GTEST_FLAG_SET(brief, true);  // other ranks print only their failures
+  testing::InitGoogleTest(&argc, argv);
+  int64_t failed = RUN_ALL_TESTS() != 0;
+  whole->all_reduce(&failed, 1, cairn::ReduceOp::max);
+  if (whole->rank() == 0 && failed) std::fprintf(stderr, "comm_mpi: a test failed on some rank\n");
+  return failed ? 1 : 0;
+}
