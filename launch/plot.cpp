@@ -1,0 +1,550 @@
+// `cairn plot`: metrics JSONL -> PNG line chart. Reads each run's metrics (resumes handled by
+// step), lays out axes with 1-2-5 ticks, rasterizes anti-aliased polylines and markers into an RGB
+// buffer, draws text with the embedded bitmap font, and writes the PNG with libpng's simplified
+// API.
+#include "launch/plot.h"
+
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "launch/bitmap_font.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+using Rgb = std::array<std::uint8_t, 3>;
+
+constexpr Rgb kBackground{255, 255, 255};
+constexpr Rgb kGridColor{228, 228, 228};
+constexpr Rgb kAxisColor{70, 70, 70};
+constexpr Rgb kTextColor{20, 20, 20};
+// Saturated colours only: the legend placement tells curves from the gray frame by saturation.
+constexpr std::array<Rgb, 9> kPalette = {{{31, 119, 180},
+                                          {255, 127, 14},
+                                          {44, 160, 44},
+                                          {214, 39, 40},
+                                          {148, 103, 189},
+                                          {140, 86, 75},
+                                          {227, 119, 194},
+                                          {188, 189, 34},
+                                          {23, 190, 207}}};
+
+// Anti-aliased shapes are first rendered into a per-series coverage mask (max over shapes), then
+// blended once, so the joints of a polyline are not darkened by overlapping segment edges.
+class Coverage {
+ public:
+  Coverage(int w, int h) : w_(w), h_(h), a_(static_cast<std::size_t>(w) * h, 0.0f) {}
+
+  // Segment of width `thick` between points in continuous pixel coordinates (pixel (x, y) spans
+  // [x, x+1) x [y, y+1)); each pixel's coverage comes from its centre's distance to the segment.
+  void segment(double x0, double y0, double x1, double y1, double thick) {
+    const double r = thick / 2;
+    const double dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    each_pixel(std::min(x0, x1) - r, std::min(y0, y1) - r, std::max(x0, x1) + r,
+               std::max(y0, y1) + r, [&](double cx, double cy) {
+                 double t = len2 > 0 ? ((cx - x0) * dx + (cy - y0) * dy) / len2 : 0;
+                 t = std::clamp(t, 0.0, 1.0);
+                 return r + 0.5 - std::hypot(cx - (x0 + t * dx), cy - (y0 + t * dy));
+               });
+  }
+
+  void disc(double x, double y, double radius) {
+    each_pixel(x - radius, y - radius, x + radius, y + radius,
+               [&](double cx, double cy) { return radius + 0.5 - std::hypot(cx - x, cy - y); });
+  }
+
+  float at(int x, int y) const { return a_[static_cast<std::size_t>(y) * w_ + x]; }
+
+ private:
+  template <typename F>
+  void each_pixel(double xa, double ya, double xb, double yb, F coverage) {
+    const int x_begin = std::max(0, static_cast<int>(std::floor(xa - 1)));
+    const int y_begin = std::max(0, static_cast<int>(std::floor(ya - 1)));
+    const int x_end = std::min(w_, static_cast<int>(std::ceil(xb + 1)));
+    const int y_end = std::min(h_, static_cast<int>(std::ceil(yb + 1)));
+    for (int y = y_begin; y < y_end; ++y)
+      for (int x = x_begin; x < x_end; ++x) {
+        const float c = static_cast<float>(std::clamp(coverage(x + 0.5, y + 0.5), 0.0, 1.0));
+        float& slot = a_[static_cast<std::size_t>(y) * w_ + x];
+        slot = std::max(slot, c);
+      }
+  }
+
+  int w_, h_;
+  std::vector<float> a_;
+};
+
+class Canvas {
+ public:
+  Canvas(int w, int h) : w_(w), h_(h), px_(static_cast<std::size_t>(w) * h * 3) {
+    fill_rect(0, 0, w, h, kBackground);
+  }
+  int width() const { return w_; }
+  int height() const { return h_; }
+  const std::vector<std::uint8_t>& pixels() const { return px_; }
+
+  Rgb at(int x, int y) const {
+    const std::uint8_t* p = &px_[(static_cast<std::size_t>(y) * w_ + x) * 3];
+    return {p[0], p[1], p[2]};
+  }
+
+  void blend(int x, int y, Rgb c, double alpha) {
+    if (x < 0 || y < 0 || x >= w_ || y >= h_ || alpha <= 0) return;
+    alpha = std::min(alpha, 1.0);
+    std::uint8_t* p = &px_[(static_cast<std::size_t>(y) * w_ + x) * 3];
+    for (int k = 0; k < 3; ++k)
+      p[k] = static_cast<std::uint8_t>(std::lround(p[k] + (c[k] - p[k]) * alpha));
+  }
+
+  // Fills [x0, x1) x [y0, y1), clipped to the canvas.
+  void fill_rect(int x0, int y0, int x1, int y1, Rgb c) {
+    for (int y = std::max(0, y0); y < std::min(h_, y1); ++y)
+      for (int x = std::max(0, x0); x < std::min(w_, x1); ++x) blend(x, y, c, 1.0);
+  }
+
+  void stroke_rect(int x0, int y0, int x1, int y1, Rgb c) {
+    fill_rect(x0, y0, x1, y0 + 1, c);
+    fill_rect(x0, y1 - 1, x1, y1, c);
+    fill_rect(x0, y0, x0 + 1, y1, c);
+    fill_rect(x1 - 1, y0, x1, y1, c);
+  }
+
+  void paint(const Coverage& mask, Rgb c) {
+    for (int y = 0; y < h_; ++y)
+      for (int x = 0; x < w_; ++x) blend(x, y, c, mask.at(x, y));
+  }
+
+  // Text with its top-left corner at (x, y), each font pixel a `scale` x `scale` block.
+  void text(int x, int y, const std::string& s, int scale, Rgb c) {
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int row = 0; row < kGlyphHeight; ++row)
+        for (int col = 0; col < kGlyphWidth; ++col)
+          if (glyph_pixel(s[i], col, row)) {
+            const int bx = x + (static_cast<int>(i) * kGlyphAdvance + col) * scale;
+            fill_rect(bx, y + row * scale, bx + scale, y + (row + 1) * scale, c);
+          }
+  }
+
+  // Text turned 90 degrees counter-clockwise (read bottom to top); (x, y) is its bottom-left
+  // corner.
+  void text_up(int x, int y, const std::string& s, int scale, Rgb c) {
+    for (std::size_t i = 0; i < s.size(); ++i)
+      for (int row = 0; row < kGlyphHeight; ++row)
+        for (int col = 0; col < kGlyphWidth; ++col)
+          if (glyph_pixel(s[i], col, row)) {
+            const int by = y - (static_cast<int>(i) * kGlyphAdvance + col + 1) * scale;
+            fill_rect(x + row * scale, by, x + (row + 1) * scale, by + scale, c);
+          }
+  }
+
+ private:
+  int w_, h_;
+  std::vector<std::uint8_t> px_;
+};
+
+int text_width(const std::string& s, int scale) {
+  return s.empty() ? 0 : (static_cast<int>(s.size()) * kGlyphAdvance - 1) * scale;
+}
+
+// Shortens `s` with "..." so it is at most `max_px` wide.
+std::string fit_text(const std::string& s, int scale, int max_px) {
+  if (text_width(s, scale) <= max_px) return s;
+  const int chars = std::max(0, (max_px / scale + 1) / kGlyphAdvance - 3);
+  return s.substr(0, chars) + "...";
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
+  return out;
+}
+
+struct Series {
+  std::string name;
+  bool markers = false;
+  std::vector<std::pair<double, double>> points;  // (x, y) in data units, in step order
+};
+
+// One axis: data range [lo, hi] (in log10 units for a log axis), tick positions and their labels.
+struct Axis {
+  double lo = 0, hi = 1;
+  bool log = false;
+  std::vector<double> ticks;  // in axis units (log10 for a log axis)
+  std::vector<std::string> labels;
+  double frac(double v) const { return ((log ? std::log10(v) : v) - lo) / (hi - lo); }
+  double tick_frac(std::size_t i) const { return (ticks[i] - lo) / (hi - lo); }
+};
+
+Axis linear_axis(double lo, double hi, int max_intervals) {
+  const Ticks t = nice_ticks(lo, hi, max_intervals);
+  Axis a{t.lo, t.hi, false, t.ticks, {}};
+  const double max_abs = std::max(std::abs(t.lo), std::abs(t.hi));
+  for (double v : t.ticks) a.labels.push_back(format_tick(v, t.step, max_abs));
+  return a;
+}
+
+// Over 1.5 decades: ticks at whole decades. Less: the data range padded a little, with 1-2-5 ticks
+// in data units placed logarithmically (whole decades would leave most of the chart empty).
+Axis log_axis(double lo, double hi, int max_intervals) {
+  const double l0 = std::log10(lo), l1 = std::log10(hi);
+  Axis a;
+  a.log = true;
+  if (l1 - l0 >= 1.5) {
+    Ticks t = nice_ticks(std::floor(l0), std::ceil(l1), max_intervals);
+    t.step = std::max(t.step, 1.0);
+    a.lo = std::floor(t.lo / t.step) * t.step;
+    a.hi = std::ceil(t.hi / t.step) * t.step;
+    for (double d = a.lo; d <= a.hi + 1e-9; d += t.step) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", std::pow(10.0, std::round(d)));
+      a.ticks.push_back(d);
+      a.labels.push_back(buf);
+    }
+    return a;
+  }
+  const double pad = std::max(0.04 * (l1 - l0), 0.02);
+  a.lo = l0 - pad;
+  a.hi = l1 + pad;
+  const Ticks t = nice_ticks(std::pow(10.0, a.lo), std::pow(10.0, a.hi), max_intervals);
+  for (double v : t.ticks) {
+    if (v <= 0 || std::log10(v) < a.lo || std::log10(v) > a.hi) continue;
+    a.ticks.push_back(std::log10(v));
+    a.labels.push_back(format_tick(v, t.step, t.hi));
+  }
+  return a;
+}
+
+// Axis whose labels, at `length_px` of screen, keep at least `min_gap_px` between tick positions
+// and `label_px(label)` room around each: tries the densest ticks first, then fewer.
+template <typename Make, typename Room>
+Axis fitted_axis(Make make, int start_intervals, double length_px, Room room) {
+  Axis a;
+  for (int n = std::max(start_intervals, 1); n >= 1; --n) {
+    a = make(n);
+    bool fits = true;
+    for (std::size_t i = 1; i < a.ticks.size() && fits; ++i) {
+      const double gap = (a.tick_frac(i) - a.tick_frac(i - 1)) * length_px;
+      fits = gap >= room(a.labels[i - 1], a.labels[i]);
+    }
+    if (fits) return a;
+  }
+  return a;
+}
+
+std::vector<std::string> default_keys(const std::vector<MetricsRun>& runs) {
+  std::set<std::string> val;
+  for (const auto& run : runs)
+    for (const auto& [step, row] : run.by_step)
+      for (const auto& [key, value] : row)
+        if (key.rfind("val_loss", 0) == 0) val.insert(key);
+  std::vector<std::string> keys{"loss"};
+  // "val_loss" before the per-dataset "val_loss/<name>" keys, which std::set already sorts.
+  if (val.erase("val_loss")) keys.push_back("val_loss");
+  keys.insert(keys.end(), val.begin(), val.end());
+  return keys;
+}
+
+std::vector<Series> collect_series(const std::vector<MetricsRun>& runs, const PlotOptions& opt,
+                                   const std::vector<std::string>& paths) {
+  const std::vector<std::string> keys = opt.y_keys.empty() ? default_keys(runs) : opt.y_keys;
+  std::vector<Series> out;
+  for (const auto& run : runs)
+    for (const auto& key : keys) {
+      Series s;
+      s.name = runs.size() > 1 ? run.label + ": " + key : key;
+      s.markers = key.rfind("val_", 0) == 0;
+      for (const auto& [step, row] : run.by_step) {
+        const auto x = row.find(opt.x_key), y = row.find(key);
+        if (x == row.end() || y == row.end() || (opt.log_y && y->second <= 0)) continue;
+        s.points.emplace_back(x->second, y->second);
+      }
+      if (!s.points.empty()) out.push_back(std::move(s));
+    }
+  if (out.empty()) {
+    std::set<std::string> present;
+    for (const auto& run : runs)
+      for (const auto& [step, row] : run.by_step)
+        for (const auto& [key, value] : row) present.insert(key);
+    throw Error(str("nothing to plot: no line in ", join(paths, ", "), " has x key '", opt.x_key,
+                    "' together with any of [", join(keys, ", "), "]",
+                    opt.log_y ? " with a positive value" : "", "; keys present: [",
+                    join({present.begin(), present.end()}, ", "), "]"));
+  }
+  return out;
+}
+
+void write_png(const Canvas& canvas, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(canvas.width());
+  image.height = static_cast<png_uint_32>(canvas.height());
+  image.format = PNG_FORMAT_RGB;
+  if (!png_image_write_to_file(&image, tmp.c_str(), 0, canvas.pixels().data(), canvas.width() * 3,
+                               nullptr)) {
+    const std::string why = image.message;
+    png_image_free(&image);
+    std::remove(tmp.c_str());
+    throw Error(str("cannot write PNG ", tmp, ": ", why,
+                    "; check that its directory exists and is writable"));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw Error(str("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  }
+}
+
+}  // namespace
+
+std::array<std::uint8_t, 3> series_color(std::size_t i) { return kPalette[i % kPalette.size()]; }
+
+Ticks nice_ticks(double lo, double hi, int max_intervals) {
+  CAIRN_ASSERT(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "bad tick range ", lo, "..", hi);
+  max_intervals = std::max(max_intervals, 1);
+  if (hi - lo <= 1e-12 * std::max(1.0, std::abs(lo))) {
+    const double pad = lo == 0 ? 1.0 : 0.1 * std::abs(lo);
+    lo -= pad;
+    hi += pad;
+  }
+  const double mag = std::pow(10.0, std::floor(std::log10((hi - lo) / max_intervals)));
+  Ticks t;
+  // The smallest 1-2-5 step is at least (hi - lo) / max_intervals; widening the ends outwards to
+  // whole steps can add an interval, so larger candidates follow.
+  for (double m : {1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0}) {
+    t.step = m * mag;
+    const double a = std::floor(lo / t.step + 1e-9), b = std::ceil(hi / t.step - 1e-9);
+    t.lo = a * t.step;
+    t.hi = b * t.step;
+    if (b - a <= max_intervals) break;
+  }
+  const long long n = std::llround((t.hi - t.lo) / t.step);
+  for (long long i = 0; i <= n; ++i) t.ticks.push_back(t.lo + static_cast<double>(i) * t.step);
+  return t;
+}
+
+std::string format_tick(double value, double step, double axis_max_abs) {
+  if (std::abs(value) < step * 1e-6) return "0";
+  double scale = 1;
+  const char* suffix = "";
+  if (axis_max_abs >= 1e9) {
+    scale = 1e9, suffix = "G";
+  } else if (axis_max_abs >= 1e6) {
+    scale = 1e6, suffix = "M";
+  } else if (axis_max_abs >= 1e4) {
+    scale = 1e3, suffix = "k";
+  }
+  const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step / scale) - 1e-9)));
+  char buf[48];
+  if (decimals > 5)
+    std::snprintf(buf, sizeof buf, "%.2g", value);
+  else
+    std::snprintf(buf, sizeof buf, "%.*f%s", decimals, value / scale, suffix);
+  return buf;
+}
+
+MetricsRun read_metrics(const std::string& jsonl_path) {
+  fs::path path = jsonl_path;
+  if (fs::is_directory(path)) path /= "metrics.jsonl";  // a run directory works too
+  if (!fs::exists(path))
+    throw Error(str("metrics file ", path.string(),
+                    " does not exist; pass the metrics.jsonl that "
+                    "`cairn train` writes into its run directory"));
+  std::ifstream in(path);
+  if (!in) throw Error(str("cannot open metrics file ", path.string(), " for reading"));
+
+  MetricsRun run;
+  run.label = fs::absolute(path).lexically_normal().parent_path().filename().string();
+  long long max_step = 0;
+  std::string line;
+  for (long long line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(str(path.string(), ":", line_no, ": not valid JSON (", e.what(),
+                      "); fix or delete that line"));
+    }
+    if (!j.is_object())
+      throw Error(
+          str(path.string(), ":", line_no, ": expected a JSON object, found ", j.type_name()));
+    const auto step_it = j.find("step");
+    if (step_it == j.end() || !step_it->is_number_integer()) continue;
+    const long long step = step_it->get<long long>();
+    if (!run.by_step.empty() && step < max_step)
+      run.by_step.erase(run.by_step.lower_bound(step), run.by_step.end());
+    max_step = step;
+    auto& row = run.by_step[step];
+    for (const auto& [key, value] : j.items())
+      if (value.is_number() && std::isfinite(value.get<double>())) row[key] = value.get<double>();
+  }
+  return run;
+}
+
+void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& png_path,
+                  const PlotOptions& opt) {
+  if (jsonl_paths.empty()) throw Error("cairn plot: give at least one metrics.jsonl file");
+  if (opt.width < 320 || opt.height < 200 || opt.width > 20000 || opt.height > 20000)
+    throw Error(str("plot size ", opt.width, "x", opt.height,
+                    " is out of range; use 320x200 to 20000x20000"));
+  std::vector<MetricsRun> runs;
+  for (const auto& p : jsonl_paths) runs.push_back(read_metrics(p));
+  // Runs from directories with the same name get "#2", "#3" so their legend entries differ.
+  std::vector<std::string> names;
+  for (const auto& run : runs) names.push_back(run.label);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto same = std::count(names.begin(), names.begin() + static_cast<long>(i), names[i]);
+    if (same > 0) runs[i].label += "#" + std::to_string(same + 1);
+  }
+  const std::vector<Series> series = collect_series(runs, opt, jsonl_paths);
+
+  double x_min = INFINITY, x_max = -INFINITY, y_min = INFINITY, y_max = -INFINITY;
+  for (const auto& s : series)
+    for (const auto& [x, y] : s.points) {
+      x_min = std::min(x_min, x), x_max = std::max(x_max, x);
+      y_min = std::min(y_min, y), y_max = std::max(y_max, y);
+    }
+
+  // Layout, in pixels. Fonts grow with the image area: scale 2 at the default 1000x600.
+  const int W = opt.width, H = opt.height;
+  const int font = std::clamp(static_cast<int>(std::sqrt(static_cast<double>(W) * H) / 300), 1, 4),
+            title_font = font + 1;
+  const int max_ticks = 10;  // per axis; more only clutters the grid
+  const int line_h = kGlyphHeight * font, tick_len = 3 * font, pad = 4 * font;
+  const int top = pad * 2 + kGlyphHeight * title_font;
+  const int bottom = tick_len + pad + line_h + pad + line_h + pad;
+  const int right = pad * 2 + 4 * kGlyphAdvance * font;  // room for half of the last x label
+  const double plot_h = H - top - bottom;
+
+  const auto make_y = [&](int n) {
+    return opt.log_y ? log_axis(y_min, y_max, n) : linear_axis(y_min, y_max, n);
+  };
+  const Axis ya =
+      fitted_axis(make_y, std::min(max_ticks, static_cast<int>(plot_h / (2.5 * line_h))), plot_h,
+                  [&](const std::string&, const std::string&) {
+                    // Log ticks crowd towards the top: ask for more room there.
+                    return opt.log_y ? 2.0 * line_h : line_h + pad;
+                  });
+  int y_label_w = 0;
+  for (const auto& l : ya.labels) y_label_w = std::max(y_label_w, text_width(l, font));
+  const int left = pad * 2 + line_h + pad + y_label_w + pad + tick_len;
+  const double plot_w = W - left - right;
+  const Axis xa = fitted_axis(
+      [&](int n) { return linear_axis(x_min, x_max, n); },
+      std::min(max_ticks, static_cast<int>(plot_w / (5.0 * kGlyphAdvance * font))), plot_w,
+      [&](const std::string& a, const std::string& b) {
+        return (text_width(a, font) + text_width(b, font)) / 2.0 + 2 * pad;
+      });
+  const int px0 = left, px1 = W - right, py0 = top, py1 = H - bottom;
+  const auto to_px = [&](double x, double y) {
+    return std::pair{px0 + xa.frac(x) * (px1 - px0), py1 - ya.frac(y) * (py1 - py0)};
+  };
+
+  Canvas canvas(W, H);
+  for (std::size_t i = 0; i < xa.ticks.size(); ++i) {
+    const int x = static_cast<int>(std::lround(px0 + xa.tick_frac(i) * (px1 - px0)));
+    canvas.fill_rect(x, py0, x + 1, py1, kGridColor);
+    canvas.fill_rect(x, py1, x + 1, py1 + tick_len, kAxisColor);
+    canvas.text(x - text_width(xa.labels[i], font) / 2, py1 + tick_len + pad, xa.labels[i], font,
+                kTextColor);
+  }
+  for (std::size_t i = 0; i < ya.ticks.size(); ++i) {
+    const int y = static_cast<int>(std::lround(py1 - ya.tick_frac(i) * (py1 - py0)));
+    canvas.fill_rect(px0, y, px1, y + 1, kGridColor);
+    canvas.fill_rect(px0 - tick_len, y, px0, y + 1, kAxisColor);
+    canvas.text(px0 - tick_len - pad - text_width(ya.labels[i], font), y - kGlyphAscent * font / 2,
+                ya.labels[i], font, kTextColor);
+  }
+  canvas.stroke_rect(px0, py0, px1 + 1, py1 + 1, kAxisColor);
+
+  // Axis labels and title.
+  const std::string x_label = fit_text(opt.x_key, font, px1 - px0);
+  canvas.text((px0 + px1 - text_width(x_label, font)) / 2, H - pad - line_h, x_label, font,
+              kTextColor);
+  bool all_loss = true;
+  for (const auto& s : series) all_loss = all_loss && s.name.find("loss") != std::string::npos;
+  std::string y_label = all_loss ? "loss" : (opt.y_keys.size() == 1 ? opt.y_keys[0] : "value");
+  y_label = fit_text(y_label + (opt.log_y ? " (log scale)" : ""), font, py1 - py0);
+  canvas.text_up(pad * 2, (py0 + py1 + text_width(y_label, font)) / 2, y_label, font, kTextColor);
+  std::string title = opt.title;
+  if (title.empty())
+    title = runs.size() == 1 ? runs[0].label : std::to_string(runs.size()) + " runs";
+  title = fit_text(title, title_font, W - 2 * pad);
+  canvas.text((W - text_width(title, title_font)) / 2, pad, title, title_font, kTextColor);
+
+  // Curves: training lines thin (they are noisy and dense), validation lines with dot markers.
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    Coverage mask(W, H);
+    const auto& pts = series[i].points;
+    for (std::size_t k = 0; k < pts.size(); ++k) {
+      const auto [x, y] = to_px(pts[k].first, pts[k].second);
+      if (k + 1 < pts.size()) {
+        const auto [x1, y1] = to_px(pts[k + 1].first, pts[k + 1].second);
+        mask.segment(x, y, x1, y1, 0.75 * font + 0.5);
+      } else if (pts.size() == 1) {
+        mask.disc(x, y, 1.5 * font);
+      }
+      if (series[i].markers) mask.disc(x, y, 1.75 * font);
+    }
+    canvas.paint(mask, series_color(i));
+  }
+
+  // Legend: in the inside corner that covers the fewest curve pixels (saturated = curve).
+  const int row_h = line_h + pad, swatch = 8 * font;
+  const int max_rows = std::max(1, (py1 - py0 - 4 * pad) / row_h);
+  std::vector<std::string> entries;
+  for (std::size_t i = 0; i < series.size() && static_cast<int>(i) < max_rows; ++i)
+    entries.push_back(fit_text(series[i].name, font, (px1 - px0) / 2));
+  if (static_cast<int>(series.size()) > max_rows)
+    entries.back() = str("(", series.size() - max_rows + 1, " more)");
+  int text_w = 0;
+  for (const auto& e : entries) text_w = std::max(text_w, text_width(e, font));
+  const int box_w = pad + swatch + pad + text_w + pad,
+            box_h = pad + static_cast<int>(entries.size()) * row_h;
+  const int inset = 2 * pad;
+  const std::array<std::pair<int, int>, 4> corners = {{{px1 - inset - box_w, py0 + inset},
+                                                       {px0 + inset, py0 + inset},
+                                                       {px1 - inset - box_w, py1 - inset - box_h},
+                                                       {px0 + inset, py1 - inset - box_h}}};
+  std::pair<int, int> best = corners[0];
+  long best_count = -1;
+  for (const auto& [bx, by] : corners) {
+    long count = 0;
+    for (int y = std::max(0, by); y < std::min(H, by + box_h); ++y)
+      for (int x = std::max(0, bx); x < std::min(W, bx + box_w); ++x) {
+        const Rgb c = canvas.at(x, y);
+        count += std::max({c[0], c[1], c[2]}) - std::min({c[0], c[1], c[2]}) > 40;
+      }
+    if (best_count < 0 || count < best_count) best = {bx, by}, best_count = count;
+  }
+  const auto [bx, by] = best;
+  canvas.fill_rect(bx, by, bx + box_w, by + box_h, kBackground);
+  canvas.stroke_rect(bx, by, bx + box_w, by + box_h, kAxisColor);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const int ty = by + pad + static_cast<int>(i) * row_h;
+    const bool is_series = i + 1 < entries.size() || static_cast<int>(series.size()) <= max_rows;
+    if (is_series) {
+      Coverage mask(W, H);
+      const double cy = ty + kGlyphAscent * font / 2.0;
+      mask.segment(bx + pad, cy, bx + pad + swatch, cy, 0.75 * font + 0.5);
+      if (series[i].markers) mask.disc(bx + pad + swatch / 2.0, cy, 1.75 * font);
+      canvas.paint(mask, series_color(i));
+    }
+    canvas.text(bx + pad + swatch + pad, ty, entries[i], font, kTextColor);
+  }
+
+  write_png(canvas, png_path);
+}
+
+}  // namespace cairn

@@ -1,0 +1,241 @@
+// Tests for `cairn plot` (launch/plot.h): the metrics reader (resume semantics, errors), the tick
+// chooser and label format, and the rendered PNG read back with libpng (size, ink in the plot area,
+// series colours, a falling curve drawn high on the left and low on the right).
+#include "launch/plot.h"
+
+#include <gtest/gtest.h>
+#include <png.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "launch/bitmap_font.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Image {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> rgb;
+  std::array<std::uint8_t, 3> at(int x, int y) const {
+    const std::size_t i = (static_cast<std::size_t>(y) * width + x) * 3;
+    return {rgb[i], rgb[i + 1], rgb[i + 2]};
+  }
+};
+
+Image read_png(const std::string& path) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  EXPECT_TRUE(png_image_begin_read_from_file(&image, path.c_str())) << image.message;
+  image.format = PNG_FORMAT_RGB;
+  Image out{static_cast<int>(image.width), static_cast<int>(image.height), {}};
+  out.rgb.resize(PNG_IMAGE_SIZE(image));
+  EXPECT_TRUE(png_image_finish_read(&image, nullptr, out.rgb.data(), 0, nullptr)) << image.message;
+  return out;
+}
+
+class PlotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(CAIRN_BINARY_DIR) / "plot_test" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+
+  // Writes `lines` to <dir>/<run>/metrics.jsonl and returns the file's path.
+  std::string write_run(const std::string& run, const std::vector<std::string>& lines) {
+    fs::create_directories(dir_ / run);
+    const fs::path p = dir_ / run / "metrics.jsonl";
+    std::ofstream out(p);
+    for (const auto& l : lines) out << l << "\n";
+    return p.string();
+  }
+
+  // A training loss falling from ~10 to ~3 over 200 steps, validation every 50 steps.
+  std::vector<std::string> falling_curve(double offset = 0) {
+    std::vector<std::string> lines;
+    for (int step = 1; step <= 200; ++step) {
+      const double loss = 3 + offset + 7 * std::exp(-step / 40.0);
+      lines.push_back("{\"step\": " + std::to_string(step) +
+                      ", \"tokens\": " + std::to_string(step * 4096) +
+                      ", \"loss\": " + std::to_string(loss) + ", \"lr\": 0.0003}");
+      if (step % 50 == 0)
+        lines.push_back("{\"step\": " + std::to_string(step) +
+                        ", \"val_loss\": " + std::to_string(loss + 0.2) +
+                        ", \"val_loss/wiki\": " + std::to_string(loss + 0.4) + "}");
+    }
+    return lines;
+  }
+
+  std::string png() const { return (dir_ / "out.png").string(); }
+
+  fs::path dir_;
+};
+
+// Pixels of exactly `colour` (the opaque core of a curve), counted per image third.
+struct ColourStats {
+  long count = 0;
+  double mean_y_left = 0, mean_y_right = 0;
+};
+ColourStats colour_stats(const Image& img, std::array<std::uint8_t, 3> colour) {
+  ColourStats st;
+  long left = 0, right = 0;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      if (img.at(x, y) != colour) continue;
+      ++st.count;
+      if (x < img.width / 3) st.mean_y_left += y, ++left;
+      if (x > 2 * img.width / 3) st.mean_y_right += y, ++right;
+    }
+  if (left) st.mean_y_left /= left;
+  if (right) st.mean_y_right /= right;
+  return st;
+}
+
+TEST(NiceTicks, ChoosesOneTwoFiveSteps) {
+  Ticks t = nice_ticks(0.37, 4.2, 10);
+  EXPECT_DOUBLE_EQ(t.step, 0.5);
+  EXPECT_DOUBLE_EQ(t.lo, 0.0);
+  EXPECT_DOUBLE_EQ(t.hi, 4.5);
+  ASSERT_EQ(t.ticks.size(), 10u);
+  EXPECT_NEAR(t.ticks[3], 1.5, 1e-12);
+
+  t = nice_ticks(0.37, 4.2, 5);
+  EXPECT_DOUBLE_EQ(t.step, 1.0);
+  EXPECT_DOUBLE_EQ(t.hi, 5.0);
+
+  t = nice_ticks(0, 1000, 8);
+  EXPECT_DOUBLE_EQ(t.step, 200.0);
+  EXPECT_EQ(t.ticks.size(), 6u);
+
+  t = nice_ticks(-3.3, 7.1, 6);
+  EXPECT_DOUBLE_EQ(t.step, 2.0);
+  EXPECT_DOUBLE_EQ(t.lo, -4.0);
+  EXPECT_DOUBLE_EQ(t.hi, 8.0);
+
+  t = nice_ticks(2.5, 2.5, 4);  // a flat series still gets a range around its value
+  EXPECT_LT(t.lo, 2.5);
+  EXPECT_GT(t.hi, 2.5);
+}
+
+TEST(FormatTick, DecimalsFollowStepAndLargeValuesGetSuffixes) {
+  EXPECT_EQ(format_tick(1.5, 0.5, 4.5), "1.5");
+  EXPECT_EQ(format_tick(2.0, 1.0, 5.0), "2");
+  EXPECT_EQ(format_tick(0.0004, 0.0002, 0.001), "0.0004");
+  EXPECT_EQ(format_tick(1e-17, 0.5, 4.5), "0");
+  EXPECT_EQ(format_tick(1.5e9, 5e8, 2e9), "1.5G");
+  EXPECT_EQ(format_tick(400000, 200000, 1e6), "0.4M");
+  EXPECT_EQ(format_tick(20000, 10000, 50000), "20k");
+}
+
+TEST(BitmapFont, GlyphsHaveInkWhereExpected) {
+  EXPECT_FALSE(glyph_pixel(' ', 2, 3));
+  EXPECT_TRUE(glyph_pixel('1', 2, 3));   // the stem of a one
+  EXPECT_TRUE(glyph_pixel('g', 1, 8));   // a descender
+  EXPECT_FALSE(glyph_pixel('A', 5, 0));  // outside the cell
+  for (char c = 33; c < 127; ++c) {
+    int ink = 0;
+    for (int r = 0; r < kGlyphHeight; ++r)
+      for (int col = 0; col < kGlyphWidth; ++col) ink += glyph_pixel(c, col, r);
+    EXPECT_GT(ink, 0) << "glyph '" << c << "' is blank";
+  }
+}
+
+TEST_F(PlotTest, ResumedRunReplacesStepsFromTheResumePoint) {
+  const auto path = write_run("run", {
+                                         R"({"step": 1, "loss": 5.0})",
+                                         R"({"step": 2, "loss": 4.0})",
+                                         R"({"step": 3, "loss": 3.9})",
+                                         R"({"step": 3, "val_loss": 4.2})",
+                                         R"({"note": "config line without a step"})",
+                                         "",
+                                         R"({"step": 2, "loss": 3.5})",  // resumed from step 1
+                                         R"({"step": 3, "loss": 3.4, "lr": null})",
+                                     });
+  const MetricsRun run = read_metrics(path);
+  EXPECT_EQ(run.label, "run");
+  ASSERT_EQ(run.by_step.size(), 3u);
+  EXPECT_DOUBLE_EQ(run.by_step.at(1).at("loss"), 5.0);
+  EXPECT_DOUBLE_EQ(run.by_step.at(2).at("loss"), 3.5);
+  EXPECT_DOUBLE_EQ(run.by_step.at(3).at("loss"), 3.4);
+  EXPECT_EQ(run.by_step.at(3).count("val_loss"), 0u);  // belonged to the replaced run
+  EXPECT_EQ(run.by_step.at(3).count("lr"), 0u);
+}
+
+TEST_F(PlotTest, DrawsFallingCurveHighOnTheLeftLowOnTheRight) {
+  const auto path = write_run("falling", falling_curve());
+  PlotOptions opt;
+  opt.y_keys = {"loss"};
+  plot_metrics({path}, png(), opt);
+  ASSERT_TRUE(fs::exists(png()));
+  EXPECT_FALSE(fs::exists(png() + ".tmp"));
+
+  const Image img = read_png(png());
+  ASSERT_EQ(img.width, 1000);
+  ASSERT_EQ(img.height, 600);
+  long ink = 0;  // the middle of the image lies inside the plot area
+  for (int y = img.height / 4; y < 3 * img.height / 4; ++y)
+    for (int x = img.width / 4; x < 3 * img.width / 4; ++x)
+      ink += img.at(x, y) != std::array<std::uint8_t, 3>{255, 255, 255};
+  EXPECT_GT(ink, 100);
+
+  const ColourStats st = colour_stats(img, series_color(0));
+  EXPECT_GT(st.count, 200);
+  EXPECT_LT(st.mean_y_left + 100, st.mean_y_right) << "a falling loss must sit lower on the right";
+  EXPECT_EQ(colour_stats(img, series_color(1)).count, 0);  // only one series
+}
+
+TEST_F(PlotTest, DefaultKeysAndSeveralRunsGetTheirOwnColours) {
+  const auto a = write_run("runA", falling_curve());
+  const auto b = write_run("runB", falling_curve(1.0));
+  PlotOptions opt;
+  opt.width = 800;
+  opt.height = 500;
+  opt.log_y = true;
+  opt.x_key = "tokens";
+  plot_metrics({a, b}, png(), opt);
+  const Image img = read_png(png());
+  ASSERT_EQ(img.width, 800);
+  ASSERT_EQ(img.height, 500);
+  // Two runs x (loss, val_loss, val_loss/wiki) = six series, each visible.
+  for (std::size_t i = 0; i < 6; ++i)
+    EXPECT_GT(colour_stats(img, series_color(i)).count, 10) << "series " << i;
+  EXPECT_EQ(colour_stats(img, series_color(6)).count, 0);
+}
+
+TEST_F(PlotTest, ErrorsNameTheProblem) {
+  PlotOptions opt;
+  try {
+    plot_metrics({(dir_ / "nope" / "metrics.jsonl").string()}, png(), opt);
+    FAIL() << "missing file accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
+  }
+
+  const auto bad = write_run("bad", {R"({"step": 1, "loss": 2.0})", "", R"({"step": 2, "loss": )"});
+  try {
+    plot_metrics({bad}, png(), opt);
+    FAIL() << "bad JSON accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metrics.jsonl:3:"), std::string::npos) << e.what();
+  }
+
+  const auto no_loss = write_run("noloss", {R"({"step": 1, "lr": 0.1, "grad_norm": 1.5})"});
+  try {
+    plot_metrics({no_loss}, png(), opt);
+    FAIL() << "empty plot accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("grad_norm"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("lr"), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(fs::exists(png()));
+}
+
+}  // namespace
+}  // namespace cairn
