@@ -11,10 +11,17 @@
 namespace cairn {
 namespace {
 
+// One scratch directory per process, removed at exit.
+struct ScratchDir {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("cairn_h5_test_" + std::to_string(::getpid()));
+  ScratchDir() { std::filesystem::create_directories(dir); }
+  ~ScratchDir() { std::filesystem::remove_all(dir); }
+};
+
 std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("cairn_h5_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  static ScratchDir scratch;
+  return (scratch.dir / name).string();
 }
 
 template <typename T>

@@ -172,8 +172,7 @@ H5File H5File::open_rw(const std::string& path) {
 void H5File::close() {
   if (!handle_.valid()) return;
   check(H5Fflush(id(), H5F_SCOPE_LOCAL), "file flush", name_);
-  hid_t id = handle_.id();
-  handle_ = H5Handle();  // drop ownership first so a failed close is not retried
+  hid_t id = handle_.release();  // a failed close is not retried by the destructor
   check(H5Fclose(id), "file close", name_);
 }
 

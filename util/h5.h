@@ -30,6 +30,12 @@ class H5Handle {
   hid_t id() const { return id_; }
   bool valid() const { return id_ >= 0; }
   void reset();
+  // Gives up ownership without closing and returns the id.
+  hid_t release() {
+    hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
 
  private:
   hid_t id_ = -1;
