@@ -1,6 +1,7 @@
-// Bus bandwidth of Communicator::all_reduce (non-blocking MPI polled under a timeout) against a
-// plain blocking MPI_Allreduce, float sum, for 1 KiB .. 256 MiB. Run under mpirun, e.g.
-//   mpirun --allow-run-as-root -np 2 build/bench/allreduce_bench [max_mib]
+// Bus bandwidth of Communicator::all_reduce (non-blocking MPI polled under a timeout), the same
+// split into chunks of max_count elements (several MPI_Iallreduce in flight), and a plain blocking
+// MPI_Allreduce; float sum, 1 KiB .. 256 MiB. Run under mpirun, e.g.
+//   mpirun --allow-run-as-root -np 2 build/bench/allreduce_bench [max_mib=256] [max_count=262144]
 // Bus bandwidth = 2(n-1)/n · bytes / time (NCCL's convention): comparable across rank counts.
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
