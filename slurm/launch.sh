@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts COMMAND on every rank of the current Slurm allocation: the one place where ranks, nodes and
+# launcher are resolved (cairn.sbatch calls it; it also works from `salloc`). Replaces itself with
+# the launcher (exec), so a signal sent to this process reaches srun/mpirun, which forward it to
+# every rank.
+# usage: launch.sh COMMAND [ARGS...]
+# env:   CAIRN_LAUNCHER      srun (default) or mpirun
+#        CAIRN_RANKS         total ranks (default: SLURM_NTASKS, else nodes x SLURM_NTASKS_PER_NODE)
+#        CAIRN_SRUN_MPI      srun's --mpi plugin (default pmix; the MPI cairn was built with must match)
+#        CAIRN_SRUN_ARGS     extra srun arguments (word-split)
+#        CAIRN_MPIRUN        the mpirun executable (default mpirun)
+#        CAIRN_MPIRUN_ARGS   extra mpirun arguments (word-split), e.g. "--mca btl ^openib"
+#        CAIRN_NET_IF        network interface(s) for MPI traffic, e.g. ib0 or eth0,eth1 (Open MPI)
+set -euo pipefail
+fail() { echo "launch.sh: error: $*" >&2; exit 2; }
+[ $# -ge 1 ] || fail "usage: launch.sh COMMAND [ARGS...]"
+[ -n "${SLURM_JOB_ID:-}" ] || fail "not inside a Slurm allocation (run it from sbatch or salloc)"
+
+nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
+size=${CAIRN_RANKS:-${SLURM_NTASKS:-}}
+if [ -z "$size" ]; then
+  # SLURM_NTASKS_PER_NODE looks like "2" or "2(x3)" depending on the request.
+  per_node=${SLURM_NTASKS_PER_NODE:-1}
+  per_node=${per_node%%"("*}
+  size=$((nodes * per_node))
+fi
+((size >= nodes)) || fail "$size ranks cannot cover $nodes nodes: ask for --ntasks-per-node >= 1"
+((size % nodes == 0)) || fail "$size ranks do not divide evenly over $nodes nodes"
+per_node=$((size / nodes))
+
+if [ -n "${CAIRN_NET_IF:-}" ]; then
+  export OMPI_MCA_btl_tcp_if_include=$CAIRN_NET_IF OMPI_MCA_oob_tcp_if_include=$CAIRN_NET_IF
+fi
+
+launcher=${CAIRN_LAUNCHER:-srun}
+echo "launch.sh: $size ranks on $nodes node(s), $per_node per node, through $launcher"
+case $launcher in
+  srun)
+    # shellcheck disable=SC2086 # extra arguments are meant to be word-split
+    exec srun --mpi="${CAIRN_SRUN_MPI:-pmix}" --kill-on-bad-exit=1 --ntasks="$size" \
+              --ntasks-per-node="$per_node" ${CAIRN_SRUN_ARGS:-} "$@" ;;
+  mpirun)
+    # Inside an allocation Open MPI reads the nodes from Slurm and starts its daemons through srun.
+    # shellcheck disable=SC2086
+    exec "${CAIRN_MPIRUN:-mpirun}" -np "$size" --map-by "ppr:$per_node:node" ${CAIRN_MPIRUN_ARGS:-} "$@" ;;
+  *) fail "CAIRN_LAUNCHER='$launcher': use srun or mpirun" ;;
+esac

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# cairn under a real Slurm: starts a throwaway single-node cluster (slurm/test-cluster), submits
+# slurm/cairn.sbatch and checks what a user relies on.
+#   requeue: a 2-rank run (mpirun launcher) gets the preemption signal mid-run, checkpoints, requeues
+#            itself, resumes from its checkpoint and finishes; its loss at every step equals, bit for
+#            bit, that of the same run under plain `mpirun -np 2` without Slurm.
+#   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
+#            with a clear message in its Slurm output and no requeue.
+# Every daemon the test starts is stopped by PID on exit, also on failure.
+# usage: slurm_test.sh requeue|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
+set -euo pipefail
+mode=$1 src=$(cd "$2" && pwd) build=$(cd "$3" && pwd)
+cairn=$build/cairn
+fail() { echo "slurm_test: FAIL: $*" >&2; exit 1; }
+if [ "$(id -u)" != 0 ]; then echo "slurm_test: SKIP: needs root (it starts slurmctld and slurmd)"; exit 77; fi
+[ -x "$cairn" ] || fail "no $cairn: build the cairn target"
+
+work=$(mktemp -d /tmp/cairn-slurm-test.XXXXXX)
+cluster=$work/cluster
+cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ]; then
+    for f in "$work"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -n 40 "$f"; }; done
+    [ -f "$cluster/slurmctld.log" ] && { echo "--- slurmctld.log"; tail -n 30 "$cluster/slurmctld.log"; }
+  fi
+  [ -f "$cluster/pids" ] && "$src/slurm/test-cluster/stop.sh" "$cluster"
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$src/slurm/test-cluster/start.sh" "$cluster"
+source "$cluster/env.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export CAIRN_HOME=$src CAIRN_BIN=$cairn
+
+job_field() { scontrol show job "$1" | grep -oE "(^|[[:space:]])$2=[^[:space:]]*" | head -n 1 | sed 's/.*=//'; }
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+  local limit=$1 what=$2 deadline=$((SECONDS + $1))
+  shift 2
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${limit}s waiting for $what"
+    sleep 0.5
+  done
+}
+job_ended() {
+  case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) ;; *) return 1 ;; esac
+}
+
+"$cairn" prepare --out "$work/data.h5" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
+if [ "$mode" = requeue ]; then
+  steps=600
+  sets=(data.train="$work/data.h5" training.steps=$steps training.log_every=1 training.eval_every=0
+        checkpoint.every=50 output.plot=false training.peak_flops=1e9)
+  t0=$SECONDS
+  jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
+        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}")
+  logged() { [ -f "$work/run/metrics.jsonl" ] && [ "$(wc -l <"$work/run/metrics.jsonl")" -ge "$1" ]; }
+  wait_for 120 "job $jid to log 60 steps" logged 60
+  logged $steps && fail "the run finished before it could be preempted: raise steps"
+  echo "slurm_test: $(wc -l <"$work/run/metrics.jsonl") steps logged after $((SECONDS - t0)) s; sending SIGUSR1 to the batch script"
+  scancel --signal=USR1 --batch "$jid"
+  restarted() { [ "$(job_field "$jid" Restarts)" -ge 1 ]; }
+  wait_for 60 "job $jid to requeue" restarted
+  wait_for 240 "job $jid to end" job_ended "$jid"
+  echo "slurm_test: job ended after $((SECONDS - t0)) s"
+  state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts)
+  [ "$state" = COMPLETED ] || fail "job $jid ended $state"
+  [ "$restarts" = 1 ] || fail "job $jid restarted $restarts times, expected 1"
+  grep -q "requeueing job $jid" "$work/job.out" || fail "no requeue line in the job's output"
+  resumed=$(grep -oE 'resumed from .*: step [0-9]+' "$work/job.out" | grep -oE '[0-9]+$' | head -n 1) ||
+    fail "cairn did not say it resumed from a checkpoint"
+  ((resumed > 0 && resumed < steps)) || fail "resumed from step $resumed, expected one within (0, $steps)"
+  echo "slurm_test: resumed from step $resumed"
+  [ -f "$work/run/COMPLETE" ] || fail "no $work/run/COMPLETE"
+
+  # The same run without Slurm, uninterrupted.
+  ref_args=(--config "$src/configs/tiny-test.toml" --set output.run_dir="$work/ref")
+  for kv in "${sets[@]}"; do ref_args+=(--set "$kv"); done
+  timeout 300 mpirun --oversubscribe -np 2 "$cairn" train "${ref_args[@]}" >"$work/ref.out" 2>&1 ||
+    fail "the reference run failed"
+  # step -> loss, the last record of each step (a resumed run may repeat the steps after its checkpoint).
+  losses() { sed -nE 's/.*"loss":([^,}]*).*"step":([0-9]+).*/\2 \1/p' "$1" | awk '{l[$1] = $2} END {for (s in l) print s, l[s]}' | sort -n; }
+  losses "$work/run/metrics.jsonl" >"$work/run.losses"
+  losses "$work/ref/metrics.jsonl" >"$work/ref.losses"
+  [ "$(wc -l <"$work/ref.losses")" = $steps ] || fail "the reference run logged $(wc -l <"$work/ref.losses") steps, not $steps"
+  diff "$work/ref.losses" "$work/run.losses" >"$work/losses.diff" ||
+    fail "per-step losses differ from the uninterrupted run (< reference, > preempted):$(echo; head -n 20 "$work/losses.diff")"
+  echo "slurm_test: PASS: preempted at step ~$resumed, requeued once, resumed, finished; $steps per-step losses bit-identical"
+elif [ "$mode" = error ]; then
+  touch "$work/not-a-directory"
+  # name|config|run dir|cairn's message, which the job output must contain (extended regex)
+  for case in "missing config|$work/missing.toml|$work/run1|error: cannot read config file '.*/missing.toml'" \
+              "unwritable run dir|$src/configs/tiny-test.toml|$work/not-a-directory/run|error: .*'[^']*/not-a-directory/run'"; do
+    IFS='|' read -r name config run_dir pattern <<<"$case"
+    out=$work/error-${name// /-}.out
+    jid=$(CAIRN_LAUNCHER=srun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
+          "$src/slurm/cairn.sbatch" "$config" "$run_dir" data.train="$work/data.h5" output.plot=false training.peak_flops=1e9)
+    wait_for 90 "job $jid ($name) to end" job_ended "$jid"
+    sleep 3  # a requeue would show by now: the job would be PENDING again with Restarts=1
+    state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts) code=$(job_field "$jid" ExitCode)
+    [ "$state" = FAILED ] || fail "$name: job $jid is $state, expected FAILED"
+    [ "$restarts" = 0 ] || fail "$name: job $jid was requeued ($restarts restarts)"
+    [ "$code" != 0:0 ] || fail "$name: exit code $code"
+    grep -q "ERROR: cairn failed with exit code" "$out" || fail "$name: no ERROR line from cairn.sbatch in $out"
+    grep -q "Not requeueing" "$out" || fail "$name: the output does not say it will not requeue"
+    grep -Eq -- "$pattern" "$out" || fail "$name: cairn's message naming '$pattern' is not in $out"
+    echo "slurm_test: $name: job $jid FAILED (exit $code), not requeued: $(grep -Em1 -- "$pattern" "$out")"
+  done
+  echo "slurm_test: PASS"
+else
+  fail "unknown mode '$mode': use requeue or error"
+fi
