@@ -51,14 +51,14 @@ job_ended() {
 
 "$cairn" prepare --out "$work/data.h5" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
 if [ "$mode" = requeue ]; then
-  steps=600
+  steps=400
   sets=(data.train="$work/data.h5" training.steps=$steps training.log_every=1 training.eval_every=0
         checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   t0=$SECONDS
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
         "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}")
   logged() { [ -f "$work/run/metrics.jsonl" ] && [ "$(wc -l <"$work/run/metrics.jsonl")" -ge "$1" ]; }
-  wait_for 120 "job $jid to log 60 steps" logged 60
+  wait_for 120 "job $jid to log 40 steps" logged 40
   logged $steps && fail "the run finished before it could be preempted: raise steps"
   echo "slurm_test: $(wc -l <"$work/run/metrics.jsonl") steps logged after $((SECONDS - t0)) s; sending SIGUSR1 to the batch script"
   scancel --signal=USR1 --batch "$jid"
@@ -73,7 +73,8 @@ if [ "$mode" = requeue ]; then
   resumed=$(grep -oE 'resumed from .*: step [0-9]+' "$work/job.out" | grep -oE '[0-9]+$' | head -n 1) ||
     fail "cairn did not say it resumed from a checkpoint"
   ((resumed > 0 && resumed < steps)) || fail "resumed from step $resumed, expected one within (0, $steps)"
-  echo "slurm_test: resumed from step $resumed"
+  echo "slurm_test: resumed from step $resumed; the job's own account:"
+  grep -E '^(cairn.sbatch|launch.sh|mpirun)|resumed from|checkpoint|CANCELLED' "$work/job.out" | sed 's/^/  | /'
   [ -f "$work/run/COMPLETE" ] || fail "no $work/run/COMPLETE"
 
   # The same run without Slurm, uninterrupted.
