@@ -2,7 +2,8 @@
 # Starts a throwaway single-node Slurm cluster on loopback, as root, everything in DIR: munged with
 # its own key and socket, slurmctld and slurmd in the foreground (-D) as background jobs of this
 # script, their PIDs in DIR/pids. Returns once sinfo shows the node idle. DIR/env.sh sets SLURM_CONF
-# for sbatch/squeue/scontrol; stop.sh DIR takes it all down again.
+# for sbatch/squeue/scontrol; stop.sh DIR takes it all down again. If it fails, it stops what it
+# started and removes DIR itself (after printing the daemons' last log lines).
 # usage: start.sh DIR    (DIR must not exist or be empty)
 # env:   CAIRN_SLURM_CTLD_PORT (16817), CAIRN_SLURM_SLURMD_PORT (16818), CAIRN_SLURM_CPUS (2),
 #        CAIRN_SLURM_START_TIMEOUT seconds (60)
@@ -20,6 +21,9 @@ dir=$(cd "$dir" && pwd)
 chmod 700 "$dir"
 mkdir -p "$dir/munge" "$dir/state" "$dir/spool"
 : >"$dir/pids"
+# Whatever fails from here on, leave nothing running: stop what was started (its logs go with DIR).
+started=""
+trap '[ -n "$started" ] || "$here/stop.sh" "$dir" >&2' EXIT
 
 # slurmctld only runs where gethostname() names SlurmctldHost, and that name must resolve: map it
 # to loopback in /etc/hosts when it does not resolve at all (remembered so stop.sh removes it).
@@ -48,7 +52,7 @@ export SLURM_CONF=$dir/slurm.conf
 
 deadline=$((SECONDS + ${CAIRN_SLURM_START_TIMEOUT:-60}))
 until [ -S "$dir/munge/munge.socket" ]; do
-  [ $SECONDS -lt $deadline ] || fail "munged did not create its socket; log: $(cat "$dir/munge/munged.log" 2>/dev/null)"
+  [ $SECONDS -lt $deadline ] || fail "munged did not create its socket; its log: $(cat "$dir/munge/munged.log" 2>/dev/null)"
   sleep 0.2
 done
 
@@ -64,8 +68,12 @@ until sinfo -h -N -o '%T' 2>/dev/null | grep -qx idle; do
     exit 1
   fi
   while read -r name pid; do
-    kill -0 "$pid" 2>/dev/null || fail "$name (pid $pid) exited; see $dir/$name.log and $dir/$name.out"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/$name.log" "$dir/$name.out" >&2 2>/dev/null || true
+      fail "$name (pid $pid) exited"
+    fi
   done <"$dir/pids"
   sleep 0.5
 done
+started=1
 echo "start.sh: cluster up in $dir (node $host idle); source $dir/env.sh to use it"

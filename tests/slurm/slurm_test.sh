@@ -45,6 +45,8 @@ wait_for() {
     sleep 0.5
   done
 }
+# logged RUN_DIR N: the run has logged at least N steps.
+logged() { [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; }
 job_ended() {
   case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) ;; *) return 1 ;; esac
 }
@@ -57,9 +59,8 @@ if [ "$mode" = requeue ]; then
   t0=$SECONDS
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
         "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}")
-  logged() { [ -f "$work/run/metrics.jsonl" ] && [ "$(wc -l <"$work/run/metrics.jsonl")" -ge "$1" ]; }
-  wait_for 120 "job $jid to log 40 steps" logged 40
-  logged $steps && fail "the run finished before it could be preempted: raise steps"
+  wait_for 120 "job $jid to log 40 steps" logged "$work/run" 40
+  logged "$work/run" $steps && fail "the run finished before it could be preempted: raise steps"
   echo "slurm_test: $(wc -l <"$work/run/metrics.jsonl") steps logged after $((SECONDS - t0)) s; sending SIGUSR1 to the batch script"
   scancel --signal=USR1 --batch "$jid"
   restarted() { [ "$(job_field "$jid" Restarts)" -ge 1 ]; }
@@ -110,6 +111,23 @@ elif [ "$mode" = error ]; then
     grep -Eq -- "$pattern" "$out" || fail "$name: cairn's message naming '$pattern' is not in $out"
     echo "slurm_test: $name: job $jid FAILED (exit $code), not requeued: $(grep -Em1 -- "$pattern" "$out")"
   done
+
+  # The requeue cap: with CAIRN_MAX_REQUEUES=0 a preempted job checkpoints, then fails instead of
+  # requeueing. (This also takes the signal through srun to the ranks.)
+  out=$work/error-requeue-cap.out
+  jid=$(CAIRN_LAUNCHER=srun CAIRN_MAX_REQUEUES=0 sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
+        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data.h5" \
+        training.steps=400 training.log_every=1 checkpoint.every=50 output.plot=false training.peak_flops=1e9)
+  wait_for 90 "job $jid to log 20 steps" logged "$work/run-cap" 20
+  scancel --signal=USR1 --batch "$jid"
+  wait_for 90 "job $jid (requeue cap) to end" job_ended "$jid"
+  sleep 3
+  state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts)
+  [ "$state" = FAILED ] || fail "requeue cap: job $jid is $state, expected FAILED"
+  [ "$restarts" = 0 ] || fail "requeue cap: job $jid was requeued ($restarts restarts)"
+  grep -q "stopped by signal at step" "$out" || fail "requeue cap: cairn did not checkpoint on the signal"
+  grep -q "CAIRN_MAX_REQUEUES=0" "$out" || fail "requeue cap: no message about the cap in $out"
+  echo "slurm_test: requeue cap: job $jid checkpointed, then FAILED: $(grep -m1 'CAIRN_MAX_REQUEUES=0' "$out")"
   echo "slurm_test: PASS"
 else
   fail "unknown mode '$mode': use requeue or error"
