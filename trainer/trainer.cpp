@@ -23,7 +23,9 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTab
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
   const double norm = std::sqrt(be.sum_squares(grads, n));
-  if (clip > 0 && norm > clip) be.scale_inplace(grads, float(clip / norm), n);
+  // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
+  const double scale = clip / (norm + 1e-6);
+  if (clip > 0 && scale < 1.0) be.scale_inplace(grads, float(scale), n);
   return norm;
 }
 
