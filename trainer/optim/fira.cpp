@@ -62,6 +62,9 @@ int gesdd(LowRankWorkspace& ws, const LowRankShape& s, float* work, int lwork) {
   return info;
 }
 
+// Below this many elements a loop runs on one thread: waking the pool costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
 template <typename T>
 void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
@@ -70,7 +73,7 @@ void grow(std::vector<T>& v, int64_t n) {
 // Frobenius norm of an m×n row-major matrix, per-row partials in double then a serial sum: the
 // result does not depend on the thread count.
 double frobenius(const float* x, int64_t m, int64_t n, double* partial) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
   for (int64_t i = 0; i < m; ++i) {
     double acc = 0;
     for (int64_t j = 0; j < n; ++j) acc += double(x[i * n + j]) * x[i * n + j];
@@ -161,7 +164,7 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
 
   // Adam on R; bias correction folded into the step size (fira_adamw.py, correct_bias=True).
   const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nl >= kParallelMin)
   for (int64_t i = 0; i < nl; ++i) {
     exp_avg[i] = exp_avg[i] * b1 + R[i] * (1.0f - b1);
     exp_avg_sq[i] = exp_avg_sq[i] * b2 + R[i] * R[i] * (1.0f - b2);
@@ -177,7 +180,7 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
     // when left — the code's norm_dim = 0 if rows < cols else 1.
     float* phi = ws.phi.data();
     const int64_t count = s.right ? m : n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count * r >= kParallelMin)
     for (int64_t a = 0; a < count; ++a) {
       double nn = 0, rr = 0;
       for (int64_t b = 0; b < r; ++b) {
@@ -191,7 +194,7 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
     const float sub = cfg.residual_form == LowRankConfig::ResidualForm::code ? cfg.alpha : 1.0f;
     std::copy(g, g + m * n, U);
     project_back(U, R, proj, s, -sub, 1.0f);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) U[i * n + j] *= s.right ? phi[i] : phi[j];
     // Norm-growth limiter: limiter = max(‖S‖/(prev+1e-8), γ)/γ; S /= limiter; prev = ‖S‖/limiter.
@@ -203,7 +206,7 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
       const double limiter = std::max(norm / (double(*limiter_norm) + 1e-8), gamma) / gamma;
       if (limiter > 1.0) {
         const float inv = float(1.0 / limiter);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
         for (int64_t i = 0; i < m * n; ++i) U[i] *= inv;
       }
       *limiter_norm = float(norm / limiter);
@@ -214,7 +217,7 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
   }
 
   const float decay = cfg.weight_decay > 0 ? lr * cfg.weight_decay : 0.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
   for (int64_t i = 0; i < m * n; ++i) {
     w[i] -= step_size * U[i];
     if (decay != 0.0f) w[i] -= decay * w[i];  // after the update, as the code's "fixed version"
