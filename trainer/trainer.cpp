@@ -11,14 +11,36 @@
 #include "model/weights_io.h"
 #include "trainer/config.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/optim/fira.h"
 #include "util/error.h"
 
 namespace cairn {
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be) {
-  if (cfg.optimizer.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), cfg.optimizer, be);
-  throw Error(str("optimizer.name = \"", cfg.optimizer.name, "\" is not an optimizer of this cairn: use \"adamw\""));
+  const OptimizerConfig& o = cfg.optimizer;
+  if (o.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), o, be);
+  if (o.name == "fira" || o.name == "galore") {
+    const PlainAdamConfig plain{o.beta1, o.beta2, o.eps, o.weight_decay};
+    return std::make_unique<FiraOptimizer>(table, std::move(owned_rows), lowrank_config(o), plain, be);
+  }
+  throw Error(str("optimizer.name = \"", o.name, "\" is not an optimizer: use \"adamw\", \"fira\" or \"galore\""));
+}
+
+LowRankConfig lowrank_config(const OptimizerConfig& o) {
+  LowRankConfig c;
+  c.rank = o.rank;
+  c.update_gap = o.update_gap;
+  c.alpha = o.alpha;
+  c.limiter_gamma = o.limiter_gamma;
+  c.residual = o.name == "fira";
+  c.residual_form = o.residual_form == "paper" ? LowRankConfig::ResidualForm::paper : LowRankConfig::ResidualForm::code;
+  c.beta1 = o.beta1;
+  c.beta2 = o.beta2;
+  c.eps = o.eps;
+  c.weight_decay = o.weight_decay;
+  validate(c);
+  return c;
 }
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
@@ -194,6 +216,11 @@ void Trainer::print_startup() {
   std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
             << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
             << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  if (cfg_.optimizer.name != "adamw") {
+    const LowRankConfig lc = lowrank_config(cfg_.optimizer);
+    std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
+                                                 cfg_.optimizer.name, lc) << "\n";
+  }
   std::cout << "data: " << data_.path() << ": " << data_.train_tokens() << " training tokens (" << train_split_.count
             << " windows), " << data_.val_tokens() << " validation tokens\n";
   if (comm_.size() > 1) {

@@ -87,6 +87,10 @@ class Trainer {
 // Returns the norm before clipping.
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 
+struct LowRankConfig;
+// Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
+LowRankConfig lowrank_config(const OptimizerConfig& o);
+
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be);
