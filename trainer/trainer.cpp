@@ -215,8 +215,9 @@ void Trainer::run() {
     log.progress(state_.step, elapsed);
     std::string ckpt;
     if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {
+      const auto t0 = clock::now();
       ckpt = save_checkpoint();
-      log.message("checkpoint: " + ckpt);
+      log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
     }
     if (stop_requested()) {
       if (ckpt.empty()) ckpt = save_checkpoint();

@@ -6,6 +6,7 @@
 // Communicator.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -81,7 +82,7 @@ class Trainer {
   void print_startup();
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
-  void load_verified(const std::string& dir);
+  void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
 
   TrainConfig cfg_;
   Communicator& comm_;

@@ -1,6 +1,7 @@
 // Trainer's checkpoint methods (see trainer.h): saving the run's state, verifying and restoring it,
 // and agreeing across ranks on a stop signal. Rank 0 chooses and verifies a checkpoint and tells
 // the others, so every rank loads the same one or every rank fails with the same message.
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -41,6 +42,10 @@ std::map<std::string, std::string> config_entries(const std::string& toml) {
   return out;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 // Rank 0's string on every rank.
 std::string share(Communicator& comm, std::string s) {
   int64_t n = int64_t(s.size());
@@ -76,6 +81,7 @@ bool Trainer::stop_requested() {
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
+  const auto start = std::chrono::steady_clock::now();
   std::string dir, error;
   if (comm_.rank() == 0) {
     try {
@@ -87,7 +93,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   }
   error = share(comm_, error);
   if (!error.empty()) throw Error(error);
-  load_verified(share(comm_, dir));
+  load_verified(share(comm_, dir), start);
 }
 
 bool Trainer::resume(const std::string& spec) {
@@ -95,6 +101,7 @@ bool Trainer::resume(const std::string& spec) {
     load_checkpoint(spec);
     return true;
   }
+  const auto start = std::chrono::steady_clock::now();
   std::string dir, error;
   if (comm_.rank() == 0) {
     try {
@@ -108,12 +115,12 @@ bool Trainer::resume(const std::string& spec) {
   if (!error.empty()) throw Error(error);
   dir = share(comm_, dir);
   if (dir.empty()) return false;
-  load_verified(dir);
+  load_verified(dir, start);
   return true;
 }
 
 // Reads everything into host memory and checks it before the first change to the trainer.
-void Trainer::load_verified(const std::string& dir) {
+void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::time_point start) {
   const CheckpointInfo info = checkpoint_read_info(dir);
   const auto saved = config_entries(info.config_toml), now = config_entries(config_to_toml(cfg_));
   for (const char* key : kShapeKeys) {
@@ -133,7 +140,7 @@ void Trainer::load_verified(const std::string& dir) {
   if (comm_.rank() != 0) return;
   std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
             << " tokens (saved by " << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ", now "
-            << comm_.size() << ")\n";
+            << comm_.size() << "; verified and read in " << seconds_since(start) << " s)\n";
   std::string changed;
   for (const auto& [k, v] : now) {
     if (k.rfind("output.", 0) == 0 || k.rfind("checkpoint.", 0) == 0) continue;
