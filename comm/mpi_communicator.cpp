@@ -109,6 +109,7 @@ class MpiCommunicator final : public Communicator {
     int len = 0;
     CAIRN_MPI_CHECK(MPI_Get_processor_name(name, &len));
     host_.assign(name, size_t(len));
+    yield_when_idle_ = unsigned(local_size_) > std::thread::hardware_concurrency();
   }
 
   ~MpiCommunicator() override {
@@ -158,19 +159,20 @@ class MpiCommunicator final : public Communicator {
     std::_Exit(1);
   }
 
-  // Polls until every request completes or the timeout passes. A few microseconds of tight polling
-  // keep small collectives fast; after that the thread yields between polls so that oversubscribed
-  // ranks (more ranks than cores) let the peer they wait for run.
+  // Polls until every request completes or the timeout passes. Open MPI advances a non-blocking
+  // collective only inside MPI calls, so a rank with a core of its own polls without pause, as
+  // MPI's blocking calls do. Only when this host has more ranks than cores does a waiting rank
+  // yield, so the peer it waits for can run.
   void wait_all(std::vector<MPI_Request>& reqs, const char* what, int64_t count) {
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
       int done = 0;
       CAIRN_MPI_CHECK(MPI_Testall(int(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE));
       if (done) return;
-      if (polls < 256) continue;
+      if (yield_when_idle_) std::this_thread::yield();
+      if (polls % 64 != 0) continue;  // the deadline is checked on every 64th poll
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (options_.timeout_seconds > 0 && waited > options_.timeout_seconds) timed_out(what, count, waited);
-      std::this_thread::yield();
     }
   }
 
@@ -309,6 +311,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
+  bool yield_when_idle_ = false;  // more ranks than cores on this host
 };
 
 }  // namespace

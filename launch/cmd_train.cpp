@@ -31,9 +31,11 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw Error(str("cairn train: unexpected argument '", args.positional()[0], "'"));
-  auto comm = make_communicator(&argc, &argv);
+  const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
+  CommOptions comm_options;
+  comm_options.timeout_seconds = cfg.training.comm_timeout_s;
+  auto comm = make_communicator(&argc, &argv, comm_options);
   try {
-    const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
     if (comm->rank() == 0 && comm->size() > 1) {
       const auto hosts = comm->all_gather_strings(comm->host());
       std::cout << "cairn train: " << comm->size() << " ranks (" << comm->name() << ")\n";

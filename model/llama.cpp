@@ -222,6 +222,7 @@ void LlamaModel::backward(int64_t B) {
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_backward(dres_.data(), G + final_norm_offset_, dln_.data(), x_last, P + final_norm_offset_,
                        final_rstd_.data(), N, C);
+  if (grad_ready_) grad_ready_(final_norm_offset_);
 
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
@@ -243,8 +244,10 @@ void LlamaModel::backward(int64_t B) {
     L.k->backward(be_, dln_.data(), true, G, dk_.data(), L.ln1.data(), N, P, bufs, ws);
     L.v->backward(be_, dln_.data(), true, G, dv_.data(), L.ln1.data(), N, P, bufs, ws);
     be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
+    if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
   }
   be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C);
+  if (grad_ready_) grad_ready_(0);
 }
 
 static float mean_of(const Backend& be, const float* losses, int64_t N) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,6 +75,11 @@ class LlamaModel {
   // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
   std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
 
+  // Called during backward with an offset: gradients [offset, end of the flat buffer) are final
+  // for this micro-batch (backward completes them from the end towards the start). Used to start
+  // gradient communication early. Empty: no calls.
+  void set_grad_ready_hook(std::function<void(int64_t)> hook) { grad_ready_ = std::move(hook); }
+
   int64_t max_batch() const { return max_batch_; }
   int64_t activation_bytes() const;
 
@@ -94,6 +100,7 @@ class LlamaModel {
   std::vector<Layer> layers_;
   int64_t embed_offset_ = 0, final_norm_offset_ = 0, lm_head_offset_ = -1;
 
+  std::function<void(int64_t)> grad_ready_;
   DeviceArray<float> params_, grads_;
   DeviceArray<float> rope_cos_, rope_sin_;
   DeviceArray<int32_t> inputs_, targets_;

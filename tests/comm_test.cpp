@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "util/error.h"
 
 namespace cairn {
 namespace {
@@ -95,6 +96,13 @@ TEST(Communicator, FactoryPicksSelfOutsideMpirun) {
   setenv("PMI_SIZE", "2", 1);
   EXPECT_TRUE(launched_by_mpi());
   unsetenv("PMI_SIZE");
+}
+
+TEST(Communicator, FactoryWithoutMpiSaysHowToRebuild) {
+  if (CAIRN_HAVE_MPI) GTEST_SKIP() << "built with MPI: comm_mpi tests the MPI side";
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  EXPECT_THROW(make_communicator(nullptr, nullptr), Error);
+  unsetenv("OMPI_COMM_WORLD_SIZE");
 }
 
 }  // namespace

@@ -76,6 +76,10 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.skip_nonfinite", &t.skip_nonfinite, "skip steps with non-finite loss instead of stopping"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
       {"training.peak_flops", &t.peak_flops, "peak FLOP/s for MFU (0: measure GEMM peak)"},
+      {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
+      {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
+      {"training.check_every", &t.check_every, "steps between cross-rank parameter checks (0: off)"},
+      {"training.comm_timeout_s", &t.comm_timeout_s, "seconds before a stuck collective ends the job"},
       {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
       {"output.plot", &c.output.plot, "draw loss.png at the end"},
       {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: off; SIGTERM/SIGUSR1 still save)"},
@@ -232,6 +236,8 @@ void config_validate(const TrainConfig& c) {
   if (t.log_every <= 0) throw Error("training.log_every must be positive");
   if (t.eval_every < 0) throw Error("training.eval_every must be 0 (off) or positive");
   if (t.eval_batches <= 0) throw Error("training.eval_batches must be positive");
+  if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
+  if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");
   if (!(c.schedule.lr > 0)) throw Error("schedule.lr must be positive");
   if (c.schedule.warmup < 0) throw Error("schedule.warmup must be non-negative");
   if (c.schedule.min_lr_ratio < 0 || c.schedule.min_lr_ratio > 1)

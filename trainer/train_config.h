@@ -48,6 +48,11 @@ struct TrainingConfig {
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
   double peak_flops = 0;         // for MFU; 0: measure the fp32 GEMM peak at start
+  // Data parallelism.
+  bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
+  double bucket_mb = 8;          // gradient all-reduce bucket size (MiB)
+  int64_t check_every = 100;     // steps between cross-rank parameter checksums (0: off)
+  double comm_timeout_s = 600;   // a collective stuck this long ends the job
 };
 
 struct OutputConfig {

@@ -25,7 +25,9 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTab
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
   const double norm = std::sqrt(be.sum_squares(grads, n));
-  if (clip > 0 && norm > clip) be.scale_inplace(grads, float(clip / norm), n);
+  // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
+  const double scale = clip / (norm + 1e-6);
+  if (clip > 0 && scale < 1.0) be.scale_inplace(grads, float(scale), n);
   return norm;
 }
 
@@ -57,9 +59,12 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm)
   const Backend& be = cpu_backend();
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
-  std::vector<int> rows(model_->params().rows().size());
-  std::iota(rows.begin(), rows.end(), 0);
-  optimizer_ = make_optimizer(cfg_, model_->params(), rows, be);
+  const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
+  sync_ = std::make_unique<GradientSync>(comm_, model_->params(), model_->grad_data(), bucket_floats, cfg_.training.zero1);
+  model_->set_grad_ready_hook([this](int64_t offset) {
+    if (sync_armed_) sync_->ready_from(offset);
+  });
+  optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), be);
   schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
 
   const int64_t T = cfg_.model.seq_len, B = cfg_.training.micro_batch;
@@ -93,13 +98,17 @@ StepResult Trainer::train_step() {
     const int64_t first = state_.samples + (a * world + rank) * B;
     for (int64_t b = 0; b < B; ++b)
       read_window(train_split_.start(sampler_.window_for(first + b)), inputs_.data() + b * T, targets_.data() + b * T);
+    // Communication overlaps the backward of the last micro-step only.
+    sync_armed_ = a == A - 1;
+    if (sync_armed_) sync_->begin();
     loss_sum += model_->forward_backward(inputs_.data(), targets_.data(), B, 1.0f / float(A));
   }
+  sync_armed_ = false;
+  sync_->finish();
   double loss = loss_sum / double(A);
   comm_.all_reduce(&loss, 1, ReduceOp::avg);
   const Backend& be = model_->backend();
   const int64_t n = model_->params().total();
-  comm_.all_reduce(model_->grad_data(), n, ReduceOp::avg);
 
   res.loss = float(loss);
   res.grad_norm = clip_gradients(be, model_->grad_data(), n, cfg_.optimizer.grad_clip);
@@ -113,6 +122,7 @@ StepResult Trainer::train_step() {
     ++state_.skipped_steps;
   } else {
     optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
+    sync_->gather_params(model_->param_data());
   }
   ++state_.step;
   state_.samples += global_batch();
@@ -136,7 +146,43 @@ double Trainer::validate() {
   return sum_count[0] / sum_count[1];
 }
 
+// FNV-1a over the bytes of each row: cheap, and any bit difference shows.
+static std::vector<int64_t> row_hashes(const ParamTable& table, const float* params) {
+  std::vector<int64_t> h;
+  for (const auto& r : table.rows()) {
+    uint64_t x = 1469598103934665603ULL;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(params + r.offset);
+    for (int64_t i = 0; i < r.numel * 4; ++i) x = (x ^ bytes[i]) * 1099511628211ULL;
+    h.push_back(int64_t(x >> 1));
+  }
+  return h;
+}
+
+void Trainer::check_consistency() {
+  if (comm_.size() == 1) return;
+  const auto& table = model_->params();
+  std::vector<float> host(static_cast<size_t>(table.total()));
+  model_->backend().copy_to_host(host.data(), model_->param_data(), table.total() * 4);
+  const auto mine = row_hashes(table, host.data());
+  auto reference = mine;
+  comm_.broadcast(reference.data(), int64_t(reference.size() * sizeof(int64_t)), 0);
+  int64_t first = int64_t(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (mine[i] != reference[i]) {
+      first = int64_t(i);
+      break;
+    }
+  int64_t min_first = -first;  // the smallest first mismatch over ranks, as a max of negatives
+  comm_.all_reduce(&min_first, 1, ReduceOp::max);
+  min_first = -min_first;
+  if (min_first < int64_t(mine.size()))
+    throw Error(str("parameters diverged across ranks at step ", state_.step, ": first differing parameter '",
+                    table.row(int(min_first)).name, "'", first == min_first ? str(" (this is rank ", comm_.rank(), ")") : "",
+                    "; the job cannot continue: resume from the last checkpoint"));
+}
+
 void Trainer::print_startup() {
+  const auto state_bytes = comm_.all_gather_strings(std::to_string(optimizer_->state_bytes()));
   if (comm_.rank() != 0) return;
   const auto& t = model_->params();
   std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
@@ -152,6 +198,12 @@ void Trainer::print_startup() {
             << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
   std::cout << "data: " << data_.path() << ": " << data_.train_tokens() << " training tokens (" << train_split_.count
             << " windows), " << data_.val_tokens() << " validation tokens\n";
+  if (comm_.size() > 1) {
+    std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
+              << cfg_.training.bucket_mb << " MiB; optimizer state per rank (MB):";
+    for (const auto& b : state_bytes) std::cout << " " << std::stod(b) / 1e6;
+    std::cout << (cfg_.training.zero1 ? " (sharded, ZeRO-1)" : " (replicated)") << "\n";
+  }
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
@@ -206,12 +258,14 @@ void Trainer::run() {
                             {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
       if (do_eval && has_val_) rec["val_loss"] = validate();
+      if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
       log.log(rec);
       interval_start = clock::now();
       interval_tokens = 0;
       interval_loss = 0;
       interval_steps = 0;
     }
+    if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
     std::string ckpt;
     if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {

@@ -16,6 +16,7 @@
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/llama.h"
+#include "trainer/grad_sync.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/schedule.h"
@@ -70,11 +71,15 @@ class Trainer {
   StepResult train_step();
   // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split).
   double validate();
+  // Compares a checksum of every parameter row across ranks; throws Error naming the first row
+  // that differs (ranks must hold identical parameters).
+  void check_consistency();
 
   const TrainConfig& config() const { return cfg_; }
   const TrainerState& state() const { return state_; }
   LlamaModel& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
+  GradientSync& grad_sync() { return *sync_; }
   int64_t global_batch() const;
 
  private:
@@ -91,6 +96,8 @@ class Trainer {
   bool has_val_ = false;
   WindowSampler sampler_;
   std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<GradientSync> sync_;
+  bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   TrainerState state_;
