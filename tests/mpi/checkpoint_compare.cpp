@@ -26,7 +26,18 @@ std::map<int64_t, double> losses(const std::string& path) {
 
 }  // namespace
 
+int compare(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  try {
+    return compare(argc, argv);
+  } catch (const std::exception& e) {
+    std::cout << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+int compare(int argc, char** argv) {
   if (argc != 7) {
     std::cerr << "usage: checkpoint_compare METRICS_A METRICS_B FROM_STEP LOSS_TOL WEIGHTS_A WEIGHTS_B\n";
     return 2;
