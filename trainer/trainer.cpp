@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <thread>
 
 #include "model/weights_io.h"
+#include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/fira.h"
@@ -245,10 +247,13 @@ void Trainer::run() {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
+    fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
   }
   comm_.barrier();
   print_startup();
-  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);
+  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);  // appends on resume
+  const StopSignals signals;
+  const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   auto interval_start = start;
@@ -277,7 +282,7 @@ void Trainer::run() {
                             {"tokens_per_s", tps},
                             {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
                             {"elapsed_s", elapsed},
-                            {"eta_s", elapsed / double(state_.step) * double(cfg_.training.steps - state_.step)}};
+                            {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
       if (do_eval && has_val_) rec["val_loss"] = validate();
       if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
@@ -289,9 +294,26 @@ void Trainer::run() {
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
+    std::string ckpt;
+    if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {
+      const auto t0 = clock::now();
+      ckpt = save_checkpoint();
+      log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
+    }
+    if (stop_requested()) {
+      if (ckpt.empty()) ckpt = save_checkpoint();
+      log.message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
+                      "; continue with `cairn train ... --resume auto`"));
+      stopped_ = true;
+      return;
+    }
   }
   if (comm_.rank() == 0) {
     save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
+    const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
+                                 {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
+    std::ofstream(dir + "/COMPLETE.tmp") << done.dump() << "\n";
+    fs::rename(dir + "/COMPLETE.tmp", dir + "/COMPLETE");
     log.message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
                     format_duration(std::chrono::duration<double>(clock::now() - start).count())));
   }
