@@ -48,9 +48,11 @@ std::vector<int32_t> sltrain_support(int64_t out, int64_t in, int64_t nnz, Rng& 
   return support;
 }
 
-// Relative cost of one sparse multiply-add against one GEMM multiply-add (2 FLOPs), measured on
-// the 60M/130M shapes with bench/sltrain_bench (see the crossover table in its output).
-static constexpr double kSparseCost = 4.0;
+// Cost of one sparse multiply-add (gathered, not vectorized) in GEMM FLOPs. Fitted to
+// `sltrain_bench paths` on the 60M/130M shapes, 2 threads: ≈ 40, so that the factored path wins
+// only where forming W (8·out·in·r) outweighs the GEMMs saved, i.e. for wide MLP shapes at small N
+// (60M 1376x512 and 512x1376 at N = 256); at the presets' N = 2048 materialized is faster on CPU.
+static constexpr double kSparseCost = 40.0;
 
 SLTrainPath sltrain_auto_path(int64_t out, int64_t in, int64_t rank, int64_t nnz, int64_t N) {
   const double o = double(out), i = double(in), r = double(rank), n = double(N);
