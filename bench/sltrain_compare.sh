@@ -14,14 +14,14 @@ for kind in dense lowrank sltrain; do
     --set output.run_dir="runs/sltrain-compare-$kind" > "runs/sltrain-compare-$kind.log" 2>&1 ||
     { echo "training $kind failed: see runs/sltrain-compare-$kind.log" >&2; exit 1; }
 done
-python3 - "$@" <<'PY'
-import json
+python3 - <<'PY'
+import json, re
 print(f"{'linear':8} {'params':>10} {'tokens':>9} {'train loss':>10} {'val loss':>9} {'tokens/s':>9}")
 for kind in ["dense", "lowrank", "sltrain"]:
     recs = [json.loads(l) for l in open(f"runs/sltrain-compare-{kind}/metrics.jsonl")]
     last = [r for r in recs if "val_loss" in r][-1]
     tps = sorted(r["tokens_per_s"] for r in recs if "tokens_per_s" in r)[len(recs) // 2]
-    params = next((l.split(": ")[1].split(" ")[0] for l in open(f"runs/sltrain-compare-{kind}.log")
+    params = next((re.search(r"(\d+) parameters", l).group(1) for l in open(f"runs/sltrain-compare-{kind}.log")
                    if l.startswith("model:")), "?")
     print(f"{kind:8} {params:>10} {last['tokens']:>9} {last['loss']:>10.4f} {last['val_loss']:>9.4f} {tps:>9.0f}")
 PY
