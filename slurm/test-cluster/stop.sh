@@ -11,10 +11,15 @@ export SLURM_CONF=$dir/slurm.conf
 alive() { kill -0 "$1" 2>/dev/null; }
 ctld=$(awk '$1 == "slurmctld" {print $2}' "$dir/pids")
 if [ -n "$ctld" ] && alive "$ctld"; then
-  scancel --quiet --full --user=root 2>/dev/null
+  ids=$(squeue -h -o '%i' 2>/dev/null)
+  # shellcheck disable=SC2086 # one argument per job ID
+  [ -z "$ids" ] || scancel --quiet --full $ids 2>/dev/null
   deadline=$((SECONDS + 30))
-  while [ -n "$(squeue -h -t all -o '%i %T' 2>/dev/null | grep -Ev ' (COMPLETED|CANCELLED|FAILED|TIMEOUT|NODE_FAIL|PREEMPTED|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)$')" ] &&
-        [ $SECONDS -lt $deadline ]; do
+  ended=' (COMPLETED|CANCELLED|FAILED|TIMEOUT|NODE_FAIL|PREEMPTED|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)$'
+  # (no grep -q: with pipefail, squeue killed by SIGPIPE would end the wait early)
+  # shellcheck disable=SC2143
+  unfinished() { [ -n "$(squeue -h -t all -o '%i %T' 2>/dev/null | grep -Ev "$ended")" ]; }
+  while unfinished && [ $SECONDS -lt $deadline ]; do
     sleep 0.5
   done
 fi

@@ -31,6 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$src/slurm/test-cluster/start.sh" "$cluster"
+# shellcheck source=/dev/null
 source "$cluster/env.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export CAIRN_HOME=$src CAIRN_BIN=$cairn
@@ -54,7 +55,7 @@ job_ended() {
 "$cairn" prepare --out "$work/data.h5" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
 if [ "$mode" = requeue ]; then
   steps=400
-  sets=(data.train="$work/data.h5" training.steps=$steps training.log_every=1 training.eval_every=0
+  sets=(data.train="$work/data.h5" training.steps="$steps" training.log_every=1 training.eval_every=0
         checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   t0=$SECONDS
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
