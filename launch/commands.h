@@ -7,5 +7,8 @@ namespace cairn {
 int cmd_train(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
 
 }  // namespace cairn
