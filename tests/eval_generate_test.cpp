@@ -39,6 +39,7 @@ class UseModelTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    cpu_set_threads(1);  // tiny models: threads only add scheduling noise on a loaded machine
     cfg_.model.vocab_size = 257;
     cfg_.model.dim = 16;
     cfg_.model.n_layers = 2;

@@ -30,6 +30,7 @@ class ExportTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("cairn_export_test_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
+    cpu_set_threads(1);  // tiny models: threads only add scheduling noise on a loaded machine
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
