@@ -164,8 +164,9 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
     write_text(tmp / "tokenizer.model", proto);
     auto piece = [&](int id) { return id >= 0 ? ordered_json(proc.IdToPiece(id)) : ordered_json(nullptr); };
     ordered_json t;
-    // cairn encodes without BOS or EOS and with the model's own normalization: the slow
-    // LlamaTokenizer in "legacy" mode calls SentencePiece exactly like that.
+    // cairn encodes without BOS or EOS, with the model's own normalization. transformers converts
+    // tokenizer.model into its LlamaTokenizer, which then encodes like SentencePiece except for
+    // text that starts with a space (tools/reference/check_hf_export.py counts the matches).
     t["tokenizer_class"] = "LlamaTokenizer";
     t["bos_token"] = piece(proc.bos_id());
     t["eos_token"] = piece(proc.eos_id());

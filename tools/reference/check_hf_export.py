@@ -11,7 +11,12 @@ Tolerance: 1e-4 (absolute, nats) for an fp32 export — both sides compute in fp
 in summation order; 2e-2 for a bf16 export, whose weights are rounded to 8-bit mantissas (transformers
 then runs in fp32, cairn on the unrounded fp32 weights). Exit status 1 when the difference exceeds it.
 
-Install: pip install torch transformers safetensors h5py numpy
+For a SentencePiece export it also loads the tokenizer with AutoTokenizer (transformers converts
+tokenizer.model, which needs `pip install sentencepiece protobuf`) and counts the validation
+documents it encodes exactly as SentencePiece itself (cairn's tokenizer) does. Known difference:
+text that starts with a space (transformers' converted Llama tokenizer folds it into the prefix).
+
+Install: pip install torch transformers safetensors h5py numpy [sentencepiece protobuf]
 Run:     python3 tools/reference/check_hf_export.py EXPORT_DIR WEIGHTS_OR_CKPT DATASET.h5 \
              [--cairn build/cairn] [--split val] [--batches 4] [--micro-batch 4]
 """
@@ -60,6 +65,21 @@ def cairn_loss(cairn, weights, dataset, split, batches, micro_batch):
     return result["loss"], result["windows"]
 
 
+def check_tokenizer(export_dir, dataset, count=200):
+    """Documents of the validation split that transformers' tokenizer encodes like SentencePiece."""
+    import sentencepiece
+    from transformers import AutoTokenizer
+    hf = AutoTokenizer.from_pretrained(export_dir)
+    sp = sentencepiece.SentencePieceProcessor(model_file=f"{export_dir}/tokenizer.model")
+    with h5py.File(dataset, "r") as f:
+        offsets = f["doc_offsets"][:]
+        first = int(np.searchsorted(offsets, int(f.attrs["val_start"])))
+        docs = [f["tokens"][offsets[i]:offsets[i + 1] - 1].tolist() for i in range(first, min(first + count, len(offsets) - 1))]
+    texts = [sp.decode(d) for d in docs]
+    same = sum(hf.encode(t, add_special_tokens=False) == sp.encode(t) for t in texts)
+    print(f"  tokenizer: {type(hf).__name__} encodes {same}/{len(texts)} validation documents exactly as SentencePiece")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("export_dir")
@@ -84,6 +104,12 @@ def main():
     print(f"  transformers LlamaForCausalLM loss: {theirs:.8f}")
     print(f"  cairn eval loss:                    {ours:.8f}")
     print(f"  |difference| = {diff:.3e}  (tolerance {tolerance:g}): {'OK' if diff <= tolerance else 'FAIL'}")
+    try:
+        import os
+        if os.path.exists(f"{args.export_dir}/tokenizer.model"):
+            check_tokenizer(args.export_dir, args.dataset)
+    except ImportError as e:
+        print(f"  tokenizer: not checked ({e}; pip install sentencepiece protobuf)")
     sys.exit(0 if diff <= tolerance else 1)
 
 
