@@ -48,6 +48,9 @@ int cmd_eval(int argc, char** argv) {
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const auto& path : data) {
       const TokenDataset ds = TokenDataset::open(path);
+      if (!check_dataset_tokenizer(m.config, ds) && comm->rank() == 0)
+        std::cerr << "note: the model's training dataset '" << m.config.data.train
+                  << "' is not available, so the tokenizer of " << path << " is not checked against it\n";
       const EvalResult r = evaluate_dataset(*m.model, ds, split, batches, micro_batch, *comm);
       if (comm->rank() == 0) {
         std::cout << path << " (" << split << "): loss " << r.loss << "  perplexity " << r.perplexity() << "  ("

@@ -82,6 +82,19 @@ ModelTokenizer tokenizer_for_model(const TrainConfig& config, const std::string&
   return out;
 }
 
+bool check_dataset_tokenizer(const TrainConfig& config, const TokenDataset& ds) {
+  const std::string& train = config.data.train;
+  if (train.empty() || !fs::exists(train)) return false;
+  std::error_code ec;
+  if (fs::equivalent(train, ds.path(), ec)) return true;
+  const TokenDataset reference = TokenDataset::open(train);
+  if (reference.tokenizer_kind() != ds.tokenizer_kind() || reference.tokenizer_model() != ds.tokenizer_model())
+    throw Error(str("dataset '", ds.path(), "' was tokenized with a different tokenizer (", ds.tokenizer_kind(),
+                    ") than the model's training data '", train, "' (", reference.tokenizer_kind(),
+                    "): prepare it with --tokenizer sentencepiece:MODEL or the same tokenizer kind"));
+  return true;
+}
+
 // Index of the first byte that does not continue a well-formed UTF-8 sequence, or npos.
 static size_t invalid_utf8_at(const std::string& s) {
   size_t i = 0;

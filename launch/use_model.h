@@ -47,6 +47,10 @@ struct ModelTokenizer {
 // --tokenizer-from. A tokenizer whose vocabulary exceeds the model's is an error.
 ModelTokenizer tokenizer_for_model(const TrainConfig& config, const std::string& tokenizer_from);
 
+// Throws cairn::Error when `ds` was tokenized differently (kind or tokenizer model) from the model's
+// training dataset config.data.train; returns false without checking when that is unavailable.
+bool check_dataset_tokenizer(const TrainConfig& config, const TokenDataset& ds);
+
 // The prompt's token ids. SentencePiece needs valid UTF-8; an empty encoding is an error too.
 std::vector<uint32_t> encode_prompt(const Tokenizer& tok, const std::string& prompt);
 

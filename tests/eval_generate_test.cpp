@@ -319,6 +319,22 @@ TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
   EXPECT_EQ(r.windows, val.count);
   EXPECT_TRUE(std::isfinite(r.loss));
 
+  // Datasets are checked against the training dataset's tokenizer.
+  EXPECT_TRUE(check_dataset_tokenizer(cfg_, ds));
+  {
+    SentencePieceOptions opts;
+    opts.vocab_size = 300;
+    std::vector<std::string> docs(30, "some words of text for a tokenizer, some more words\n");
+    const auto sp = train_sentencepiece(docs, opts);
+    TokenDatasetWriter w(path("sp.h5"), *sp);
+    w.add_document(sp->encode("some words"));
+    w.finalize();
+    const TokenDataset other = TokenDataset::open(path("sp.h5"));
+    EXPECT_NE(error_of([&] { check_dataset_tokenizer(cfg_, other); }).find("different tokenizer"), std::string::npos);
+    TrainConfig unknown = cfg_;
+    unknown.data.train = path("gone.h5");
+    EXPECT_FALSE(check_dataset_tokenizer(unknown, other));
+  }
   EXPECT_NE(error_of([&] { evaluate_dataset(*model, ds, "test", 0, 2, *comm); }).find("--split"), std::string::npos);
   EXPECT_NE(error_of([&] { evaluate_dataset(*model, ds, "val", 0, 5, *comm); }).find("--micro-batch"), std::string::npos);
   cfg_.model.vocab_size = 200;  // a dataset with a larger vocabulary than the model
