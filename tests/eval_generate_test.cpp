@@ -10,7 +10,10 @@
 #include <fstream>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "data/sampler.h"
+#include "launch/commands.h"
 #include "launch/use_model.h"
 #include "model/sampling.h"
 #include "model/weights_io.h"
@@ -340,6 +343,46 @@ TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
   cfg_.model.vocab_size = 200;  // a dataset with a larger vocabulary than the model
   LlamaModel small(cfg_.model, cpu_backend(), 2);
   EXPECT_NE(error_of([&] { evaluate_dataset(small, ds, "val", 0, 2, *comm); }).find("vocabulary"), std::string::npos);
+}
+
+int run(int (*cmd)(int, char**), std::vector<std::string> args) {
+  args.insert(args.begin(), {"cairn", "cmd"});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return cmd(int(argv.size()), argv.data());
+}
+
+TEST_F(UseModelTest, EvalAndGenerateCommands) {
+  write_dataset();
+  auto model = make_model(6);
+  ASSERT_EQ(run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--data", path("data.h5"), "--split", "train",
+                           "--batches", "2", "--micro-batch", "3", "--json", path("eval.json")}),
+            0);
+  const auto j = nlohmann::json::parse(std::ifstream(path("eval.json")));
+  ASSERT_EQ(j["results"].size(), 2u);
+  auto comm = make_self_communicator();
+  const EvalResult r = evaluate_dataset(*model, TokenDataset::open(path("data.h5")), "train", 2, 3, *comm);
+  EXPECT_EQ(j["results"][1]["windows"], 6);
+  EXPECT_DOUBLE_EQ(j["results"][1]["loss"].get<double>(), r.loss);
+
+  // Greedy generation prints the prompt and then the decoded greedy continuation.
+  testing::internal::CaptureStdout();
+  const int rc = run(cmd_generate, {path("model.h5"), "--prompt", "abc", "--temperature", "0", "--max-tokens", "10"});
+  const std::string printed = testing::internal::GetCapturedStdout();
+  ASSERT_EQ(rc, 0);
+  GenerateOptions o;
+  o.max_tokens = 10;
+  o.sampling.temperature = 0;
+  o.stop_token = 256;
+  const std::vector<uint32_t> prompt = {'a', 'b', 'c'};
+  const auto ids = generate_tokens(*model, prompt, o);
+  EXPECT_EQ(printed, "abc" + make_byte_tokenizer()->decode(ids) + "\n");
+
+  EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5")}); }).find("--prompt"), std::string::npos);
+  EXPECT_NE(error_of([&] { run(cmd_eval, {path("model.h5")}); }).find("--data"), std::string::npos);
+  EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5"), "--prompt", "x", "--temperature", "hot"}); })
+                .find("expects a number"),
+            std::string::npos);
 }
 
 }  // namespace
