@@ -8,5 +8,8 @@ int cmd_train(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
 
 }  // namespace cairn

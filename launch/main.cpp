@@ -19,6 +19,9 @@ const Command kCommands[] = {
     {"prepare", cairn::cmd_prepare, "tokenize text into an HDF5 token dataset"},
     {"plot", cairn::cmd_plot, "draw loss curves of runs into a PNG"},
     {"inspect", cairn::cmd_inspect, "show and verify what a checkpoint holds"},
+    {"export", cairn::cmd_export, "write a trained model as a Hugging Face transformers directory"},
+    {"eval", cairn::cmd_eval, "loss and perplexity of a trained model on token datasets"},
+    {"generate", cairn::cmd_generate, "sample text from a trained model"},
 };
 
 void usage(std::ostream& os) {

@@ -1,0 +1,45 @@
+// `cairn export`: a trained model (weights file or checkpoint) as a Hugging Face directory.
+#include <iostream>
+
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "launch/hf_export.h"
+#include "launch/use_model.h"
+#include "util/error.h"
+
+namespace cairn {
+
+static const CommandSpec kExportSpec{
+    "export",
+    "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16] [--tokenizer-from DATASET.h5]",
+    "Writes a directory that Hugging Face transformers loads with LlamaForCausalLM.from_pretrained\n"
+    "(no custom code): config.json, model.safetensors, generation_config.json and the tokenizer.\n"
+    "Low-rank and SLTrain projections are written as the dense matrices they define. DIR appears\n"
+    "only once it is complete.",
+    {{"format", "FMT", "export format: hf (the only one)"},
+     {"out", "DIR", "directory to create (must not exist)"},
+     {"dtype", "TYPE", "fp32 (default) or bf16 (round to nearest even)"},
+     {"tokenizer-from", "DATASET", "token dataset whose tokenizer to ship (default: the training dataset, data.train)"}},
+    ""};
+
+int cmd_export(int argc, char** argv) {
+  Args args(kExportSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kExportSpec);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw Error("cairn export: give one weights file or checkpoint directory (see --help)");
+  if (args.get("format", "hf") != "hf") throw Error(str("cairn export: --format ", args.get("format"), " is unknown: use hf"));
+  if (!args.has("out")) throw Error("cairn export: --out DIR is required");
+  const TensorDtype dtype = tensor_dtype_from_option(args.get("dtype", "fp32"));
+  const std::string weights = resolve_weights_path(args.positional()[0]);
+  TrainedModel m = load_trained_model(weights, 1);
+  const ModelTokenizer tok = tokenizer_for_model(m.config, args.get("tokenizer-from"));
+  std::cout << "tokenizer: " << tok.source << "\n";
+  export_hf(*m.model, *tok.tokenizer, args.get("out"), dtype, weights);
+  std::cout << "exported " << weights << " to " << args.get("out") << " (" << m.model->params().count()
+            << " trained parameters, " << (dtype == TensorDtype::bf16 ? "bf16" : "fp32") << ")" << std::endl;
+  return 0;
+}
+
+}  // namespace cairn

@@ -1,0 +1,226 @@
+// Hugging Face export (see hf_export.h).
+#include "launch/hf_export.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <sentencepiece_processor.h>
+
+#include "util/error.h"
+
+namespace cairn {
+
+namespace fs = std::filesystem;
+using ordered_json = nlohmann::ordered_json;
+
+namespace {
+
+bool is_projection_part(ParamRole role) {
+  return role == ParamRole::matrix || role == ParamRole::lowrank_factor || role == ParamRole::sparse_values;
+}
+
+// One exported tensor: a ParamTable row copied as is, or a projection's dense weight.
+struct ExportItem {
+  TensorSpec spec;
+  const ParamRow* row = nullptr;
+  const Linear* linear = nullptr;
+};
+
+std::vector<ExportItem> export_items(const LlamaModel& model) {
+  std::vector<ExportItem> items;
+  std::vector<const Linear*> done;
+  for (const auto& r : model.params().rows()) {
+    if (!is_projection_part(r.role)) {
+      items.push_back({{r.name, r.shape}, &r, nullptr});
+      continue;
+    }
+    // The projection owning this row; its dense W is exported once, where its first row was.
+    const Linear* owner = nullptr;
+    for (const auto& lin : model.linears())
+      if (r.name.starts_with(lin->name() + ".")) owner = lin.get();
+    CAIRN_ASSERT(owner, "parameter row ", r.name, " belongs to no projection");
+    if (std::find(done.begin(), done.end(), owner) != done.end()) continue;
+    done.push_back(owner);
+    items.push_back({{owner->name() + ".weight", {owner->out_features(), owner->in_features()}}, nullptr, owner});
+  }
+  CAIRN_ASSERT(done.size() == model.linears().size(), "some projections own no parameter rows");
+  return items;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) throw Error(str("cannot write '", path.string(), "' (disk full or not writable?)"));
+}
+
+// A float config value as the double with the float's shortest decimal (1e-05, not 9.99999974e-06).
+double shortest(float x) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, x);
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
+std::string torch_dtype(TensorDtype d) { return d == TensorDtype::bf16 ? "bfloat16" : "float32"; }
+
+struct SpecialIds {
+  int64_t bos, eos;
+};
+
+// config.json: what LlamaConfig needs to rebuild exactly this architecture.
+std::string config_json(const ModelConfig& c, TensorDtype dtype, SpecialIds ids) {
+  ordered_json j;
+  j["architectures"] = {"LlamaForCausalLM"};
+  j["model_type"] = "llama";
+  j["hidden_size"] = c.dim;
+  j["intermediate_size"] = c.ffn_dim;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_attention_heads"] = c.n_heads;
+  j["num_key_value_heads"] = c.n_heads;
+  j["head_dim"] = c.head_size();
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.seq_len;
+  j["rms_norm_eps"] = shortest(c.norm_eps);
+  j["rope_theta"] = shortest(c.rope_theta);
+  j["rope_scaling"] = nullptr;
+  j["tie_word_embeddings"] = c.tie_embeddings;
+  j["hidden_act"] = "silu";
+  j["attention_bias"] = false;
+  j["attention_dropout"] = 0.0;
+  j["mlp_bias"] = false;
+  j["initializer_range"] = shortest(c.init_std);
+  j["pretraining_tp"] = 1;
+  j["use_cache"] = true;
+  j["torch_dtype"] = torch_dtype(dtype);
+  j["bos_token_id"] = ids.bos;
+  j["eos_token_id"] = ids.eos;
+  return j.dump(2) + "\n";
+}
+
+std::string generation_config_json(const ModelConfig& c, SpecialIds ids) {
+  ordered_json j;
+  j["bos_token_id"] = ids.bos;
+  j["eos_token_id"] = ids.eos;
+  j["do_sample"] = true;
+  j["temperature"] = 0.8;
+  j["top_k"] = 40;
+  j["top_p"] = 0.95;
+  j["max_length"] = c.seq_len;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace
+
+std::vector<TensorSpec> hf_tensor_specs(const LlamaModel& model) {
+  std::vector<TensorSpec> specs;
+  for (auto& item : export_items(model)) specs.push_back(std::move(item.spec));
+  return specs;
+}
+
+// Removes the temporary export directory unless the export was committed.
+class TmpDirGuard {
+ public:
+  explicit TmpDirGuard(fs::path p) : path_(std::move(p)) {}
+  ~TmpDirGuard() {
+    std::error_code ec;
+    if (!committed_) fs::remove_all(path_, ec);
+  }
+  void commit() { committed_ = true; }
+ private:
+  fs::path path_;
+  bool committed_ = false;
+};
+
+void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string& out_dir, TensorDtype dtype,
+               const std::string& source) {
+  const ModelConfig& cfg = model.config();
+  const fs::path out = fs::path(out_dir).lexically_normal();
+  if (out.empty() || out.filename().empty()) throw Error(str("--out '", out_dir, "' is not a directory name"));
+  std::error_code ec;
+  if (fs::exists(out, ec)) throw Error(str("'", out_dir, "' already exists: remove it or choose another --out"));
+  if (tokenizer.vocab_size() > cfg.vocab_size)
+    throw Error(str("the tokenizer has vocabulary ", tokenizer.vocab_size(), " but the model ", cfg.vocab_size));
+  const fs::path tmp = out.string() + ".tmp";
+  fs::remove_all(tmp, ec);
+  if (!out.parent_path().empty()) fs::create_directories(out.parent_path(), ec);
+  if (!fs::create_directory(tmp, ec) || ec)
+    throw Error(str("cannot create '", tmp.string(), "': ", ec ? ec.message() : "it exists",
+                    " (is the parent of --out a writable directory?)"));
+  TmpDirGuard guard(tmp);
+
+  // The tokenizer first: it is small and most likely to fail (a damaged model proto).
+  const bool sp = tokenizer.kind() == "sentencepiece";
+  SpecialIds ids{int64_t(tokenizer.eos_id()), int64_t(tokenizer.eos_id())};
+  std::string tokenizer_note;
+  if (sp) {
+    const std::string proto = tokenizer.serialized();
+    sentencepiece::SentencePieceProcessor proc;
+    if (!proc.LoadFromSerializedProto(proto).ok()) throw Error("the SentencePiece tokenizer's model does not load");
+    if (proc.bos_id() >= 0) ids.bos = proc.bos_id();
+    write_text(tmp / "tokenizer.model", proto);
+    auto piece = [&](int id) { return id >= 0 ? ordered_json(proc.IdToPiece(id)) : ordered_json(nullptr); };
+    ordered_json t;
+    // cairn encodes without BOS or EOS, with the model's own normalization. transformers converts
+    // tokenizer.model into its LlamaTokenizer, which then encodes like SentencePiece except for
+    // text that starts with a space (tools/reference/check_hf_export.py counts the matches).
+    t["tokenizer_class"] = "LlamaTokenizer";
+    t["bos_token"] = piece(proc.bos_id());
+    t["eos_token"] = piece(proc.eos_id());
+    t["unk_token"] = piece(proc.unk_id());
+    t["pad_token"] = piece(proc.pad_id());
+    t["add_bos_token"] = false;
+    t["add_eos_token"] = false;
+    t["legacy"] = true;
+    t["clean_up_tokenization_spaces"] = false;
+    t["model_max_length"] = cfg.seq_len;
+    t["sp_model_kwargs"] = ordered_json::object();
+    write_text(tmp / "tokenizer_config.json", t.dump(2) + "\n");
+    tokenizer_note = str("SentencePiece (`tokenizer.model`, loaded by `LlamaTokenizer`; no BOS or EOS is added,\n"
+                         "as in training). Documents end with EOS (id ", tokenizer.eos_id(), ").\n");
+  } else {
+    tokenizer_note = str("cairn's byte-level tokenizer, which `transformers` does not ship, so there are no\n"
+                         "tokenizer files: token ids 0..255 are the bytes of the UTF-8 text, id 256 is EOS (it ends\n"
+                         "every document; it also serves as `bos_token_id`). Encode with\n"
+                         "`list(text.encode(\"utf-8\"))` and decode with `bytes(i for i in ids if i < 256)`.\n");
+  }
+
+  write_text(tmp / "config.json", config_json(cfg, dtype, ids));
+  write_text(tmp / "generation_config.json", generation_config_json(cfg, ids));
+
+  const std::vector<ExportItem> items = export_items(model);
+  std::vector<float> host(size_t(model.params().total()));
+  model.backend().copy_to_host(host.data(), model.param_data(), int64_t(host.size()) * 4);
+  const std::span<const float> flat(host);
+  std::vector<TensorSpec> specs;
+  for (const auto& item : items) specs.push_back(item.spec);
+  write_safetensors((tmp / "model.safetensors").string(), specs, dtype, {{"format", "pt"}},
+                    [&](size_t i, std::span<float> dst) {
+                      if (items[i].row) {
+                        const auto src = row_span(flat, *items[i].row);
+                        std::copy(src.begin(), src.end(), dst.begin());
+                      } else {
+                        items[i].linear->dense_weight(dst.data(), flat, model.buffers());
+                      }
+                    });
+
+  write_text(tmp / "README.md",
+             str("# cairn export\n\nA LLaMA causal LM trained with cairn, exported from `", source, "`.\n\n",
+                 "```python\nfrom transformers import LlamaForCausalLM\nmodel = LlamaForCausalLM.from_pretrained(\"",
+                 out.filename().string(), "\")\n```\n\n", "- ", cfg.n_layers, " layers, width ", cfg.dim, ", ",
+                 cfg.n_heads, " heads, FFN ", cfg.ffn_dim, ", vocabulary ", cfg.vocab_size,
+                 ", trained on sequences of ", cfg.seq_len, " tokens\n", "- weights: ", torch_dtype(dtype),
+                 cfg.linear.kind != LinearKind::dense
+                     ? str(" (trained as ", linear_kind_name(cfg.linear.kind), " factors, exported as the dense matrices they define)")
+                     : std::string(),
+                 "\n- tokenizer: ", tokenizer_note));
+
+  fs::rename(tmp, out, ec);
+  if (ec) throw Error(str("cannot rename '", tmp.string(), "' to '", out_dir, "': ", ec.message()));
+  guard.commit();
+}
+
+}  // namespace cairn

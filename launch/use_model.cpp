@@ -1,0 +1,191 @@
+// Loading a trained model and its tokenizer, prompts, streamed decoding and evaluation (see
+// use_model.h).
+#include "launch/use_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "data/sampler.h"
+#include "model/weights_io.h"
+#include "trainer/config.h"
+#include "util/error.h"
+
+namespace cairn {
+
+namespace fs = std::filesystem;
+
+static const char* kExpected =
+    "give the model.h5 written by cairn train, its run directory, or a checkpoint directory";
+
+std::string resolve_weights_path(const std::string& arg) {
+  std::error_code ec;
+  const fs::path p(arg);
+  const auto st = fs::status(p, ec);
+  if (!fs::exists(st)) throw Error(str("'", arg, "' does not exist: ", kExpected));
+  if (fs::is_regular_file(st)) return arg;
+  if (!fs::is_directory(st)) throw Error(str("'", arg, "' is neither a file nor a directory: ", kExpected));
+  // A checkpoint is written under "<name>.tmp" and renamed when complete.
+  const std::string name = fs::path(arg).lexically_normal().filename().string().empty()
+                               ? fs::path(arg).lexically_normal().parent_path().filename().string()
+                               : fs::path(arg).lexically_normal().filename().string();
+  if (name.size() > 4 && name.ends_with(".tmp"))
+    throw Error(str("'", arg, "' is an incomplete checkpoint (its writing never finished, so it kept the .tmp "
+                    "name): use a finished checkpoint directory or the run's model.h5"));
+  const fs::path weights = p / "model.h5";
+  bool has_state = false;
+  for (const char* f : kCheckpointStateFiles) has_state = has_state || fs::exists(p / f);
+  const bool is_run_dir = fs::exists(p / "metrics.jsonl");
+  if (!fs::exists(weights)) {
+    if (has_state)
+      throw Error(str("checkpoint '", arg, "' has its trainer state but no model.h5: it is damaged; use another checkpoint"));
+    throw Error(str("directory '", arg, "' holds no model.h5",
+                    is_run_dir ? " (the run has not finished: give one of its checkpoint directories)" : "", ": ",
+                    kExpected));
+  }
+  if (!has_state && !is_run_dir)
+    throw Error(str("checkpoint '", arg, "' is incomplete: it has model.h5 but no trainer state file (",
+                    kCheckpointStateFiles[0], " or ", kCheckpointStateFiles[1],
+                    "), which a checkpoint writes last; use a finished checkpoint or pass a weights file directly"));
+  return weights.string();
+}
+
+TrainedModel load_trained_model(const std::string& weights_path, int64_t max_batch) {
+  TrainedModel t;
+  t.weights_path = weights_path;
+  config_apply_toml(t.config, read_weights_config(weights_path), "the config stored in " + weights_path);
+  t.model = std::make_unique<LlamaModel>(t.config.model, cpu_backend(), max_batch);
+  load_model_weights(*t.model, weights_path);
+  return t;
+}
+
+ModelTokenizer tokenizer_for_model(const TrainConfig& config, const std::string& tokenizer_from) {
+  ModelTokenizer out;
+  const int64_t V = config.model.vocab_size;
+  const std::string& path = tokenizer_from.empty() ? config.data.train : tokenizer_from;
+  if (!tokenizer_from.empty() || (!path.empty() && fs::exists(path))) {
+    const TokenDataset ds = TokenDataset::open(path);
+    out.tokenizer = tokenizer_from_dataset(ds);
+    out.source = str(ds.tokenizer_kind(), " tokenizer of dataset ", path);
+  } else if (V == 257) {
+    out.tokenizer = make_byte_tokenizer();
+    out.source = str("byte tokenizer (the training dataset '", path,
+                     "' is not available; the model's vocabulary of 257 is the byte tokenizer's)");
+  } else {
+    throw Error(str("the model's tokenizer is stored in its training dataset '", path,
+                    "' (data.train), which is not available here: give --tokenizer-from DATASET.h5, a dataset "
+                    "prepared with the same tokenizer"));
+  }
+  if (out.tokenizer->vocab_size() > V)
+    throw Error(str("the ", out.source, " has vocabulary ", out.tokenizer->vocab_size(), " but the model only ", V,
+                    ": it is not the model's tokenizer; give the right one with --tokenizer-from"));
+  return out;
+}
+
+bool check_dataset_tokenizer(const TrainConfig& config, const TokenDataset& ds) {
+  const std::string& train = config.data.train;
+  if (train.empty() || !fs::exists(train)) return false;
+  std::error_code ec;
+  if (fs::equivalent(train, ds.path(), ec)) return true;
+  const TokenDataset reference = TokenDataset::open(train);
+  if (reference.tokenizer_kind() != ds.tokenizer_kind() || reference.tokenizer_model() != ds.tokenizer_model())
+    throw Error(str("dataset '", ds.path(), "' was tokenized with a different tokenizer (", ds.tokenizer_kind(),
+                    ") than the model's training data '", train, "' (", reference.tokenizer_kind(),
+                    "): prepare it with --tokenizer sentencepiece:MODEL or the same tokenizer kind"));
+  return true;
+}
+
+// Index of the first byte that does not continue a well-formed UTF-8 sequence, or npos.
+static size_t invalid_utf8_at(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = uint8_t(s[i]);
+    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + size_t(n) > s.size()) return i;
+    uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+    for (int k = 1; k < n; ++k) {
+      const auto d = uint8_t(s[i + size_t(k)]);
+      if ((d >> 6) != 0x2) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;  // overlong, surrogate
+    i += size_t(n);
+  }
+  return std::string::npos;
+}
+
+std::vector<uint32_t> encode_prompt(const Tokenizer& tok, const std::string& prompt) {
+  if (tok.kind() == "sentencepiece") {
+    const size_t bad = invalid_utf8_at(prompt);
+    if (bad != std::string::npos)
+      throw Error(str("the prompt is not valid UTF-8 (byte ", bad, "), which the SentencePiece tokenizer needs: "
+                      "pass UTF-8 text"));
+  }
+  std::vector<uint32_t> ids = tok.encode(prompt);
+  if (ids.empty()) throw Error("the prompt encodes to no tokens: give a non-empty --prompt");
+  return ids;
+}
+
+IncrementalDecoder::IncrementalDecoder(const Tokenizer& tok, std::vector<uint32_t> context)
+    : tok_(tok), ids_(std::move(context)), emitted_(tok.decode(ids_)) {}
+
+std::string IncrementalDecoder::push(uint32_t id) {
+  ids_.push_back(id);
+  return advance(false);
+}
+
+std::string IncrementalDecoder::finish() { return advance(true); }
+
+std::string IncrementalDecoder::advance(bool final) {
+  std::string text = tok_.decode(ids_);
+  static const std::string kReplacement = "\xEF\xBF\xBD";
+  if (!final && tok_.kind() == "sentencepiece")
+    while (text.size() >= kReplacement.size() && text.ends_with(kReplacement)) text.resize(text.size() - kReplacement.size());
+  // Decoding a longer sequence normally extends the text; when it rewrites text already shown
+  // (a tokenizer merging across the boundary), the difference from the common prefix is shown.
+  size_t common = 0;
+  while (common < text.size() && common < emitted_.size() && text[common] == emitted_[common]) ++common;
+  if (text.size() <= emitted_.size() && common == text.size()) return {};
+  std::string fresh = text.substr(common);
+  emitted_ = text;
+  return fresh;
+}
+
+double EvalResult::perplexity() const { return std::exp(loss); }
+
+EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split, int64_t batches,
+                            int64_t micro_batch, Communicator& comm) {
+  if (split != "val" && split != "train") throw Error(str("--split ", split, " must be \"val\" or \"train\""));
+  if (micro_batch <= 0 || micro_batch > model.max_batch())
+    throw Error(str("--micro-batch ", micro_batch, " must be in [1, ", model.max_batch(), "]"));
+  const int64_t T = model.config().seq_len, V = model.config().vocab_size;
+  if (ds.vocab_size() > V)
+    throw Error(str("dataset '", ds.path(), "' has vocabulary ", ds.vocab_size(), " but the model ", V,
+                    ": it was not prepared with the model's tokenizer"));
+  const WindowSplit windows = split == "val" ? val_windows(ds, T) : train_windows(ds, T);
+  const int64_t used = batches > 0 ? std::min(windows.count, batches * micro_batch) : windows.count;
+  const int64_t num_batches = (used + micro_batch - 1) / micro_batch;
+  std::vector<int32_t> inputs(size_t(micro_batch * T)), targets(size_t(micro_batch * T)), window(size_t(T + 1));
+  double sums[2] = {0, 0};  // loss·tokens, tokens
+  for (int64_t k = comm.rank(); k < num_batches; k += comm.size()) {
+    const int64_t rows = std::min(micro_batch, used - k * micro_batch);
+    for (int64_t b = 0; b < rows; ++b) {
+      ds.read(windows.start(k * micro_batch + b), T + 1, window.data());
+      std::copy_n(window.begin(), T, inputs.begin() + b * T);
+      std::copy_n(window.begin() + 1, T, targets.begin() + b * T);
+    }
+    sums[0] += double(model.forward_loss(inputs.data(), targets.data(), rows)) * double(rows * T);
+    sums[1] += double(rows * T);
+  }
+  comm.all_reduce(sums, 2, ReduceOp::sum);
+  EvalResult r;
+  r.dataset = ds.path();
+  r.split = split;
+  r.windows = used;
+  r.tokens = int64_t(sums[1]);
+  r.loss = sums[0] / sums[1];
+  return r;
+}
+
+}  // namespace cairn

@@ -1,0 +1,389 @@
+// Using a trained model: finding the weights of a run or checkpoint, rebuilding the model and its
+// tokenizer, greedy generation against the argmax chain of forward_logits, sampling (top-k, top-p,
+// temperature), streamed decoding, prompt errors, and eval against the training loss.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "data/sampler.h"
+#include "launch/commands.h"
+#include "launch/use_model.h"
+#include "model/sampling.h"
+#include "model/weights_io.h"
+#include "trainer/config.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+class UseModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cairn_use_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    cpu_set_threads(1);  // tiny models: threads only add scheduling noise on a loaded machine
+    cfg_.model.vocab_size = 257;
+    cfg_.model.dim = 16;
+    cfg_.model.n_layers = 2;
+    cfg_.model.n_heads = 2;
+    cfg_.model.ffn_dim = 24;
+    cfg_.model.seq_len = 8;
+    cfg_.data.train = path("data.h5");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A byte-level dataset of pseudo-text documents with a validation split.
+  void write_dataset() {
+    auto tok = make_byte_tokenizer();
+    TokenDatasetWriter w(path("data.h5"), *tok);
+    Rng rng(11);
+    for (int d = 0; d < 40; ++d) {
+      if (d == 32) w.begin_validation();
+      std::vector<uint32_t> doc(size_t(10 + rng.below(30)));
+      for (auto& x : doc) x = uint32_t('a' + rng.below(26));
+      w.add_document(doc);
+    }
+    w.finalize();
+  }
+  // A model with sizeable random weights (so logits are far from uniform), saved to model.h5.
+  std::unique_ptr<LlamaModel> make_model(uint64_t seed, const std::string& file = "model.h5") {
+    auto m = std::make_unique<LlamaModel>(cfg_.model, cpu_backend(), 4);
+    m->init_weights(seed);
+    Rng rng(seed + 1);
+    for (auto& p : m->param_span()) p = p == 1.0f ? 1.0f : 0.3f * rng.normal();
+    save_model_weights(*m, path(file), config_to_toml(cfg_));
+    return m;
+  }
+
+  fs::path dir_;
+  TrainConfig cfg_;
+};
+
+TEST_F(UseModelTest, ResolvesWeightsFilesRunsAndCheckpoints) {
+  make_model(1);
+  EXPECT_EQ(resolve_weights_path(path("model.h5")), path("model.h5"));
+  // A complete checkpoint: model.h5 plus its trainer state.
+  fs::create_directories(path("ckpt"));
+  fs::copy_file(path("model.h5"), path("ckpt/model.h5"));
+  EXPECT_NE(error_of([&] { resolve_weights_path(path("ckpt")); }).find("incomplete"), std::string::npos);
+  std::ofstream(path("ckpt/trainer.h5")) << "state";
+  EXPECT_EQ(resolve_weights_path(path("ckpt")), path("ckpt/model.h5"));
+  EXPECT_EQ(resolve_weights_path(path("ckpt/")), path("ckpt/model.h5"));
+  // A finished run directory.
+  fs::create_directories(path("run"));
+  fs::copy_file(path("model.h5"), path("run/model.h5"));
+  std::ofstream(path("run/metrics.jsonl")) << "{}\n";
+  EXPECT_EQ(resolve_weights_path(path("run")), path("run/model.h5"));
+  // Incomplete or unusable.
+  fs::create_directories(path("step_20.tmp"));
+  fs::copy_file(path("model.h5"), path("step_20.tmp/model.h5"));
+  std::ofstream(path("step_20.tmp/trainer.json")) << "{}";
+  EXPECT_NE(error_of([&] { resolve_weights_path(path("step_20.tmp")); }).find("incomplete checkpoint"), std::string::npos);
+  EXPECT_NE(error_of([&] { resolve_weights_path(path("nope.h5")); }).find("does not exist"), std::string::npos);
+  fs::create_directories(path("empty"));
+  EXPECT_NE(error_of([&] { resolve_weights_path(path("empty")); }).find("holds no model.h5"), std::string::npos);
+  fs::remove(path("run/model.h5"));
+  EXPECT_NE(error_of([&] { resolve_weights_path(path("run")); }).find("has not finished"), std::string::npos);
+}
+
+TEST_F(UseModelTest, LoadsModelAndTokenizerFromWhatTrainingWrote) {
+  write_dataset();
+  auto original = make_model(2);
+  TrainedModel t = load_trained_model(path("model.h5"), 2);
+  EXPECT_EQ(t.config.model.dim, 16);
+  EXPECT_EQ(t.config.data.train, path("data.h5"));
+  EXPECT_TRUE(std::equal(t.model->param_span().begin(), t.model->param_span().end(), original->param_span().begin()));
+
+  ModelTokenizer tok = tokenizer_for_model(t.config, "");
+  EXPECT_EQ(tok.tokenizer->kind(), "byte");
+  EXPECT_NE(tok.source.find("dataset " + path("data.h5")), std::string::npos);
+  // The training dataset gone: vocabulary 257 falls back to bytes and says so.
+  TrainConfig moved = t.config;
+  moved.data.train = path("gone.h5");
+  tok = tokenizer_for_model(moved, "");
+  EXPECT_NE(tok.source.find("not available"), std::string::npos);
+  // Any other vocabulary needs the dataset.
+  moved.model.vocab_size = 300;
+  EXPECT_NE(error_of([&] { tokenizer_for_model(moved, ""); }).find("--tokenizer-from"), std::string::npos);
+  EXPECT_EQ(tokenizer_for_model(moved, path("data.h5")).tokenizer->kind(), "byte");
+  EXPECT_NE(error_of([&] { tokenizer_for_model(moved, path("gone.h5")); }), "");
+  // A tokenizer larger than the model is not its tokenizer.
+  moved.model.vocab_size = 100;
+  EXPECT_NE(error_of([&] { tokenizer_for_model(moved, path("data.h5")); }).find("not the model's tokenizer"), std::string::npos);
+}
+
+TEST_F(UseModelTest, GreedyGenerationIsTheArgmaxChainOfForwardLogits) {
+  auto model = make_model(3);
+  const std::vector<uint32_t> prompt = {'t', 'h', 'e'};
+  GenerateOptions o;
+  o.max_tokens = 12;  // the context outgrows T = 8: the window slides
+  o.sampling.temperature = 0;
+  std::vector<uint32_t> streamed;
+  const auto a = generate_tokens(*model, prompt, o, [&](uint32_t id) { streamed.push_back(id); });
+  o.seed = 99;  // greedy uses no randomness
+  const auto b = generate_tokens(*model, prompt, o);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a, streamed);
+  ASSERT_EQ(a.size(), 12u);
+
+  // Oracle: the argmax at the last real position of a window holding the last <= T tokens, with
+  // the padding after them random (causal attention must make it irrelevant).
+  const int64_t T = cfg_.model.seq_len, V = cfg_.model.vocab_size;
+  std::vector<uint32_t> context = prompt;
+  Rng pad(7);
+  for (size_t step = 0; step < a.size(); ++step) {
+    const int64_t n = std::min<int64_t>(T, int64_t(context.size()));
+    std::vector<int32_t> window(static_cast<size_t>(T));
+    for (auto& x : window) x = int32_t(pad.below(uint64_t(V)));
+    std::copy(context.end() - n, context.end(), window.begin());
+    const auto logits = model->forward_logits(window.data(), 1);
+    const auto row = logits.begin() + (n - 1) * V;
+    const uint32_t want = uint32_t(std::max_element(row, row + V) - row);
+    EXPECT_EQ(a[step], want) << "step " << step;
+    context.push_back(want);
+  }
+  // Sampling is a function of the seed.
+  o.sampling.temperature = 1.0f;
+  o.seed = 5;
+  EXPECT_EQ(generate_tokens(*model, prompt, o), generate_tokens(*model, prompt, o));
+  // Stops after the stop token.
+  o.sampling.temperature = 0;
+  o.stop_token = a[3];
+  EXPECT_EQ(generate_tokens(*model, prompt, o).size(), size_t(std::find(a.begin(), a.end(), a[3]) - a.begin() + 1));
+  EXPECT_NE(error_of([&] { generate_tokens(*model, {}, o); }).find("prompt"), std::string::npos);
+  const std::vector<uint32_t> outside = {257};
+  EXPECT_NE(error_of([&] { generate_tokens(*model, outside, o); }).find("outside"), std::string::npos);
+}
+
+TEST(Sampling, TopKTopPAndTemperature) {
+  const std::vector<float> logits = {std::log(0.3f), std::log(0.5f), std::log(0.05f), std::log(0.15f)};
+  SamplingOptions o;
+  o.temperature = 1;
+  o.top_k = 0;
+  o.top_p = 1;
+  auto p = sampling_distribution(logits, o);
+  EXPECT_NEAR(p[0], 0.3, 1e-6);
+  EXPECT_NEAR(p[1], 0.5, 1e-6);
+  o.top_p = 0.7f;  // 0.5 < 0.7 <= 0.5 + 0.3: tokens 1 and 0
+  p = sampling_distribution(logits, o);
+  EXPECT_NEAR(p[1], 0.625, 1e-6);
+  EXPECT_NEAR(p[0], 0.375, 1e-6);
+  EXPECT_EQ(p[2], 0.0f);
+  EXPECT_EQ(p[3], 0.0f);
+  o.top_p = 0.9f;  // needs the third most likely (token 3) too
+  p = sampling_distribution(logits, o);
+  EXPECT_GT(p[3], 0.0f);
+  EXPECT_EQ(p[2], 0.0f);
+  o.top_p = 1;
+  o.top_k = 1;
+  p = sampling_distribution(logits, o);
+  EXPECT_EQ(p[1], 1.0f);
+  o.top_k = 0;
+  o.temperature = 2;  // flatter: p1/p0 = (0.5/0.3)^(1/2)
+  p = sampling_distribution(logits, o);
+  EXPECT_NEAR(p[1] / p[0], std::sqrt(0.5 / 0.3), 1e-5);
+  o.temperature = 0;  // argmax, whatever the rng
+  Rng rng(1);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(sample_token(logits, o, rng), 1u);
+
+  // Draws never leave the top k, and follow the distribution.
+  Rng lr(3);
+  std::vector<float> big(50);
+  for (auto& x : big) x = 2.0f * lr.normal();
+  std::vector<uint32_t> order(50);
+  for (uint32_t i = 0; i < 50; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return big[a] > big[b]; });
+  const std::set<uint32_t> top5(order.begin(), order.begin() + 5);
+  o = SamplingOptions{1.0f, 5, 1.0f};
+  const auto dist = sampling_distribution(big, o);
+  std::vector<int> counts(50, 0);
+  const int draws = 20000;
+  for (int i = 0; i < draws; ++i) {
+    const uint32_t id = sample_token(big, o, rng);
+    ASSERT_TRUE(top5.count(id)) << id;
+    ++counts[id];
+  }
+  for (uint32_t id : top5) EXPECT_NEAR(counts[id] / double(draws), dist[id], 0.015) << id;
+
+  EXPECT_NE(error_of([&] { sampling_distribution(logits, {-1.0f, 0, 1.0f}); }).find("--temperature"), std::string::npos);
+  EXPECT_NE(error_of([&] { sampling_distribution(logits, {1.0f, -2, 1.0f}); }).find("--top-k"), std::string::npos);
+  EXPECT_NE(error_of([&] { sampling_distribution(logits, {1.0f, 0, 0.0f}); }).find("--top-p"), std::string::npos);
+  EXPECT_NE(error_of([&] { sampling_distribution(logits, {1.0f, 0, 1.5f}); }).find("--top-p"), std::string::npos);
+}
+
+std::vector<std::string> corpus() {
+  std::vector<std::string> docs;
+  Rng rng(2);
+  const char* words[] = {"grüne", "bäume", "stone", "river", "cairn", "über", "the", "path"};
+  for (int d = 0; d < 40; ++d) {
+    std::string doc;
+    for (int w = 0; w < 30; ++w) doc += std::string(w ? " " : "") + words[rng.below(8)];
+    docs.push_back(doc + "\n");
+  }
+  return docs;
+}
+
+TEST(Prompt, EncodingErrorsAndStreamedDecoding) {
+  SentencePieceOptions opts;
+  opts.vocab_size = 320;
+  const auto sp = train_sentencepiece(corpus(), opts);
+  const auto byte = make_byte_tokenizer();
+  EXPECT_NE(error_of([&] { encode_prompt(*sp, "bad \xff\xfe utf-8"); }).find("not valid UTF-8"), std::string::npos);
+  EXPECT_NE(error_of([&] { encode_prompt(*sp, "truncated \xc3"); }).find("not valid UTF-8"), std::string::npos);
+  EXPECT_NE(error_of([&] { encode_prompt(*sp, "overlong \xc0\xaf"); }).find("not valid UTF-8"), std::string::npos);
+  EXPECT_NE(error_of([&] { encode_prompt(*sp, ""); }).find("no tokens"), std::string::npos);
+  EXPECT_NE(error_of([&] { encode_prompt(*byte, ""); }).find("no tokens"), std::string::npos);
+  EXPECT_EQ(encode_prompt(*byte, "\xff").size(), 1u);  // bytes are bytes
+  EXPECT_FALSE(encode_prompt(*sp, "grüne bäume 世界").empty());
+
+  // Streaming one token at a time reproduces decode() of the whole sequence, for both tokenizers,
+  // including characters split over several byte-fallback pieces.
+  for (const Tokenizer* tok : {sp.get(), byte.get()}) {
+    const std::string prompt = "the path", rest = " über grüne bäume, 世界 ☃ river";
+    const auto p = tok->encode(prompt);
+    auto all = tok->encode(prompt + rest);
+    ASSERT_TRUE(std::equal(p.begin(), p.end(), all.begin())) << tok->kind();
+    IncrementalDecoder dec(*tok, p);
+    std::string streamed;
+    for (size_t i = p.size(); i < all.size(); ++i) {
+      const std::string piece = dec.push(all[i]);
+      // Only whole characters are released: no replacement character ever appears.
+      EXPECT_EQ(piece.find("\xEF\xBF\xBD"), std::string::npos) << tok->kind();
+      streamed += piece;
+    }
+    streamed += dec.finish();
+    EXPECT_EQ(tok->decode(p) + streamed, tok->decode(all)) << tok->kind();
+  }
+}
+
+TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
+  write_dataset();
+  auto model = make_model(4);
+  const TokenDataset ds = TokenDataset::open(path("data.h5"));
+  auto comm = make_self_communicator();
+  const int64_t T = cfg_.model.seq_len;
+  const WindowSplit train = train_windows(ds, T);
+  ASSERT_GE(train.count, 9);
+
+  // The training loss of a micro-batch (forward_backward's return value) on windows 0..3.
+  std::vector<int32_t> in(size_t(4 * T)), tg(size_t(4 * T)), w(size_t(T + 1));
+  auto load = [&](int64_t first, int64_t rows) {
+    for (int64_t b = 0; b < rows; ++b) {
+      ds.read(train.start(first + b), T + 1, w.data());
+      std::copy(w.begin(), w.begin() + T, in.begin() + b * T);
+      std::copy(w.begin() + 1, w.end(), tg.begin() + b * T);
+    }
+  };
+  load(0, 4);
+  model->zero_grads();
+  const double train_loss = model->forward_backward(in.data(), tg.data(), 4, 1.0f);
+  EvalResult r = evaluate_dataset(*model, ds, "train", 1, 4, *comm);
+  EXPECT_EQ(r.windows, 4);
+  EXPECT_EQ(r.tokens, 4 * T);
+  EXPECT_NEAR(r.loss, train_loss, 1e-6);
+  EXPECT_NEAR(r.perplexity(), std::exp(train_loss), 1e-4);
+
+  // Micro-batches of 3 over 9 windows (the last one partial) = the mean of per-window losses.
+  double sum = 0;
+  for (int64_t i = 0; i < 9; ++i) {
+    load(i, 1);
+    sum += model->forward_loss(in.data(), tg.data(), 1);
+  }
+  r = evaluate_dataset(*model, ds, "train", 3, 3, *comm);
+  EXPECT_EQ(r.windows, 9);
+  EXPECT_NEAR(r.loss, sum / 9, 1e-6);
+  r = evaluate_dataset(*model, ds, "train", 0, 4, *comm);  // every window
+  EXPECT_EQ(r.windows, train.count);
+
+  const WindowSplit val = val_windows(ds, T);
+  r = evaluate_dataset(*model, ds, "val", 0, 2, *comm);
+  EXPECT_EQ(r.windows, val.count);
+  EXPECT_TRUE(std::isfinite(r.loss));
+
+  // Datasets are checked against the training dataset's tokenizer.
+  EXPECT_TRUE(check_dataset_tokenizer(cfg_, ds));
+  {
+    SentencePieceOptions opts;
+    opts.vocab_size = 300;
+    std::vector<std::string> docs(30, "some words of text for a tokenizer, some more words\n");
+    const auto sp = train_sentencepiece(docs, opts);
+    TokenDatasetWriter w(path("sp.h5"), *sp);
+    w.add_document(sp->encode("some words"));
+    w.finalize();
+    const TokenDataset other = TokenDataset::open(path("sp.h5"));
+    EXPECT_NE(error_of([&] { check_dataset_tokenizer(cfg_, other); }).find("different tokenizer"), std::string::npos);
+    TrainConfig unknown = cfg_;
+    unknown.data.train = path("gone.h5");
+    EXPECT_FALSE(check_dataset_tokenizer(unknown, other));
+  }
+  EXPECT_NE(error_of([&] { evaluate_dataset(*model, ds, "test", 0, 2, *comm); }).find("--split"), std::string::npos);
+  EXPECT_NE(error_of([&] { evaluate_dataset(*model, ds, "val", 0, 5, *comm); }).find("--micro-batch"), std::string::npos);
+  cfg_.model.vocab_size = 200;  // a dataset with a larger vocabulary than the model
+  LlamaModel small(cfg_.model, cpu_backend(), 2);
+  EXPECT_NE(error_of([&] { evaluate_dataset(small, ds, "val", 0, 2, *comm); }).find("vocabulary"), std::string::npos);
+}
+
+int run(int (*cmd)(int, char**), std::vector<std::string> args) {
+  args.insert(args.begin(), {"cairn", "cmd"});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return cmd(int(argv.size()), argv.data());
+}
+
+TEST_F(UseModelTest, EvalAndGenerateCommands) {
+  write_dataset();
+  auto model = make_model(6);
+  ASSERT_EQ(run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--data", path("data.h5"), "--split", "train",
+                           "--batches", "2", "--micro-batch", "3", "--json", path("eval.json")}),
+            0);
+  const auto j = nlohmann::json::parse(std::ifstream(path("eval.json")));
+  ASSERT_EQ(j["results"].size(), 2u);
+  auto comm = make_self_communicator();
+  const EvalResult r = evaluate_dataset(*model, TokenDataset::open(path("data.h5")), "train", 2, 3, *comm);
+  EXPECT_EQ(j["results"][1]["windows"], 6);
+  EXPECT_DOUBLE_EQ(j["results"][1]["loss"].get<double>(), r.loss);
+
+  // Greedy generation prints the prompt and then the decoded greedy continuation.
+  testing::internal::CaptureStdout();
+  const int rc = run(cmd_generate, {path("model.h5"), "--prompt", "abc", "--temperature", "0", "--max-tokens", "10"});
+  const std::string printed = testing::internal::GetCapturedStdout();
+  ASSERT_EQ(rc, 0);
+  GenerateOptions o;
+  o.max_tokens = 10;
+  o.sampling.temperature = 0;
+  o.stop_token = 256;
+  const std::vector<uint32_t> prompt = {'a', 'b', 'c'};
+  const auto ids = generate_tokens(*model, prompt, o);
+  EXPECT_EQ(printed, "abc" + make_byte_tokenizer()->decode(ids) + "\n");
+
+  EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5")}); }).find("--prompt"), std::string::npos);
+  EXPECT_NE(error_of([&] { run(cmd_eval, {path("model.h5")}); }).find("--data"), std::string::npos);
+  EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5"), "--prompt", "x", "--temperature", "hot"}); })
+                .find("expects a number"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace cairn
