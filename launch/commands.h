@@ -7,5 +7,6 @@ namespace cairn {
 int cmd_train(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_grow(int argc, char** argv);
 
 }  // namespace cairn

@@ -18,6 +18,7 @@ const Command kCommands[] = {
     {"train", cairn::cmd_train, "train a model (alone or under mpirun/srun)"},
     {"prepare", cairn::cmd_prepare, "tokenize text into an HDF5 token dataset"},
     {"plot", cairn::cmd_plot, "draw loss curves of runs into a PNG"},
+    {"grow", cairn::cmd_grow, "G_stack: grow a model's depth by repeating its layers (or --plan)"},
 };
 
 void usage(std::ostream& os) {
