@@ -38,6 +38,25 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
   return cfg;
 }
 
+// model.init_from: the stored architecture must be the configured one (a file with more layers
+// also holds every row of a shallower model, so names and shapes alone would not catch it).
+static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  const std::string file = weights_file_of(cfg.init_from);
+  TrainConfig stored;
+  config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
+  const ModelConfig &a = stored.model, &b = cfg.model;
+  const std::pair<const char*, bool> same[] = {
+      {"model.n_layers", a.n_layers == b.n_layers}, {"model.dim", a.dim == b.dim},
+      {"model.n_heads", a.n_heads == b.n_heads},    {"model.ffn_dim", a.ffn_dim == b.ffn_dim},
+      {"model.vocab_size", a.vocab_size == b.vocab_size}, {"model.linear", a.linear.kind == b.linear.kind},
+      {"model.tie_embeddings", a.tie_embeddings == b.tie_embeddings}};
+  for (const auto& [key, ok] : same)
+    if (!ok)
+      throw Error(str("model.init_from = '", file, "' was saved with a different ", key,
+                      " than configured: make the model keys match the architecture the weights were saved with"));
+  load_model_weights(model, file);
+}
+
 Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), comm_(comm) {
   config_validate(cfg_);
   data_ = make_training_data(cfg_.data.train, cfg_.data.mixture, cfg_.model.seq_len, cfg_.data.seed);
@@ -63,7 +82,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
   const Backend& be = cpu_backend();
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
-  if (!cfg_.init_from.empty()) load_model_weights(*model_, weights_file_of(cfg_.init_from));
+  if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);
   attach_model();
   if (cfg_.growth.at_tokens > 0) {
     // The step whose tokens cross at_tokens ends the small model's stage.
