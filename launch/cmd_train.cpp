@@ -14,12 +14,15 @@ namespace cairn {
 
 static const CommandSpec kTrainSpec{
     "train",
-    "--config FILE [--set section.key=value ...]",
+    "--config FILE [--set section.key=value ...] [--resume auto|PATH]",
     "Trains a LLaMA-style model on a token dataset. Under mpirun or srun every rank runs this\n"
     "command and they train one model data-parallel; only rank 0 prints and writes metrics.",
     {{"config", "FILE", "TOML run configuration (configs/ has presets)"},
-     {"set", "KEY=VALUE", "override one config key, e.g. --set training.steps=200", true}},
-    ""};
+     {"set", "KEY=VALUE", "override one config key, e.g. --set training.steps=200", true},
+     {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"}},
+    "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
+    "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
+    "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"};
 
 int cmd_train(int argc, char** argv) {
   Args args(kTrainSpec, argc, argv, 2);
@@ -41,7 +44,9 @@ int cmd_train(int argc, char** argv) {
       comm->all_gather_strings(comm->host());
     }
     Trainer trainer(cfg, *comm);
+    if (args.has("resume")) trainer.resume(args.get("resume"));
     trainer.run();
+    if (trainer.stopped()) return 0;
     if (comm->rank() == 0) {
       const std::string dir = trainer.config().output.run_dir;
       std::cout << "metrics: " << dir << "/metrics.jsonl\n";

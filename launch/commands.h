@@ -8,5 +8,6 @@ int cmd_train(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
 int cmd_grow(int argc, char** argv);
+int cmd_inspect(int argc, char** argv);
 
 }  // namespace cairn

@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"prepare", cairn::cmd_prepare, "tokenize text into an HDF5 token dataset"},
     {"plot", cairn::cmd_plot, "draw loss curves of runs into a PNG"},
     {"grow", cairn::cmd_grow, "G_stack: grow a model's depth by repeating its layers (or --plan)"},
+    {"inspect", cairn::cmd_inspect, "show and verify what a checkpoint holds"},
 };
 
 void usage(std::ostream& os) {

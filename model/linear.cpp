@@ -2,6 +2,8 @@
 #include "model/linear.h"
 
 #include "model/linear_dense.h"
+#include "model/linear_lowrank.h"
+#include "model/linear_sltrain.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -11,6 +13,15 @@ LinearKind linear_kind_from_string(const std::string& s) {
   if (s == "lowrank") return LinearKind::lowrank;
   if (s == "sltrain") return LinearKind::sltrain;
   throw Error(str("model.linear = \"", s, "\" is not a linear-weight kind: use \"dense\", \"lowrank\" or \"sltrain\""));
+}
+
+int64_t linear_weight_param_count(const LinearConfig& cfg, int64_t out, int64_t in) {
+  switch (cfg.kind) {
+    case LinearKind::dense: return out * in;
+    case LinearKind::lowrank: return cfg.rank * (out + in);
+    case LinearKind::sltrain: return cfg.rank * (out + in) + sltrain_nnz(cfg.density, out, in);
+  }
+  return 0;
 }
 
 const char* linear_kind_name(LinearKind k) {
@@ -27,9 +38,13 @@ std::unique_ptr<Linear> make_linear(const LinearConfig& cfg, std::string name, i
   switch (cfg.kind) {
     case LinearKind::dense: return std::make_unique<DenseLinear>(std::move(name), out, in, layer);
     case LinearKind::lowrank:
-    case LinearKind::sltrain: break;
+      return std::make_unique<LowRankLinear>(std::move(name), out, in, layer, cfg.rank, cfg.alpha);
+    case LinearKind::sltrain:
+      return std::make_unique<SLTrainLinear>(std::move(name), out, in, layer, cfg.rank, cfg.alpha, cfg.density,
+                                             cfg.sltrain_path);
   }
-  throw Error(str("model.linear = \"", linear_kind_name(cfg.kind), "\" is not built into this cairn yet"));
+  CAIRN_ASSERT(false, "unknown linear kind");
+  return nullptr;
 }
 
 }  // namespace cairn

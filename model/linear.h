@@ -62,6 +62,10 @@ class Linear {
   int layer_;
 };
 
+// Trainable parameters of one [out, in] weight of this kind: out·in, r·(out+in), or
+// r·(out+in) + floor(δ·out·in) — the closed form the parameter table must match.
+int64_t linear_weight_param_count(const LinearConfig& cfg, int64_t out, int64_t in);
+
 std::unique_ptr<Linear> make_linear(const LinearConfig& cfg, std::string name, int64_t out,
                                     int64_t in, int layer);
 

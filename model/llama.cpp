@@ -34,6 +34,21 @@ void ModelConfig::validate() const {
   }
   if (linear.kind == LinearKind::sltrain && !(linear.density >= 0 && linear.density < 1))
     throw Error(str("model.density = ", linear.density, " must be in [0, 1)"));
+  if (linear.kind == LinearKind::sltrain && linear.sltrain_path != "auto" && linear.sltrain_path != "materialized" &&
+      linear.sltrain_path != "factored")
+    throw Error(str("model.sltrain_path = \"", linear.sltrain_path, "\" is not a path: use \"auto\", \"materialized\" or \"factored\""));
+}
+
+int64_t linear_param_count(const ModelConfig& c) {
+  const int64_t C = c.dim, F = c.ffn_dim;
+  const auto w = [&](int64_t out, int64_t in) { return linear_weight_param_count(c.linear, out, in); };
+  return c.n_layers * (4 * w(C, C) + 2 * w(F, C) + w(C, F));
+}
+
+int64_t model_param_count(const ModelConfig& c) {
+  const int64_t embeddings = (c.tie_embeddings ? 1 : 2) * c.vocab_size * c.dim;
+  const int64_t norms = (2 * c.n_layers + 1) * c.dim;
+  return embeddings + norms + linear_param_count(c);
 }
 
 double training_flops_per_token(const ModelConfig& c) {

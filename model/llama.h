@@ -42,6 +42,12 @@ struct ModelConfig {
 // parameters incl. the LM head) + 12·L·C·T for attention scores and values (the PaLM convention).
 double training_flops_per_token(const ModelConfig& cfg);
 
+// Closed-form trainable parameter counts (what the parameter table must hold): of the q, k, v, o,
+// gate, up, down weights of all layers (per weight linear_weight_param_count), and of the whole
+// model (plus embeddings, norms and the untied LM head).
+int64_t linear_param_count(const ModelConfig& cfg);
+int64_t model_param_count(const ModelConfig& cfg);
+
 class LlamaModel {
  public:
   LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch);

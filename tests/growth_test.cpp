@@ -182,6 +182,34 @@ TEST_F(GrowthRunTest, InRunGrowthDeepensTheModelAndKeepsTraining) {
   EXPECT_EQ(t.config().model.n_layers, 6);
 }
 
+TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // grows after step 6
+  cfg_.growth.factor = 2;
+  auto comm = make_self_communicator();
+  Trainer a(cfg_, *comm);
+  for (int s = 0; s < 8; ++s) a.train_step();
+  const std::string ckpt = a.save_checkpoint();
+  std::vector<float> expected;
+  for (int s = 8; s < 12; ++s) expected.push_back(a.train_step().loss);
+
+  Trainer b(cfg_, *comm);  // the run's own config: 2 layers, growth configured
+  b.load_checkpoint(ckpt);
+  EXPECT_EQ(b.config().model.n_layers, 4);
+  std::vector<float> got;
+  for (int s = 8; s < 12; ++s) got.push_back(b.train_step().loss);
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(b.config().model.n_layers, 4);  // resumed after the growth step: no second growth
+
+  // training.reset_optimizer: same weights and step, fresh optimizer, so the next step differs.
+  cfg_.training.reset_optimizer = true;
+  Trainer c(cfg_, *comm);
+  c.load_checkpoint(ckpt);
+  EXPECT_EQ(c.state().step, 8);
+  EXPECT_NE(c.train_step().loss, 0.0f);
+  EXPECT_NE(host_params(c.model()), host_params(b.model()));
+}
+
 TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   cfg_.training.steps = 3;
   auto comm = make_self_communicator();

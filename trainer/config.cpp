@@ -96,6 +96,9 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"growth.factor", &c.growth.factor, "G_stack: n_layers becomes factor * n_layers"},
       {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
       {"output.plot", &c.output.plot, "draw loss.png at the end"},
+      {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: off; SIGTERM/SIGUSR1 still save)"},
+      {"checkpoint.keep", &c.checkpoint.keep, "newest checkpoints kept (0: all)"},
+      {"checkpoint.dir", &c.checkpoint.dir, "checkpoint directory (\"\": <run_dir>/checkpoints)"},
   };
 }
 
@@ -278,6 +281,8 @@ void config_validate(const TrainConfig& c) {
     throw Error("set either data.train or data.mixture, not both");
   if (c.data.train.empty() && c.data.mixture.empty())
     throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes.h5)");
+  if (c.checkpoint.every < 0) throw Error("checkpoint.every must be 0 (off) or positive");
+  if (c.checkpoint.keep < 0) throw Error("checkpoint.keep must be 0 (keep all) or positive");
   if (c.optimizer.residual_form != "code" && c.optimizer.residual_form != "paper")
     throw Error("optimizer.residual_form must be \"code\" or \"paper\"");
 }

@@ -79,6 +79,12 @@ struct OutputConfig {
   bool plot = true;              // draw loss.png at the end
 };
 
+struct CheckpointConfig {
+  int64_t every = 0;             // steps between checkpoints; 0: none (a stop signal still writes one)
+  int64_t keep = 3;              // newest checkpoints kept; 0 keeps all
+  std::string dir = "";          // "": <output.run_dir>/checkpoints
+};
+
 struct TrainConfig {
   std::string device = "cpu";
   ModelConfig model;
@@ -89,6 +95,7 @@ struct TrainConfig {
   GrowthConfig growth;
   TrainingConfig training;
   OutputConfig output;
+  CheckpointConfig checkpoint;
 };
 
 }  // namespace cairn

@@ -4,27 +4,53 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <thread>
 
 #include "model/growth.h"
 #include "model/weights_io.h"
+#include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/optim/fira.h"
 #include "util/error.h"
 
 namespace cairn {
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be) {
-  if (cfg.optimizer.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), cfg.optimizer, be);
-  throw Error(str("optimizer.name = \"", cfg.optimizer.name, "\" is not an optimizer of this cairn: use \"adamw\""));
+  const OptimizerConfig& o = cfg.optimizer;
+  if (o.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), o, be);
+  if (o.name == "fira" || o.name == "galore") {
+    const PlainAdamConfig plain{o.beta1, o.beta2, o.eps, o.weight_decay};
+    return std::make_unique<FiraOptimizer>(table, std::move(owned_rows), lowrank_config(o), plain, be);
+  }
+  throw Error(str("optimizer.name = \"", o.name, "\" is not an optimizer: use \"adamw\", \"fira\" or \"galore\""));
+}
+
+LowRankConfig lowrank_config(const OptimizerConfig& o) {
+  LowRankConfig c;
+  c.rank = o.rank;
+  c.update_gap = o.update_gap;
+  c.alpha = o.alpha;
+  c.limiter_gamma = o.limiter_gamma;
+  c.residual = o.name == "fira";
+  c.residual_form = o.residual_form == "paper" ? LowRankConfig::ResidualForm::paper : LowRankConfig::ResidualForm::code;
+  c.beta1 = o.beta1;
+  c.beta2 = o.beta2;
+  c.eps = o.eps;
+  c.weight_decay = o.weight_decay;
+  validate(c);
+  return c;
 }
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
   const double norm = std::sqrt(be.sum_squares(grads, n));
-  if (clip > 0 && norm > clip) be.scale_inplace(grads, float(clip / norm), n);
+  // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
+  const double scale = clip / (norm + 1e-6);
+  if (clip > 0 && scale < 1.0) be.scale_inplace(grads, float(scale), n);
   return norm;
 }
 
@@ -273,6 +299,11 @@ void Trainer::print_startup() {
   std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
             << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
             << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  if (cfg_.optimizer.name != "adamw") {
+    const LowRankConfig lc = lowrank_config(cfg_.optimizer);
+    std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
+                                                 cfg_.optimizer.name, lc) << "\n";
+  }
   std::cout << "data: " << data_->describe() << "\n";
   if (!cfg_.init_from.empty())
     std::cout << "initial weights: " << weights_file_of(cfg_.init_from) << " (" << cfg_.training.tokens_before
@@ -299,10 +330,13 @@ void Trainer::run() {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
+    fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
   }
   comm_.barrier();
   print_startup();
-  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);
+  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);  // appends on resume
+  const StopSignals signals;
+  const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   auto interval_start = start;
@@ -332,7 +366,7 @@ void Trainer::run() {
                             {"tokens_per_s", tps},
                             {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
                             {"elapsed_s", elapsed},
-                            {"eta_s", elapsed / double(state_.step) * double(cfg_.training.steps - state_.step)}};
+                            {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
       if (do_eval) {
         for (size_t i = 0; i < val_sets_.size(); ++i) {
@@ -350,9 +384,26 @@ void Trainer::run() {
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
+    std::string ckpt;
+    if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {
+      const auto t0 = clock::now();
+      ckpt = save_checkpoint();
+      log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
+    }
+    if (stop_requested()) {
+      if (ckpt.empty()) ckpt = save_checkpoint();
+      log.message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
+                      "; continue with `cairn train ... --resume auto`"));
+      stopped_ = true;
+      return;
+    }
   }
   if (comm_.rank() == 0) {
     save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
+    const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
+                                 {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
+    std::ofstream(dir + "/COMPLETE.tmp") << done.dump() << "\n";
+    fs::rename(dir + "/COMPLETE.tmp", dir + "/COMPLETE");
     log.message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
                     format_duration(std::chrono::duration<double>(clock::now() - start).count())));
   }

@@ -6,6 +6,7 @@
 // Communicator.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -47,8 +48,26 @@ class Trainer {
   Trainer(TrainConfig cfg, Communicator& comm);
   ~Trainer();
 
-  // Trains until training.steps, logging and validating as configured; saves the final weights.
+  // Trains until training.steps, logging and validating as configured, checkpointing every
+  // checkpoint.every steps; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
+  // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
+  // with stopped() true.
   void run();
+  bool stopped() const { return stopped_; }
+
+  // Checkpoints (trainer_checkpoint.cpp; format in checkpoint.h). All collective.
+  // Writes the current state under checkpoint_dir(); returns the checkpoint's directory.
+  std::string save_checkpoint();
+  // Verifies a checkpoint (a step directory, or a checkpoint directory with a `latest` pointer),
+  // checks that it fits this model and optimizer, and restores weights, optimizer state and
+  // counters. Throws Error naming the file and the problem; nothing is changed on error.
+  void load_checkpoint(const std::string& path);
+  // `--resume`: "auto" loads the newest loadable checkpoint under checkpoint_dir() (skipping a
+  // damaged newer one with a warning) and returns true, or returns false when there is none; any
+  // other value is a path for load_checkpoint.
+  bool resume(const std::string& spec);
+  // checkpoint.dir, or <output.run_dir>/checkpoints.
+  std::string checkpoint_dir() const;
   // One optimizer step (exposed for tests).
   StepResult train_step();
   // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split)
@@ -86,6 +105,10 @@ class Trainer {
     WindowSplit split;
   };
 
+  // Collective: true when any rank received a stop signal.
+  bool stop_requested();
+  void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
+
   TrainConfig cfg_;
   Communicator& comm_;
   std::unique_ptr<TrainingData> data_;
@@ -100,11 +123,16 @@ class Trainer {
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;
+  bool stopped_ = false;
 };
 
 // Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.
 // Returns the norm before clipping.
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
+
+struct LowRankConfig;
+// Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
+LowRankConfig lowrank_config(const OptimizerConfig& o);
 
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,

@@ -26,6 +26,7 @@ void CpuBackend::attention_forward(float* out, float* probs, const float* q, con
       float mx = row[0];
       for (int64_t s = 1; s <= t; ++s) mx = row[s] > mx ? row[s] : mx;
       float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
       for (int64_t s = 0; s <= t; ++s) {
         row[s] = std::exp(row[s] - mx);
         sum += row[s];

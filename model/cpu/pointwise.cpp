@@ -31,10 +31,12 @@ static float crossentropy_row(const float* logits, float* dlogits, int32_t targe
   float mx = logits[0];
   for (int64_t j = 1; j < V; ++j) mx = logits[j] > mx ? logits[j] : mx;
   float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < V; ++j) sum += std::exp(logits[j] - mx);
   const float lse = mx + std::log(sum);
   const float loss = lse - logits[target];
   if (dlogits) {
+#pragma omp simd
     for (int64_t j = 0; j < V; ++j) dlogits[j] = std::exp(logits[j] - lse) * scale;
     dlogits[target] -= scale;
   }

@@ -1,0 +1,82 @@
+// Training throughput of cairn's CPU backend: forward + backward + clip + AdamW step of one
+// model on random tokens (data I/O excluded), printing tokens/s, achieved GFLOP/s (model FLOPs
+// 6·N + 12·L·C·T per token), the measured fp32 GEMM peak of the same threads, MFU against it,
+// and peak resident memory. Same arguments as bench/pytorch_cpu_bench.py so both run side by side.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "model/llama.h"
+#include "trainer/metrics.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/trainer.h"
+#include "util/rng.h"
+
+using namespace cairn;
+
+int main(int argc, char** argv) {
+  ModelConfig cfg;
+  int64_t batch = 16, steps = 10, warmup = 2, threads = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const int64_t v = std::atoll(argv[i + 1]);
+    if (k == "--dim") cfg.dim = v;
+    else if (k == "--layers") cfg.n_layers = v;
+    else if (k == "--heads") cfg.n_heads = v;
+    else if (k == "--ffn") cfg.ffn_dim = v;
+    else if (k == "--vocab") cfg.vocab_size = v;
+    else if (k == "--seq") cfg.seq_len = v;
+    else if (k == "--batch") batch = v;
+    else if (k == "--steps") steps = v;
+    else if (k == "--warmup") warmup = v;
+    else if (k == "--threads") threads = v;
+    else if (k == "--linear") cfg.linear.kind = linear_kind_from_string(argv[i + 1]);
+    else if (k == "--rank") cfg.linear.rank = v;
+    else if (k == "--density") cfg.linear.density = float(std::atof(argv[i + 1]));
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  cpu_set_threads(int(threads));
+  const Backend& be = cpu_backend();
+  LlamaModel model(cfg, be, batch);
+  model.init_weights(1);
+  std::vector<int> rows(model.params().rows().size());
+  std::iota(rows.begin(), rows.end(), 0);
+  OptimizerConfig ocfg;
+  AdamW opt(model.params(), rows, ocfg, be);
+  const int64_t N = batch * cfg.seq_len;
+  std::vector<int32_t> in(static_cast<size_t>(N)), tg(static_cast<size_t>(N));
+  Rng rng(3);
+  for (auto& t : in) t = int32_t(rng.below(uint64_t(cfg.vocab_size)));
+  for (auto& t : tg) t = int32_t(rng.below(uint64_t(cfg.vocab_size)));
+
+  double total = 0;
+  for (int64_t s = 0; s < warmup + steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model.zero_grads();
+    model.forward_backward(in.data(), tg.data(), batch, 1.0f);
+    clip_gradients(be, model.grad_data(), model.params().total(), 1.0f);
+    opt.step(model.param_span(), model.grad_span(), 1e-4f);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= warmup) total += dt;
+  }
+  const double tps = double(N * steps) / total;
+  const double flops = training_flops_per_token(cfg) * tps;
+  const double peak = measure_matmul_peak(be);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("cairn: dim %ld layers %ld heads %ld ffn %ld vocab %ld seq %ld batch %ld threads %ld linear %s\n",
+              long(cfg.dim), long(cfg.n_layers), long(cfg.n_heads), long(cfg.ffn_dim), long(cfg.vocab_size),
+              long(cfg.seq_len), long(batch), long(threads), linear_kind_name(cfg.linear.kind));
+  std::printf("  params %.2fM  step %.3f s  %.0f tokens/s  %.1f GFLOP/s  GEMM peak %.1f GFLOP/s  MFU %.1f%%  peak RSS %.0f MB\n",
+              double(model.params().count()) / 1e6, total / double(steps), tps, flops / 1e9, peak / 1e9,
+              100 * flops / peak, double(ru.ru_maxrss) / 1024);
+  return 0;
+}

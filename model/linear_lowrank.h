@@ -1,0 +1,45 @@
+// Low-rank linear weight W = s·B·A (the SLTrain paper's low-rank baseline, LoRA-style factors
+// trained from scratch): B [out, r], A [r, in], s = alpha / r fixed. The dense W is never formed
+// in training: y = s·(x·Aᵀ)·Bᵀ through two GEMMs; the [N, r] intermediate lives in the workspace.
+// Rows (names as the official SLTrain code's module attributes): "<prefix>.lora_B" [out, r] and
+// "<prefix>.lora_A" [r, in], both ParamRole::lowrank_factor.
+#pragma once
+
+#include "model/linear.h"
+
+namespace cairn {
+
+class LowRankLinear : public Linear {
+ public:
+  LowRankLinear(std::string name, int64_t out, int64_t in, int layer, int64_t rank, float alpha);
+
+  void declare(ParamTable& params, BufferTable& buffers) override;
+  // B = 0; A uniform in ±1/sqrt(in) (PyTorch's Kaiming-uniform with a = sqrt 5), so W = 0 at start.
+  void init(std::span<float> params, BufferTable& buffers, Rng& rng) const override;
+  void forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
+               const BufferTable& buffers, float* workspace) const override;
+  void backward(const Backend& be, float* dx, bool accumulate_dx, float* grads, const float* dy,
+                const float* x, int64_t N, const float* params, const BufferTable& buffers,
+                float* workspace) const override;
+  int64_t workspace_floats(int64_t N) const override { return N * rank_; }
+  void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const override;
+
+  int64_t rank() const { return rank_; }
+  float scale() const { return scale_; }
+  int64_t offset_B() const { return offset_B_; }
+  int64_t offset_A() const { return offset_A_; }
+
+ protected:
+  // y = s·(x·Aᵀ)·Bᵀ + beta·y; workspace: N·r floats.
+  void lowrank_forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
+                       float* workspace) const;
+  // dB += s·dyᵀ·(x·Aᵀ), dA += s·(dy·B)ᵀ·x, dx (+)= s·(dy·B)·A; workspace: N·r floats.
+  void lowrank_backward(const Backend& be, float* dx, bool accumulate_dx, float* grads, const float* dy,
+                        const float* x, int64_t N, const float* params, float* workspace) const;
+
+  int64_t rank_;
+  float scale_;
+  int64_t offset_B_ = -1, offset_A_ = -1;
+};
+
+}  // namespace cairn

@@ -1,0 +1,381 @@
+// Checkpoints: a run stopped and resumed equals the uninterrupted run bit for bit; optimizer state
+// round trips; a crash at each stage of a write leaves the previous checkpoint loadable; damaged
+// files and incompatible configs give errors naming the file or the key; SIGTERM to the real
+// `cairn train` saves and exits 0, and `--resume auto` finishes with the same losses.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "comm/communicator.h"
+#include "data/token_dataset.h"
+#include "data/tokenizer.h"
+#include "trainer/checkpoint.h"
+#include "trainer/trainer.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cairn_ckpt_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    auto tok = make_byte_tokenizer();
+    TokenDatasetWriter w(path("data.h5"), *tok);
+    for (int d = 0; d < 120; ++d) {
+      if (d == 110) w.begin_validation();
+      std::vector<uint32_t> doc(size_t(40 + d % 17));
+      for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 31 + i * 7) % 256);
+      w.add_document(doc);
+    }
+    w.finalize();
+    comm_ = make_self_communicator();
+  }
+  void TearDown() override {
+    checkpoint_fault_hook = nullptr;
+    fs::remove_all(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  TrainConfig config() const {
+    TrainConfig c;
+    c.model.vocab_size = 0;
+    c.model.dim = 32;
+    c.model.n_layers = 2;
+    c.model.n_heads = 2;
+    c.model.ffn_dim = 88;
+    c.model.seq_len = 16;
+    c.training.micro_batch = 2;
+    c.training.steps = 12;
+    c.training.log_every = 1;
+    c.training.eval_every = 0;
+    c.training.threads = 1;
+    c.training.peak_flops = 1e9;
+    c.data.train = path("data.h5");
+    c.output.run_dir = path("run");
+    c.output.plot = false;
+    return c;
+  }
+  std::string ckpt_root() const { return path("run/checkpoints"); }
+
+  static std::vector<float> params_of(Trainer& t) {
+    auto s = t.model().param_span();
+    return {s.begin(), s.end()};
+  }
+  template <typename F>
+  static std::string error_of(F&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+  // A trainer trained `steps` steps and checkpointed.
+  std::string trained_checkpoint(int steps, const TrainConfig& c) {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < steps; ++i) t.train_step();
+    return t.save_checkpoint();
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Communicator> comm_;
+};
+
+TEST(Hash64, MatchesXxh64AndIgnoresSplits) {
+  auto h = [](const std::string& s) {
+    Hash64 x;
+    x.update(s.data(), s.size());
+    return hash_hex(x.digest());
+  };
+  EXPECT_EQ(h(""), "ef46db3751d8e999");  // reference values of the xxhash library
+  EXPECT_EQ(h("a"), "d24ec4f1a98c6e5b");
+  EXPECT_EQ(h("abc"), "44bc2cf5ad770999");
+  std::string long_input;
+  for (int r = 0; r < 3; ++r)
+    for (int i = 0; i < 256; ++i) long_input += char(i);
+  long_input += "xyz";
+  EXPECT_EQ(h(long_input), "e921a1b45bd779f8");
+  Hash64 pieces;
+  for (size_t i = 0; i < long_input.size(); i += 13) pieces.update(long_input.data() + i, std::min<size_t>(13, long_input.size() - i));
+  EXPECT_EQ(hash_hex(pieces.digest()), "e921a1b45bd779f8");
+}
+
+TEST_F(CheckpointTest, StoppedAndResumedRunEqualsUninterruptedBitForBit) {
+  const TrainConfig c = config();
+  std::vector<float> full_losses;
+  Trainer full(c, *comm_);
+  for (int i = 0; i < 12; ++i) full_losses.push_back(full.train_step().loss);
+
+  std::string ckpt;
+  {
+    Trainer first(c, *comm_);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(first.train_step().loss, full_losses[size_t(i)]);
+    ckpt = first.save_checkpoint();
+  }
+  EXPECT_EQ(fs::path(ckpt).filename(), "step_00000005");
+  Trainer resumed(c, *comm_);
+  resumed.load_checkpoint(ckpt);
+  EXPECT_EQ(resumed.state().step, 5);
+  EXPECT_EQ(resumed.state().samples, 10);
+  EXPECT_EQ(resumed.optimizer().steps(), 5);
+  for (int i = 5; i < 12; ++i) EXPECT_EQ(resumed.train_step().loss, full_losses[size_t(i)]) << "step " << i + 1;
+  EXPECT_EQ(params_of(resumed), params_of(full));
+}
+
+TEST_F(CheckpointTest, OptimizerStateRoundTrips) {
+  const TrainConfig c = config();
+  Trainer a(c, *comm_);
+  for (int i = 0; i < 3; ++i) a.train_step();
+  const std::string ckpt = a.save_checkpoint();
+  Trainer b(c, *comm_);
+  b.load_checkpoint(ckpt);
+  auto sa = a.optimizer().state(), sb = b.optimizer().state();
+  ASSERT_EQ(sa.size(), sb.size());
+  ASSERT_FALSE(sa.empty());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sa[i].name, sb[i].name);
+    EXPECT_TRUE(std::equal(sa[i].data.begin(), sa[i].data.end(), sb[i].data.begin())) << sa[i].name;
+  }
+  EXPECT_EQ(b.optimizer().steps(), 3);
+  const ShardContents shard = checkpoint_read_shard(ckpt + "/optimizer_rank0.h5");
+  EXPECT_EQ(shard.tensors.size(), sa.size());
+  EXPECT_EQ(shard.steps, 3);
+}
+
+TEST_F(CheckpointTest, CrashDuringWriteLeavesPreviousCheckpointLoadable) {
+  const TrainConfig c = config();
+  Trainer t(c, *comm_);
+  for (int i = 0; i < 3; ++i) t.train_step();
+  t.save_checkpoint();
+  t.train_step();
+  for (const char* stage : {"optimizer_rank0.h5", "model.h5", "trainer.json"}) {
+    checkpoint_fault_hook = [&](const std::string& s) {
+      if (s == stage) throw std::runtime_error("simulated crash");
+    };
+    EXPECT_THROW(t.save_checkpoint(), std::runtime_error) << stage;
+    checkpoint_fault_hook = nullptr;
+    EXPECT_TRUE(fs::exists(ckpt_root() + "/step_00000004.tmp")) << stage;
+    EXPECT_FALSE(fs::exists(ckpt_root() + "/step_00000004")) << stage;
+    std::ostringstream warn;
+    EXPECT_EQ(fs::path(checkpoint_find_latest(ckpt_root(), warn)).filename(), "step_00000003") << stage;
+    EXPECT_EQ(warn.str(), "");
+    Trainer r(c, *comm_);
+    EXPECT_TRUE(r.resume("auto"));
+    EXPECT_EQ(r.state().step, 3);
+  }
+  // Killed after the rename but before `latest` moved: the renamed checkpoint is complete.
+  checkpoint_fault_hook = [](const std::string& s) {
+    if (s == "renamed") throw std::runtime_error("simulated crash");
+  };
+  EXPECT_THROW(t.save_checkpoint(), std::runtime_error);
+  checkpoint_fault_hook = nullptr;
+  std::ifstream latest(ckpt_root() + "/latest");
+  std::string named;
+  latest >> named;
+  EXPECT_EQ(named, "step_00000003");
+  Trainer r(c, *comm_);
+  EXPECT_TRUE(r.resume("auto"));
+  EXPECT_EQ(r.state().step, 4);
+}
+
+TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
+  const TrainConfig c = config();
+  {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < 2; ++i) t.train_step();
+    t.save_checkpoint();
+    t.train_step();
+    t.save_checkpoint();
+  }
+  const std::string good = ckpt_root() + "/step_00000002", ckpt = ckpt_root() + "/step_00000003";
+  const std::string copy = path("pristine");
+  fs::copy(ckpt, copy);
+  auto restore = [&] {
+    fs::remove_all(ckpt);
+    fs::copy(copy, ckpt);
+  };
+  Trainer t(c, *comm_);
+
+  fs::resize_file(ckpt + "/model.h5", fs::file_size(ckpt + "/model.h5") - 100);
+  std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("model.h5' is truncated"), std::string::npos) << e;
+
+  restore();
+  {
+    std::fstream f(ckpt + "/optimizer_rank0.h5", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);
+    char b;
+    f.read(&b, 1);
+    f.seekp(5000);
+    b = char(b ^ 0x10);
+    f.write(&b, 1);
+  }
+  e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("optimizer_rank0.h5' is corrupted: checksum mismatch"), std::string::npos) << e;
+  // `auto` falls back to the previous checkpoint with a warning naming the damage.
+  std::ostringstream warn;
+  EXPECT_EQ(checkpoint_find_latest(ckpt_root(), warn), good);
+  EXPECT_NE(warn.str().find("optimizer_rank0.h5' is corrupted"), std::string::npos) << warn.str();
+
+  restore();
+  fs::remove(ckpt + "/optimizer_rank0.h5");
+  e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("missing its file optimizer_rank0.h5"), std::string::npos) << e;
+
+  restore();
+  {
+    std::ofstream f(ckpt + "/trainer.json", std::ios::app);
+    f << "}";
+  }
+  e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("trainer.json' is not valid JSON"), std::string::npos) << e;
+
+  restore();
+  {  // an edited counter breaks trainer.json's own checksum
+    std::ifstream in(ckpt + "/trainer.json");
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["step"] = 99;
+    std::ofstream(ckpt + "/trainer.json") << j.dump(2);
+  }
+  e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("trainer.json' is corrupted"), std::string::npos) << e;
+
+  e = error_of([&] { t.load_checkpoint(ckpt_root() + "/step_00000004.tmp"); });
+  EXPECT_NE(e.find("does not exist"), std::string::npos) << e;
+  EXPECT_EQ(t.state().step, 0);  // nothing was loaded by any failed attempt
+
+  fs::remove_all(good);  // every checkpoint damaged: `auto` refuses rather than starting over
+  e = error_of([&] { t.resume("auto"); });
+  EXPECT_NE(e.find("none of the 1 checkpoints"), std::string::npos) << e;
+}
+
+TEST_F(CheckpointTest, IncompatibleConfigNamesTheKey) {
+  const std::string ckpt = trained_checkpoint(2, config());
+  TrainConfig other = config();
+  other.model.dim = 64;
+  other.output.run_dir = path("other");
+  Trainer t(other, *comm_);
+  const std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("model.dim = 32 but this run has model.dim = 64"), std::string::npos) << e;
+  EXPECT_EQ(t.state().step, 0);
+}
+
+TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
+  TrainConfig c = config();
+  c.checkpoint.keep = 2;
+  {
+    Trainer fresh(c, *comm_);
+    EXPECT_FALSE(fresh.resume("auto"));
+  }
+  Trainer t(c, *comm_);
+  for (int i = 0; i < 4; ++i) {
+    t.train_step();
+    t.save_checkpoint();
+  }
+  const auto left = checkpoint_list(ckpt_root());
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(fs::path(left[0]).filename(), "step_00000004");
+  EXPECT_EQ(fs::path(left[1]).filename(), "step_00000003");
+  EXPECT_EQ(checkpoint_resolve(ckpt_root()), left[0]);  // through the `latest` pointer
+}
+
+// Losses by step from metrics.jsonl; a resumed run appends, so a later record of a step wins.
+std::map<int64_t, double> losses_of(const std::string& metrics) {
+  std::map<int64_t, double> out;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+  }
+  return out;
+}
+
+TEST_F(CheckpointTest, SigtermSavesExitsZeroAndResumeAutoFinishesTheSameRun) {
+  const std::string cairn = CAIRN_BINARY_DIR "/cairn";
+  auto args_for = [&](const std::string& run) {
+    return std::vector<std::string>{cairn, "train", "--config", CAIRN_SOURCE_DIR "/configs/tiny-test.toml",
+                                    "--set", "data.train=" + path("data.h5"), "--set", "output.run_dir=" + path(run),
+                                    "--set", "training.steps=1500", "--set", "training.log_every=1",
+                                    "--set", "training.eval_every=0", "--set", "training.threads=1",
+                                    "--set", "training.peak_flops=1e9", "--set", "output.plot=false",
+                                    "--set", "model.seq_len=16", "--set", "training.micro_batch=2"};
+  };
+  auto command = [](std::vector<std::string> args) {
+    std::string cmd;
+    for (auto& a : args) cmd += "'" + a + "' ";
+    return cmd + "> /dev/null 2>&1";
+  };
+  ASSERT_EQ(std::system(command(args_for("full")).c_str()), 0);
+
+  // The child blocks on a full stdout pipe (a line per step) until we read, so it is still running
+  // when the signal arrives.
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    auto args = args_for("stopped");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::FILE* out = ::fdopen(fds[0], "r");
+  std::string all;
+  char buf[4096];
+  bool signalled = false;
+  while (std::fgets(buf, sizeof buf, out)) {
+    all += buf;
+    if (!signalled && std::string(buf).rfind("step ", 0) == 0) {
+      ::kill(pid, SIGTERM);
+      signalled = true;
+    }
+  }
+  std::fclose(out);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(signalled) << all;
+  ASSERT_TRUE(WIFEXITED(status)) << all;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << all.substr(all.size() > 2000 ? all.size() - 2000 : 0);
+  EXPECT_NE(all.find("stopped by signal at step"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("stopped/COMPLETE")));
+  const auto saved = checkpoint_list(path("stopped/checkpoints"));
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_LT(checkpoint_read_info(saved[0]).step, 1500);
+
+  auto resume = args_for("stopped");
+  resume.push_back("--resume");
+  resume.push_back("auto");
+  ASSERT_EQ(std::system(command(resume).c_str()), 0);
+  EXPECT_TRUE(fs::exists(path("stopped/COMPLETE")));
+  const auto full = losses_of(path("full/metrics.jsonl")), stopped = losses_of(path("stopped/metrics.jsonl"));
+  ASSERT_EQ(full.size(), 1500u);
+  EXPECT_EQ(stopped, full);
+  // Continued, not restarted: the stop came right after a logged step, so every step is logged once.
+  std::ifstream metrics(path("stopped/metrics.jsonl"));
+  int64_t records = 0;
+  for (std::string line; std::getline(metrics, line);) ++records;
+  EXPECT_EQ(records, 1500);
+}
+
+}  // namespace
+}  // namespace cairn

@@ -1,0 +1,12 @@
+# Multi-rank checkpoint tests (included by tests/CMakeLists.txt): a 2-rank run resumed at 2 ranks
+# (bit-identical), at 1 and at 4 ranks (within tolerance), driven through `mpirun cairn train`.
+# Needs CAIRN_MPI.
+if(CAIRN_MPI)
+  add_executable(checkpoint_compare ${CMAKE_CURRENT_LIST_DIR}/checkpoint_compare.cpp)
+  target_link_libraries(checkpoint_compare PRIVATE cairn_trainer)
+  add_test(NAME checkpoint_mpi_resume
+           COMMAND ${CMAKE_CURRENT_LIST_DIR}/checkpoint_resume.sh $<TARGET_FILE:cairn> $<TARGET_FILE:checkpoint_compare>
+                   ${PROJECT_SOURCE_DIR}/configs/tiny-test.toml ${CMAKE_CURRENT_BINARY_DIR}/checkpoint_mpi_resume
+                   ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_PREFLAGS})
+  set_tests_properties(checkpoint_mpi_resume PROPERTIES TIMEOUT 300 PROCESSORS 2)
+endif()

@@ -1,0 +1,119 @@
+// Sharded checkpoints (format: docs/formats.md, "Checkpoints"). A checkpoint is a directory
+// step_XXXXXXXX/ with model.h5 (the weights format), optimizer_rank<R>.h5 (one per rank: the state
+// tensors that rank owns) and trainer.json (counters, config, world size, a 64-bit hash of every
+// other file). It is written under step_XXXXXXXX.tmp/ and renamed once complete, so a directory
+// without .tmp is either complete or damaged (detected by the hashes), never half-written.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "model/llama.h"
+#include "trainer/optim/optimizer.h"
+
+namespace cairn {
+
+inline constexpr const char* kCheckpointFormat = "cairn-checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+// XXH64 (seed 0), streaming; the digest does not depend on how the input is split into updates.
+class Hash64 {
+ public:
+  void update(const void* data, size_t n);
+  uint64_t digest() const;
+
+ private:
+  void stripe(const unsigned char* p);
+  uint64_t v_[4] = {0x9E3779B185EBCA87ULL + 0xC2B2AE3D27D4EB4FULL, 0xC2B2AE3D27D4EB4FULL, 0,
+                    0 - 0x9E3779B185EBCA87ULL};
+  unsigned char buf_[32];
+  size_t buffered_ = 0;
+  uint64_t total_ = 0;
+};
+// Hash64 of a whole file, read sequentially; throws Error naming the file if it cannot be read.
+uint64_t hash_file(const std::string& path);
+std::string hash_hex(uint64_t h);
+
+struct CheckpointFile {
+  std::string name;  // relative to the checkpoint directory
+  int64_t bytes = 0;
+  uint64_t hash = 0;
+};
+
+// trainer.json: everything but the weights and the optimizer state.
+struct CheckpointInfo {
+  int64_t format_version = kCheckpointVersion;
+  int64_t step = 0, samples = 0, tokens = 0, skipped_steps = 0;
+  int64_t world_size = 1;
+  std::string optimizer;        // Optimizer::name()
+  int64_t optimizer_steps = 0;  // Optimizer::steps()
+  std::string config_toml;      // the resolved config (config_to_toml)
+  std::vector<CheckpointFile> files;  // every other file of the directory
+};
+
+// "step_00000120".
+std::string checkpoint_name(int64_t step);
+// Directory named by a checkpoint path: the directory itself, or, for a checkpoint root holding a
+// `latest` pointer, the checkpoint it names.
+std::string checkpoint_resolve(const std::string& path);
+
+// Reads trainer.json and checks its format and version (throws Error naming the file).
+CheckpointInfo checkpoint_read_info(const std::string& dir);
+// Checks that every file listed in trainer.json is present, has its recorded size and hash, and
+// that one optimizer shard per rank of world_size is listed. Throws Error naming the file and the
+// problem (missing, truncated, checksum mismatch).
+void checkpoint_verify(const std::string& dir, const CheckpointInfo& info);
+
+// Complete checkpoint directories under root (step_XXXXXXXX, .tmp ignored), newest first.
+std::vector<std::string> checkpoint_list(const std::string& root);
+// The newest checkpoint under root that verifies; "" when root holds none. A damaged newer one is
+// reported on `warn` and skipped; throws Error when checkpoints exist but none verifies.
+std::string checkpoint_find_latest(const std::string& root, std::ostream& warn);
+
+// Collective: every rank writes its optimizer shard, rank 0 the weights and trainer.json, then rank 0
+// renames the directory into place, moves root/latest and deletes all but the newest `keep`
+// checkpoints (keep <= 0 keeps all). info.files is filled in here. Returns the final directory.
+std::string checkpoint_save(const std::string& root, CheckpointInfo info, const LlamaModel& model,
+                            Optimizer& optimizer, Communicator& comm, int64_t keep);
+
+// The state tensors of `optimizer` (the rows this rank owns now) read from whichever shard files of
+// the checkpoint hold them, into host memory, checking names and shapes. Throws Error naming the
+// missing or mismatched tensor and the file.
+std::vector<std::vector<float>> checkpoint_read_optimizer(const std::string& dir, const CheckpointInfo& info,
+                                                         Optimizer& optimizer);
+// Copies what checkpoint_read_optimizer returned into the optimizer's state (cannot fail).
+void checkpoint_commit_optimizer(Optimizer& optimizer, const std::vector<std::vector<float>>& host,
+                                 int64_t optimizer_steps, const Backend& be);
+
+// Tensor names, shapes and the steps stored in one optimizer shard file (for `cairn inspect`).
+struct ShardContents {
+  std::string optimizer;
+  int64_t steps = 0, rank = 0, elements = 0;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> tensors;
+};
+ShardContents checkpoint_read_shard(const std::string& path);
+// Parameter names and shapes in a weights file (model.h5), in name order.
+std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_read_params(const std::string& path);
+
+// While one exists, SIGTERM and SIGUSR1 only set a flag (received() returns the signal number)
+// instead of ending the process; a second such signal ends it the usual way. The previous
+// handlers come back on destruction. One at a time per process.
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static int received();
+};
+
+// Test hook: called with a stage name ("model.h5", "optimizer_rank0.h5", "trainer.json",
+// "renamed", "latest") after that part of a save is done; a hook that throws simulates a crash there.
+extern std::function<void(const std::string& stage)> checkpoint_fault_hook;
+
+}  // namespace cairn

@@ -1,0 +1,352 @@
+// Fira / GaLore step on the host (OpenBLAS GEMMs, LAPACK sgesdd), the optimizer over ParamTable
+// rows, and the optimizer-state memory report.
+//
+// Follows xichen-fy/Fira optimizer_torch/fira_adamw.py (AdamW.step) and gradient_projection.py
+// (GradientProjector, proj_type "std"); GaLore is galore_adamw.py, i.e. the same step without the
+// residual. Deliberate differences, all outside the paper runs' behaviour or within rounding:
+//  - rank > min(m, n) is clamped (the code's Vh[:rank] slice does the same silently); reported.
+//  - singular vector signs are fixed (largest-|entry| positive) so LAPACK and cuSOLVER agree;
+//    torch leaves them to the SVD library. Only matters across a refresh (moments are kept).
+//  - norms accumulate in double; the code uses fp32 (bf16 R for bf16 weights). cairn keeps fp32.
+//  - "first step" for the limiter is t == 0 rather than "no stored norm yet": equal from a fresh
+//    start, and a resumed run restores the norm with the step count.
+//  - plain rows run Backend::adamw_update with eps/sqrt(1-β2^t), which is algebraically the code's
+//    lr·sqrt(bc2)/bc1·m/(sqrt(v)+eps); its weight decay uses W before the update where the code
+//    decays after it (identical at the paper's weight decay 0). Low-rank rows decay after, as the code.
+#include "trainer/optim/fira.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "util/error.h"
+
+extern "C" void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda,
+                        float* s, float* u, const int* ldu, float* vt, const int* ldvt, float* work,
+                        const int* lwork, int* iwork, int* info, size_t jobz_len);
+
+namespace cairn {
+
+void validate(const LowRankConfig& c) {
+  if (c.rank < 1) throw Error(str("optimizer.rank is ", c.rank, ": it must be at least 1"));
+  if (c.update_gap < 1) throw Error(str("optimizer.update_gap is ", c.update_gap, ": it must be at least 1"));
+  if (!(c.limiter_gamma >= 1.0f))
+    throw Error(str("optimizer.limiter_gamma is ", c.limiter_gamma, ": it must be at least 1 (the paper uses 1.01)"));
+  if (!(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1))
+    throw Error(str("optimizer betas (", c.beta1, ", ", c.beta2, ") must lie in [0, 1)"));
+  if (!(c.eps >= 0)) throw Error(str("optimizer.eps is ", c.eps, ": it must be non-negative"));
+}
+
+LowRankShape lowrank_shape(const LowRankConfig& cfg, int64_t m, int64_t n) {
+  CAIRN_ASSERT(m > 0 && n > 0, "matrix ", m, "x", n);
+  LowRankShape s;
+  s.m = m;
+  s.n = n;
+  s.right = m >= n;
+  s.r = std::min({cfg.rank, m, n});
+  s.clamped = cfg.rank > std::min(m, n);
+  return s;
+}
+
+namespace {
+
+// sgesdd on Gᵀ: G row-major m×n is column-major n×m, so no transpose copy is needed. Returns info.
+// lwork = -1 is the workspace query: the optimal size lands in work[0].
+int gesdd(LowRankWorkspace& ws, const LowRankShape& s, float* work, int lwork) {
+  const int lm = int(s.n), ln = int(s.m), k = int(std::min(s.m, s.n));
+  int info = 0;
+  sgesdd_("S", &lm, &ln, ws.svd_a.data(), &lm, ws.svd_s.data(), ws.svd_u.data(), &lm,
+          ws.svd_vt.data(), &k, work, &lwork, ws.svd_iwork.data(), &info, 1);
+  return info;
+}
+
+// Below this many elements a loop runs on one thread: waking the pool costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
+template <typename T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+}
+
+// Frobenius norm of an m×n row-major matrix, per-row partials in double then a serial sum: the
+// result does not depend on the thread count.
+double frobenius(const float* x, int64_t m, int64_t n, double* partial) {
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
+  for (int64_t i = 0; i < m; ++i) {
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += double(x[i * n + j]) * x[i * n + j];
+    partial[i] = acc;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < m; ++i) total += partial[i];
+  return std::sqrt(total);
+}
+
+// out (m×n) = a·back(x) + beta·out: x·P when right (x m×r, P r×n), P·x when left (P m×r, x r×n).
+void project_back(float* out, const float* x, const float* proj, const LowRankShape& s, float a, float beta) {
+  const int m = int(s.m), n = int(s.n), r = int(s.r);
+  if (s.right)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, a, x, r, proj, n, beta, out, n);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, a, proj, r, x, n, beta, out, n);
+}
+
+}  // namespace
+
+void LowRankWorkspace::reserve(const LowRankShape& s) {
+  const int64_t k = std::min(s.m, s.n);
+  grow(svd_a, s.m * s.n);
+  grow(svd_s, k);
+  grow(svd_u, s.n * k);
+  grow(svd_vt, k * s.m);
+  grow(svd_iwork, 8 * k);
+  float query = 0;
+  int info = gesdd(*this, s, &query, -1);
+  CAIRN_ASSERT(info == 0, "sgesdd workspace query failed, info ", info);
+  grow(svd_work, int64_t(query) + 1);
+  grow(low, 2 * s.moment_numel());
+  grow(full, s.m * s.n);
+  grow(phi, std::max(s.m, s.n));
+  grow(partial, s.m);
+}
+
+int64_t LowRankWorkspace::bytes() const {
+  return int64_t((svd_a.size() + svd_s.size() + svd_u.size() + svd_vt.size() + svd_work.size() +
+                  low.size() + full.size() + phi.size()) * sizeof(float) +
+                 svd_iwork.size() * sizeof(int) + partial.size() * sizeof(double));
+}
+
+void lowrank_refresh_projection(float* proj, const float* g, const LowRankShape& s, LowRankWorkspace& ws) {
+  const int64_t m = s.m, n = s.n, r = s.r, k = std::min(m, n);
+  std::copy(g, g + m * n, ws.svd_a.begin());
+  int info = gesdd(ws, s, ws.svd_work.data(), int(ws.svd_work.size()));
+  CAIRN_ASSERT(info == 0, "sgesdd failed on a ", m, "x", n, " gradient (info ", info,
+               "): the gradient probably holds NaN or Inf");
+  // Column-major U' (n×k) of Gᵀ holds G's right singular vectors as contiguous columns; VT' (k×m)
+  // holds G's left singular vectors as its rows, i.e. element (j, i) of U at vt[i + j·k].
+  if (s.right) {
+    std::copy(ws.svd_u.begin(), ws.svd_u.begin() + r * n, proj);
+  } else {
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < r; ++i) proj[j * r + i] = ws.svd_vt[size_t(i + j * k)];
+  }
+  // Sign convention: each vector's largest-magnitude entry is positive.
+  const int64_t len = s.right ? n : m, stride = s.right ? 1 : r, step = s.right ? n : 1;
+  for (int64_t v = 0; v < r; ++v) {
+    float* x = proj + v * step;
+    int64_t best = 0;
+    for (int64_t e = 1; e < len; ++e)
+      if (std::fabs(x[e * stride]) > std::fabs(x[best * stride])) best = e;
+    if (x[best * stride] < 0)
+      for (int64_t e = 0; e < len; ++e) x[e * stride] = -x[e * stride];
+  }
+}
+
+void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, const float* g,
+                  float* proj, float* exp_avg, float* exp_avg_sq, float* limiter_norm, int64_t t,
+                  float lr, LowRankWorkspace& ws) {
+  const int64_t m = s.m, n = s.n, r = s.r, nl = s.moment_numel();
+  CAIRN_ASSERT(int64_t(ws.full.size()) >= m * n && int64_t(ws.low.size()) >= 2 * nl &&
+                   int64_t(ws.svd_a.size()) >= m * n,
+               "LowRankWorkspace not reserved for ", m, "x", n);
+  // gradient_projection.py project(): new P at iter % update_proj_gap == 0, iter = steps so far.
+  if (t % cfg.update_gap == 0) lowrank_refresh_projection(proj, g, s, ws);
+  float* R = ws.low.data();
+  float* N = R + nl;
+  if (s.right)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(r), int(n), 1.0f, g, int(n), proj,
+                int(n), 0.0f, R, int(r));
+  else
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(r), int(n), int(m), 1.0f, proj, int(r), g,
+                int(n), 0.0f, R, int(n));
+
+  // Adam on R; bias correction folded into the step size (fira_adamw.py, correct_bias=True).
+  const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps;
+#pragma omp parallel for schedule(static) if (nl >= kParallelMin)
+  for (int64_t i = 0; i < nl; ++i) {
+    exp_avg[i] = exp_avg[i] * b1 + R[i] * (1.0f - b1);
+    exp_avg_sq[i] = exp_avg_sq[i] * b2 + R[i] * R[i] * (1.0f - b2);
+    N[i] = exp_avg[i] / (std::sqrt(exp_avg_sq[i]) + eps);
+  }
+  const double step = double(t + 1);
+  const double bc1 = 1.0 - std::pow(double(b1), step), bc2 = 1.0 - std::pow(double(b2), step);
+  const float step_size = float(double(lr) * std::sqrt(bc2) / bc1);
+
+  float* U = ws.full.data();
+  if (cfg.residual) {
+    // φ along the rank dimension: one per row of R (m×r) when right, one per column of R (r×n)
+    // when left — the code's norm_dim = 0 if rows < cols else 1.
+    float* phi = ws.phi.data();
+    const int64_t count = s.right ? m : n;
+#pragma omp parallel for schedule(static) if (count * r >= kParallelMin)
+    for (int64_t a = 0; a < count; ++a) {
+      double nn = 0, rr = 0;
+      for (int64_t b = 0; b < r; ++b) {
+        const int64_t i = s.right ? a * r + b : b * n + a;
+        nn += double(N[i]) * N[i];
+        rr += double(R[i]) * R[i];
+      }
+      phi[a] = float(std::sqrt(nn) / (std::sqrt(rr) + 1e-8));
+    }
+    // S = (G − sub·back(R))·φ with sub = alpha (code: project_back multiplies by alpha) or 1.
+    const float sub = cfg.residual_form == LowRankConfig::ResidualForm::code ? cfg.alpha : 1.0f;
+    std::copy(g, g + m * n, U);
+    project_back(U, R, proj, s, -sub, 1.0f);
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) U[i * n + j] *= s.right ? phi[i] : phi[j];
+    // Norm-growth limiter: limiter = max(‖S‖/(prev+1e-8), γ)/γ; S /= limiter; prev = ‖S‖/limiter.
+    const double norm = frobenius(U, m, n, ws.partial.data());
+    if (t == 0) {
+      *limiter_norm = float(norm);
+    } else {
+      const double gamma = cfg.limiter_gamma;
+      const double limiter = std::max(norm / (double(*limiter_norm) + 1e-8), gamma) / gamma;
+      if (limiter > 1.0) {
+        const float inv = float(1.0 / limiter);
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
+        for (int64_t i = 0; i < m * n; ++i) U[i] *= inv;
+      }
+      *limiter_norm = float(norm / limiter);
+    }
+    project_back(U, N, proj, s, cfg.alpha, 1.0f);  // U = alpha·back(N) + S
+  } else {
+    project_back(U, N, proj, s, cfg.alpha, 0.0f);  // GaLore: U = alpha·back(N)
+  }
+
+  const float decay = cfg.weight_decay > 0 ? lr * cfg.weight_decay : 0.0f;
+#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
+  for (int64_t i = 0; i < m * n; ++i) {
+    w[i] -= step_size * U[i];
+    if (decay != 0.0f) w[i] -= decay * w[i];  // after the update, as the code's "fixed version"
+  }
+}
+
+FiraOptimizer::FiraOptimizer(const ParamTable& table, std::vector<int> owned_rows, const LowRankConfig& cfg,
+                             const PlainAdamConfig& plain, const Backend& backend)
+    : table_(table), cfg_(cfg), plain_(plain), backend_(backend) {
+  validate(cfg_);
+  int64_t total = 0;
+  for (int row : owned_rows) {
+    CAIRN_ASSERT(row >= 0 && row < int(table.rows().size()), "row index ", row, " out of range");
+    const ParamRow& pr = table.row(row);
+    Slot slot;
+    slot.row = row;
+    slot.offset = total;
+    // Fira's target modules are the attention and MLP nn.Linear weights; SLTrain factors and
+    // sparse values, norms, embeddings and the LM head get plain Adam.
+    slot.lowrank = pr.role == ParamRole::matrix;
+    if (slot.lowrank) {
+      CAIRN_ASSERT(pr.shape.size() == 2, "matrix row ", pr.name, " is not 2-D");
+      slot.shape = lowrank_shape(cfg_, pr.shape[0], pr.shape[1]);
+      ws_.reserve(slot.shape);
+      total += slot.shape.state_numel(cfg_.residual);
+    } else {
+      total += 2 * pr.numel;
+    }
+    slots_.push_back(slot);
+  }
+  state_.assign(size_t(total), 0.0f);
+}
+
+void FiraOptimizer::step(std::span<float> params, std::span<const float> grads, float lr) {
+  CAIRN_ASSERT(int64_t(params.size()) >= table_.total() && int64_t(grads.size()) >= table_.total(),
+               "flat buffers smaller than the parameter table");
+  const double t1 = double(steps_ + 1);
+  const float bc1 = float(1.0 - std::pow(double(plain_.beta1), t1));
+  const float bc2 = float(1.0 - std::pow(double(plain_.beta2), t1));
+  const float plain_eps = float(double(plain_.eps) / std::sqrt(double(bc2)));
+  for (const Slot& slot : slots_) {
+    const ParamRow& pr = table_.row(slot.row);
+    float* w = params.data() + pr.offset;
+    const float* g = grads.data() + pr.offset;
+    float* st = state_.data() + slot.offset;
+    if (slot.lowrank) {
+      const LowRankShape& s = slot.shape;
+      float* proj = st;
+      float* m1 = proj + s.proj_numel();
+      float* m2 = m1 + s.moment_numel();
+      float* lim = cfg_.residual ? m2 + s.moment_numel() : nullptr;
+      lowrank_step(cfg_, s, w, g, proj, m1, m2, lim, steps_, lr, ws_);
+    } else {
+      backend_.adamw_update(w, g, st, st + pr.numel, pr.numel, lr, plain_.beta1, plain_.beta2, plain_eps,
+                            plain_.weight_decay, bc1, bc2);
+    }
+  }
+  ++steps_;
+}
+
+std::vector<StateTensor> FiraOptimizer::state() {
+  std::vector<StateTensor> out;
+  for (const Slot& slot : slots_) {
+    const ParamRow& pr = table_.row(slot.row);
+    float* st = state_.data() + slot.offset;
+    auto add = [&](const char* kind, std::vector<int64_t> shape, float* p, int64_t n) {
+      out.push_back(StateTensor{str(kind, "/", pr.name), std::move(shape), std::span<float>(p, size_t(n))});
+    };
+    if (slot.lowrank) {
+      const LowRankShape& s = slot.shape;
+      std::vector<int64_t> pshape = s.right ? std::vector<int64_t>{s.r, s.n} : std::vector<int64_t>{s.m, s.r};
+      std::vector<int64_t> mshape = s.right ? std::vector<int64_t>{s.m, s.r} : std::vector<int64_t>{s.r, s.n};
+      add("proj", pshape, st, s.proj_numel());
+      st += s.proj_numel();
+      add("exp_avg", mshape, st, s.moment_numel());
+      st += s.moment_numel();
+      add("exp_avg_sq", mshape, st, s.moment_numel());
+      st += s.moment_numel();
+      if (cfg_.residual) add("limiter_norm", {1}, st, 1);
+    } else {
+      add("exp_avg", pr.shape, st, pr.numel);
+      add("exp_avg_sq", pr.shape, st + pr.numel, pr.numel);
+    }
+  }
+  return out;
+}
+
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
+                                            const LowRankConfig& cfg) {
+  if (optimizer != "adamw" && optimizer != "galore" && optimizer != "fira")
+    throw Error(str("unknown optimizer '", optimizer, "': use adamw, galore or fira"));
+  OptimizerStateMemory mem;
+  for (const ParamRow& pr : table.rows()) {
+    if (pr.role != ParamRole::matrix) {
+      mem.other_floats += 2 * pr.numel;
+      continue;
+    }
+    ++mem.matrix_rows;
+    mem.matrix_floats_adamw += 2 * pr.numel;
+    if (optimizer == "adamw") {
+      mem.matrix_floats += 2 * pr.numel;
+    } else {
+      LowRankShape s = lowrank_shape(cfg, pr.shape.at(0), pr.shape.at(1));
+      mem.matrix_floats += s.state_numel(optimizer == "fira");
+      mem.clamped_rows += s.clamped ? 1 : 0;
+    }
+  }
+  return mem;
+}
+
+std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, const std::string& optimizer,
+                                            const LowRankConfig& cfg) {
+  constexpr double MiB = 1024.0 * 1024.0;
+  char buf[512];
+  if (optimizer == "adamw") {
+    std::snprintf(buf, sizeof buf, "optimizer state (adamw): %.1f MiB (matrices %.1f MiB, other rows %.1f MiB)",
+                  mem.bytes() / MiB, 4.0 * mem.matrix_floats / MiB, 4.0 * mem.other_floats / MiB);
+    return buf;
+  }
+  std::snprintf(buf, sizeof buf,
+                "optimizer state (%s, rank %lld, gap %lld): %.1f MiB = %lld matrices %.1f MiB "
+                "(AdamW would hold %.1f MiB) + other rows %.1f MiB",
+                optimizer.c_str(), (long long)cfg.rank, (long long)cfg.update_gap, mem.bytes() / MiB,
+                (long long)mem.matrix_rows, 4.0 * mem.matrix_floats / MiB, 4.0 * mem.matrix_floats_adamw / MiB,
+                4.0 * mem.other_floats / MiB);
+  std::string out = buf;
+  if (mem.clamped_rows > 0)
+    out += str("; rank clamped to min(out, in) on ", mem.clamped_rows, " matrices");
+  return out;
+}
+
+}  // namespace cairn

@@ -1,0 +1,125 @@
+// Fira (Chen et al. 2024) and GaLore (Zhao et al. 2024): Adam state kept in a rank-r subspace of
+// each dense projection's gradient, refreshed by an SVD every `update_gap` steps. GaLore applies
+// only the projected-back Adam direction; Fira adds the out-of-subspace residual scaled by the
+// norm ratio Adam applied inside the subspace, with a norm-growth limiter. The math follows the
+// official code (xichen-fy/Fira optimizer_torch/); trainer/optim/fira.cpp lists every deviation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/backend.h"
+#include "model/param_table.h"
+#include "trainer/optim/optimizer.h"
+
+namespace cairn {
+
+struct LowRankConfig {
+  int64_t rank = 128;          // r; clamped to min(m, n) per matrix (see lowrank_shape)
+  int64_t update_gap = 200;    // T: the projection is recomputed at steps 0, T, 2T, ...
+  float alpha = 0.25f;         // scale of the projected-back update (and, code form, of back(R))
+  float limiter_gamma = 1.01f; // ‖S_t‖ ≤ γ·‖S_{t-1}‖
+  bool residual = true;        // false = GaLore (no residual S)
+  // code: S = (G − alpha·back(R))·φ, as fira_adamw.py computes it; paper: S = (G − back(R))·φ.
+  enum class ResidualForm { code, paper } residual_form = ResidualForm::code;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f;
+  float weight_decay = 0.0f;   // decoupled, applied after the update: W −= lr·wd·W
+};
+// Throws Error naming the bad field (rank < 1, update_gap < 1, betas outside [0,1), ...).
+void validate(const LowRankConfig& cfg);
+
+// Per-matrix geometry. G is m×n row-major ([out, in]). right (m ≥ n): P is r×n (top-r right
+// singular vectors as rows), R = G·Pᵀ is m×r. left (m < n): P is m×r (top-r left singular vectors
+// as columns), R = Pᵀ·G is r×n. Moments have R's shape.
+struct LowRankShape {
+  int64_t m = 0, n = 0, r = 0;
+  bool right = true;
+  bool clamped = false;  // the configured rank exceeded min(m, n)
+  int64_t proj_numel() const { return right ? r * n : m * r; }
+  int64_t moment_numel() const { return right ? m * r : r * n; }
+  // Floats of state: P, exp_avg, exp_avg_sq, and the limiter's previous norm when Fira.
+  int64_t state_numel(bool residual) const { return proj_numel() + 2 * moment_numel() + (residual ? 1 : 0); }
+};
+LowRankShape lowrank_shape(const LowRankConfig& cfg, int64_t m, int64_t n);
+
+// Scratch for lowrank_step, sized once for the largest matrix it will see; steps never allocate.
+struct LowRankWorkspace {
+  // Grows the buffers to fit a matrix of this shape (call for every shape before stepping).
+  void reserve(const LowRankShape& s);
+  int64_t bytes() const;
+
+  // Buffers used by lowrank_refresh_projection and lowrank_step only.
+  std::vector<float> svd_a, svd_s, svd_u, svd_vt, svd_work;
+  std::vector<int> svd_iwork;
+  std::vector<float> low, full, phi;
+  std::vector<double> partial;
+};
+
+// P (s.proj_numel() floats) from the fp32 SVD of g (m×n). Each singular vector's sign is fixed so
+// that its largest-magnitude entry is positive (first such entry on ties).
+void lowrank_refresh_projection(float* proj, const float* g, const LowRankShape& s, LowRankWorkspace& ws);
+
+// One Fira/GaLore step on one matrix, in place on w (m×n) and the state pointers (shapes from s).
+// t is the number of steps taken before this one (0 on the first): the projection is refreshed
+// when t % update_gap == 0, bias corrections use t+1, and the limiter is skipped at t == 0.
+// limiter_norm (1 float) is unused when cfg.residual is false (may be null).
+void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, const float* g,
+                  float* proj, float* exp_avg, float* exp_avg_sq, float* limiter_norm, int64_t t,
+                  float lr, LowRankWorkspace& ws);
+
+// Adam for the rows Fira leaves alone (embeddings, norms, lm_head, factored weights), same LR.
+struct PlainAdamConfig {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f;
+  float weight_decay = 0.0f;
+};
+
+// Fira (cfg.residual) or GaLore on the ParamRole::matrix rows among `owned_rows`, plain Adam on
+// the other owned rows. State tensors are named "<kind>/<param name>" with kind one of
+// proj, exp_avg, exp_avg_sq, limiter_norm (Fira only); plain rows have exp_avg and exp_avg_sq.
+// The backend runs the plain rows' Adam update; the low-rank math runs on the host (BLAS/LAPACK).
+class FiraOptimizer : public Optimizer {
+ public:
+  FiraOptimizer(const ParamTable& table, std::vector<int> owned_rows, const LowRankConfig& cfg,
+                const PlainAdamConfig& plain, const Backend& backend);
+  std::string name() const override { return cfg_.residual ? "fira" : "galore"; }
+  void step(std::span<float> params, std::span<const float> grads, float lr) override;
+  std::vector<StateTensor> state() override;
+  int64_t steps() const override { return steps_; }
+  void set_steps(int64_t n) override { steps_ = n; }
+  int64_t state_bytes() const override { return int64_t(state_.size() * sizeof(float)); }
+
+ private:
+  struct Slot {
+    int row = 0;
+    bool lowrank = false;
+    LowRankShape shape;
+    int64_t offset = 0;  // into state_
+  };
+  const ParamTable& table_;
+  LowRankConfig cfg_;
+  PlainAdamConfig plain_;
+  const Backend& backend_;
+  std::vector<Slot> slots_;
+  std::vector<float> state_;
+  LowRankWorkspace ws_;
+  int64_t steps_ = 0;
+};
+
+// Optimizer-state memory of a whole ParamTable under "adamw", "galore" or "fira" (fp32 state).
+struct OptimizerStateMemory {
+  int64_t matrix_rows = 0;          // rows with low-rank state (ParamRole::matrix)
+  int64_t clamped_rows = 0;         // of those, rows whose rank was clamped to min(m, n)
+  int64_t matrix_floats = 0;        // their state under this optimizer
+  int64_t matrix_floats_adamw = 0;  // their state under AdamW (2·m·n each)
+  int64_t other_floats = 0;         // AdamW state of every other row
+  int64_t bytes() const { return 4 * (matrix_floats + other_floats); }
+};
+// Throws Error for an unknown optimizer name.
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
+                                            const LowRankConfig& cfg);
+// One line for the start of a run, e.g. "optimizer state (fira, r 128): 123.4 MiB = ...".
+std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, const std::string& optimizer,
+                                            const LowRankConfig& cfg);
+
+}  // namespace cairn

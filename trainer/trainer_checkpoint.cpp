@@ -1,0 +1,164 @@
+// Trainer's checkpoint methods (see trainer.h): saving the run's state, verifying and restoring it,
+// and agreeing across ranks on a stop signal. Rank 0 chooses and verifies a checkpoint and tells
+// the others, so every rank loads the same one or every rank fails with the same message.
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "model/weights_io.h"
+#include "trainer/checkpoint.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
+#include "util/error.h"
+
+namespace cairn {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Keys that fix the shapes of the parameters and of the optimizer state: they must match to resume.
+const char* const kShapeKeys[] = {"model.vocab_size", "model.dim",    "model.n_layers", "model.n_heads",
+                                  "model.ffn_dim",    "model.seq_len", "model.tie_embeddings", "model.linear",
+                                  "model.rank",       "model.density", "optimizer.name"};
+
+// "section.key" -> value text of a config_to_toml() rendering.
+std::map<std::string, std::string> config_entries(const std::string& toml) {
+  std::map<std::string, std::string> out;
+  std::istringstream is(toml);
+  std::string section;
+  for (std::string line; std::getline(is, line);) {
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      section = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    const auto eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    out[section.empty() ? line.substr(0, eq) : section + "." + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Rank 0's string on every rank.
+std::string share(Communicator& comm, std::string s) {
+  int64_t n = int64_t(s.size());
+  comm.broadcast(&n, sizeof n, 0);
+  s.resize(size_t(n));
+  if (n) comm.broadcast(s.data(), n, 0);
+  return s;
+}
+
+}  // namespace
+
+std::string Trainer::checkpoint_dir() const {
+  return cfg_.checkpoint.dir.empty() ? cfg_.output.run_dir + "/checkpoints" : cfg_.checkpoint.dir;
+}
+
+std::string Trainer::save_checkpoint() {
+  CheckpointInfo info;
+  info.step = state_.step;
+  info.samples = state_.samples;
+  info.tokens = state_.tokens;
+  info.skipped_steps = state_.skipped_steps;
+  info.world_size = comm_.size();
+  info.optimizer = optimizer_->name();
+  info.optimizer_steps = optimizer_->steps();
+  info.config_toml = config_to_toml(cfg_);
+  return checkpoint_save(checkpoint_dir(), info, *model_, *optimizer_, comm_, cfg_.checkpoint.keep);
+}
+
+bool Trainer::stop_requested() {
+  int64_t flag = StopSignals::received() ? 1 : 0;
+  comm_.all_reduce(&flag, 1, ReduceOp::max);
+  return flag != 0;
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string dir, error;
+  if (comm_.rank() == 0) {
+    try {
+      dir = checkpoint_resolve(path);
+      checkpoint_verify(dir, checkpoint_read_info(dir));
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
+  load_verified(share(comm_, dir), start);
+}
+
+bool Trainer::resume(const std::string& spec) {
+  if (spec != "auto") {
+    load_checkpoint(spec);
+    return true;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::string dir, error;
+  if (comm_.rank() == 0) {
+    try {
+      dir = checkpoint_find_latest(checkpoint_dir(), std::cerr);
+      if (dir.empty()) std::cout << "resume: no checkpoint under '" << checkpoint_dir() << "': starting fresh" << std::endl;
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
+  dir = share(comm_, dir);
+  if (dir.empty()) return false;
+  load_verified(dir, start);
+  return true;
+}
+
+// Reads everything into host memory and checks it before the first change to the trainer.
+void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::time_point start) {
+  const CheckpointInfo info = checkpoint_read_info(dir);
+  const auto saved = config_entries(info.config_toml);
+  // A run that grew in place (growth.at_tokens) before this checkpoint resumes as the grown model.
+  const auto saved_layers = saved.find("model.n_layers");
+  if (growth_step_ >= 0 && info.step >= growth_step_ && saved_layers != saved.end() &&
+      saved_layers->second == std::to_string(cfg_.model.n_layers * cfg_.growth.factor))
+    grow(cfg_.growth.factor);
+  const auto now = config_entries(config_to_toml(cfg_));
+  const bool reset = cfg_.training.reset_optimizer;
+  for (const char* key : kShapeKeys) {
+    if (reset && std::string(key) == "optimizer.name") continue;  // a fresh optimizer may differ
+    const auto s = saved.find(key), n = now.find(key);
+    const std::string sv = s == saved.end() ? "(absent)" : s->second, nv = n == now.end() ? "(absent)" : n->second;
+    if (sv != nv)
+      throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
+                      ": the model and optimizer must match to resume (use the checkpoint's config)"));
+  }
+  std::vector<std::vector<float>> opt_state;
+  if (!reset) opt_state = checkpoint_read_optimizer(dir, info, *optimizer_);
+  load_model_weights(*model_, (fs::path(dir) / "model.h5").string());  // checks all, then copies
+  // training.reset_optimizer: weights and counters continue, the optimizer starts fresh.
+  if (!reset) checkpoint_commit_optimizer(*optimizer_, opt_state, info.optimizer_steps, model_->backend());
+  state_.step = info.step;
+  state_.samples = info.samples;
+  state_.tokens = info.tokens;
+  state_.skipped_steps = info.skipped_steps;
+  if (comm_.rank() != 0) return;
+  std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
+            << " tokens (saved by " << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ", now "
+            << comm_.size() << "; verified and read in " << seconds_since(start) << " s)\n";
+  std::string changed;
+  for (const auto& [k, v] : now) {
+    if (k.rfind("output.", 0) == 0 || k.rfind("checkpoint.", 0) == 0) continue;
+    const auto s = saved.find(k);
+    if (s == saved.end() || s->second != v) changed += str("\n  ", k, ": ", s == saved.end() ? "(absent)" : s->second, " -> ", v);
+  }
+  if (!changed.empty()) std::cout << "note: this run's config differs from the checkpoint's in:" << changed << "\n";
+  std::cout << std::flush;
+}
+
+}  // namespace cairn
