@@ -23,9 +23,15 @@ $CAIRN train "${COMMON[@]}" --set model.n_layers=8 --set output.run_dir=$OUT/scr
 $CAIRN train "${COMMON[@]}" --set model.n_layers=2 --set growth.factor=4 \
     --set growth.at_tokens=$((SMALL_STEPS * TOKENS_PER_STEP)) --set output.run_dir=$OUT/grown > $OUT-grown.log 2>&1 || { cat $OUT-grown.log; exit 1; }
 $CAIRN plot $OUT/scratch $OUT/grown --out $OUT/loss.png > /dev/null
-python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
+python3 - "$OUT" "$((SMALL_STEPS * TOKENS_PER_STEP))" <<'PY'
+import json, re, sys
+out, small_tokens = sys.argv[1], int(sys.argv[2])
+def mflop(log):  # training MFLOP per token from the startup line
+    return float(re.search(r"([0-9.e+-]+) MFLOP per token", open(log).read()).group(1))
+f_big, f_small = mflop(f"{out}-scratch.log"), mflop(f"{out}-grown.log")
+def flops(run, tokens):
+    if run == "scratch": return tokens * f_big * 1e6
+    return (min(tokens, small_tokens) * f_small + max(0, tokens - small_tokens) * f_big) * 1e6
 def evals(run):
     return [(r["total_tokens"], r["val_loss"]) for r in map(json.loads, open(f"{out}/{run}/metrics.jsonl")) if "val_loss" in r]
 scratch, grown = evals("scratch"), evals("grown")
@@ -33,12 +39,16 @@ target = scratch[-1][1]
 def reach(ev):
     return next((t for t, v in ev if v <= target), None)
 print(f"target: scratch 8-layer final validation loss {target:.4f} after {scratch[-1][0]} tokens")
-print("| run | final val loss | tokens to reach target | saving |")
-print("|---|---|---|---|")
+print("| run | final val loss | tokens to reach target | token saving | training FLOPs to target | FLOP saving |")
+print("|---|---|---|---|---|---|")
 base = reach(scratch)
-for name, ev in (("8 layers from scratch", scratch), ("2 layers, grown x4 (G_stack)", grown)):
+for run, name, ev in (("scratch", "8 layers from scratch", scratch), ("grown", "2 layers, grown x4 at "
+                      f"{small_tokens} tokens (G_stack)", grown)):
     t = reach(ev)
-    print(f"| {name} | {ev[-1][1]:.4f} | {t if t is not None else 'not reached'} | "
-          f"{'' if t is None else f'{100 * (1 - t / base):.1f}%'} |")
+    if t is None:
+        print(f"| {name} | {ev[-1][1]:.4f} | not reached | | | |")
+        continue
+    print(f"| {name} | {ev[-1][1]:.4f} | {t} | {100 * (1 - t / base):.1f}% | {flops(run, t):.3g} | "
+          f"{100 * (1 - flops(run, t) / flops('scratch', base)):.1f}% |")
 PY
 echo "curves: $OUT/loss.png"
