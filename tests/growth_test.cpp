@@ -76,6 +76,33 @@ TEST(Growth, LayersRepeatInOrderBitForBit) {
   }
 }
 
+TEST(Growth, SLTrainSupportsAndValuesGrowWithTheirLayer) {
+  const Backend& be = cpu_backend();
+  ModelConfig c = small_config();
+  c.linear.kind = LinearKind::sltrain;
+  c.linear.rank = 4;
+  c.linear.density = 0.1f;
+  LlamaModel src(c, be, 1);
+  src.init_weights(3);
+  LlamaModel dst(grown_config(c, 2), be, 1);
+  dst.init_weights(4);
+  grow_depthwise(src, dst);
+  ASSERT_FALSE(dst.buffers().rows().empty());
+  for (const auto& b : dst.buffers().rows()) {
+    const std::string from = b.layer >= 0 ? layer_name(b.name, b.layer % 3) : b.name;
+    const int i = src.buffers().find(from);
+    ASSERT_GE(i, 0) << from;
+    EXPECT_EQ(b.data, src.buffers().rows()[size_t(i)].data) << b.name;
+  }
+  const auto s = host_params(src), d = host_params(dst);
+  for (const auto& r : dst.params().rows()) {
+    const ParamRow& sr = src.params().at(r.layer >= 0 ? layer_name(r.name, r.layer % 3) : r.name);
+    EXPECT_EQ(std::memcmp(s.data() + sr.offset, d.data() + r.offset, size_t(r.numel) * 4), 0) << r.name;
+  }
+  std::vector<int32_t> tokens(8, 5), targets(8, 6);
+  EXPECT_TRUE(std::isfinite(dst.forward_loss(tokens.data(), targets.data(), 1)));
+}
+
 TEST(Growth, BufferRowsGrowWithTheirLayer) {
   // Buffers (SLTrain supports) are copied by the same name rule; exercise it on planted rows.
   const Backend& be = cpu_backend();
