@@ -7,6 +7,7 @@ namespace cairn {
 int cmd_train(int argc, char** argv);
 int cmd_prepare(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_grow(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_eval(int argc, char** argv);

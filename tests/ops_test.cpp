@@ -200,3 +200,23 @@ TEST(Ops, AdamWMatchesClosedFormFirstStep) {
 
 }  // namespace
 }  // namespace cairn
+
+#include "model/cpu/fast_math.h"
+
+namespace cairn {
+namespace {
+
+TEST(Ops, FastExpIsAccurate) {
+  double worst = 0;
+  for (float x = -80.0f; x < 80.0f; x += 0.01337f) {
+    const double ref = std::exp(double(x));
+    worst = std::max(worst, std::abs(double(fast_exp(x)) - ref) / ref);
+  }
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_EQ(fast_exp(0.0f), 1.0f);
+  EXPECT_GT(fast_exp(-1000.0f), 0.0f);
+  EXPECT_LT(fast_exp(-1000.0f), 1e-37f);
+}
+
+}  // namespace
+}  // namespace cairn

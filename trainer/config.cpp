@@ -15,7 +15,8 @@
 namespace cairn {
 namespace {
 
-using Field = std::variant<int64_t*, uint64_t*, float*, double*, bool*, std::string*, LinearKind*>;
+using Field = std::variant<int64_t*, uint64_t*, float*, double*, bool*, std::string*, LinearKind*,
+                           std::vector<std::string>*>;
 
 struct Key {
   std::string name;  // "section.key"
@@ -47,6 +48,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"model.alpha", &m.linear.alpha, "low-rank scale s = alpha / r"},
       {"model.density", &m.linear.density, "SLTrain sparse density delta"},
       {"model.sltrain_path", &m.linear.sltrain_path, "\"auto\" | \"materialized\" | \"factored\""},
+      {"model.init_from", &c.init_from, "weights file (model.h5 or a checkpoint's) to start from; \"\": random init"},
       {"optimizer.name", &o.name, "\"adamw\" | \"fira\" | \"galore\""},
       {"optimizer.beta1", &o.beta1, "Adam beta1"},
       {"optimizer.beta2", &o.beta2, "Adam beta2"},
@@ -60,16 +62,26 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"optimizer.alpha", &o.alpha, "Fira/GaLore scale"},
       {"optimizer.limiter_gamma", &o.limiter_gamma, "Fira norm-growth limiter"},
       {"optimizer.residual_form", &o.residual_form, "Fira residual: \"code\" | \"paper\""},
-      {"schedule.kind", &s.kind, "\"cosine\" | \"constant\""},
+      {"schedule.kind", &s.kind, "\"cosine\" | \"constant\" | \"rewarm\" | \"infinite\""},
       {"schedule.lr", &s.lr, "peak learning rate"},
       {"schedule.min_lr_ratio", &s.min_lr_ratio, "final LR as a fraction of the peak"},
-      {"schedule.warmup", &s.warmup, "warmup: a fraction of steps if < 1, else a step count"},
+      {"schedule.warmup", &s.warmup, "warmup: a fraction of the stage's steps if < 1, else steps; < 0: 0.01 for rewarm, 0.1 otherwise"},
+      {"schedule.stage_start", &s.stage_start, "first step of this schedule stage (e.g. the resumed step of a new stage)"},
+      {"schedule.start_lr", &s.start_lr, "rewarm: LR at the stage's first step; < 0: lr * min_lr_ratio"},
+      {"schedule.cooldown", &s.cooldown, "infinite: cooldown length, a fraction of the stage's steps if < 1, else steps"},
+      {"schedule.cooldown_shape", &s.cooldown_shape, "infinite: \"cosine\" | \"linear\" | \"inv_sqrt\""},
+      {"schedule.const_lr_ratio", &s.const_lr_ratio, "infinite: constant-phase LR as a fraction of the peak"},
+      {"schedule.anneal_start", &s.anneal_start, "infinite: step where the exponential anneal to lr * min_lr_ratio starts (< 0: none)"},
       {"data.train", &d.train, "token dataset written by `cairn prepare`"},
+      {"data.mixture", &d.mixture, "instead of data.train: [\"a.h5:0.75\", \"b.h5:0.25\"] datasets with sampling weights"},
+      {"data.validate", &d.validate, "extra datasets to validate on (val_loss/<file stem>)"},
       {"data.seed", &d.seed, "seed of the data order"},
       {"training.micro_batch", &t.micro_batch, "sequences per rank per micro-step"},
       {"training.grad_accum", &t.grad_accum, "micro-steps per optimizer step"},
       {"training.steps", &t.steps, "optimizer steps"},
       {"training.seed", &t.seed, "seed of the initialization"},
+      {"training.tokens_before", &t.tokens_before, "tokens the initial weights already saw (metrics: total_tokens)"},
+      {"training.reset_optimizer", &t.reset_optimizer, "on --resume: fresh optimizer state (weights and step kept)"},
       {"training.log_every", &t.log_every, "steps between log lines"},
       {"training.eval_every", &t.eval_every, "steps between validations (0: off)"},
       {"training.eval_batches", &t.eval_batches, "micro-batches per validation"},
@@ -80,6 +92,8 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
       {"training.check_every", &t.check_every, "steps between cross-rank parameter checks (0: off)"},
       {"training.comm_timeout_s", &t.comm_timeout_s, "seconds before a stuck collective ends the job"},
+      {"growth.at_tokens", &c.growth.at_tokens, "G_stack: grow the model in place when this run's tokens reach this (0: never)"},
+      {"growth.factor", &c.growth.factor, "G_stack: n_layers becomes factor * n_layers"},
       {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
       {"output.plot", &c.output.plot, "draw loss.png at the end"},
       {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: off; SIGTERM/SIGUSR1 still save)"},
@@ -126,9 +140,17 @@ void set_field(Key& key, const toml::node& node, const std::string& origin) {
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (!node.is_string()) throw wrong("a string");
           *p = *node.value<std::string>();
-        } else {  // LinearKind
+        } else if constexpr (std::is_same_v<T, LinearKind>) {
           if (!node.is_string()) throw wrong("a string");
           *p = linear_kind_from_string(*node.value<std::string>());
+        } else {  // array of strings
+          const toml::array* arr = node.as_array();
+          if (!arr) throw wrong("an array of strings, e.g. [\"a\", \"b\"]");
+          p->clear();
+          for (const auto& e : *arr) {
+            if (!e.is_string()) throw wrong("an array of strings, e.g. [\"a\", \"b\"]");
+            p->push_back(*e.value<std::string>());
+          }
         }
       },
       key.field);
@@ -158,7 +180,13 @@ std::string format_field(const Field& f) {
           os << toml::value<std::string>(*p);
           return os.str();
         } else if constexpr (std::is_same_v<T, LinearKind>) return str("\"", linear_kind_name(*p), "\"");
-        else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+        else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          std::ostringstream os;
+          os << "[";
+          for (size_t i = 0; i < p->size(); ++i) os << (i ? ", " : "") << toml::value<std::string>((*p)[i]);
+          os << "]";
+          return os.str();
+        } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
           std::ostringstream os;
           os << toml::value<double>(double(*p));  // shortest round-trip form
           return os.str();
@@ -239,10 +267,19 @@ void config_validate(const TrainConfig& c) {
   if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
   if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");
   if (!(c.schedule.lr > 0)) throw Error("schedule.lr must be positive");
-  if (c.schedule.warmup < 0) throw Error("schedule.warmup must be non-negative");
+  if (c.schedule.stage_start < 0 || c.schedule.stage_start >= t.steps)
+    throw Error("schedule.stage_start must be in [0, training.steps)");
+  if (c.schedule.cooldown < 0) throw Error("schedule.cooldown must be non-negative");
+  if (!(c.schedule.const_lr_ratio > 0) || c.schedule.const_lr_ratio > 1)
+    throw Error("schedule.const_lr_ratio must be in (0, 1]");
+  if (t.tokens_before < 0) throw Error("training.tokens_before must be non-negative");
+  if (c.growth.at_tokens < 0) throw Error("growth.at_tokens must be 0 (off) or positive");
+  if (c.growth.factor < 1) throw Error("growth.factor must be an integer >= 1");
   if (c.schedule.min_lr_ratio < 0 || c.schedule.min_lr_ratio > 1)
     throw Error("schedule.min_lr_ratio must be in [0, 1]");
-  if (c.data.train.empty())
+  if (!c.data.train.empty() && !c.data.mixture.empty())
+    throw Error("set either data.train or data.mixture, not both");
+  if (c.data.train.empty() && c.data.mixture.empty())
     throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes.h5)");
   if (c.checkpoint.every < 0) throw Error("checkpoint.every must be 0 (off) or positive");
   if (c.checkpoint.keep < 0) throw Error("checkpoint.keep must be 0 (keep all) or positive");

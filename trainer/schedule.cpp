@@ -12,6 +12,10 @@ static float warmup_lr(float peak, int64_t step, int64_t warmup) {
   return peak * float(step + 1) / float(warmup);
 }
 
+static double cosine_between(double from, double to, double progress) {
+  return to + (from - to) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
 WarmupCosine::WarmupCosine(float peak, float min_ratio, int64_t warmup_steps, int64_t total_steps)
     : peak_(peak), min_(peak * min_ratio), warmup_(warmup_steps), total_(total_steps) {}
 
@@ -19,7 +23,7 @@ float WarmupCosine::lr(int64_t step) const {
   if (step < warmup_) return warmup_lr(peak_, step, warmup_);
   const int64_t span = std::max<int64_t>(1, total_ - warmup_);
   const double progress = std::min(1.0, double(step - warmup_) / double(span));
-  return float(min_ + (peak_ - min_) * 0.5 * (1.0 + std::cos(M_PI * progress)));
+  return float(cosine_between(peak_, min_, progress));
 }
 
 std::string WarmupCosine::describe() const {
@@ -34,15 +38,108 @@ std::string WarmupConstant::describe() const {
   return str("linear warmup over ", warmup_, " steps to ", peak_, ", then constant");
 }
 
-int64_t warmup_steps(const ScheduleConfig& cfg, int64_t total_steps) {
-  return cfg.warmup < 1.0 ? int64_t(std::llround(cfg.warmup * double(total_steps))) : int64_t(cfg.warmup);
+Rewarm::Rewarm(float start, float peak, float min, int64_t warmup_steps, int64_t total_steps)
+    : start_(start), peak_(peak), min_(min), warmup_(warmup_steps), total_(total_steps) {}
+
+float Rewarm::lr(int64_t step) const {
+  // Starting exactly at start_lr (not one warmup increment above it) continues the previous
+  // stage's final LR without a jump.
+  if (step < warmup_) return float(start_ + (double(peak_) - start_) * double(step) / double(warmup_));
+  const int64_t span = std::max<int64_t>(1, total_ - warmup_);
+  return float(cosine_between(peak_, min_, std::min(1.0, double(step - warmup_) / double(span))));
+}
+
+std::string Rewarm::describe() const {
+  return str("re-warm from ", start_, " over ", warmup_, " steps to ", peak_, ", cosine re-decay to ", min_,
+             " at the stage's step ", total_);
+}
+
+Infinite::Infinite(float peak, float const_lr, float min, int64_t warmup_steps, int64_t cooldown_steps,
+                   CooldownShape shape, int64_t anneal_start, int64_t total_steps)
+    : peak_(peak), const_(const_lr), min_(min), warmup_(warmup_steps), cooldown_(cooldown_steps), shape_(shape),
+      anneal_start_(anneal_start), total_(total_steps) {}
+
+float Infinite::lr(int64_t step) const {
+  if (step < warmup_) return warmup_lr(peak_, step, warmup_);
+  if (anneal_start_ >= 0 && step >= anneal_start_ && total_ > anneal_start_) {
+    const double k = std::log(double(const_) / double(min_)) / double(total_ - anneal_start_);
+    return float(double(const_) * std::exp(-k * double(step - anneal_start_)));
+  }
+  if (step >= warmup_ + cooldown_) return const_;
+  const double u = double(step - warmup_) / double(cooldown_);
+  switch (shape_) {
+    case CooldownShape::cosine: return float(cosine_between(peak_, const_, u));
+    case CooldownShape::linear: return float(peak_ + (double(const_) - peak_) * u);
+    case CooldownShape::inv_sqrt: {
+      auto h = [](double x) { return 1.0 / std::sqrt(1.0 + 10.0 * x) - 1.0; };
+      return float(peak_ + (double(const_) - peak_) * h(u) / h(1.0));
+    }
+  }
+  return const_;
+}
+
+std::string Infinite::describe() const {
+  static const char* names[] = {"cosine", "linear", "inv_sqrt"};
+  return str("linear warmup over ", warmup_, " steps to ", peak_, ", ", names[int(shape_)], " cooldown over ",
+             cooldown_, " steps to ", const_, ", constant",
+             anneal_start_ >= 0 ? str(", exponential anneal from the stage's step ", anneal_start_, " to ", min_,
+                                      " at step ", total_)
+                                : std::string(""));
+}
+
+// A stage's schedule addressed by the run's step: step − stage_start, never below 0.
+class StageShift final : public LrSchedule {
+ public:
+  StageShift(std::unique_ptr<LrSchedule> inner, int64_t start) : inner_(std::move(inner)), start_(start) {}
+  float lr(int64_t step) const override { return inner_->lr(std::max<int64_t>(0, step - start_)); }
+  std::string describe() const override { return str(inner_->describe(), " (stage from run step ", start_, ")"); }
+
+ private:
+  std::unique_ptr<LrSchedule> inner_;
+  int64_t start_;
+};
+
+static int64_t steps_of(double value, int64_t stage_steps) {
+  return value < 1.0 ? int64_t(std::llround(value * double(stage_steps))) : int64_t(value);
+}
+
+int64_t warmup_steps(const ScheduleConfig& cfg, int64_t stage_steps) {
+  const double w = cfg.warmup >= 0 ? cfg.warmup : cfg.kind == "rewarm" ? 0.01 : 0.1;
+  return steps_of(w, stage_steps);
 }
 
 std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps) {
-  const int64_t w = warmup_steps(cfg, total_steps);
-  if (cfg.kind == "cosine") return std::make_unique<WarmupCosine>(cfg.lr, cfg.min_lr_ratio, w, total_steps);
-  if (cfg.kind == "constant") return std::make_unique<WarmupConstant>(cfg.lr, w);
-  throw Error(str("schedule.kind = \"", cfg.kind, "\" is not a schedule: use \"cosine\" or \"constant\""));
+  const int64_t stage = total_steps - cfg.stage_start;
+  if (stage <= 0) throw Error(str("schedule.stage_start = ", cfg.stage_start, " leaves no steps before training.steps = ", total_steps));
+  const int64_t w = warmup_steps(cfg, stage);
+  const float min = cfg.lr * cfg.min_lr_ratio;
+  std::unique_ptr<LrSchedule> s;
+  if (cfg.kind == "cosine") {
+    s = std::make_unique<WarmupCosine>(cfg.lr, cfg.min_lr_ratio, w, stage);
+  } else if (cfg.kind == "constant") {
+    s = std::make_unique<WarmupConstant>(cfg.lr, w);
+  } else if (cfg.kind == "rewarm") {
+    s = std::make_unique<Rewarm>(cfg.start_lr >= 0 ? cfg.start_lr : min, cfg.lr, min, w, stage);
+  } else if (cfg.kind == "infinite") {
+    CooldownShape shape;
+    if (cfg.cooldown_shape == "cosine") shape = CooldownShape::cosine;
+    else if (cfg.cooldown_shape == "linear") shape = CooldownShape::linear;
+    else if (cfg.cooldown_shape == "inv_sqrt") shape = CooldownShape::inv_sqrt;
+    else throw Error(str("schedule.cooldown_shape = \"", cfg.cooldown_shape, "\": use \"cosine\", \"linear\" or \"inv_sqrt\""));
+    const int64_t anneal = cfg.anneal_start < 0 ? -1 : cfg.anneal_start - cfg.stage_start;
+    if (cfg.anneal_start >= 0 && (anneal < 0 || anneal >= stage))
+      throw Error(str("schedule.anneal_start = ", cfg.anneal_start, " must lie in the stage [", cfg.stage_start, ", ",
+                      total_steps, ")"));
+    if (cfg.anneal_start >= 0 && !(min > 0))
+      throw Error("the exponential anneal needs schedule.min_lr_ratio > 0");
+    s = std::make_unique<Infinite>(cfg.lr, cfg.lr * cfg.const_lr_ratio, min, w,
+                                   std::max<int64_t>(1, steps_of(cfg.cooldown, stage)), shape, anneal, stage);
+  } else {
+    throw Error(str("schedule.kind = \"", cfg.kind,
+                    "\" is not a schedule: use \"cosine\", \"constant\", \"rewarm\" or \"infinite\""));
+  }
+  if (cfg.stage_start == 0) return s;
+  return std::make_unique<StageShift>(std::move(s), cfg.stage_start);
 }
 
 }  // namespace cairn

@@ -1,6 +1,7 @@
 // Learning-rate schedules: a pure function of the optimizer step, so a resumed run gets the same
-// LR as the uninterrupted one without saving anything but the step. New kinds (re-warming
-// stages, infinite schedules) plug in through make_schedule.
+// LR as the uninterrupted one without saving anything but the step. A schedule covers one stage,
+// steps [stage_start, training.steps): make_schedule shifts the step by schedule.stage_start, so
+// a new stage of continual pre-training (resumed at its old step) starts its warmup at once.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,7 @@ namespace cairn {
 class LrSchedule {
  public:
   virtual ~LrSchedule() = default;
-  // LR of optimizer step `step` (0-based).
+  // LR of optimizer step `step` (0-based, counted from the stage's start).
   virtual float lr(int64_t step) const = 0;
   virtual std::string describe() const = 0;
 };
@@ -43,8 +44,46 @@ class WarmupConstant final : public LrSchedule {
   int64_t warmup_;
 };
 
-// schedule.warmup < 1 is a fraction of total_steps, otherwise a step count.
-int64_t warmup_steps(const ScheduleConfig& cfg, int64_t total_steps);
+// Continual pre-training stage ("Simple and Scalable Strategies to Continually Pre-train LLMs"):
+// linear re-warm from start_lr at step 0 to peak at step W (lr = start + (peak − start)·t/W), then
+// cosine re-decay to min at total_steps.
+class Rewarm final : public LrSchedule {
+ public:
+  Rewarm(float start, float peak, float min, int64_t warmup_steps, int64_t total_steps);
+  float lr(int64_t step) const override;
+  std::string describe() const override;
+
+ private:
+  float start_, peak_, min_;
+  int64_t warmup_, total_;
+};
+
+enum class CooldownShape { cosine, linear, inv_sqrt };
+
+// Infinite schedule: linear warmup to peak over W steps (as WarmupCosine); cooldown over D steps
+// to c = const_lr with u = (t − W)/D:
+//   cosine   c + (peak − c)·(1 + cos πu)/2
+//   linear   peak + (c − peak)·u
+//   inv_sqrt peak + (c − peak)·h(u)/h(1),  h(x) = 1/sqrt(1 + 10x) − 1;
+// then constant c; from anneal_start (when ≥ 0) exponential anneal c·exp(−k(t − T_a)) with
+// k = ln(c/min)/(total − T_a), reaching min at t = total.
+class Infinite final : public LrSchedule {
+ public:
+  Infinite(float peak, float const_lr, float min, int64_t warmup_steps, int64_t cooldown_steps,
+           CooldownShape shape, int64_t anneal_start, int64_t total_steps);
+  float lr(int64_t step) const override;
+  std::string describe() const override;
+
+ private:
+  float peak_, const_, min_;
+  int64_t warmup_, cooldown_;
+  CooldownShape shape_;
+  int64_t anneal_start_, total_;
+};
+
+// schedule.warmup < 1 is a fraction of stage_steps, otherwise a step count; < 0 the kind's default.
+int64_t warmup_steps(const ScheduleConfig& cfg, int64_t stage_steps);
+// The schedule of the stage [cfg.stage_start, total_steps), queried with the run's step.
 std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps);
 
 }  // namespace cairn

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/llama.h"
 
@@ -26,15 +27,31 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
-  std::string kind = "cosine";  // "cosine" | "constant" (others join with continual pre-training)
+  std::string kind = "cosine";  // "cosine" | "constant" | "rewarm" | "infinite"
   float lr = 3e-3f;             // peak learning rate
-  float min_lr_ratio = 0.1f;    // cosine ends at lr·min_lr_ratio
-  double warmup = 0.1;          // warmup length: a fraction of the steps if < 1, else steps
+  float min_lr_ratio = 0.1f;    // cosine / rewarm end (and the infinite anneal's end) at lr·min_lr_ratio
+  double warmup = -1;           // a fraction of the stage's steps if < 1, else steps; < 0: the kind's
+                                // default (0.01 for rewarm, 0.1 otherwise)
+  int64_t stage_start = 0;      // first step of this schedule stage; the stage spans [stage_start, steps)
+  float start_lr = -1;          // rewarm: LR at the stage's first step; < 0: lr·min_lr_ratio
+  // Infinite schedule: warmup, cooldown to lr·const_lr_ratio, constant, optional anneal.
+  double cooldown = 0.1;        // a fraction of the stage's steps if < 1, else steps
+  std::string cooldown_shape = "cosine";  // "cosine" | "linear" | "inv_sqrt"
+  float const_lr_ratio = 0.5f;  // the constant phase's LR as a fraction of lr
+  int64_t anneal_start = -1;    // step where the exponential anneal to lr·min_lr_ratio begins; < 0: none
 };
 
 struct DataConfig {
   std::string train = "";        // token dataset (HDF5) written by `cairn prepare`
+  // Instead of train: several datasets with weights, "path.h5:weight" each (replay mixtures).
+  std::vector<std::string> mixture;
+  std::vector<std::string> validate;  // extra datasets validated (val_loss/<stem>) but not trained on
   uint64_t seed = 1234;          // data order
+};
+
+struct GrowthConfig {
+  int64_t at_tokens = 0;         // grow in place when this run's tokens reach this (0: never)
+  int64_t factor = 4;            // G_stack factor g: n_layers becomes g·n_layers
 };
 
 struct TrainingConfig {
@@ -42,6 +59,8 @@ struct TrainingConfig {
   int64_t grad_accum = 1;        // micro-steps per optimizer step
   int64_t steps = 1000;          // optimizer steps
   uint64_t seed = 42;            // initialization
+  int64_t tokens_before = 0;     // tokens the initial weights have already seen (for total_tokens)
+  bool reset_optimizer = false;  // on --resume: start the optimizer state fresh (keep weights and step)
   int64_t log_every = 10;
   int64_t eval_every = 100;      // 0 disables periodic validation
   int64_t eval_batches = 8;      // validation micro-batches per evaluation
@@ -69,9 +88,11 @@ struct CheckpointConfig {
 struct TrainConfig {
   std::string device = "cpu";
   ModelConfig model;
+  std::string init_from = "";    // key model.init_from: weights file to start from ("": random init)
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   DataConfig data;
+  GrowthConfig growth;
   TrainingConfig training;
   OutputConfig output;
   CheckpointConfig checkpoint;

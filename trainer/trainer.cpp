@@ -9,6 +9,7 @@
 #include <numeric>
 #include <thread>
 
+#include "model/growth.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
@@ -54,24 +55,50 @@ double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
 }
 
 // The model's vocabulary: the configured one, or the dataset's when model.vocab_size = 0.
-static TrainConfig resolve(TrainConfig cfg, const TokenDataset& data) {
-  if (cfg.model.vocab_size == 0) cfg.model.vocab_size = data.vocab_size();
-  if (data.vocab_size() > cfg.model.vocab_size)
-    throw Error(str("dataset '", data.path(), "' has vocabulary ", data.vocab_size(), " but model.vocab_size is ",
-                    cfg.model.vocab_size, ": set model.vocab_size = 0 (take the dataset's) or >= ", data.vocab_size()));
+static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
+  const auto& ds = *data.datasets().front();
+  if (cfg.model.vocab_size == 0) cfg.model.vocab_size = ds.vocab_size();
+  if (ds.vocab_size() > cfg.model.vocab_size)
+    throw Error(str("dataset '", ds.path(), "' has vocabulary ", ds.vocab_size(), " but model.vocab_size is ",
+                    cfg.model.vocab_size, ": set model.vocab_size = 0 (take the dataset's) or >= ", ds.vocab_size()));
   return cfg;
 }
 
-Trainer::Trainer(TrainConfig cfg, Communicator& comm)
-    : cfg_(std::move(cfg)),
-      comm_(comm),
-      data_(TokenDataset::open(cfg_.data.train)),
-      train_split_(train_windows(data_, cfg_.model.seq_len)),
-      sampler_(train_split_.count, cfg_.data.seed) {
+// model.init_from: the stored architecture must be the configured one (a file with more layers
+// also holds every row of a shallower model, so names and shapes alone would not catch it).
+static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  const std::string file = weights_file_of(cfg.init_from);
+  TrainConfig stored;
+  config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
+  const ModelConfig &a = stored.model, &b = cfg.model;
+  const std::pair<const char*, bool> same[] = {
+      {"model.n_layers", a.n_layers == b.n_layers}, {"model.dim", a.dim == b.dim},
+      {"model.n_heads", a.n_heads == b.n_heads},    {"model.ffn_dim", a.ffn_dim == b.ffn_dim},
+      {"model.vocab_size", a.vocab_size == b.vocab_size}, {"model.linear", a.linear.kind == b.linear.kind},
+      {"model.tie_embeddings", a.tie_embeddings == b.tie_embeddings}};
+  for (const auto& [key, ok] : same)
+    if (!ok)
+      throw Error(str("model.init_from = '", file, "' was saved with a different ", key,
+                      " than configured: make the model keys match the architecture the weights were saved with"));
+  load_model_weights(model, file);
+}
+
+Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), comm_(comm) {
   config_validate(cfg_);
-  cfg_ = resolve(cfg_, data_);
-  has_val_ = data_.val_tokens() > cfg_.model.seq_len;
-  if (has_val_) val_split_ = val_windows(data_, cfg_.model.seq_len);
+  data_ = make_training_data(cfg_.data.train, cfg_.data.mixture, cfg_.model.seq_len, cfg_.data.seed);
+  cfg_ = resolve(cfg_, *data_);
+  std::vector<std::string> val_paths;
+  for (const auto* ds : data_->datasets()) val_paths.push_back(ds->path());
+  val_paths.insert(val_paths.end(), cfg_.data.validate.begin(), cfg_.data.validate.end());
+  for (const auto& path : val_paths) {
+    TokenDataset ds = TokenDataset::open(path);
+    if (ds.vocab_size() != data_->vocab_size())
+      throw Error(str("validation dataset '", path, "' has vocabulary ", ds.vocab_size(), ", the training data ",
+                      data_->vocab_size(), ": prepare it with the same tokenizer"));
+    if (ds.val_tokens() <= cfg_.model.seq_len) continue;  // no validation split
+    const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
+    val_sets_.push_back({dataset_name(path), std::move(ds), split});
+  }
 
   const int threads = cfg_.training.threads > 0
                           ? int(cfg_.training.threads)
@@ -81,33 +108,70 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm)
   const Backend& be = cpu_backend();
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
-  const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
-  sync_ = std::make_unique<GradientSync>(comm_, model_->params(), model_->grad_data(), bucket_floats, cfg_.training.zero1);
-  model_->set_grad_ready_hook([this](int64_t offset) {
-    if (sync_armed_) sync_->ready_from(offset);
-  });
-  optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), be);
-  schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
+  if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);
+  attach_model();
+  if (cfg_.growth.at_tokens > 0) {
+    // The step whose tokens cross at_tokens ends the small model's stage.
+    const int64_t per_step = global_batch() * cfg_.model.seq_len;
+    growth_step_ = (cfg_.growth.at_tokens + per_step - 1) / per_step;
+    if (growth_step_ >= cfg_.training.steps)
+      throw Error(str("growth.at_tokens = ", cfg_.growth.at_tokens, " is reached at step ", growth_step_,
+                      ", not before training.steps = ", cfg_.training.steps, ": lower it or train longer"));
+    if (cfg_.schedule.stage_start != 0) throw Error("growth.at_tokens and schedule.stage_start cannot be combined");
+    schedule_ = make_schedule(cfg_.schedule, growth_step_);
+    ScheduleConfig grown = cfg_.schedule;
+    grown.stage_start = growth_step_;
+    grown_schedule_ = make_schedule(grown, cfg_.training.steps);
+  } else {
+    schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
+  }
 
   const int64_t T = cfg_.model.seq_len, B = cfg_.training.micro_batch;
   inputs_.resize(size_t(B * T));
   targets_.resize(size_t(B * T));
   window_.resize(size_t(T + 1));
-  flops_per_token_ = training_flops_per_token(cfg_.model);
   peak_flops_ = cfg_.training.peak_flops > 0 ? cfg_.training.peak_flops : measure_matmul_peak(be);
 }
 
 Trainer::~Trainer() = default;
 
+void Trainer::attach_model() {
+  const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
+  sync_ = std::make_unique<GradientSync>(comm_, model_->params(), model_->grad_data(), bucket_floats, cfg_.training.zero1);
+  model_->set_grad_ready_hook([this](int64_t offset) {
+    if (sync_armed_) sync_->ready_from(offset);
+  });
+  optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
+  flops_per_token_ = training_flops_per_token(cfg_.model);
+}
+
+float Trainer::lr_at(int64_t step) const {
+  return growth_step_ >= 0 && step >= growth_step_ ? grown_schedule_->lr(step) : schedule_->lr(step);
+}
+
+void Trainer::grow(int64_t factor) {
+  const ModelConfig grown_cfg = grown_config(cfg_.model, factor);
+  auto grown = std::make_unique<LlamaModel>(grown_cfg, model_->backend(), cfg_.training.micro_batch);
+  grow_depthwise(*model_, *grown);
+  optimizer_.reset();
+  sync_.reset();
+  model_ = std::move(grown);
+  cfg_.model = grown_cfg;
+  attach_model();
+  if (comm_.rank() == 0)
+    std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
+              << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
+              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
+}
+
 int64_t Trainer::global_batch() const {
   return cfg_.training.micro_batch * cfg_.training.grad_accum * comm_.size();
 }
 
-void Trainer::read_window(int64_t start, int32_t* inputs, int32_t* targets) {
-  const int64_t T = cfg_.model.seq_len;
-  data_.read(start, T + 1, window_.data());
-  std::copy_n(window_.begin(), T, inputs);
-  std::copy_n(window_.begin() + 1, T, targets);
+// Splits a window of T + 1 tokens into inputs and shifted targets.
+static void split_window(const std::vector<int32_t>& window, int64_t T, int32_t* inputs, int32_t* targets) {
+  std::copy_n(window.begin(), T, inputs);
+  std::copy_n(window.begin() + 1, T, targets);
 }
 
 StepResult Trainer::train_step() {
@@ -118,8 +182,10 @@ StepResult Trainer::train_step() {
   double loss_sum = 0;
   for (int64_t a = 0; a < A; ++a) {
     const int64_t first = state_.samples + (a * world + rank) * B;
-    for (int64_t b = 0; b < B; ++b)
-      read_window(train_split_.start(sampler_.window_for(first + b)), inputs_.data() + b * T, targets_.data() + b * T);
+    for (int64_t b = 0; b < B; ++b) {
+      data_->sample(first + b, window_.data());
+      split_window(window_, T, inputs_.data() + b * T, targets_.data() + b * T);
+    }
     // Communication overlaps the backward of the last micro-step only.
     sync_armed_ = a == A - 1;
     if (sync_armed_) sync_->begin();
@@ -134,7 +200,7 @@ StepResult Trainer::train_step() {
 
   res.loss = float(loss);
   res.grad_norm = clip_gradients(be, model_->grad_data(), n, cfg_.optimizer.grad_clip);
-  res.lr = schedule_->lr(state_.step);
+  res.lr = lr_at(state_.step);
   if (!std::isfinite(res.loss) || !std::isfinite(res.grad_norm)) {
     if (!cfg_.training.skip_nonfinite)
       throw Error(str("non-finite ", std::isfinite(res.loss) ? "gradient norm" : "loss", " at step ", state_.step + 1,
@@ -148,19 +214,34 @@ StepResult Trainer::train_step() {
   }
   ++state_.step;
   state_.samples += global_batch();
+  const int64_t tokens_before_step = state_.tokens;
   state_.tokens += global_batch() * T;
+  // Growing when the step crosses at_tokens (not whenever tokens >= at_tokens) makes a run resumed
+  // after the growth, whose stored config already has the grown depth, not grow again.
+  if (cfg_.growth.at_tokens > 0 && tokens_before_step < cfg_.growth.at_tokens && state_.tokens >= cfg_.growth.at_tokens)
+    grow(cfg_.growth.factor);
   return res;
 }
 
-double Trainer::validate() {
-  if (!has_val_) return NAN;
+std::vector<std::string> Trainer::validation_names() const {
+  std::vector<std::string> names;
+  for (const auto& v : val_sets_) names.push_back(v.name);
+  return names;
+}
+
+double Trainer::validate(size_t set) {
+  if (set >= val_sets_.size()) return NAN;
+  const WindowSplit& split = val_sets_[set].split;
+  const TokenDataset& ds = val_sets_[set].data;
   const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len;
-  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, val_split_.count / B);
+  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, split.count / B);
   double sum_count[2] = {0, 0};
   for (int64_t k = comm_.rank(); k < std::max<int64_t>(batches, 1); k += comm_.size()) {
-    const int64_t rows = batches > 0 ? B : std::min(B, val_split_.count);
-    for (int64_t b = 0; b < rows; ++b)
-      read_window(val_split_.start(k * B + b), inputs_.data() + b * T, targets_.data() + b * T);
+    const int64_t rows = batches > 0 ? B : std::min(B, split.count);
+    for (int64_t b = 0; b < rows; ++b) {
+      ds.read(split.start(k * B + b), T + 1, window_.data());
+      split_window(window_, T, inputs_.data() + b * T, targets_.data() + b * T);
+    }
     sum_count[0] += double(model_->forward_loss(inputs_.data(), targets_.data(), rows)) * double(rows);
     sum_count[1] += double(rows);
   }
@@ -223,8 +304,10 @@ void Trainer::print_startup() {
     std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
                                                  cfg_.optimizer.name, lc) << "\n";
   }
-  std::cout << "data: " << data_.path() << ": " << data_.train_tokens() << " training tokens (" << train_split_.count
-            << " windows), " << data_.val_tokens() << " validation tokens\n";
+  std::cout << "data: " << data_->describe() << "\n";
+  if (!cfg_.init_from.empty())
+    std::cout << "initial weights: " << weights_file_of(cfg_.init_from) << " (" << cfg_.training.tokens_before
+              << " tokens seen before this run)\n";
   if (comm_.size() > 1) {
     std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
               << cfg_.training.bucket_mb << " MiB; optimizer state per rank (MB):";
@@ -276,6 +359,7 @@ void Trainer::run() {
       const double tps = double(interval_tokens) / dt;
       nlohmann::json rec = {{"step", state_.step},
                             {"tokens", state_.tokens},
+                            {"total_tokens", cfg_.training.tokens_before + state_.tokens},
                             {"loss", interval_steps ? interval_loss / double(interval_steps) : double(r.loss)},
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
@@ -284,7 +368,13 @@ void Trainer::run() {
                             {"elapsed_s", elapsed},
                             {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
-      if (do_eval && has_val_) rec["val_loss"] = validate();
+      if (do_eval) {
+        for (size_t i = 0; i < val_sets_.size(); ++i) {
+          const double v = validate(i);
+          if (i == 0) rec["val_loss"] = v;
+          if (val_sets_.size() > 1) rec["val_loss/" + val_sets_[i].name] = v;
+        }
+      }
       if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
       log.log(rec);
       interval_start = clock::now();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "data/mixture.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/llama.h"
@@ -29,7 +30,7 @@ namespace cairn {
 struct TrainerState {
   int64_t step = 0;            // optimizer steps completed
   int64_t samples = 0;         // global samples consumed (the data cursor)
-  int64_t tokens = 0;          // training tokens consumed
+  int64_t tokens = 0;          // training tokens consumed by this run (growth does not reset it)
   int64_t skipped_steps = 0;   // non-finite steps skipped (training.skip_nonfinite)
 };
 
@@ -69,8 +70,20 @@ class Trainer {
   std::string checkpoint_dir() const;
   // One optimizer step (exposed for tests).
   StepResult train_step();
-  // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split).
-  double validate();
+  // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split)
+  // of validation set `set`: the training datasets' validation splits in configuration order,
+  // then data.validate's.
+  double validate(size_t set = 0);
+  // Names (file stems) of the validation sets.
+  std::vector<std::string> validation_names() const;
+  // G_stack in place: the model becomes factor·n_layers layers deep (layer i a copy of layer
+  // i mod L), with a fresh optimizer and the schedule restarted from warmup over the remaining
+  // steps; config().model.n_layers reports the grown depth (and so does a checkpoint's config).
+  // train_step calls it when this run's tokens cross growth.at_tokens.
+  void grow(int64_t factor);
+  // LR of a step: the configured schedule, or with growth.at_tokens the small model's stage
+  // [0, growth step) and the grown model's [growth step, training.steps), each from warmup.
+  float lr_at(int64_t step) const;
   // Compares a checksum of every parameter row across ranks; throws Error naming the first row
   // that differs (ranks must hold identical parameters).
   void check_consistency();
@@ -83,23 +96,30 @@ class Trainer {
   int64_t global_batch() const;
 
  private:
-  void read_window(int64_t start, int32_t* inputs, int32_t* targets);
   void print_startup();
+  void attach_model();  // gradient sync and optimizer of the current model_
+
+  struct ValidationSet {
+    std::string name;
+    TokenDataset data;
+    WindowSplit split;
+  };
+
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
   void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
 
   TrainConfig cfg_;
   Communicator& comm_;
-  TokenDataset data_;
-  WindowSplit train_split_, val_split_;
-  bool has_val_ = false;
-  WindowSampler sampler_;
+  std::unique_ptr<TrainingData> data_;
+  std::vector<ValidationSet> val_sets_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<GradientSync> sync_;
   bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<LrSchedule> grown_schedule_;  // with growth.at_tokens: from growth_step_ on
+  int64_t growth_step_ = -1;
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;

@@ -122,17 +122,27 @@ bool Trainer::resume(const std::string& spec) {
 // Reads everything into host memory and checks it before the first change to the trainer.
 void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::time_point start) {
   const CheckpointInfo info = checkpoint_read_info(dir);
-  const auto saved = config_entries(info.config_toml), now = config_entries(config_to_toml(cfg_));
+  const auto saved = config_entries(info.config_toml);
+  // A run that grew in place (growth.at_tokens) before this checkpoint resumes as the grown model.
+  const auto saved_layers = saved.find("model.n_layers");
+  if (growth_step_ >= 0 && info.step >= growth_step_ && saved_layers != saved.end() &&
+      saved_layers->second == std::to_string(cfg_.model.n_layers * cfg_.growth.factor))
+    grow(cfg_.growth.factor);
+  const auto now = config_entries(config_to_toml(cfg_));
+  const bool reset = cfg_.training.reset_optimizer;
   for (const char* key : kShapeKeys) {
+    if (reset && std::string(key) == "optimizer.name") continue;  // a fresh optimizer may differ
     const auto s = saved.find(key), n = now.find(key);
     const std::string sv = s == saved.end() ? "(absent)" : s->second, nv = n == now.end() ? "(absent)" : n->second;
     if (sv != nv)
       throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
                       ": the model and optimizer must match to resume (use the checkpoint's config)"));
   }
-  std::vector<std::vector<float>> opt_state = checkpoint_read_optimizer(dir, info, *optimizer_);
+  std::vector<std::vector<float>> opt_state;
+  if (!reset) opt_state = checkpoint_read_optimizer(dir, info, *optimizer_);
   load_model_weights(*model_, (fs::path(dir) / "model.h5").string());  // checks all, then copies
-  checkpoint_commit_optimizer(*optimizer_, opt_state, info.optimizer_steps, model_->backend());
+  // training.reset_optimizer: weights and counters continue, the optimizer starts fresh.
+  if (!reset) checkpoint_commit_optimizer(*optimizer_, opt_state, info.optimizer_steps, model_->backend());
   state_.step = info.step;
   state_.samples = info.samples;
   state_.tokens = info.tokens;

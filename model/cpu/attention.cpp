@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "model/cpu/cpu_backend.h"
+#include "model/cpu/fast_math.h"
 
 namespace cairn {
 
@@ -28,7 +29,7 @@ void CpuBackend::attention_forward(float* out, float* probs, const float* q, con
       float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
       for (int64_t s = 0; s <= t; ++s) {
-        row[s] = std::exp(row[s] - mx);
+        row[s] = fast_exp(row[s] - mx);
         sum += row[s];
       }
       const float inv = 1.0f / sum;

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "model/cpu/cpu_backend.h"
+#include "model/cpu/fast_math.h"
 
 namespace cairn {
 
@@ -9,7 +10,7 @@ void CpuBackend::swiglu_forward(float* out, const float* gate, const float* up, 
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + fast_exp(-g)) * up[i];
   }
 }
 
@@ -19,7 +20,7 @@ void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, co
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    const float sig = 1.0f / (1.0f + std::exp(-g));
+    const float sig = 1.0f / (1.0f + fast_exp(-g));
     dup[i] = dout[i] * g * sig;
     dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
   }
@@ -32,12 +33,12 @@ static float crossentropy_row(const float* logits, float* dlogits, int32_t targe
   for (int64_t j = 1; j < V; ++j) mx = logits[j] > mx ? logits[j] : mx;
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < V; ++j) sum += std::exp(logits[j] - mx);
+  for (int64_t j = 0; j < V; ++j) sum += fast_exp(logits[j] - mx);
   const float lse = mx + std::log(sum);
   const float loss = lse - logits[target];
   if (dlogits) {
 #pragma omp simd
-    for (int64_t j = 0; j < V; ++j) dlogits[j] = std::exp(logits[j] - lse) * scale;
+    for (int64_t j = 0; j < V; ++j) dlogits[j] = fast_exp(logits[j] - lse) * scale;
     dlogits[target] -= scale;
   }
   return loss;

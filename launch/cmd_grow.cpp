@@ -1,0 +1,87 @@
+// `cairn grow`: G_stack depthwise growth of a weights file (or a checkpoint's model.h5) into a
+// deeper model of the same width, and `--plan`, the paper's recommended growth timing.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "model/growth.h"
+#include "model/weights_io.h"
+#include "trainer/config.h"
+#include "util/error.h"
+
+namespace cairn {
+
+static const CommandSpec kGrowSpec{
+    "grow",
+    "--from WEIGHTS --factor G --out OUT.h5 | --plan --params N --tokens D [--layers L] [--factor G]",
+    "Grows an L-layer model into G·L layers of the same width by repeating the whole stack in order\n"
+    "(G_stack: layer i is a copy of layer i mod L; embeddings, final norm and LM head unchanged).\n"
+    "Train the grown weights with --set model.init_from=OUT.h5 (fresh optimizer, schedule from\n"
+    "warmup) and --set training.tokens_before=<tokens the small model saw>.",
+    {{"from", "WEIGHTS", "weights file, or a run/checkpoint directory holding model.h5"},
+     {"factor", "G", "growth factor, an integer >= 1 (default 4, the paper's)"},
+     {"out", "OUT.h5", "grown weights file (its stored config has n_layers = G·L)"},
+     {"plan", "", "print the growth timing for a target model instead of growing"},
+     {"params", "N", "--plan: parameters of the target (grown) model"},
+     {"tokens", "D", "--plan: training tokens of the target model"},
+     {"layers", "L", "--plan: layers of the target model (prints the small model's depth)"}},
+    ""};
+
+static int64_t integer_factor(const Args& args) {
+  const double g = args.get_number("factor", 4);
+  if (!(g >= 1) || g != std::floor(g) || g > 1e6)
+    throw Error(str("--factor must be an integer >= 1, got ", args.get("factor")));
+  return int64_t(g);
+}
+
+static int plan(const Args& args) {
+  const double n = args.get_number("params", 0), d = args.get_number("tokens", 0);
+  const int64_t g = integer_factor(args);
+  const double grow_at = gstack_growth_tokens(n, d);
+  std::printf("target: %.4g parameters, %.4g tokens (C = 6ND = %.4g FLOPs)\n", n, d, 6 * n * d);
+  std::printf("grow after d = %.4g tokens on the small model "
+              "(log10 d = 0.88 log10 N + 163.27 / log10 C - 5.74)\n", grow_at);
+  std::printf("small model: about %.4g parameters (N / %lld): the target's width", n / double(g), (long long)g);
+  const double layers = args.get_number("layers", 0);
+  if (layers > 0) {
+    if (std::fmod(layers, double(g)) != 0)
+      throw Error(str("--layers ", layers, " is not a multiple of --factor ", g));
+    std::printf(", %lld layers (grown to %lld)", (long long)(layers / double(g)), (long long)layers);
+  } else {
+    std::printf(", L / %lld layers", (long long)g);
+  }
+  std::printf("\nthen train the grown model on the remaining %.4g tokens (fresh optimizer, schedule from warmup)\n",
+              d - grow_at);
+  return 0;
+}
+
+int cmd_grow(int argc, char** argv) {
+  Args args(kGrowSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kGrowSpec);
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error(str("cairn grow: unexpected argument '", args.positional()[0], "'"));
+  if (args.has("plan")) return plan(args);
+  if (!args.has("from") || !args.has("out")) throw Error("cairn grow needs --from WEIGHTS and --out OUT.h5 (or --plan)");
+  const int64_t g = integer_factor(args);
+  const std::string src_path = weights_file_of(args.get("from"));
+
+  TrainConfig cfg;
+  config_apply_toml(cfg, read_weights_config(src_path), src_path + " (stored config)");
+  const Backend& be = cpu_backend();
+  LlamaModel src(cfg.model, be, 1);
+  load_model_weights(src, src_path);
+  cfg.model = grown_config(cfg.model, g);
+  LlamaModel dst(cfg.model, be, 1);
+  grow_depthwise(src, dst);
+  save_model_weights(dst, args.get("out"), config_to_toml(cfg));
+  std::cout << "grew " << src_path << " (" << src.config().n_layers << " layers, " << src.params().count()
+            << " parameters) x" << g << " -> " << args.get("out") << " (" << dst.config().n_layers << " layers, "
+            << dst.params().count() << " parameters)" << std::endl;
+  return 0;
+}
+
+}  // namespace cairn

@@ -1,0 +1,33 @@
+// G_stack depthwise growth (Du et al. 2024, "Stacking Your Transformers"): an L-layer model becomes
+// a g·L-layer model of the same width by repeating the whole stack in order — target layer i is a
+// copy of source layer i mod L — with embeddings, final norm and LM head copied unchanged. Works
+// on rows by name, so every linear kind (dense, low-rank, SLTrain values and supports) grows alike.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/llama.h"
+
+namespace cairn {
+
+// The config of the grown model: n_layers · factor, everything else unchanged. Throws Error for a
+// factor < 1.
+ModelConfig grown_config(const ModelConfig& src, int64_t factor);
+
+// Copies src into dst: "model.layers.{i}.<rest>" (parameter and buffer rows) from source layer
+// i mod L, every other row by identical name, bit for bit. dst must be src's config with
+// n_layers = g·L (g ≥ 1 an integer); any other difference (width, heads, FFN, vocabulary,
+// sequence length, linear kind) is an Error naming it.
+void grow_depthwise(const LlamaModel& src, LlamaModel& dst);
+
+// A weights file: `path` itself, or path/model.h5 when path is a directory (a run directory or a
+// checkpoint). Throws Error when neither exists.
+std::string weights_file_of(const std::string& path);
+
+// The paper's growth timing for a target of `params` parameters trained on `tokens` tokens:
+// log10(d) = 0.88·log10(N) + 163.27/log10(C) − 5.74 with C = 6·N·D. Returns d (tokens of the
+// small model before growth).
+double gstack_growth_tokens(double params, double tokens);
+
+}  // namespace cairn

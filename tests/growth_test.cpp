@@ -1,0 +1,268 @@
+// G_stack growth: grown layer i equals source layer i mod L bit for bit (every parameter and
+// buffer row), non-layer tensors equal, the grown weights run forward, growth through weights
+// files and `model.init_from`, in-run growth (growth.at_tokens) in a short training run, refusals
+// of bad requests, and the paper's growth-timing formula.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "comm/communicator.h"
+#include "data/tokenizer.h"
+#include "data/token_dataset.h"
+#include "model/growth.h"
+#include "model/weights_io.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.vocab_size = 64;
+  c.dim = 16;
+  c.n_layers = 3;
+  c.n_heads = 2;
+  c.ffn_dim = 40;
+  c.seq_len = 8;
+  return c;
+}
+
+std::vector<float> host_params(LlamaModel& m) {
+  std::vector<float> h(size_t(m.params().total()));
+  m.backend().copy_to_host(h.data(), m.param_data(), m.params().total() * 4);
+  return h;
+}
+
+std::string layer_name(const std::string& name, int layer) {  // "model.layers.{i}.<rest>" with i = layer
+  const size_t start = std::strlen("model.layers."), dot = name.find('.', start);
+  return "model.layers." + std::to_string(layer) + name.substr(dot);
+}
+
+TEST(Growth, LayersRepeatInOrderBitForBit) {
+  const Backend& be = cpu_backend();
+  for (int64_t g : {1, 2, 4}) {
+    LlamaModel src(small_config(), be, 2);
+    src.init_weights(7);
+    LlamaModel dst(grown_config(small_config(), g), be, 2);
+    dst.init_weights(99);
+    grow_depthwise(src, dst);
+    ASSERT_EQ(dst.config().n_layers, 3 * g);
+    const auto s = host_params(src), d = host_params(dst);
+    int64_t checked = 0;
+    for (const auto& r : dst.params().rows()) {
+      const std::string from = r.layer >= 0 ? layer_name(r.name, r.layer % 3) : r.name;
+      const ParamRow& sr = src.params().at(from);
+      ASSERT_EQ(sr.shape, r.shape) << r.name;
+      EXPECT_EQ(std::memcmp(s.data() + sr.offset, d.data() + r.offset, size_t(r.numel) * 4), 0)
+          << r.name << " differs from " << from;
+      ++checked;
+    }
+    EXPECT_EQ(checked, int64_t(dst.params().rows().size()));
+    EXPECT_GT(int64_t(dst.params().rows().size()), int64_t(src.params().rows().size()) * (g > 1));
+    // The grown weights run forward.
+    std::vector<int32_t> tokens(16), targets(16);
+    for (int i = 0; i < 16; ++i) tokens[size_t(i)] = i * 5 % 64, targets[size_t(i)] = (i * 5 + 1) % 64;
+    const float loss = dst.forward_loss(tokens.data(), targets.data(), 2);
+    EXPECT_TRUE(std::isfinite(loss));
+    if (g == 1) {
+      EXPECT_EQ(loss, src.forward_loss(tokens.data(), targets.data(), 2));
+    }
+  }
+}
+
+TEST(Growth, SLTrainSupportsAndValuesGrowWithTheirLayer) {
+  const Backend& be = cpu_backend();
+  ModelConfig c = small_config();
+  c.linear.kind = LinearKind::sltrain;
+  c.linear.rank = 4;
+  c.linear.density = 0.1f;
+  LlamaModel src(c, be, 1);
+  src.init_weights(3);
+  LlamaModel dst(grown_config(c, 2), be, 1);
+  dst.init_weights(4);
+  grow_depthwise(src, dst);
+  ASSERT_FALSE(dst.buffers().rows().empty());
+  for (const auto& b : dst.buffers().rows()) {
+    const std::string from = b.layer >= 0 ? layer_name(b.name, b.layer % 3) : b.name;
+    const int i = src.buffers().find(from);
+    ASSERT_GE(i, 0) << from;
+    EXPECT_EQ(b.data, src.buffers().rows()[size_t(i)].data) << b.name;
+  }
+  const auto s = host_params(src), d = host_params(dst);
+  for (const auto& r : dst.params().rows()) {
+    const ParamRow& sr = src.params().at(r.layer >= 0 ? layer_name(r.name, r.layer % 3) : r.name);
+    EXPECT_EQ(std::memcmp(s.data() + sr.offset, d.data() + r.offset, size_t(r.numel) * 4), 0) << r.name;
+  }
+  std::vector<int32_t> tokens(8, 5), targets(8, 6);
+  EXPECT_TRUE(std::isfinite(dst.forward_loss(tokens.data(), targets.data(), 1)));
+}
+
+TEST(Growth, BufferRowsGrowWithTheirLayer) {
+  // Buffers (SLTrain supports) are copied by the same name rule; exercise it on planted rows.
+  const Backend& be = cpu_backend();
+  LlamaModel src(small_config(), be, 1);
+  LlamaModel dst(grown_config(small_config(), 2), be, 1);
+  for (int l = 0; l < 3; ++l) src.buffers().add("model.layers." + std::to_string(l) + ".x.support", {2}, l).data = {l, 10 * l};
+  src.buffers().add("extra.table", {1}, -1).data = {42};
+  for (int l = 0; l < 6; ++l) dst.buffers().add("model.layers." + std::to_string(l) + ".x.support", {2}, l).data = {0, 0};
+  dst.buffers().add("extra.table", {1}, -1).data = {0};
+  grow_depthwise(src, dst);
+  for (int l = 0; l < 6; ++l)
+    EXPECT_EQ(dst.buffers().rows()[size_t(l)].data, (std::vector<int32_t>{l % 3, 10 * (l % 3)}));
+  EXPECT_EQ(dst.buffers().rows()[6].data, std::vector<int32_t>{42});
+}
+
+TEST(Growth, IncompatibleRequestsAreRefused) {
+  const Backend& be = cpu_backend();
+  EXPECT_THROW(grown_config(small_config(), 0), Error);
+  EXPECT_THROW(grown_config(small_config(), -2), Error);
+  LlamaModel src(small_config(), be, 1);
+  auto wider = grown_config(small_config(), 2);
+  wider.dim = 32;
+  wider.ffn_dim = 80;
+  LlamaModel w(wider, be, 1);
+  try {
+    grow_depthwise(src, w);
+    FAIL() << "a width change was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.dim"), std::string::npos) << e.what();
+  }
+  auto odd = small_config();
+  odd.n_layers = 4;  // not a multiple of 3
+  LlamaModel o(odd, be, 1);
+  EXPECT_THROW(grow_depthwise(src, o), Error);
+  EXPECT_THROW(weights_file_of("/nonexistent/cairn/model.h5"), Error);
+}
+
+TEST(Growth, PlanFormulaMatchesThePaperExample) {
+  // N = 7e9, D = 2e12: d ≈ 11.1B tokens.
+  EXPECT_NEAR(gstack_growth_tokens(7e9, 2e12) / 1e9, 11.1, 0.05);
+  EXPECT_THROW(gstack_growth_tokens(0, 1e9), Error);
+}
+
+class GrowthRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cairn_growth_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    auto tok = make_byte_tokenizer();
+    TokenDatasetWriter w(path("d.h5"), *tok);
+    for (int d = 0; d < 60; ++d) {
+      if (d == 50) w.begin_validation();
+      std::vector<uint32_t> doc(40);
+      for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 7 + i * 3) % 200);
+      w.add_document(doc);
+    }
+    w.finalize();
+    config_apply_file(cfg_, std::string(CAIRN_SOURCE_DIR) + "/configs/tiny-test.toml");
+    cfg_.data.train = path("d.h5");
+    cfg_.model.seq_len = 16;
+    cfg_.model.dim = 16;
+    cfg_.model.ffn_dim = 40;
+    cfg_.training.threads = 1;
+    cfg_.training.peak_flops = 1e10;
+    cfg_.output.plot = false;
+    cfg_.output.run_dir = path("run");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+  TrainConfig cfg_;
+};
+
+TEST_F(GrowthRunTest, InRunGrowthDeepensTheModelAndKeepsTraining) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // crossed by step 6 (4 sequences of 16 tokens per step)
+  cfg_.growth.factor = 3;
+  cfg_.schedule.warmup = 0.5;              // 3 of the grown stage's 6 steps
+  auto comm = make_self_communicator();
+  Trainer t(cfg_, *comm);
+  for (int s = 0; s < 5; ++s) t.train_step();
+  EXPECT_EQ(t.config().model.n_layers, 2);
+  t.train_step();  // crosses at_tokens: grows after this step's update
+  EXPECT_EQ(t.config().model.n_layers, 6);
+  EXPECT_EQ(t.model().config().n_layers, 6);
+  EXPECT_EQ(t.state().tokens, 6 * 4 * 16);
+  // Right after growth, layers 1, 3 and 5 are the same small layer 1; layer 0 is another one.
+  const auto p = host_params(t.model());
+  const auto& table = t.model().params();
+  auto row = [&](int layer) {
+    const auto& r = table.at("model.layers." + std::to_string(layer) + ".self_attn.q_proj.weight");
+    return std::vector<float>(p.begin() + r.offset, p.begin() + r.offset + r.numel);
+  };
+  EXPECT_EQ(row(1), row(3));
+  EXPECT_EQ(row(1), row(5));
+  EXPECT_NE(row(0), row(1));
+  // The grown stage restarts from warmup: step 6 is its first.
+  EXPECT_NEAR(t.lr_at(6), cfg_.schedule.lr / 3, 1e-9);
+  const double peak = cfg_.schedule.lr, min = peak * cfg_.schedule.min_lr_ratio;  // small stage: 6 steps
+  EXPECT_NEAR(t.lr_at(5), min + (peak - min) * 0.5 * (1 + std::cos(M_PI * 2 / 3)), 1e-8);
+  for (int s = 6; s < 12; ++s) EXPECT_TRUE(std::isfinite(t.train_step().loss));
+  EXPECT_EQ(t.state().step, 12);
+  EXPECT_EQ(t.config().model.n_layers, 6);
+}
+
+TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // grows after step 6
+  cfg_.growth.factor = 2;
+  auto comm = make_self_communicator();
+  Trainer a(cfg_, *comm);
+  for (int s = 0; s < 8; ++s) a.train_step();
+  const std::string ckpt = a.save_checkpoint();
+  std::vector<float> expected;
+  for (int s = 8; s < 12; ++s) expected.push_back(a.train_step().loss);
+
+  Trainer b(cfg_, *comm);  // the run's own config: 2 layers, growth configured
+  b.load_checkpoint(ckpt);
+  EXPECT_EQ(b.config().model.n_layers, 4);
+  std::vector<float> got;
+  for (int s = 8; s < 12; ++s) got.push_back(b.train_step().loss);
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(b.config().model.n_layers, 4);  // resumed after the growth step: no second growth
+
+  // training.reset_optimizer: same weights and step, fresh optimizer, so the next step differs.
+  cfg_.training.reset_optimizer = true;
+  Trainer c(cfg_, *comm);
+  c.load_checkpoint(ckpt);
+  EXPECT_EQ(c.state().step, 8);
+  EXPECT_NE(c.train_step().loss, 0.0f);
+  EXPECT_NE(host_params(c.model()), host_params(b.model()));
+}
+
+TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
+  cfg_.training.steps = 3;
+  auto comm = make_self_communicator();
+  {
+    Trainer t(cfg_, *comm);
+    t.run();
+  }
+  // What `cairn grow` does: load, grow, save with the updated config.
+  TrainConfig stored;
+  config_apply_toml(stored, read_weights_config(path("run/model.h5")), "stored");
+  LlamaModel src(stored.model, cpu_backend(), 1);
+  load_model_weights(src, weights_file_of(path("run")));
+  stored.model = grown_config(stored.model, 2);
+  LlamaModel dst(stored.model, cpu_backend(), 1);
+  grow_depthwise(src, dst);
+  save_model_weights(dst, path("grown.h5"), config_to_toml(stored));
+
+  cfg_.model.n_layers = 4;
+  cfg_.init_from = path("grown.h5");
+  cfg_.output.run_dir = path("run2");
+  Trainer t2(cfg_, *comm);
+  EXPECT_EQ(host_params(t2.model()), host_params(dst));
+  EXPECT_TRUE(std::isfinite(t2.train_step().loss));
+  cfg_.model.n_layers = 2;  // shapes disagree with the file: refused
+  EXPECT_THROW(Trainer(cfg_, *comm), Error);
+}
+
+}  // namespace
+}  // namespace cairn
