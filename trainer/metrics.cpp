@@ -11,8 +11,8 @@
 
 namespace cairn {
 
-MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps)
-    : enabled_(enabled), tty_(enabled && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
+MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar)
+    : enabled_(enabled), tty_(enabled && progress_bar && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
   if (!enabled_) return;
   out_.open(jsonl_path, std::ios::app);
   if (!out_) throw Error(str("cannot write metrics file '", jsonl_path, "': check that the run directory is writable"));

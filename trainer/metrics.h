@@ -16,7 +16,7 @@ namespace cairn {
 class MetricsLog {
  public:
   // enabled = false (ranks other than 0) makes every call a no-op.
-  MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps);
+  MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar = true);
   ~MetricsLog();
   // Appends a record and prints it as a console line.
   void log(const nlohmann::json& record);

@@ -77,6 +77,7 @@ struct TrainingConfig {
 struct OutputConfig {
   std::string run_dir = "runs/default";
   bool plot = true;              // draw loss.png at the end
+  bool progress = true;          // live progress bar when stdout is a terminal
 };
 
 struct CheckpointConfig {

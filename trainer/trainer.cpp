@@ -334,7 +334,7 @@ void Trainer::run() {
   }
   comm_.barrier();
   print_startup();
-  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps);  // appends on resume
+  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps, cfg_.output.progress);  // appends on resume
   const StopSignals signals;
   const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
