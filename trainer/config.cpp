@@ -3,6 +3,7 @@
 
 #include <toml++/toml.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -188,9 +189,11 @@ std::string format_field(const Field& f) {
           os << "]";
           return os.str();
         } else if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-          std::ostringstream os;
-          os << toml::value<double>(double(*p));  // shortest round-trip form
-          return os.str();
+          // Shortest form that reads back as the same T (0.95f prints "0.95", not 0.949999988).
+          char buf[64];
+          std::string v(buf, std::to_chars(buf, buf + sizeof buf, *p).ptr);
+          if (v.find_first_of(".eni") == std::string::npos) v += ".0";  // keep it a TOML float
+          return v;
         } else return std::to_string(*p);
       },
       f);

@@ -69,7 +69,7 @@ struct TrainingConfig {
   double peak_flops = 0;         // for MFU; 0: measure the fp32 GEMM peak at start
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
-  double bucket_mb = 8;          // gradient all-reduce bucket size (MiB)
+  double bucket_mb = 4;          // gradient all-reduce bucket size (MiB)
   int64_t check_every = 100;     // steps between cross-rank parameter checksums (0: off)
   double comm_timeout_s = 600;   // a collective stuck this long ends the job
 };

@@ -1,0 +1,77 @@
+// The TOML config key table: files, --set overrides, unknown keys and wrong types named in the
+// error, and a printed config that reads back to the same config.
+#include <gtest/gtest.h>
+
+#include "trainer/config.h"
+#include "util/error.h"
+
+namespace cairn {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, FileAndOverridesApply) {
+  TrainConfig c;
+  config_apply_toml(c, "[model]\ndim = 64\nlinear = \"sltrain\"\n[schedule]\nlr = 1e-3\n", "test.toml");
+  EXPECT_EQ(c.model.dim, 64);
+  EXPECT_EQ(c.model.linear.kind, LinearKind::sltrain);
+  EXPECT_FLOAT_EQ(c.schedule.lr, 1e-3f);
+  config_apply_override(c, "training.steps=7");
+  config_apply_override(c, "optimizer.name=fira");  // a bare word is a string
+  config_apply_override(c, "output.plot=false");
+  EXPECT_EQ(c.training.steps, 7);
+  EXPECT_EQ(c.optimizer.name, "fira");
+  EXPECT_FALSE(c.output.plot);
+}
+
+TEST(Config, UnknownKeyIsNamedWithTheSectionsKeys) {
+  TrainConfig c;
+  const std::string msg = error_of([&] { config_apply_toml(c, "[model]\ndimm = 3\n", "run.toml"); });
+  EXPECT_NE(msg.find("model.dimm"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("run.toml"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model.dim"), std::string::npos) << msg;  // the valid keys are listed
+  EXPECT_NE(error_of([&] { config_apply_override(c, "trainig.steps=3"); }).find("trainig.steps"), std::string::npos);
+}
+
+TEST(Config, WrongTypesAreNamed) {
+  TrainConfig c;
+  EXPECT_NE(error_of([&] { config_apply_toml(c, "[model]\ndim = \"wide\"\n", "t"); }).find("'model.dim'"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_apply_override(c, "output.plot=3"); }).find("boolean"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_apply_override(c, "data.seed=-1"); }).find("non-negative"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_apply_override(c, "model.linear=sparse"); }).find("sltrain"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_apply_override(c, "justakey"); }).find("section.key=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_apply_toml(c, "[model\ndim = 3", "broken.toml"); }).find("broken.toml line 1"), std::string::npos);
+}
+
+TEST(Config, ValidationNamesTheKey) {
+  TrainConfig c;
+  c.data.train = "x.h5";
+  c.model.n_heads = 5;
+  EXPECT_NE(error_of([&] { config_validate(c); }).find("model.n_heads"), std::string::npos);
+  c = TrainConfig();
+  EXPECT_NE(error_of([&] { config_validate(c); }).find("data.train"), std::string::npos);
+  c.data.train = "x.h5";
+  c.training.micro_batch = 0;
+  EXPECT_NE(error_of([&] { config_validate(c); }).find("training.micro_batch"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_load("/nonexistent/run.toml", {}); }).find("no such file"), std::string::npos);
+}
+
+TEST(Config, PrintedConfigReadsBackIdentically) {
+  TrainConfig c;
+  config_apply_toml(c, "[optimizer]\nbeta2 = 0.95\n[schedule]\nlr = 0.0003\n[model]\nlinear = \"lowrank\"\n", "t");
+  const std::string text = config_to_toml(c);
+  EXPECT_NE(text.find("beta2 = 0.95\n"), std::string::npos) << text;  // floats print shortest
+  TrainConfig back;
+  config_apply_toml(back, text, "printed");
+  EXPECT_EQ(config_to_toml(back), text);
+}
+
+}  // namespace
+}  // namespace cairn

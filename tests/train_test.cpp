@@ -1,0 +1,175 @@
+// End-to-end training behaviour: a tiny model overfits a tiny corpus, and every error a user can
+// cause through `cairn train` / `cairn prepare` ends with a message naming the problem and a
+// non-zero exit (run through the real binary).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/token_dataset.h"
+#include "data/tokenizer.h"
+#include "trainer/trainer.h"
+
+namespace cairn {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cairn_train_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A byte-level dataset of `docs` copies of `text` (the last 2 held out).
+  std::string write_dataset(const std::string& name, const std::string& text, int docs) {
+    auto tok = make_byte_tokenizer();
+    TokenDatasetWriter w(path(name), *tok);
+    for (int d = 0; d < docs; ++d) {
+      if (d == docs - 2) w.begin_validation();
+      w.add_document(tok->encode(text));
+    }
+    w.finalize();
+    return path(name);
+  }
+
+  TrainConfig tiny(const std::string& data) const {
+    TrainConfig c;
+    c.model.vocab_size = 0;
+    c.model.dim = 32;
+    c.model.n_layers = 2;
+    c.model.n_heads = 2;
+    c.model.ffn_dim = 64;
+    c.model.seq_len = 16;
+    c.data.train = data;
+    c.training.micro_batch = 4;
+    c.training.threads = 1;
+    c.training.peak_flops = 1e9;
+    c.training.eval_every = 0;
+    c.output.run_dir = path("run");
+    return c;
+  }
+
+  // Runs the cairn binary; returns its exit code and fills `output` with stdout+stderr.
+  int cairn(const std::string& args, std::string& output) {
+    const std::string log = path("out.txt");
+    const std::string cmd = std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    std::ifstream in(log);
+    output.assign(std::istreambuf_iterator<char>(in), {});
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::string train_args(const std::string& data, const std::string& extra) {
+    return "train --set data.train=" + data + " --set model.dim=32 --set model.n_layers=1 --set model.n_heads=2"
+           " --set model.ffn_dim=32 --set model.seq_len=16 --set model.vocab_size=0 --set training.micro_batch=2"
+           " --set training.steps=3 --set training.threads=1 --set training.peak_flops=1e9 --set output.plot=false"
+           " --set output.run_dir=" + path("cli_run") + " " + extra;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainTest, TinyModelOverfitsATinyCorpus) {
+  const std::string data = write_dataset("tiny.h5", "the quick brown fox jumps over the lazy dog. ", 40);
+  TrainConfig c = tiny(data);
+  c.training.steps = 150;
+  c.schedule.lr = 1e-2f;
+  c.schedule.warmup = 10;
+  auto comm = make_self_communicator();
+  Trainer t(c, *comm);
+  float first = 0, last = 0;
+  for (int s = 0; s < 150; ++s) {
+    const float loss = t.train_step().loss;
+    if (s == 0) first = loss;
+    last = loss;
+  }
+  EXPECT_NEAR(first, std::log(257.0), 0.3);
+  EXPECT_LT(last, 0.3) << "a 2-layer model should memorize one repeated sentence";
+}
+
+TEST_F(TrainTest, SameSeedGivesBitwiseIdenticalLosses) {
+  const std::string data = write_dataset("d.h5", "some text to learn from, again and again. ", 40);
+  auto run = [&] {
+    auto comm = make_self_communicator();
+    Trainer t(tiny(data), *comm);
+    std::vector<float> losses;
+    for (int s = 0; s < 5; ++s) losses.push_back(t.train_step().loss);
+    return losses;
+  };
+  EXPECT_EQ(run(), run());
+}
+
+TEST_F(TrainTest, MissingDatasetIsAClearError) {
+  std::string out;
+  EXPECT_EQ(cairn(train_args(path("nope.h5"), ""), out), 1);
+  EXPECT_NE(out.find("nope.h5"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, CorruptDatasetIsAClearError) {
+  std::ofstream(path("garbage.h5")) << "this is not HDF5";
+  std::string out;
+  EXPECT_EQ(cairn(train_args(path("garbage.h5"), ""), out), 1);
+  EXPECT_NE(out.find("garbage.h5"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, VocabularyLargerThanTheModelsIsAClearError) {
+  const std::string data = write_dataset("v.h5", "abcdefghijklmnopqrstuvwxyz0123456789", 20);
+  std::string out;
+  EXPECT_EQ(cairn(train_args(data, "--set model.vocab_size=100"), out), 1);
+  EXPECT_NE(out.find("vocab"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, SequenceLongerThanTheDataIsAClearError) {
+  const std::string data = write_dataset("short.h5", "tiny", 4);
+  std::string out;
+  EXPECT_EQ(cairn(train_args(data, "--set model.seq_len=64"), out), 1);
+  EXPECT_NE(out.find("needs at least"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, NonFiniteLossStopsNamingTheStepUnlessSkipped) {
+  const std::string data = write_dataset("n.h5", "diverge diverge diverge diverge diverge. ", 40);
+  std::string out;
+  const std::string blowup = "--set schedule.lr=1e30 --set schedule.warmup=0 --set optimizer.grad_clip=0 --set training.steps=6";
+  EXPECT_EQ(cairn(train_args(data, blowup), out), 1);
+  EXPECT_NE(out.find("non-finite"), std::string::npos) << out;
+  EXPECT_NE(out.find("at step"), std::string::npos) << out;
+  EXPECT_EQ(cairn(train_args(data, blowup + " --set training.skip_nonfinite=true"), out), 0) << out;
+}
+
+TEST_F(TrainTest, BadConfigKeyAndBadCommandAreClearErrors) {
+  const std::string data = write_dataset("c.h5", "config errors are named. ", 20);
+  std::string out;
+  EXPECT_EQ(cairn(train_args(data, "--set training.stepz=3"), out), 1);
+  EXPECT_NE(out.find("training.stepz"), std::string::npos) << out;
+  EXPECT_EQ(cairn("train --config " + path("missing.toml"), out), 1);
+  EXPECT_NE(out.find("missing.toml"), std::string::npos) << out;
+  EXPECT_EQ(cairn("trian", out), 2);
+  EXPECT_NE(out.find("unknown command"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, PrepareRejectsAnEmptyCorpus) {
+  fs::create_directories(path("empty_corpus"));
+  std::ofstream(path("empty_corpus/blank.txt")) << "  \n\n";
+  std::string out;
+  EXPECT_EQ(cairn("prepare --input " + path("empty_corpus") + " --out " + path("e.h5"), out), 1);
+  EXPECT_FALSE(fs::exists(path("e.h5")));
+  EXPECT_EQ(cairn("prepare --input " + path("no_such_dir") + " --out " + path("e.h5"), out), 1);
+  EXPECT_NE(out.find("no_such_dir"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, ARunWritesMetricsPlotAndWeights) {
+  const std::string data = write_dataset("r.h5", "a short real run writes its outputs. ", 40);
+  std::string out;
+  ASSERT_EQ(cairn(train_args(data, "--set output.plot=true --set training.log_every=1"), out), 0) << out;
+  EXPECT_TRUE(fs::exists(path("cli_run/metrics.jsonl")));
+  EXPECT_TRUE(fs::exists(path("cli_run/loss.png")));
+  EXPECT_TRUE(fs::exists(path("cli_run/model.h5")));
+  EXPECT_NE(out.find("final weights"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace cairn
