@@ -51,7 +51,7 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUBLAS_CHECK(cublasCreate(&cublas_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                 : CUBLAS_PEDANTIC_MATH));
+                                                                 : CUBLAS_DEFAULT_MATH));
 }
 
 CudaBackend::~CudaBackend() {
