@@ -118,6 +118,14 @@ class DeviceArray {
 
 // The CPU backend (BLAS GEMMs, OpenMP elsewhere).
 const Backend& cpu_backend();
+
+// The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
+// or TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation; other ops stay fp32).
+// Throws Error when cairn was built without CUDA or no device is usable; check first with
+// cuda_device_available(), which never throws.
+enum class CudaMath { fp32, tf32 };
+const Backend& cuda_backend(CudaMath math = CudaMath::fp32);
+bool cuda_device_available();
 // Threads used by CPU kernels and BLAS; 0 keeps the OpenMP default.
 void cpu_set_threads(int n);
 int cpu_threads();

@@ -197,8 +197,16 @@ int64_t SLTrainLinear::workspace_floats(int64_t N) const {
   return std::max(out_ * in_, N * rank_);
 }
 
+// The sparse kernels and the in-workspace scatter below index memory on the host.
+static void require_host_backend(const Backend& be) {
+  if (be.name() != "cpu")
+    throw Error(str("SLTrain weights run their sparse kernels on the host and are CPU-only for now; the ",
+                    be.name(), " backend needs model.linear = \"dense\" or \"lowrank\""));
+}
+
 void SLTrainLinear::forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                             const BufferTable& buffers, float* ws) const {
+  require_host_backend(be);
   const int32_t* idx = support(buffers);
   const float* values = params + offset_values_;
   if (path_for(N) == SLTrainPath::factored) {
@@ -215,6 +223,7 @@ void SLTrainLinear::forward(const Backend& be, float* y, const float* x, int64_t
 void SLTrainLinear::backward(const Backend& be, float* dx, bool accumulate_dx, float* grads, const float* dy,
                              const float* x, int64_t N, const float* params, const BufferTable& buffers,
                              float* ws) const {
+  require_host_backend(be);
   const int32_t* idx = support(buffers);
   const float* values = params + offset_values_;
   float* dvalues = grads + offset_values_;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <variant>
 
+#include "model/backend.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -89,6 +90,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.skip_nonfinite", &t.skip_nonfinite, "skip steps with non-finite loss instead of stopping"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
       {"training.peak_flops", &t.peak_flops, "peak FLOP/s for MFU (0: measure GEMM peak)"},
+      {"training.precision", &t.precision, "GEMM math: \"fp32\" | \"tf32\" (TF32 tensor cores, device = \"cuda\")"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
       {"training.check_every", &t.check_every, "steps between cross-rank parameter checks (0: off)"},
@@ -256,8 +258,28 @@ std::string config_to_toml(const TrainConfig& cfg) {
 }
 
 void config_validate(const TrainConfig& c) {
-  if (c.device != "cpu")
-    throw Error(str("device = \"", c.device, "\" is not available in this build: use \"cpu\""));
+  if (c.device == "cuda") {
+    if (!CAIRN_HAVE_CUDA)
+      throw Error("device = \"cuda\" is not available in this build (configured without CUDA: CAIRN_CUDA=OFF "
+                  "or no nvcc found): rebuild with the CUDA toolkit, or use device = \"cpu\"");
+    if (!cuda_device_available())
+      throw Error("device = \"cuda\" but no CUDA device is usable on this machine (no GPU, no driver, or a "
+                  "driver older than the CUDA runtime): use device = \"cpu\"");
+    // What still runs host code on parameter memory (see docs/cuda.md).
+    if (c.model.linear.kind == LinearKind::sltrain)
+      throw Error("model.linear = \"sltrain\" runs its sparse kernels on the host and is CPU-only for now: "
+                  "use device = \"cpu\", or model.linear = \"dense\" / \"lowrank\" on the GPU");
+    if (c.optimizer.name != "adamw")
+      throw Error(str("optimizer.name = \"", c.optimizer.name, "\" runs its projections on the host and is "
+                      "CPU-only for now: use optimizer.name = \"adamw\" with device = \"cuda\""));
+  } else if (c.device != "cpu") {
+    throw Error(str("device = \"", c.device, "\" is not a device: use \"cpu\" or \"cuda\""));
+  }
+  if (c.training.precision != "fp32" && c.training.precision != "tf32")
+    throw Error(str("training.precision = \"", c.training.precision, "\" is not supported: use \"fp32\" or "
+                    "\"tf32\" (bf16 is not implemented yet)"));
+  if (c.training.precision == "tf32" && c.device != "cuda")
+    throw Error("training.precision = \"tf32\" needs device = \"cuda\" (the CPU backend computes in fp32)");
   ModelConfig m = c.model;
   if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
   m.validate();

@@ -105,7 +105,12 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
                           : threads_per_rank(comm_, int(std::max(1u, std::thread::hardware_concurrency())));
   cpu_set_threads(threads);
 
-  const Backend& be = cpu_backend();
+  if (cfg_.device == "cuda" && comm_.size() > 1)
+    throw Error(str("device = \"cuda\" with ", comm_.size(), " ranks: multi-GPU gradient all-reduce (NCCL) is "
+                    "not implemented yet; run one rank per job, or device = \"cpu\" under mpirun"));
+  const Backend& be = cfg_.device == "cuda"
+                          ? cuda_backend(cfg_.training.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32)
+                          : cpu_backend();
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
   if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);

@@ -228,6 +228,10 @@ FiraOptimizer::FiraOptimizer(const ParamTable& table, std::vector<int> owned_row
                              const PlainAdamConfig& plain, const Backend& backend)
     : table_(table), cfg_(cfg), plain_(plain), backend_(backend) {
   validate(cfg_);
+  // The projection math (SVD, projected moments) reads and writes parameters on the host.
+  if (backend.name() != "cpu")
+    throw Error(str("optimizer \"", cfg.residual ? "fira" : "galore", "\" runs on the host and is CPU-only for now; ",
+                    "the ", backend.name(), " backend needs optimizer.name = \"adamw\""));
   int64_t total = 0;
   for (int row : owned_rows) {
     CAIRN_ASSERT(row >= 0 && row < int(table.rows().size()), "row index ", row, " out of range");

@@ -1,0 +1,132 @@
+// The CUDA backend's life cycle (device, stream, cuBLAS handle), its memory operations, its
+// errors, and the row-major GEMM on cuBLAS that matmul and attention share.
+#include <mutex>
+
+#include "model/cuda/cuda_backend.h"
+
+namespace cairn {
+
+void cuda_fail(const char* expr, const char* what, const char* file, int line) {
+  throw Error(str(expr, " failed: ", what, " (", file, ":", line, ")"));
+}
+
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
+  }
+}
+
+bool cuda_device_available() {
+  int n = 0;
+  // No driver, no device or a driver older than the runtime all read as "not available".
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky error for later calls
+    return false;
+  }
+  return n > 0;
+}
+
+const Backend& cuda_backend(CudaMath math) {
+  static std::once_flag once[2];
+  static CudaBackend* instance[2] = {nullptr, nullptr};
+  const int i = math == CudaMath::tf32 ? 1 : 0;
+  if (!cuda_device_available())
+    throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
+                "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
+                "or use device = \"cpu\"");
+  // Leaked on purpose: destroying CUDA objects after the runtime has shut down at exit fails.
+  std::call_once(once[i], [&] { instance[i] = new CudaBackend(math); });
+  return *instance[i];
+}
+
+CudaBackend::CudaBackend(CudaMath math) : math_(math) {
+  CUDA_CHECK(cudaGetDevice(&device_));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUBLAS_CHECK(cublasCreate(&cublas_));
+  CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                 : CUBLAS_DEFAULT_MATH));
+}
+
+CudaBackend::~CudaBackend() {
+  if (scratch_) cudaFree(scratch_);
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void* CudaBackend::alloc(int64_t bytes) const {
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, size_t(bytes > 0 ? bytes : 1));
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw Error(str("out of GPU memory allocating ", bytes, " bytes (", free_b >> 20, " MiB free of ",
+                    total_b >> 20, " MiB): lower training.micro_batch or model size"));
+  }
+  return p;
+}
+
+void CudaBackend::release(void* p) const {
+  // Pending kernels may still use p: cudaFree waits for the device, so this is safe.
+  if (p) CUDA_CHECK(cudaFree(p));
+}
+
+void CudaBackend::zero(void* p, int64_t bytes) const {
+  CUDA_CHECK(cudaMemsetAsync(p, 0, size_t(bytes), stream_));
+}
+
+void CudaBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const {
+  CUDA_CHECK(cudaMemcpyAsync(host, dev, size_t(bytes), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) const {
+  // Synchronized: the caller may free or reuse the host buffer as soon as this returns.
+  CUDA_CHECK(cudaMemcpyAsync(dev, host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+float* CudaBackend::scratch(int64_t floats) const {
+  if (floats > scratch_floats_) {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (scratch_) CUDA_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    scratch_floats_ = 0;
+    scratch_ = static_cast<float*>(alloc(floats * 4));
+    scratch_floats_ = floats;
+  }
+  return scratch_;
+}
+
+// Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands and M/N, keep
+// the transpose flags, and the row strides become cuBLAS's leading dimensions.
+void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,
+                       int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
+                       int64_t batch) const {
+  if (M == 0 || N == 0 || batch == 0) return;
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (batch == 1) {
+    CUBLAS_CHECK(cublasSgemm(cublas_, op_b, op_a, int(N), int(M), int(K), &alpha, b, int(ldb), a, int(lda),
+                             &beta, c, int(ldc)));
+  } else {
+    CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_, op_b, op_a, int(N), int(M), int(K), &alpha, b, int(ldb),
+                                           stride_b, a, int(lda), stride_a, &beta, c, int(ldc), stride_c,
+                                           int(batch)));
+  }
+}
+
+void CudaBackend::matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+                         bool trans_a, bool trans_b, float alpha, float beta) const {
+  gemm(trans_a, trans_b, M, N, K, alpha, a, trans_a ? M : K, 0, b, trans_b ? K : N, 0, beta, out, N, 0, 1);
+}
+
+}  // namespace cairn

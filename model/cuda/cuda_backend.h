@@ -1,0 +1,117 @@
+// The CUDA backend: every Backend op on device memory, in order on one stream that the backend
+// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores when built with CudaMath::tf32); the
+// other ops are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher
+// → entry point. Host-facing calls that return data (copy_to_host, sum_squares) synchronize the
+// stream; everything else is asynchronous. Included only by CUDA sources.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "model/backend.h"
+#include "util/error.h"
+
+namespace cairn {
+
+// Throw cairn::Error naming the failed expression, the library's message and file:line.
+[[noreturn]] void cuda_fail(const char* expr, const char* what, const char* file, int line);
+const char* cublas_status_name(cublasStatus_t s);
+
+}  // namespace cairn
+
+#define CUDA_CHECK(expr)                                                                        \
+  do {                                                                                          \
+    const cudaError_t cairn_err_ = (expr);                                                      \
+    if (cairn_err_ != cudaSuccess)                                                              \
+      ::cairn::cuda_fail(#expr, cudaGetErrorString(cairn_err_), __FILE__, __LINE__);            \
+  } while (0)
+#define CUBLAS_CHECK(expr)                                                                      \
+  do {                                                                                          \
+    const cublasStatus_t cairn_st_ = (expr);                                                    \
+    if (cairn_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+      ::cairn::cuda_fail(#expr, ::cairn::cublas_status_name(cairn_st_), __FILE__, __LINE__);    \
+  } while (0)
+// After every kernel launch: reports a bad launch configuration at the launch site.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+namespace cairn {
+
+class CudaBackend final : public Backend {
+ public:
+  // Binds to the current device; creates the stream and the cuBLAS handle.
+  explicit CudaBackend(CudaMath math);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return math_ == CudaMath::tf32 ? "cuda-tf32" : "cuda"; }
+  cudaStream_t stream() const { return stream_; }
+
+  void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+              bool trans_a, bool trans_b, float alpha, float beta) const override;
+
+  void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
+                         int64_t C) const override;
+  void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
+                          int64_t C) const override;
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N,
+                       int64_t C, float eps) const override;
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int64_t N, int64_t C) const override;
+  void rope_forward(float* x, const float* cos, const float* sin, int64_t B, int64_t T, int64_t NH,
+                    int64_t HS) const override;
+  void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
+                     int64_t NH, int64_t HS) const override;
+  void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+                         int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
+                          const float* q, const float* k, const float* v, const float* probs,
+                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t n) const override;
+  void crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets, int64_t N,
+                                     int64_t V, float dloss_scale) const override;
+  void crossentropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N,
+                            int64_t V) const override;
+  void add_inplace(float* y, const float* x, int64_t n) const override;
+  void scale_inplace(float* x, float s, int64_t n) const override;
+  double sum_squares(const float* x, int64_t n) const override;
+  void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, float bias_correction1,
+                    float bias_correction2) const override;
+
+  void* alloc(int64_t bytes) const override;
+  void release(void* p) const override;
+  void zero(void* p, int64_t bytes) const override;
+  void copy_to_host(void* host, const void* dev, int64_t bytes) const override;
+  void copy_to_device(void* dev, const void* host, int64_t bytes) const override;
+
+  // Row-major strided-batched GEMM on the backend's stream: for i < batch,
+  // c_i[M,N] = alpha·op(a_i)·op(b_i) + beta·c_i with explicit leading dimensions (row strides)
+  // and element strides between batch entries. matmul and attention are built on it.
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* a,
+            int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta,
+            float* c, int64_t ldc, int64_t stride_c, int64_t batch) const;
+
+  // Device scratch of at least `floats` floats, owned by the backend and reused by every op that
+  // needs partial sums (RMSNorm's weight gradient, sum_squares). It grows (synchronously) on the
+  // first call that needs more — in practice the first training step — and never shrinks.
+  float* scratch(int64_t floats) const;
+
+ private:
+  CudaMath math_;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  mutable float* scratch_ = nullptr;
+  mutable int64_t scratch_floats_ = 0;
+};
+
+// Blocks of `threads` covering n items, capped for grid-stride loops.
+inline unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return unsigned(blocks < 1 ? 1 : (blocks > 65535 * 16 ? 65535 * 16 : blocks));
+}
+
+}  // namespace cairn

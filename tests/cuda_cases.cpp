@@ -1,0 +1,311 @@
+// The CUDA-vs-CPU check table (see cuda_cases.h). An op record gives its buffers' starting
+// contents (inputs random, outputs and accumulated gradients random too, so "overwrites" and
+// "accumulates" are both checked), the call as a function of a backend and buffer pointers, and
+// which buffers to compare; the harness runs the call on both backends from identical copies.
+#include "tests/cuda_cases.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "model/backend.h"
+#include "model/llama.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace cairn {
+
+void Checker::expect_close(const std::string& what, const std::vector<float>& ref, const std::vector<float>& got,
+                           double rtol, double atol) {
+  if (ref.size() != got.size()) {
+    expect(false, what + ": sizes differ");
+    return;
+  }
+  double worst = 0;  // max over elements of |err| / (atol + rtol·|ref|)
+  size_t at = 0;
+  bool finite = true;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i]) && std::isfinite(ref[i])) finite = false;
+    const double r = std::abs(double(got[i]) - double(ref[i])) / (atol + rtol * std::abs(double(ref[i])));
+    if (!(r <= worst)) {
+      worst = r;
+      at = i;
+    }
+  }
+  const bool ok = finite && worst <= 1.0;
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-28s n=%-8zu worst err/tol %.3g at %zu (cpu %.7g gpu %.7g) rtol %.1e atol %.1e %s\n",
+                what.c_str(), ref.size(), worst, at, ref.empty() ? 0.0 : double(ref[at]),
+                got.empty() ? 0.0 : double(got[at]), rtol, atol, ok ? "ok" : "FAIL");
+  report_ += line;
+  failures_ += ok ? 0 : 1;
+}
+
+void Checker::expect_close(const std::string& what, double ref, double got, double rtol, double atol) {
+  const bool ok = std::abs(got - ref) <= atol + rtol * std::abs(ref);
+  char line[256];
+  std::snprintf(line, sizeof line, "  %-28s cpu %.12g gpu %.12g rtol %.1e atol %.1e %s\n", what.c_str(), ref, got,
+                rtol, atol, ok ? "ok" : "FAIL");
+  report_ += line;
+  failures_ += ok ? 0 : 1;
+}
+
+void Checker::expect(bool ok, const std::string& what) {
+  report_ += "  " + what + (ok ? " ok\n" : " FAIL\n");
+  failures_ += ok ? 0 : 1;
+}
+
+namespace {
+
+using Vec = std::vector<float>;
+using Ints = std::vector<int32_t>;
+using OpCall = std::function<void(const Backend&, const std::vector<float*>&, const int32_t*)>;
+
+struct OpSpec {
+  std::string name;
+  std::vector<Vec> buffers;         // starting contents of every float buffer
+  Ints ints;                        // tokens or targets, uploaded alongside
+  OpCall call;
+  std::vector<int> compare;         // buffer indices compared after the call
+  std::vector<std::string> labels;  // their names in the report
+  double rtol, atol;
+  CudaMath math = CudaMath::fp32;
+};
+
+Vec random_vec(Rng& rng, int64_t n, float scale = 1.0f) {
+  Vec v(static_cast<size_t>(n));
+  for (auto& e : v) e = scale * rng.normal();
+  return v;
+}
+
+// Copies the buffers into be's memory, runs the call, returns the buffers' contents afterwards.
+std::vector<Vec> run_on(const Backend& be, const OpSpec& op) {
+  std::vector<DeviceArray<float>> dev;
+  std::vector<float*> ptrs;
+  for (const Vec& b : op.buffers) {
+    dev.emplace_back(be, int64_t(b.size()));
+    be.copy_to_device(dev.back().data(), b.data(), int64_t(b.size()) * 4);
+    ptrs.push_back(dev.back().data());
+  }
+  DeviceArray<int32_t> ints(be, std::max<int64_t>(1, int64_t(op.ints.size())));
+  if (!op.ints.empty()) be.copy_to_device(ints.data(), op.ints.data(), int64_t(op.ints.size()) * 4);
+  op.call(be, ptrs, ints.data());
+  std::vector<Vec> out;
+  for (size_t i = 0; i < dev.size(); ++i) {
+    out.emplace_back(op.buffers[i].size());
+    be.copy_to_host(out.back().data(), dev[i].data(), int64_t(out.back().size()) * 4);
+  }
+  return out;
+}
+
+CudaCheck op_check(OpSpec op) {
+  return {op.name, [op](Checker& c) {
+            const auto ref = run_on(cpu_backend(), op);
+            const auto got = run_on(cuda_backend(op.math), op);
+            for (size_t i = 0; i < op.compare.size(); ++i)
+              c.expect_close(op.labels[i], ref[size_t(op.compare[i])], got[size_t(op.compare[i])], op.rtol, op.atol);
+          }};
+}
+
+// Shapes chosen off the kernels' block sizes (odd rows, C not a multiple of 32).
+constexpr int64_t B = 2, T = 37, NH = 3, HS = 16, C = NH * HS, F = 136, V = 1000;
+constexpr int64_t N = B * T;
+
+Vec rope_table(bool cosine) {
+  Vec t(size_t(T * HS / 2));
+  for (int64_t p = 0; p < T; ++p)
+    for (int64_t j = 0; j < HS / 2; ++j) {
+      const double a = double(p) * std::pow(10000.0, -2.0 * double(j) / double(HS));
+      t[size_t(p * HS / 2 + j)] = float(cosine ? std::cos(a) : std::sin(a));
+    }
+  return t;
+}
+
+void add_matmul_checks(std::vector<CudaCheck>& out, Rng& rng) {
+  // (trans_a, trans_b) all four ways, alpha and beta not 0/1; TF32 rounds inputs to a 10-bit
+  // mantissa, so its error grows like sqrt(K)·2⁻¹¹ of the operands' scale.
+  const int64_t M = 37, Nn = 53, K = 29;
+  for (CudaMath math : {CudaMath::fp32, CudaMath::tf32})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const bool fp32 = math == CudaMath::fp32;
+        out.push_back(op_check({str("matmul_", ta ? "t" : "n", tb ? "t" : "n", fp32 ? "_fp32" : "_tf32"),
+                                {random_vec(rng, M * K), random_vec(rng, K * Nn), random_vec(rng, M * Nn)},
+                                {},
+                                [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                                  be.matmul(p[2], p[0], p[1], M, Nn, K, ta, tb, 0.7f, 0.3f);
+                                },
+                                {2},
+                                {"out"},
+                                fp32 ? 1e-5 : 5e-3,
+                                fp32 ? 1e-5 : 2e-2,
+                                math}));
+      }
+}
+
+}  // namespace
+
+std::vector<CudaCheck> cuda_checks() {
+  Rng rng(7);
+  std::vector<CudaCheck> out;
+  add_matmul_checks(out, rng);
+
+  Ints tokens(static_cast<size_t>(N));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7919) % 23);  // repeats on purpose
+  out.push_back(op_check({"embedding_forward", {random_vec(rng, V * C), random_vec(rng, N * C)}, tokens,
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t* t) {
+                            be.embedding_forward(p[1], t, p[0], N, C);
+                          },
+                          {1}, {"out"}, 0, 0}));
+  out.push_back(op_check({"embedding_backward", {random_vec(rng, V * C), random_vec(rng, N * C)}, tokens,
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t* t) {
+                            be.embedding_backward(p[0], p[1], t, N, C);
+                          },
+                          {0}, {"dtable (accumulated)"}, 1e-5, 1e-6}));
+
+  // Buffers: 0 inp, 1 weight, 2 out, 3 rstd, 4 dout, 5 dinp (accumulated), 6 dweight (accumulated).
+  out.push_back(op_check({"rmsnorm_forward_backward",
+                          {random_vec(rng, N * C), random_vec(rng, C), random_vec(rng, N * C), random_vec(rng, N),
+                           random_vec(rng, N * C), random_vec(rng, N * C), random_vec(rng, C)},
+                          {},
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                            be.rmsnorm_forward(p[2], p[3], p[0], p[1], N, C, 1e-5f);
+                            be.rmsnorm_backward(p[5], p[6], p[4], p[0], p[1], p[3], N, C);
+                          },
+                          {2, 3, 5, 6}, {"out", "rstd", "dinp", "dweight"}, 1e-5, 1e-5}));
+
+  out.push_back(op_check({"rope_forward_backward",
+                          {random_vec(rng, N * C), random_vec(rng, N * C), rope_table(true), rope_table(false)},
+                          {},
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                            be.rope_forward(p[0], p[2], p[3], B, T, NH, HS);
+                            be.rope_backward(p[1], p[2], p[3], B, T, NH, HS);
+                          },
+                          {0, 1}, {"x", "dx"}, 1e-5, 1e-6}));
+
+  // Buffers: 0 q, 1 k, 2 v, 3 out, 4 probs, 5 dout, 6 dq, 7 dk, 8 dv, 9 scratch.
+  for (CudaMath math : {CudaMath::fp32, CudaMath::tf32}) {
+    const bool fp32 = math == CudaMath::fp32;
+    out.push_back(op_check({fp32 ? "attention_fp32" : "attention_tf32",
+                            {random_vec(rng, N * C), random_vec(rng, N * C), random_vec(rng, N * C),
+                             random_vec(rng, N * C), random_vec(rng, B * NH * T * T), random_vec(rng, N * C),
+                             random_vec(rng, N * C), random_vec(rng, N * C), random_vec(rng, N * C),
+                             random_vec(rng, B * NH * T * T)},
+                            {},
+                            [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.attention_forward(p[3], p[4], p[0], p[1], p[2], B, T, NH, HS);
+                              be.attention_backward(p[6], p[7], p[8], p[9], p[5], p[0], p[1], p[2], p[4], B, T, NH,
+                                                    HS);
+                            },
+                            {3, 4, 6, 7, 8}, {"out", "probs", "dq", "dk", "dv"},
+                            fp32 ? 1e-4 : 2e-2, fp32 ? 1e-5 : 2e-2, math}));
+  }
+
+  out.push_back(op_check({"swiglu_forward_backward",
+                          {random_vec(rng, N * F), random_vec(rng, N * F), random_vec(rng, N * F),
+                           random_vec(rng, N * F), random_vec(rng, N * F), random_vec(rng, N * F)},
+                          {},
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                            be.swiglu_forward(p[2], p[0], p[1], N * F);
+                            be.swiglu_backward(p[4], p[5], p[3], p[0], p[1], N * F);
+                          },
+                          {2, 4, 5}, {"out", "dgate", "dup"}, 1e-5, 1e-6}));
+
+  Ints targets(static_cast<size_t>(N));
+  for (size_t i = 0; i < targets.size(); ++i) targets[i] = i % 11 == 3 ? -1 : int32_t((i * 104729) % V);
+  // Buffers: 0 logits (overwritten by the gradient), 1 losses, 2 logits copy, 3 losses (forward only).
+  {
+    Vec logits = random_vec(rng, N * V, 3.0f);
+    out.push_back(op_check({"crossentropy", {logits, random_vec(rng, N), logits, random_vec(rng, N)}, targets,
+                            [](const Backend& be, const std::vector<float*>& p, const int32_t* t) {
+                              be.crossentropy_forward(p[3], p[2], t, N, V);
+                              be.crossentropy_forward_backward(p[1], p[0], t, N, V, 0.37f);
+                            },
+                            {0, 1, 3}, {"dlogits", "losses", "losses (forward only)"}, 1e-5, 1e-6}));
+  }
+
+  out.push_back(op_check({"add_scale", {random_vec(rng, 100003), random_vec(rng, 100003)}, {},
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                            be.add_inplace(p[0], p[1], 100003);
+                            be.scale_inplace(p[0], -0.3f, 100003);
+                          },
+                          {0}, {"y"}, 1e-6, 0}));
+
+  // Buffers: 0 p, 1 g, 2 m, 3 v (v ≥ 0). Two steps, the second with weight decay.
+  {
+    Vec v = random_vec(rng, 50001);
+    for (auto& e : v) e = e * e;
+    out.push_back(op_check({"adamw", {random_vec(rng, 50001), random_vec(rng, 50001), random_vec(rng, 50001, 0.1f), v},
+                            {},
+                            [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.adamw_update(p[0], p[1], p[2], p[3], 50001, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f,
+                                              1 - 0.9f, 1 - 0.95f);
+                              be.adamw_update(p[0], p[1], p[2], p[3], 50001, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                                              1 - 0.81f, 1 - 0.9025f);
+                            },
+                            {0, 2, 3}, {"p", "m", "v"}, 1e-5, 1e-7}));
+  }
+
+  out.push_back({"sum_squares", [](Checker& c) {
+                   Rng r(3);
+                   for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3000017)}) {
+                     const Vec x = random_vec(r, n);
+                     const Backend& gpu = cuda_backend();
+                     DeviceArray<float> d(gpu, n);
+                     gpu.copy_to_device(d.data(), x.data(), n * 4);
+                     const double got = gpu.sum_squares(d.data(), n), again = gpu.sum_squares(d.data(), n);
+                     c.expect_close(str("sum_squares n=", n), cpu_backend().sum_squares(x.data(), n), got, 1e-12, 0);
+                     c.expect(got == again, str("sum_squares n=", n, " bitwise repeatable"));
+                   }
+                 }});
+
+  // The whole model: same seed on both backends, one forward/backward, then an AdamW step over the
+  // flat buffers and a loss on the updated weights. Dense and low-rank projections.
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) {
+    out.push_back({str("model_", linear_kind_name(kind)), [kind](Checker& c) {
+                     ModelConfig cfg;
+                     cfg.vocab_size = 97;
+                     cfg.dim = 64;
+                     cfg.n_layers = 2;
+                     cfg.n_heads = 4;
+                     cfg.ffn_dim = 160;
+                     cfg.seq_len = 32;
+                     cfg.linear.kind = kind;
+                     if (kind == LinearKind::lowrank) cfg.linear.rank = 16;
+                     const int64_t b = 3, n = b * cfg.seq_len;
+                     Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
+                     Rng r(11);
+                     for (int64_t i = 0; i < n; ++i) {
+                       in[size_t(i)] = int32_t(r.next_u64() % 97);
+                       tg[size_t(i)] = int32_t(r.next_u64() % 97);
+                     }
+                     std::vector<float> losses[2];
+                     std::vector<Vec> grads;
+                     const Backend* backends[2] = {&cpu_backend(), &cuda_backend()};
+                     for (const Backend* be : backends) {
+                       LlamaModel m(cfg, *be, b);
+                       m.init_weights(5);
+                       const int64_t total = m.params().total();
+                       auto& l = losses[be == backends[0] ? 0 : 1];
+                       l.push_back(m.forward_backward(in.data(), tg.data(), b, 1.0f));
+                       Vec g(static_cast<size_t>(total));
+                       be->copy_to_host(g.data(), m.grad_data(), total * 4);
+                       grads.push_back(g);
+                       DeviceArray<float> mom(*be, total), var(*be, total);
+                       mom.zero();
+                       var.zero();
+                       be->adamw_update(m.param_data(), m.grad_data(), mom.data(), var.data(), total, 1e-2f, 0.9f,
+                                        0.95f, 1e-8f, 0.1f, 0.1f, 0.05f);
+                       l.push_back(m.forward_loss(in.data(), tg.data(), b));
+                     }
+                     c.expect_close("loss", losses[0][0], losses[1][0], 1e-4, 0);
+                     c.expect_close("loss after AdamW", losses[0][1], losses[1][1], 1e-4, 0);
+                     float gmax = 0;
+                     for (float e : grads[0]) gmax = std::max(gmax, std::abs(e));
+                     c.expect_close("gradients", grads[0], grads[1], 1e-3, 1e-4 * gmax);
+                   }});
+  }
+  return out;
+}
+
+}  // namespace cairn

@@ -1,0 +1,38 @@
+// The CUDA-vs-CPU check table, shared by the GoogleTest program (cuda_ops_test) and the
+// standalone runner (cuda_check, for GPU machines without GoogleTest). Each check runs one op —
+// or the whole model — on the CPU backend (the oracle) and on the CUDA backend from the same
+// inputs and compares the outputs elementwise: |gpu − cpu| ≤ atol + rtol·|cpu|, with the
+// tolerances stated per check. Calling a check needs a CUDA device.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cairn {
+
+// Collects comparisons; a check fails when any comparison fails.
+class Checker {
+ public:
+  // Compares ref (CPU) with got (GPU); records the worst error relative to the tolerance.
+  void expect_close(const std::string& what, const std::vector<float>& ref, const std::vector<float>& got,
+                    double rtol, double atol);
+  void expect_close(const std::string& what, double ref, double got, double rtol, double atol);
+  void expect(bool ok, const std::string& what);
+  bool ok() const { return failures_ == 0; }
+  // One line per comparison: its name, the worst |err| / tolerance, and pass or FAIL.
+  const std::string& report() const { return report_; }
+
+ private:
+  int failures_ = 0;
+  std::string report_;
+};
+
+struct CudaCheck {
+  std::string name;
+  std::function<void(Checker&)> run;
+};
+
+std::vector<CudaCheck> cuda_checks();
+
+}  // namespace cairn
