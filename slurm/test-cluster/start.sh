@@ -5,7 +5,7 @@
 # for sbatch/squeue/scontrol; stop.sh DIR takes it all down again. If it fails, it stops what it
 # started and removes DIR itself (after printing the daemons' last log lines).
 # usage: start.sh DIR    (DIR must not exist or be empty)
-# env:   CAIRN_SLURM_CTLD_PORT (16817), CAIRN_SLURM_SLURMD_PORT (16818), CAIRN_SLURM_CPUS (2),
+# env:   CAIRN_SLURM_CTLD_PORT (the first free of 16817, 16819, ...), CAIRN_SLURM_SLURMD_PORT (+1), CAIRN_SLURM_CPUS (2),
 #        CAIRN_SLURM_START_TIMEOUT seconds (60)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,8 +44,18 @@ munged --foreground --force --key-file="$dir/munge/munge.key" --socket="$dir/mun
 echo "munged $!" >>"$dir/pids"
 
 mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
+# A free pair of loopback ports from 16817 up, so two test clusters on one machine do not collide.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ctld_port=${CAIRN_SLURM_CTLD_PORT:-}
+if [ -z "$ctld_port" ]; then
+  for ((p = 16817; p < 16917; p += 2)); do
+    if port_free "$p" && port_free $((p + 1)); then ctld_port=$p; break; fi
+  done
+  [ -n "$ctld_port" ] || { echo "start.sh: no free port pair in 16817-16916" >&2; exit 1; }
+fi
+slurmd_port=${CAIRN_SLURM_SLURMD_PORT:-$((ctld_port + 1))}
 sed -e "s|@DIR@|$dir|g" -e "s|@HOST@|$host|g" -e "s|@NODE@|$host|g" \
-    -e "s|@CTLD_PORT@|${CAIRN_SLURM_CTLD_PORT:-16817}|g" -e "s|@SLURMD_PORT@|${CAIRN_SLURM_SLURMD_PORT:-16818}|g" \
+    -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$slurmd_port|g" \
     -e "s|@CPUS@|${CAIRN_SLURM_CPUS:-2}|g" -e "s|@MEM_MB@|$mem_mb|g" "$here/slurm.conf.in" >"$dir/slurm.conf"
 echo "export SLURM_CONF=$dir/slurm.conf" >"$dir/env.sh"
 export SLURM_CONF=$dir/slurm.conf
