@@ -15,8 +15,7 @@
 #include <sstream>
 
 #include "comm/communicator.h"
-#include "data/token_dataset.h"
-#include "data/tokenizer.h"
+#include "tests/test_support.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
@@ -26,47 +25,27 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_ckpt_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path("data.h5"), *tok);
-    for (int d = 0; d < 120; ++d) {
-      if (d == 110) w.begin_validation();
+    ScratchDirTest::SetUp();
+    write_byte_dataset(path("data.h5"), 120, 10, [](int d) {
       std::vector<uint32_t> doc(size_t(40 + d % 17));
       for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 31 + i * 7) % 256);
-      w.add_document(doc);
-    }
-    w.finalize();
+      return doc;
+    });
     comm_ = make_self_communicator();
   }
   void TearDown() override {
     checkpoint_fault_hook = nullptr;
-    fs::remove_all(dir_);
+    ScratchDirTest::TearDown();
   }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   TrainConfig config() const {
-    TrainConfig c;
-    c.model.vocab_size = 0;
-    c.model.dim = 32;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
+    TrainConfig c = tiny_train_config(path("data.h5"), path("run"));
     c.model.ffn_dim = 88;
-    c.model.seq_len = 16;
-    c.training.micro_batch = 2;
     c.training.steps = 12;
     c.training.log_every = 1;
-    c.training.eval_every = 0;
-    c.training.threads = 1;
-    c.training.peak_flops = 1e9;
-    c.data.train = path("data.h5");
-    c.output.run_dir = path("run");
-    c.output.plot = false;
     return c;
   }
   std::string ckpt_root() const { return path("run/checkpoints"); }
@@ -75,15 +54,6 @@ class CheckpointTest : public ::testing::Test {
     auto s = t.model().param_span();
     return {s.begin(), s.end()};
   }
-  template <typename F>
-  static std::string error_of(F&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  }
   // A trainer trained `steps` steps and checkpointed.
   std::string trained_checkpoint(int steps, const TrainConfig& c) {
     Trainer t(c, *comm_);
@@ -91,7 +61,6 @@ class CheckpointTest : public ::testing::Test {
     return t.save_checkpoint();
   }
 
-  fs::path dir_;
   std::unique_ptr<Communicator> comm_;
 };
 

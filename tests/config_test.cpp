@@ -2,20 +2,12 @@
 // error, and a printed config that reads back to the same config.
 #include <gtest/gtest.h>
 
+#include "tests/test_support.h"
 #include "trainer/config.h"
 #include "util/error.h"
 
 namespace cairn {
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Config, FileAndOverridesApply) {
   TrainConfig c;

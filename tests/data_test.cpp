@@ -11,6 +11,7 @@
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
+#include "tests/test_support.h"
 #include "util/error.h"
 #include "util/h5.h"
 
@@ -19,46 +20,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class DataTest : public ::testing::Test {
+class DataTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("cairn_data_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
   void write_text(const std::string& name, const std::string& text) const { std::ofstream(path(name)) << text; }
 
   // Writes documents of lengths 1..n_docs (ids i*13 % 250) with validation from doc `val_doc`.
   std::vector<uint32_t> write_dataset_file(const std::string& p, int n_docs, int val_doc) {
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(p, *tok);
     std::vector<uint32_t> all;
-    for (int d = 0; d < n_docs; ++d) {
-      if (d == val_doc) w.begin_validation();
+    write_byte_dataset(p, n_docs, n_docs - val_doc, [&](int d) {
       std::vector<uint32_t> doc(size_t(d + 1));
       for (auto& x : doc) x = uint32_t(all.size() * 13 % 250), all.push_back(x);
       all.push_back(256);
-      w.add_document(doc);
-    }
-    w.finalize();
+      return doc;
+    });
     return all;
   }
-
-  // Runs f and returns the cairn::Error message (empty if nothing was thrown).
-  template <typename F>
-  static std::string error_of(F&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  }
-
-  fs::path dir_;
 };
 
 TEST_F(DataTest, WriterReaderRoundTrip) {

@@ -17,6 +17,7 @@
 #include "launch/use_model.h"
 #include "model/sampling.h"
 #include "model/weights_io.h"
+#include "tests/test_support.h"
 #include "trainer/config.h"
 #include "util/error.h"
 
@@ -25,23 +26,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-class UseModelTest : public ::testing::Test {
+class UseModelTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_use_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    ScratchDirTest::SetUp();
     cpu_set_threads(1);  // tiny models: threads only add scheduling noise on a loaded machine
     cfg_.model.vocab_size = 257;
     cfg_.model.dim = 16;
@@ -51,22 +39,9 @@ class UseModelTest : public ::testing::Test {
     cfg_.model.seq_len = 8;
     cfg_.data.train = path("data.h5");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // A byte-level dataset of pseudo-text documents with a validation split.
-  void write_dataset() {
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path("data.h5"), *tok);
-    Rng rng(11);
-    for (int d = 0; d < 40; ++d) {
-      if (d == 32) w.begin_validation();
-      std::vector<uint32_t> doc(size_t(10 + rng.below(30)));
-      for (auto& x : doc) x = uint32_t('a' + rng.below(26));
-      w.add_document(doc);
-    }
-    w.finalize();
-  }
+  void write_dataset() { write_byte_dataset(path("data.h5"), 40, 8, random_letter_docs(11, 10, 30)); }
   // A model with sizeable random weights (so logits are far from uniform), saved to model.h5.
   std::unique_ptr<LlamaModel> make_model(uint64_t seed, const std::string& file = "model.h5") {
     auto m = std::make_unique<LlamaModel>(cfg_.model, cpu_backend(), 4);
@@ -77,7 +52,6 @@ class UseModelTest : public ::testing::Test {
     return m;
   }
 
-  fs::path dir_;
   TrainConfig cfg_;
 };
 

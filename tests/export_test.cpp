@@ -16,6 +16,7 @@
 #include "launch/commands.h"
 #include "launch/hf_export.h"
 #include "model/safetensors.h"
+#include "tests/test_support.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -24,26 +25,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class ExportTest : public ::testing::Test {
+class ExportTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_export_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    ScratchDirTest::SetUp();
     cpu_set_threads(1);  // tiny models: threads only add scheduling noise on a loaded machine
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-  template <typename F>
-  static std::string error_of(F&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
   }
 
   // A safetensors file with this exact header text and `data_bytes` zero bytes of data.
@@ -55,8 +41,6 @@ class ExportTest : public ::testing::Test {
     out << header << std::string(data_bytes, '\0');
     return p;
   }
-
-  fs::path dir_;
 };
 
 ModelConfig tiny_config() {

@@ -6,21 +6,17 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 
 #include "comm/communicator.h"
-#include "data/tokenizer.h"
-#include "data/token_dataset.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
+#include "tests/test_support.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
 namespace cairn {
 namespace {
-
-namespace fs = std::filesystem;
 
 ModelConfig small_config() {
   ModelConfig c;
@@ -146,21 +142,15 @@ TEST(Growth, PlanFormulaMatchesThePaperExample) {
   EXPECT_THROW(gstack_growth_tokens(0, 1e9), Error);
 }
 
-class GrowthRunTest : public ::testing::Test {
+class GrowthRunTest : public ScratchDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_growth_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path("d.h5"), *tok);
-    for (int d = 0; d < 60; ++d) {
-      if (d == 50) w.begin_validation();
+    ScratchDirTest::SetUp();
+    write_byte_dataset(path("d.h5"), 60, 10, [](int d) {
       std::vector<uint32_t> doc(40);
       for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 7 + i * 3) % 200);
-      w.add_document(doc);
-    }
-    w.finalize();
+      return doc;
+    });
     config_apply_file(cfg_, std::string(CAIRN_SOURCE_DIR) + "/configs/tiny-test.toml");
     cfg_.data.train = path("d.h5");
     cfg_.model.seq_len = 16;
@@ -171,9 +161,6 @@ class GrowthRunTest : public ::testing::Test {
     cfg_.output.plot = false;
     cfg_.output.run_dir = path("run");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
   TrainConfig cfg_;
 };
 

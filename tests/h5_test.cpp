@@ -2,27 +2,17 @@
 // the errors for missing and non-HDF5 files.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 
+#include "tests/test_support.h"
 #include "util/error.h"
 #include "util/h5.h"
 
 namespace cairn {
 namespace {
 
-// One scratch directory per process, removed at exit.
-struct ScratchDir {
-  std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("cairn_h5_test_" + std::to_string(::getpid()));
-  ScratchDir() { std::filesystem::create_directories(dir); }
-  ~ScratchDir() { std::filesystem::remove_all(dir); }
-};
-
-std::string temp_path(const std::string& name) {
-  static ScratchDir scratch;
-  return (scratch.dir / name).string();
-}
+// Each test's files live in its own scratch directory.
+class H5 : public ScratchDirTest {};
 
 template <typename T>
 void round_trip(H5File& f, const std::string& name) {
@@ -35,10 +25,10 @@ void round_trip(H5File& f, const std::string& name) {
   EXPECT_EQ(f.dataset_shape(name), (std::vector<int64_t>{2, 3, 4}));
 }
 
-TEST(H5, EveryTypeRoundTrips) {
-  std::string path = temp_path("types.h5");
+TEST_F(H5, EveryTypeRoundTrips) {
+  const std::string file = path("types.h5");
   {
-    H5File f = H5File::create(path);
+    H5File f = H5File::create(file);
     round_trip<float>(f, "f32");
     round_trip<double>(f, "f64");
     round_trip<int32_t>(f, "i32");
@@ -47,17 +37,17 @@ TEST(H5, EveryTypeRoundTrips) {
     round_trip<uint16_t>(f, "u16");
     round_trip<uint32_t>(f, "u32");
   }
-  H5File f = H5File::open(path);
+  H5File f = H5File::open(file);
   EXPECT_EQ(read_dataset<uint16_t>(f, "u16").data[5], uint16_t(5 * 7 % 23 + 1));
   // Conversion on read: stored uint16, read as float and int64.
   EXPECT_FLOAT_EQ(read_dataset<float>(f, "u16").data[3], float(3 * 7 % 23 + 1));
   EXPECT_EQ(read_dataset<int64_t>(f, "f32").data[2], 15);
 }
 
-TEST(H5, GroupsAttributesAndScalars) {
-  std::string path = temp_path("attrs.h5");
+TEST_F(H5, GroupsAttributesAndScalars) {
+  const std::string file = path("attrs.h5");
   {
-    H5File f = H5File::create(path);
+    H5File f = H5File::create(file);
     H5Group g = H5Group::create(f, "a/b/c");
     float x = 2.5f;
     write_dataset(g, "x", &x, {});
@@ -69,7 +59,7 @@ TEST(H5, GroupsAttributesAndScalars) {
     write_attr_int(f, "n", 7, "d/e");
     write_attr_int(f, "step", 5);  // overwrite
   }
-  H5File f = H5File::open(path);
+  H5File f = H5File::open(file);
   EXPECT_TRUE(f.has("a/b/c/x"));
   EXPECT_TRUE(f.has("d/e"));
   EXPECT_FALSE(f.has("a/b/z"));
@@ -90,11 +80,11 @@ TEST(H5, GroupsAttributesAndScalars) {
   EXPECT_THROW(read_dataset<float>(f, "missing"), Error);
 }
 
-TEST(H5, AppendAndHyperslab) {
-  std::string path = temp_path("append.h5");
+TEST_F(H5, AppendAndHyperslab) {
+  const std::string file = path("append.h5");
   std::vector<uint32_t> all;
   {
-    H5File f = H5File::create(path);
+    H5File f = H5File::create(file);
     H5Dataset1D d = H5Dataset1D::create_extendable<uint16_t>(f, "t", 100);
     for (int part = 0; part < 5; ++part) {
       std::vector<uint32_t> v(size_t(37 + part * 50));
@@ -103,7 +93,7 @@ TEST(H5, AppendAndHyperslab) {
     }
     EXPECT_EQ(d.size(), int64_t(all.size()));
   }
-  H5File f = H5File::open(path);
+  H5File f = H5File::open(file);
   H5Dataset1D d = H5Dataset1D::open(f, "t");
   EXPECT_EQ(d.size(), int64_t(all.size()));
   EXPECT_EQ(d.element_size(), 2u);
@@ -118,14 +108,14 @@ TEST(H5, AppendAndHyperslab) {
   EXPECT_THROW(d.read(-1, 2, out.data()), Error);
 }
 
-TEST(H5, MissingAndGarbageFiles) {
+TEST_F(H5, MissingAndGarbageFiles) {
   try {
-    H5File::open(temp_path("does_not_exist.h5"));
+    H5File::open(path("does_not_exist.h5"));
     FAIL() << "no throw";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("does_not_exist.h5"), std::string::npos);
   }
-  std::string garbage = temp_path("garbage.h5");
+  std::string garbage = path("garbage.h5");
   std::ofstream(garbage) << "this is not HDF5 at all\n";
   try {
     H5File::open(garbage);

@@ -14,6 +14,7 @@
 #include "comm/communicator.h"
 #include "data/mixture.h"
 #include "data/tokenizer.h"
+#include "tests/test_support.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
@@ -23,29 +24,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class MixtureTest : public ::testing::Test {
+class MixtureTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_mixture_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // A byte-level dataset whose every training token is `fill` (so a window names its source),
   // with a validation split.
   std::string write(const std::string& name, uint32_t fill, int docs = 40) {
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path(name), *tok);
-    for (int d = 0; d < docs; ++d) {
-      if (d == docs - 8) w.begin_validation();
-      w.add_document(std::vector<uint32_t>(50, fill + uint32_t(d % 2)));
-    }
-    w.finalize();
-    return path(name);
+    return write_byte_dataset(path(name), docs, 8, [fill](int d) { return std::vector<uint32_t>(50, fill + uint32_t(d % 2)); });
   }
-  fs::path dir_;
 };
 
 TEST_F(MixtureTest, ProportionsFollowTheWeights) {

@@ -7,8 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/token_dataset.h"
-#include "data/tokenizer.h"
+#include "tests/test_support.h"
 #include "trainer/trainer.h"
 
 namespace cairn {
@@ -16,41 +15,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TrainTest : public ::testing::Test {
+class TrainTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("cairn_train_test_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // A byte-level dataset of `docs` copies of `text` (the last 2 held out).
   std::string write_dataset(const std::string& name, const std::string& text, int docs) {
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path(name), *tok);
-    for (int d = 0; d < docs; ++d) {
-      if (d == docs - 2) w.begin_validation();
-      w.add_document(tok->encode(text));
-    }
-    w.finalize();
-    return path(name);
+    return write_byte_dataset(path(name), docs, 2, text);
   }
 
   TrainConfig tiny(const std::string& data) const {
-    TrainConfig c;
-    c.model.vocab_size = 0;
-    c.model.dim = 32;
-    c.model.n_layers = 2;
-    c.model.n_heads = 2;
-    c.model.ffn_dim = 64;
-    c.model.seq_len = 16;
-    c.data.train = data;
+    TrainConfig c = tiny_train_config(data, path("run"));
     c.training.micro_batch = 4;
-    c.training.threads = 1;
-    c.training.peak_flops = 1e9;
-    c.training.eval_every = 0;
-    c.output.run_dir = path("run");
     return c;
   }
 
@@ -69,8 +43,6 @@ class TrainTest : public ::testing::Test {
            " --set training.steps=3 --set training.threads=1 --set training.peak_flops=1e9 --set output.plot=false"
            " --set output.run_dir=" + path("cli_run") + " " + extra;
   }
-
-  fs::path dir_;
 };
 
 TEST_F(TrainTest, TinyModelOverfitsATinyCorpus) {

@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "launch/use_model.h"
-#include "util/rng.h"
+#include "tests/test_support.h"
 
 namespace cairn {
 namespace {
@@ -20,18 +20,7 @@ TEST(EvalMpi, RanksShareTheWindowsAndAgreeWithOneProcess) {
   int64_t pid = ::getpid();
   comm.broadcast(&pid, sizeof pid, 0);
   const std::string path = (std::filesystem::temp_directory_path() / ("cairn_eval_mpi_" + std::to_string(pid) + ".h5")).string();
-  if (comm.rank() == 0) {
-    auto tok = make_byte_tokenizer();
-    TokenDatasetWriter w(path, *tok);
-    Rng rng(5);
-    for (int d = 0; d < 60; ++d) {
-      if (d == 50) w.begin_validation();
-      std::vector<uint32_t> doc(size_t(10 + rng.below(40)));
-      for (auto& x : doc) x = uint32_t('a' + rng.below(26));
-      w.add_document(doc);
-    }
-    w.finalize();
-  }
+  if (comm.rank() == 0) write_byte_dataset(path, 60, 10, random_letter_docs(5, 10, 40));
   comm.barrier();
   {
     ModelConfig c;

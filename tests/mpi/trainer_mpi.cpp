@@ -8,36 +8,24 @@
 #include <memory>
 
 #include "comm/communicator.h"
-#include "data/token_dataset.h"
-#include "data/tokenizer.h"
+#include "tests/test_support.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
-#include "util/rng.h"
 
 namespace cairn {
 namespace {
 
 Communicator* world = nullptr;
 std::string dataset_path;
+std::string run_dir;  // nothing is written there: these tests never call Trainer::run()
 
 TrainConfig tiny_config() {
-  TrainConfig c;
-  c.model.vocab_size = 0;
-  c.model.dim = 32;
-  c.model.n_layers = 2;
-  c.model.n_heads = 2;
-  c.model.ffn_dim = 64;
-  c.model.seq_len = 16;
-  c.data.train = dataset_path;
+  TrainConfig c = tiny_train_config(dataset_path, run_dir);
   c.schedule.lr = 3e-3f;
   c.schedule.warmup = 2;
-  c.training.micro_batch = 2;
   c.training.grad_accum = 2;
   c.training.steps = 6;
-  c.training.eval_every = 0;
   c.training.check_every = 0;
-  c.training.threads = 1;
-  c.training.peak_flops = 1e9;
   c.training.bucket_mb = 0.01;  // several buckets even for this tiny model
   return c;
 }
@@ -107,19 +95,6 @@ TEST(TrainerMpi, ConsistencyCheckNamesThePerturbedParameter) {
 
 }  // namespace
 
-void write_test_dataset(const std::string& path) {
-  auto tok = make_byte_tokenizer();
-  TokenDatasetWriter w(path, *tok);
-  Rng rng(5);
-  for (int d = 0; d < 60; ++d) {
-    if (d == 54) w.begin_validation();
-    std::vector<uint32_t> ids(40 + rng.below(40));
-    for (auto& x : ids) x = uint32_t(97 + rng.below(26));
-    w.add_document(ids);
-  }
-  w.finalize();
-}
-
 }  // namespace cairn
 
 int main(int argc, char** argv) {
@@ -127,9 +102,10 @@ int main(int argc, char** argv) {
   cairn::world = comm.get();
   const auto dir = std::filesystem::temp_directory_path() / ("cairn_trainer_mpi_" + std::to_string(comm->size()));
   cairn::dataset_path = (dir / "tokens.h5").string();
+  cairn::run_dir = (dir / "run").string();
   if (comm->rank() == 0) {
     std::filesystem::create_directories(dir);
-    cairn::write_test_dataset(cairn::dataset_path);
+    cairn::write_byte_dataset(cairn::dataset_path, 60, 6, cairn::random_letter_docs(5, 40, 40));
   }
   comm->barrier();
   if (comm->rank() != 0) GTEST_FLAG_SET(brief, true);
