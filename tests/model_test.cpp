@@ -7,6 +7,7 @@
 
 #include "model/llama.h"
 #include "util/error.h"
+#include "tests/test_support.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -23,49 +24,12 @@ ModelConfig tiny_config() {
   return c;
 }
 
-std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(rng.below(uint64_t(vocab)));
-  return t;
-}
-
-void check_gradients(const ModelConfig& cfg) {
-  const int64_t B = 2, N = B * cfg.seq_len;
-  LlamaModel model(cfg, cpu_backend(), B);
-  model.init_weights(7);
-  // Larger weights than the 0.02 init so every path carries signal.
-  Rng rng(3);
-  for (auto& p : model.param_span()) p = p == 1.0f ? 1.0f + 0.2f * rng.normal() : 0.3f * rng.normal();
-  const auto in = random_tokens(N, cfg.vocab_size, 1), tg = random_tokens(N, cfg.vocab_size, 2);
-  model.zero_grads();
-  model.forward_backward(in.data(), tg.data(), B, 1.0f);
-  const std::vector<float> grad(model.grad_span().begin(), model.grad_span().end());
-
-  const float h = 1e-2f;
-  for (const auto& row : model.params().rows()) {
-    // A handful of entries per row, spread over the row.
-    for (int64_t k = 0; k < 6; ++k) {
-      const int64_t i = row.offset + (k * 7919) % row.numel;
-      float& p = model.param_data()[i];
-      const float saved = p;
-      p = saved + h;
-      const double lp = model.forward_loss(in.data(), tg.data(), B);
-      p = saved - h;
-      const double lm = model.forward_loss(in.data(), tg.data(), B);
-      p = saved;
-      const double fd = (lp - lm) / (2.0 * h);
-      EXPECT_NEAR(grad[size_t(i)], fd, 3e-4 + 3e-2 * std::abs(fd)) << row.name << " [" << i - row.offset << "]";
-    }
-  }
-}
-
-TEST(Model, GradientsMatchFiniteDifferences) { check_gradients(tiny_config()); }
+TEST(Model, GradientsMatchFiniteDifferences) { check_model_gradients(tiny_config()); }
 
 TEST(Model, TiedEmbeddingGradientsMatchFiniteDifferences) {
   ModelConfig c = tiny_config();
   c.tie_embeddings = true;
-  check_gradients(c);
+  check_model_gradients(c);
 }
 
 TEST(Model, HuggingFaceNamesAndShapes) {

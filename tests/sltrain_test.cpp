@@ -16,6 +16,7 @@
 #include "model/llama.h"
 #include "model/weights_io.h"
 #include "util/error.h"
+#include "tests/test_support.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -320,42 +321,6 @@ ModelConfig tiny(LinearKind kind, const std::string& path = "auto") {
   return c;
 }
 
-std::vector<int32_t> tokens(int64_t n, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (auto& x : t) x = int32_t(rng.below(uint64_t(vocab)));
-  return t;
-}
-
-// As tests/model_test.cpp does for dense weights.
-void check_model_gradients(const ModelConfig& cfg) {
-  const int64_t B = 2, N = B * cfg.seq_len;
-  LlamaModel model(cfg, cpu_backend(), B);
-  model.init_weights(7);
-  Rng rng(3);
-  for (auto& p : model.param_span()) p = p == 1.0f ? 1.0f + 0.2f * rng.normal() : 0.3f * rng.normal();
-  const auto in = tokens(N, cfg.vocab_size, 1), tg = tokens(N, cfg.vocab_size, 2);
-  model.zero_grads();
-  model.forward_backward(in.data(), tg.data(), B, 1.0f);
-  const std::vector<float> grad(model.grad_span().begin(), model.grad_span().end());
-  const float h = 1e-2f;
-  for (const auto& row : model.params().rows()) {
-    if (row.numel == 0) continue;
-    for (int64_t k = 0; k < 6; ++k) {
-      const int64_t i = row.offset + (k * 7919) % row.numel;
-      float& p = model.param_data()[i];
-      const float saved = p;
-      p = saved + h;
-      const double lp = model.forward_loss(in.data(), tg.data(), B);
-      p = saved - h;
-      const double lm = model.forward_loss(in.data(), tg.data(), B);
-      p = saved;
-      const double fd = (lp - lm) / (2.0 * h);
-      EXPECT_NEAR(grad[size_t(i)], fd, 3e-4 + 3e-2 * std::abs(fd)) << row.name << " [" << i - row.offset << "]";
-    }
-  }
-}
-
 TEST(SLTrainModel, LowRankGradientsMatchFiniteDifferences) { check_model_gradients(tiny(LinearKind::lowrank)); }
 TEST(SLTrainModel, MaterializedGradientsMatchFiniteDifferences) {
   check_model_gradients(tiny(LinearKind::sltrain, "materialized"));
@@ -402,7 +367,7 @@ TEST(SLTrainModel, WeightsRoundTripWithSupports) {
   }
   for (size_t i = 0; i < a.buffers().rows().size(); ++i)
     EXPECT_EQ(a.buffers().rows()[i].data, b.buffers().rows()[i].data);
-  const auto in = tokens(12, c.vocab_size, 1), tg = tokens(12, c.vocab_size, 2);
+  const auto in = random_tokens(12, c.vocab_size, 1), tg = random_tokens(12, c.vocab_size, 2);
   EXPECT_EQ(a.forward_loss(in.data(), tg.data(), 2), b.forward_loss(in.data(), tg.data(), 2));
   for (size_t i = 0; i < a.linears().size(); ++i) {
     const int64_t n = a.linears()[i]->out_features() * a.linears()[i]->in_features();
