@@ -89,6 +89,22 @@ std::vector<OpCase> op_cases() {
                                            x[1].data(), x[2].data(), p.data(), B, T, NH, HS);
                      return std::vector<Vec>{dq, dk, dv};
                    }});
+  // T = 70 spans three query blocks of the CPU kernel (32, 32, 6): the causal block skipping.
+  constexpr int64_t TL = 70, BL = 1;
+  cases.push_back({"attention_blocks", {BL * TL * C, BL * TL * C, BL * TL * C}, {true, true, true},
+                   [](const std::vector<Vec>& x) {
+                     Vec y(size_t(BL * TL * C)), p(size_t(BL * NH * TL * TL));
+                     be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), BL, TL, NH, HS);
+                     return y;
+                   },
+                   [](const std::vector<Vec>& x, const Vec& dy) {
+                     Vec y(size_t(BL * TL * C)), p(size_t(BL * NH * TL * TL)), s(p.size());
+                     Vec dq(y.size()), dk(y.size()), dv(y.size());
+                     be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), BL, TL, NH, HS);
+                     be.attention_backward(dq.data(), dk.data(), dv.data(), s.data(), dy.data(), x[0].data(),
+                                           x[1].data(), x[2].data(), p.data(), BL, TL, NH, HS);
+                     return std::vector<Vec>{dq, dk, dv};
+                   }});
   cases.push_back({"swiglu", {B * T * F, B * T * F}, {true, true},
                    [](const std::vector<Vec>& x) {
                      Vec y(x[0].size());
