@@ -9,6 +9,7 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/use_model.h"
+#include "model/weights_io.h"
 #include "model/sampling.h"
 #include "util/error.h"
 

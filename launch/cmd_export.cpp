@@ -5,6 +5,7 @@
 #include "launch/commands.h"
 #include "launch/hf_export.h"
 #include "launch/use_model.h"
+#include "model/weights_io.h"
 #include "util/error.h"
 
 namespace cairn {

@@ -15,41 +15,6 @@ namespace cairn {
 
 namespace fs = std::filesystem;
 
-static const char* kExpected =
-    "give the model.h5 written by cairn train, its run directory, or a checkpoint directory";
-
-std::string resolve_weights_path(const std::string& arg) {
-  std::error_code ec;
-  const fs::path p(arg);
-  const auto st = fs::status(p, ec);
-  if (!fs::exists(st)) throw Error(str("'", arg, "' does not exist: ", kExpected));
-  if (fs::is_regular_file(st)) return arg;
-  if (!fs::is_directory(st)) throw Error(str("'", arg, "' is neither a file nor a directory: ", kExpected));
-  // A checkpoint is written under "<name>.tmp" and renamed when complete.
-  const std::string name = fs::path(arg).lexically_normal().filename().string().empty()
-                               ? fs::path(arg).lexically_normal().parent_path().filename().string()
-                               : fs::path(arg).lexically_normal().filename().string();
-  if (name.size() > 4 && name.ends_with(".tmp"))
-    throw Error(str("'", arg, "' is an incomplete checkpoint (its writing never finished, so it kept the .tmp "
-                    "name): use a finished checkpoint directory or the run's model.h5"));
-  const fs::path weights = p / "model.h5";
-  bool has_state = false;
-  for (const char* f : kCheckpointStateFiles) has_state = has_state || fs::exists(p / f);
-  const bool is_run_dir = fs::exists(p / "metrics.jsonl");
-  if (!fs::exists(weights)) {
-    if (has_state)
-      throw Error(str("checkpoint '", arg, "' has its trainer state but no model.h5: it is damaged; use another checkpoint"));
-    throw Error(str("directory '", arg, "' holds no model.h5",
-                    is_run_dir ? " (the run has not finished: give one of its checkpoint directories)" : "", ": ",
-                    kExpected));
-  }
-  if (!has_state && !is_run_dir)
-    throw Error(str("checkpoint '", arg, "' is incomplete: it has model.h5 but no trainer state file (",
-                    kCheckpointStateFiles[0], " or ", kCheckpointStateFiles[1],
-                    "), which a checkpoint writes last; use a finished checkpoint or pass a weights file directly"));
-  return weights.string();
-}
-
 TrainedModel load_trained_model(const std::string& weights_path, int64_t max_batch) {
   TrainedModel t;
   t.weights_path = weights_path;

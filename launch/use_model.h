@@ -17,15 +17,6 @@
 
 namespace cairn {
 
-// The file a checkpoint writes last; a checkpoint directory without it is incomplete.
-inline constexpr const char* kCheckpointStateFiles[] = {"trainer.h5", "trainer.json"};
-
-// The weights file for `arg`: arg itself when it is a file; <arg>/model.h5 when arg is a complete
-// checkpoint directory (model.h5 plus a trainer state file) or a finished run directory
-// (model.h5 plus metrics.jsonl). A directory named *.tmp, or a checkpoint without its trainer
-// state, is incomplete: cairn::Error says so, as it does for anything else it cannot use.
-std::string resolve_weights_path(const std::string& arg);
-
 struct TrainedModel {
   std::string weights_path;
   TrainConfig config;  // as stored in the weights file (model.vocab_size resolved)

@@ -77,17 +77,6 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
   dst.backend().copy_to_device(dst.param_data(), to.data(), int64_t(to.size()) * 4);
 }
 
-std::string weights_file_of(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(path)) {
-    const std::string file = (fs::path(path) / "model.h5").string();
-    if (!fs::exists(file)) throw Error(str("'", path, "' is a directory without model.h5: give a weights file or a checkpoint"));
-    return file;
-  }
-  if (!fs::exists(path)) throw Error(str("weights file '", path, "' does not exist"));
-  return path;
-}
-
 double gstack_growth_tokens(double params, double tokens) {
   if (!(params > 0) || !(tokens > 0)) throw Error("the growth plan needs positive --params and --tokens");
   const double compute = 6.0 * params * tokens;

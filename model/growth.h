@@ -21,9 +21,6 @@ ModelConfig grown_config(const ModelConfig& src, int64_t factor);
 // sequence length, linear kind) is an Error naming it.
 void grow_depthwise(const LlamaModel& src, LlamaModel& dst);
 
-// A weights file: `path` itself, or path/model.h5 when path is a directory (a run directory or a
-// checkpoint). Throws Error when neither exists.
-std::string weights_file_of(const std::string& path);
 
 // The paper's growth timing for a target of `params` parameters trained on `tokens` tokens:
 // log10(d) = 0.88·log10(N) + 163.27/log10(C) − 5.74 with C = 6·N·D. Returns d (tokens of the

@@ -13,6 +13,16 @@ namespace cairn {
 void save_model_weights(const LlamaModel& model, const std::string& path, const std::string& config_toml);
 // Loads every row and buffer, checking names and shapes first: nothing is changed on error.
 void load_model_weights(LlamaModel& model, const std::string& path);
+// The file a checkpoint writes last (trainer/checkpoint.h); a checkpoint directory without it is
+// incomplete.
+inline constexpr const char* kCheckpointStateFile = "trainer.json";
+
+// The weights file for `arg`: arg itself when it is a file; <arg>/model.h5 when arg is a complete
+// checkpoint directory (model.h5 plus trainer.json) or a finished run directory (model.h5 plus
+// metrics.jsonl). A directory named *.tmp, or a checkpoint without its trainer state, is
+// incomplete: cairn::Error says so, as it does for anything else it cannot use.
+std::string resolve_weights_path(const std::string& arg);
+
 // The config TOML stored in a weights file.
 std::string read_weights_config(const std::string& path);
 

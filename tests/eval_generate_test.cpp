@@ -62,7 +62,7 @@ TEST_F(UseModelTest, ResolvesWeightsFilesRunsAndCheckpoints) {
   fs::create_directories(path("ckpt"));
   fs::copy_file(path("model.h5"), path("ckpt/model.h5"));
   EXPECT_NE(error_of([&] { resolve_weights_path(path("ckpt")); }).find("incomplete"), std::string::npos);
-  std::ofstream(path("ckpt/trainer.h5")) << "state";
+  std::ofstream(path("ckpt/trainer.json")) << "state";
   EXPECT_EQ(resolve_weights_path(path("ckpt")), path("ckpt/model.h5"));
   EXPECT_EQ(resolve_weights_path(path("ckpt/")), path("ckpt/model.h5"));
   // A finished run directory.

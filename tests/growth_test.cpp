@@ -133,7 +133,7 @@ TEST(Growth, IncompatibleRequestsAreRefused) {
   odd.n_layers = 4;  // not a multiple of 3
   LlamaModel o(odd, be, 1);
   EXPECT_THROW(grow_depthwise(src, o), Error);
-  EXPECT_THROW(weights_file_of("/nonexistent/cairn/model.h5"), Error);
+  EXPECT_THROW(resolve_weights_path("/nonexistent/cairn/model.h5"), Error);
 }
 
 TEST(Growth, PlanFormulaMatchesThePaperExample) {
@@ -235,7 +235,7 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(path("run/model.h5")), "stored");
   LlamaModel src(stored.model, cpu_backend(), 1);
-  load_model_weights(src, weights_file_of(path("run")));
+  load_model_weights(src, resolve_weights_path(path("run")));
   stored.model = grown_config(stored.model, 2);
   LlamaModel dst(stored.model, cpu_backend(), 1);
   grow_depthwise(src, dst);

@@ -67,7 +67,7 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
 static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
-  const std::string file = weights_file_of(cfg.init_from);
+  const std::string file = resolve_weights_path(cfg.init_from);
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
   const ModelConfig &a = stored.model, &b = cfg.model;
@@ -311,7 +311,7 @@ void Trainer::print_startup() {
   }
   std::cout << "data: " << data_->describe() << "\n";
   if (!cfg_.init_from.empty())
-    std::cout << "initial weights: " << weights_file_of(cfg_.init_from) << " (" << cfg_.training.tokens_before
+    std::cout << "initial weights: " << resolve_weights_path(cfg_.init_from) << " (" << cfg_.training.tokens_before
               << " tokens seen before this run)\n";
   if (comm_.size() > 1) {
     std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
