@@ -1,7 +1,8 @@
 // The Communicator: everything the trainer needs from a group of data-parallel ranks (rank, size,
 // all-reduce, reduce-scatter, all-gather, broadcast, barrier, abort). The trainer holds a
 // `Communicator&` and never calls MPI itself; implementations are a single-process one
-// (self_communicator.cpp) and MPI (mpi_communicator.cpp). make_communicator() picks one.
+// (self_communicator.cpp), MPI (mpi_communicator.cpp) and, on GPUs, NCCL (nccl_communicator.h,
+// device pointers). make_communicator() picks between self and MPI.
 #pragma once
 
 #include <cstdint>
@@ -66,7 +67,7 @@ class Communicator {
   virtual int local_rank() const = 0;  // rank among the ranks on this host
   virtual int local_size() const = 0;  // number of ranks on this host
   virtual std::string host() const = 0;
-  virtual std::string name() const = 0;  // "self" or "mpi"
+  virtual std::string name() const = 0;  // "self", "mpi" or "nccl"
 
   // In place over data[0, n): every rank ends with the element-wise reduction over all ranks.
   // ReduceOp::avg is not allowed for int64_t.
