@@ -2,14 +2,8 @@
 # 2 and 4 ranks, and two failures that must end the job in bounded time (a rank hung past the
 # collective timeout, a rank killed by SIGKILL). Needs CAIRN_MPI.
 if(CAIRN_MPI)
-  add_executable(comm_mpi ${CMAKE_CURRENT_LIST_DIR}/comm_mpi.cpp)
-  target_link_libraries(comm_mpi PRIVATE cairn_comm GTest::gtest)
+  cairn_mpi_gtest(comm_mpi LIBS cairn_comm RANKS 2 4 TIMEOUT 180)
   set(comm_mpirun ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_PREFLAGS})
-  foreach(np 2 4)
-    add_test(NAME comm_mpi_np${np}
-             COMMAND ${comm_mpirun} ${MPIEXEC_NUMPROC_FLAG} ${np} $<TARGET_FILE:comm_mpi> ${MPIEXEC_POSTFLAGS})
-    set_tests_properties(comm_mpi_np${np} PROPERTIES TIMEOUT 180 PROCESSORS 2)
-  endforeach()
   set(expect_failure ${CMAKE_CURRENT_LIST_DIR}/expect_failure.sh)
   add_test(NAME comm_mpi_timeout_ends_job
            COMMAND ${expect_failure} 30 "did not complete within the communicator timeout" --
