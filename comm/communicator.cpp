@@ -1,10 +1,6 @@
 // The implementation-independent half of the Communicator: contract checks shared by every
-// implementation, Request's lifetime rules, the choice between MPI and a single process, and the
-// per-rank thread count.
+// implementation and Request's lifetime rules (the choice of communicator: make_communicator.cpp).
 #include "comm/communicator.h"
-
-#include <algorithm>
-#include <cstdlib>
 
 #include "util/error.h"
 
@@ -84,27 +80,6 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
   CAIRN_ASSERT(bytes >= 0 && (data || bytes == 0), "broadcast of ", bytes, " bytes");
   CAIRN_ASSERT(root >= 0 && root < size(), "broadcast root ", root, " of ", size(), " ranks");
   broadcast_impl(data, bytes, root);
-}
-
-bool launched_by_mpi() {
-  // Open MPI's mpirun, and srun or other PMI/PMIx launchers (MPICH's hydra sets PMI_SIZE too).
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
-    if (std::getenv(var)) return true;
-  }
-  return false;
-}
-
-std::unique_ptr<Communicator> make_communicator(int* argc, char*** argv, const CommOptions& options) {
-  if (!launched_by_mpi()) return make_self_communicator();
-  if (!CAIRN_HAVE_MPI) {
-    throw Error("this process was started by mpirun/srun but cairn was built without MPI: rebuild "
-                "with -DCAIRN_MPI=ON, or run it without mpirun for a single rank");
-  }
-  return make_mpi_communicator(argc, argv, options);
-}
-
-int threads_per_rank(const Communicator& comm, int hardware_threads) {
-  return std::max(1, hardware_threads / std::max(1, comm.local_size()));
 }
 
 }  // namespace cairn

@@ -1,12 +1,11 @@
 // The NCCL Communicator (see nccl_communicator.h): NCCL collectives on device buffers, all on one
 // communication stream, completed through CUDA events polled under the communicator's timeout so a
 // dead peer ends the job instead of hanging it. Rank bookkeeping and host-side calls go through the
-// bootstrap (MPI) communicator, which also carries the NCCL unique id at start-up.
+// bootstrap (MPI) communicator, which also carries the NCCL unique id at start-up. Compiled into
+// the CUDA module (util/cuda_module.h) when NCCL is found; comm/nccl_entry.cpp reaches it.
 #include "comm/nccl_communicator.h"
 
 #include "util/error.h"
-
-#if CAIRN_HAVE_NCCL
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -247,25 +246,9 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
 
 }  // namespace
 
-std::unique_ptr<NcclCommunicator> make_nccl_communicator(Communicator& bootstrap, const CommOptions& options) {
-  return std::make_unique<NcclCommunicatorImpl>(bootstrap, options);
-}
-
 }  // namespace cairn
 
-#else  // !CAIRN_HAVE_NCCL
-
-namespace cairn {
-
-std::unique_ptr<NcclCommunicator> make_nccl_communicator(Communicator&, const CommOptions&) {
-  if (!CAIRN_HAVE_CUDA) {
-    throw Error("cairn was built without CUDA, so without the NCCL communicator: rebuild on a machine "
-                "with the CUDA toolkit and NCCL (CAIRN_CUDA=AUTO or ON)");
-  }
-  throw Error("cairn was built with CUDA but NCCL was not found (nccl.h, libnccl): install NCCL next to "
-              "the CUDA toolkit and reconfigure; the configure summary says NCCL=yes when found");
+cairn::NcclCommunicator* cairn_make_nccl_communicator(cairn::Communicator& bootstrap,
+                                                      const cairn::CommOptions& options) {
+  return new cairn::NcclCommunicatorImpl(bootstrap, options);
 }
-
-}  // namespace cairn
-
-#endif

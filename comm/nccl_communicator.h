@@ -1,7 +1,7 @@
 // The NCCL Communicator: the Communicator's collectives on GPU memory, one GPU per rank, for the
 // CUDA backend's data parallelism. It is bootstrapped by another (MPI) communicator, which also
-// serves rank/size/host, barrier and all_gather_strings. Built when CUDA and NCCL are found
-// (CAIRN_HAVE_NCCL); otherwise make_nccl_communicator throws.
+// serves rank/size/host, barrier and all_gather_strings. Built into the CUDA module when CUDA and
+// NCCL are found (CAIRN_HAVE_NCCL); otherwise make_nccl_communicator throws.
 #pragma once
 
 #include <memory>
@@ -40,3 +40,7 @@ std::unique_ptr<NcclCommunicator> make_nccl_communicator(Communicator& bootstrap
                                                          const CommOptions& options = {});
 
 }  // namespace cairn
+
+// The CUDA module's entry point behind make_nccl_communicator (comm/nccl_communicator.cpp).
+extern "C" __attribute__((visibility("default"))) cairn::NcclCommunicator* cairn_make_nccl_communicator(
+    cairn::Communicator& bootstrap, const cairn::CommOptions& options);

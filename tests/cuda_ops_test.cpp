@@ -5,6 +5,7 @@
 #include "model/backend.h"
 #include "tests/cuda_cases.h"
 #include "trainer/config.h"
+#include "util/cuda_module.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -26,6 +27,9 @@ TEST_P(CudaOps, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaOps, ::testing::ValuesIn(cuda_checks()),
                          [](const auto& info) { return info.param.name; });
+
+// The module opens (every symbol resolves: dlopen with RTLD_NOW) wherever it was built.
+TEST(CudaBackend, ModuleOpens) { EXPECT_EQ(cuda_module_error(), ""); }
 
 TEST(CudaBackend, WithoutDeviceSaysWhy) {
   if (cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";

@@ -29,9 +29,9 @@ class TrainTest : public ScratchDirTest {
   }
 
   // Runs the cairn binary; returns its exit code and fills `output` with stdout+stderr.
-  int cairn(const std::string& args, std::string& output) {
+  int cairn(const std::string& args, std::string& output, const std::string& env = "") {
     const std::string log = path("out.txt");
-    const std::string cmd = std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
+    const std::string cmd = env + " " + std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
     const int status = std::system(cmd.c_str());
     std::ifstream in(log);
     output.assign(std::istreambuf_iterator<char>(in), {});
@@ -44,6 +44,30 @@ class TrainTest : public ScratchDirTest {
            " --set output.run_dir=" + path("cli_run") + " " + extra;
   }
 };
+
+// The CUDA libraries are opened with the CUDA module on first use, never linked into cairn: CPU
+// runs neither map them nor need them installed.
+TEST_F(TrainTest, CairnDoesNotLinkTheCudaLibraries) {
+  ASSERT_EQ(std::system(("readelf -d " + std::string(CAIRN_BINARY_DIR) + "/cairn > " + path("elf.txt")).c_str()), 0);
+  std::ifstream in(path("elf.txt"));
+  const std::string elf(std::istreambuf_iterator<char>(in), {});
+  ASSERT_NE(elf.find("(NEEDED)"), std::string::npos) << elf;
+  for (const char* lib : {"libcudart", "libcublas", "libcudnn", "libnccl"})
+    EXPECT_EQ(elf.find(lib), std::string::npos) << "cairn links " << lib << ":\n" << elf;
+}
+
+TEST_F(TrainTest, DeviceCudaWithoutTheModuleSaysWhy) {
+  const std::string data = write_dataset("tiny.h5", "the quick brown fox jumps over the lazy dog. ", 20);
+  std::string out;
+  const std::string missing = path("nowhere/libcairn_cuda.so");
+  EXPECT_NE(cairn(train_args(data, "--set device=cuda"), out, "CAIRN_CUDA_MODULE=" + missing), 0);
+  if (CAIRN_HAVE_CUDA) {
+    EXPECT_NE(out.find("cannot open the CUDA module"), std::string::npos) << out;
+    EXPECT_NE(out.find(missing + ": no such file"), std::string::npos) << out;
+  } else {
+    EXPECT_NE(out.find("without CUDA"), std::string::npos) << out;
+  }
+}
 
 TEST_F(TrainTest, TinyModelOverfitsATinyCorpus) {
   const std::string data = write_dataset("tiny.h5", "the quick brown fox jumps over the lazy dog. ", 40);

@@ -12,6 +12,7 @@
 #include <variant>
 
 #include "model/backend.h"
+#include "util/cuda_module.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -262,6 +263,7 @@ void config_validate(const TrainConfig& c) {
     if (!CAIRN_HAVE_CUDA)
       throw Error("device = \"cuda\" is not available in this build (configured without CUDA: CAIRN_CUDA=OFF "
                   "or no nvcc found): rebuild with the CUDA toolkit, or use device = \"cpu\"");
+    if (const std::string& why = cuda_module_error(); !why.empty()) throw Error(str("device = \"cuda\": ", why));
     if (!cuda_device_available())
       throw Error("device = \"cuda\" but no CUDA device is usable on this machine (no GPU, no driver, or a "
                   "driver older than the CUDA runtime): use device = \"cpu\"");

@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "model/cuda/cuda_backend.h"
+#include "model/cuda/module_entry.h"
 
 namespace cairn {
 
@@ -22,7 +23,9 @@ const char* cublas_status_name(cublasStatus_t s) {
   }
 }
 
-bool cuda_device_available() {
+}  // namespace cairn
+
+bool cairn_cuda_device_available() {
   int n = 0;
   // No driver, no device or a driver older than the runtime all read as "not available".
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -32,18 +35,21 @@ bool cuda_device_available() {
   return n > 0;
 }
 
-const Backend& cuda_backend(CudaMath math) {
+const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math) {
+  using namespace cairn;
   static std::once_flag once[2];
   static CudaBackend* instance[2] = {nullptr, nullptr};
   const int i = math == CudaMath::tf32 ? 1 : 0;
-  if (!cuda_device_available())
+  if (!cairn_cuda_device_available())
     throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
                 "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
                 "or use device = \"cpu\"");
   // Leaked on purpose: destroying CUDA objects after the runtime has shut down at exit fails.
   std::call_once(once[i], [&] { instance[i] = new CudaBackend(math); });
-  return *instance[i];
+  return instance[i];
 }
+
+namespace cairn {
 
 CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUDA_CHECK(cudaGetDevice(&device_));

@@ -1,0 +1,16 @@
+// The CUDA backend's entry points in libcairn_cuda.so, looked up by name (util/cuda_module.h).
+// Both sides include this header, so the module and its callers agree on the signatures.
+#pragma once
+
+#include "model/backend.h"
+
+// The module is compiled with hidden visibility: only what is marked here is exported.
+#define CAIRN_MODULE_EXPORT __attribute__((visibility("default")))
+
+extern "C" {
+// The backend for `math` on the current device, created once per math mode. Throws cairn::Error
+// when no device is usable.
+CAIRN_MODULE_EXPORT const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math);
+// Whether a CUDA device is usable; never throws.
+CAIRN_MODULE_EXPORT bool cairn_cuda_device_available();
+}
