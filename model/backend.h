@@ -81,6 +81,11 @@ class Backend {
                             float beta1, float beta2, float eps, float weight_decay,
                             float bias_correction1, float bias_correction2) const = 0;
 
+  // The stream this backend's ops are queued on in order (a cudaStream_t for CUDA), so that other
+  // work, e.g. a gradient all-reduce, can wait for them on the device; nullptr for a backend whose
+  // ops have completed when they return (CPU).
+  virtual void* compute_stream() const { return nullptr; }
+
   // Memory (bytes): allocated once at start, never inside a step. Use DeviceArray below.
   virtual void* alloc(int64_t bytes) const = 0;
   virtual void release(void* p) const = 0;

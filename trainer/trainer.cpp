@@ -105,12 +105,18 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
                           : threads_per_rank(comm_, int(std::max(1u, std::thread::hardware_concurrency())));
   cpu_set_threads(threads);
 
-  if (cfg_.device == "cuda" && comm_.size() > 1)
-    throw Error(str("device = \"cuda\" with ", comm_.size(), " ranks: multi-GPU gradient all-reduce (NCCL) is "
-                    "not implemented yet; run one rank per job, or device = \"cpu\" under mpirun"));
+  // NCCL first: it selects this rank's GPU (local rank % GPUs on the host), which the CUDA backend
+  // then binds to.
+  if (cfg_.device == "cuda" && comm_.size() > 1) {
+    CommOptions options;
+    options.timeout_seconds = cfg_.training.comm_timeout_s;
+    device_comm_ = make_nccl_communicator(comm_, options);
+  }
   const Backend& be = cfg_.device == "cuda"
                           ? cuda_backend(cfg_.training.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32)
                           : cpu_backend();
+  // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
+  if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
   if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);
@@ -142,7 +148,9 @@ Trainer::~Trainer() = default;
 
 void Trainer::attach_model() {
   const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
-  sync_ = std::make_unique<GradientSync>(comm_, model_->params(), model_->grad_data(), bucket_floats, cfg_.training.zero1);
+  Communicator& grad_comm = device_comm_ ? static_cast<Communicator&>(*device_comm_) : comm_;
+  sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
+                                         cfg_.training.zero1);
   model_->set_grad_ready_hook([this](int64_t offset) {
     if (sync_armed_) sync_->ready_from(offset);
   });

@@ -3,7 +3,7 @@
 // GB = micro_batch · grad_accum · world size; micro-step a of rank r takes the micro_batch samples
 // starting at s·GB + (a·world + r)·micro_batch. So N ranks with micro-batch b see exactly what
 // one rank with micro-batch N·b sees. The trainer talks to other ranks only through its
-// Communicator.
+// Communicator, and on GPUs through an NCCL communicator it makes from it for the gradients.
 #pragma once
 
 #include <chrono>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/nccl_communicator.h"
 #include "data/mixture.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
@@ -114,6 +115,9 @@ class Trainer {
   std::unique_ptr<TrainingData> data_;
   std::vector<ValidationSet> val_sets_;
   std::unique_ptr<LlamaModel> model_;
+  // With device = "cuda" and several ranks: NCCL over the GPUs' gradient buffers (comm_, on the
+  // host, still carries everything else). Declared before sync_, whose requests it must outlive.
+  std::unique_ptr<NcclCommunicator> device_comm_;
   std::unique_ptr<GradientSync> sync_;
   bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
