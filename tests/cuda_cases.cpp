@@ -305,6 +305,7 @@ std::vector<CudaCheck> cuda_checks() {
                      c.expect_close("gradients", grads[0], grads[1], 1e-3, 1e-4 * gmax);
                    }});
   }
+  for (CudaCheck& check : cuda_training_checks()) out.push_back(std::move(check));
   return out;
 }
 

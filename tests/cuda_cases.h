@@ -33,6 +33,9 @@ struct CudaCheck {
   std::function<void(Checker&)> run;
 };
 
+// Every check: the op and model table (cuda_cases.cpp), then the training checks.
 std::vector<CudaCheck> cuda_checks();
+// Resume and device hand-off at the training level (cuda_training_cases.cpp).
+std::vector<CudaCheck> cuda_training_checks();
 
 }  // namespace cairn

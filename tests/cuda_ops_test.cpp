@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "model/backend.h"
+#include "comm/communicator.h"
 #include "tests/cuda_cases.h"
+#include "tests/test_support.h"
+#include "trainer/trainer.h"
 #include "trainer/config.h"
 #include "util/cuda_module.h"
 #include "util/error.h"
@@ -42,6 +45,82 @@ TEST(CudaBackend, WithoutDeviceSaysWhy) {
   TrainConfig cfg;
   cfg.device = "cuda";
   EXPECT_THROW(config_validate(cfg), Error);
+}
+
+// The trainer on the GPU with real checkpoint files: a resumed run equals the uninterrupted one
+// bit for bit, and a run checkpointed on the CPU, continued on the GPU and finished on the CPU
+// follows the all-CPU run within fp32 tolerance (checkpoints hold fp32 host buffers).
+class CudaTrainTest : public ScratchDirTest {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+    ScratchDirTest::SetUp();
+    write_byte_dataset(path("data.h5"), 60, 6, random_text_doc);
+    comm_ = make_self_communicator();
+  }
+  static std::vector<uint32_t> random_text_doc(int d) {
+    std::vector<uint32_t> doc(size_t(40 + d % 17));
+    for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 31 + i * 7) % 256);
+    return doc;
+  }
+  TrainConfig config(const std::string& device, const std::string& run) const {
+    TrainConfig c = tiny_train_config(path("data.h5"), path(run));
+    c.device = device;
+    c.training.steps = 8;
+    c.training.peak_flops = 1e12;
+    return c;
+  }
+  static std::vector<float> params_of(Trainer& t) {
+    std::vector<float> host(static_cast<size_t>(t.model().params().total()));
+    t.model().backend().copy_to_host(host.data(), t.model().param_data(), int64_t(host.size()) * 4);
+    return host;
+  }
+  std::unique_ptr<Communicator> comm_;
+};
+
+TEST_F(CudaTrainTest, ResumedGpuRunEqualsUninterruptedBitForBit) {
+  const TrainConfig c = config("cuda", "run");
+  Trainer full(c, *comm_);
+  std::vector<float> losses;
+  for (int i = 0; i < 8; ++i) losses.push_back(full.train_step().loss);
+  std::string ckpt;
+  {
+    Trainer first(c, *comm_);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(first.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
+    ckpt = first.save_checkpoint();
+  }
+  Trainer resumed(c, *comm_);
+  resumed.load_checkpoint(ckpt);
+  for (int i = 3; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
+  EXPECT_EQ(params_of(resumed), params_of(full));
+}
+
+TEST_F(CudaTrainTest, CheckpointMovesCpuToGpuToCpu) {
+  Trainer reference(config("cpu", "reference"), *comm_);
+  std::vector<float> ref_losses;
+  for (int i = 0; i < 8; ++i) ref_losses.push_back(reference.train_step().loss);
+
+  std::string ckpt;
+  {
+    Trainer cpu(config("cpu", "cpu1"), *comm_);
+    for (int i = 0; i < 3; ++i) cpu.train_step();
+    ckpt = cpu.save_checkpoint();
+  }
+  {
+    Trainer gpu(config("cuda", "gpu"), *comm_);
+    gpu.load_checkpoint(ckpt);
+    for (int i = 3; i < 6; ++i)
+      EXPECT_NEAR(gpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;
+    ckpt = gpu.save_checkpoint();
+  }
+  Trainer cpu(config("cpu", "cpu2"), *comm_);
+  cpu.load_checkpoint(ckpt);
+  EXPECT_EQ(cpu.state().step, 6);
+  for (int i = 6; i < 8; ++i)
+    EXPECT_NEAR(cpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;
+  const auto want = params_of(reference), got = params_of(cpu);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 + 1e-3 * std::abs(want[i])) << i;
 }
 
 }  // namespace

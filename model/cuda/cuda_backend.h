@@ -96,8 +96,9 @@ class CudaBackend final : public Backend {
             float* c, int64_t ldc, int64_t stride_c, int64_t batch) const;
 
   // Device scratch of at least `floats` floats, owned by the backend and reused by every op that
-  // needs partial sums (RMSNorm's weight gradient, sum_squares). It grows (synchronously) on the
-  // first call that needs more — in practice the first training step — and never shrinks.
+  // needs partial sums or sort buffers (RMSNorm's weight gradient, sum_squares, the embedding
+  // gradient's sort by token). It grows (synchronously) on the first call that needs more — in
+  // practice the first training step — and never shrinks.
   float* scratch(int64_t floats) const;
 
  private:

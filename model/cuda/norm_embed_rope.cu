@@ -1,5 +1,7 @@
 // CUDA embedding, RMSNorm and rotary-embedding kernels, forward and backward side by side
 // (model/cpu/norm_embed_rope.cpp is the oracle).
+#include <cub/device/device_radix_sort.cuh>
+
 #include "model/cuda/cuda_common.cuh"
 
 namespace cairn {
@@ -11,12 +13,26 @@ static __global__ void embedding_forward_kernel(float* out, const int32_t* token
   CAIRN_GRID_STRIDE(i, N * C) out[i] = table[int64_t(tokens[i / C]) * C + i % C];
 }
 
-// atomicAdd: positions sharing a token add into one row in an unspecified order, so the embedding
-// gradient is not bitwise reproducible run to run (differences of float rounding only). The CPU
-// backend is deterministic; a deterministic GPU version would sort positions by token first.
-static __global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* tokens,
-                                                 int64_t N, int64_t C) {
-  CAIRN_GRID_STRIDE(i, N * C) atomicAdd(&dtable[int64_t(tokens[i / C]) * C + i % C], dout[i]);
+// Deterministic: positions are sorted by token with a stable radix sort (equal tokens keep their
+// position order), then one block per run of equal tokens sums its dout rows in that order and adds
+// the sum to the token's row once. No atomics, so the gradient is bitwise repeatable (what exact
+// resume on the GPU needs); a frequent token's run is summed by one block, a bounded imbalance.
+static __global__ void iota_kernel(int32_t* out, int64_t n) {
+  CAIRN_GRID_STRIDE(i, n) out[i] = int32_t(i);
+}
+
+static __global__ void embedding_backward_sorted_kernel(float* dtable, const float* dout, const int32_t* sorted_tokens,
+                                                        const int32_t* positions, int64_t N, int64_t C) {
+  const int64_t first = blockIdx.x;
+  const int32_t token = sorted_tokens[first];
+  if (first > 0 && sorted_tokens[first - 1] == token) return;  // not the start of a run
+  int64_t end = first + 1;
+  while (end < N && sorted_tokens[end] == token) ++end;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t j = first; j < end; ++j) sum += dout[int64_t(positions[j]) * C + c];
+    dtable[int64_t(token) * C + c] += sum;
+  }
 }
 
 void CudaBackend::embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
@@ -29,7 +45,25 @@ void CudaBackend::embedding_forward(float* out, const int32_t* tokens, const flo
 void CudaBackend::embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
                                      int64_t C) const {
   if (N * C == 0) return;
-  embedding_backward_kernel<<<grid_for(N * C, 256), 256, 0, stream_>>>(dtable, dout, tokens, N, C);
+  CAIRN_ASSERT(N < (int64_t(1) << 31), "embedding_backward: ", N, " positions do not fit int32 indices");
+  // Scratch: positions, sorted tokens, sorted positions, then CUB's temporary storage.
+  size_t sort_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, tokens, static_cast<int32_t*>(nullptr),
+                                             static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+                                             N, 0, 32, stream_));
+  const int64_t ints = 3 * N;
+  auto* base = reinterpret_cast<int32_t*>(scratch(ints + int64_t(sort_bytes + 3) / 4 + 1));
+  int32_t* positions = base;
+  int32_t* sorted_tokens = base + N;
+  int32_t* sorted_positions = base + 2 * N;
+  void* sort_storage = base + ints;
+  iota_kernel<<<grid_for(N, 256), 256, 0, stream_>>>(positions, N);
+  CUDA_CHECK_LAUNCH();
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_storage, sort_bytes, tokens, sorted_tokens, positions,
+                                             sorted_positions, N, 0, 32, stream_));
+  const int threads = C >= 256 ? 256 : 32 * int((C + 31) / 32);
+  embedding_backward_sorted_kernel<<<unsigned(N), threads, 0, stream_>>>(dtable, dout, sorted_tokens,
+                                                                        sorted_positions, N, C);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -1,0 +1,165 @@
+// Training on the GPU, checked at the level a resumed run depends on (part of the CUDA check table,
+// tests/cuda_cases.h): a GPU step is bitwise repeatable, so a run restarted from saved parameters
+// and AdamW moments equals the uninterrupted one bit for bit; and a run that moves CPU → GPU → CPU
+// (what a checkpoint written on one device and resumed on the other does: fp32 buffers copied
+// through the host) follows the all-CPU run within fp32 tolerance. Checkpoint files themselves are
+// device-independent host buffers, tested on the CPU (checkpoint_test, train_test).
+#include <cmath>
+#include <cstring>
+
+#include "model/backend.h"
+#include "model/llama.h"
+#include "tests/cuda_cases.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace cairn {
+namespace {
+
+using Vec = std::vector<float>;
+
+ModelConfig small_model() {
+  ModelConfig cfg;
+  cfg.vocab_size = 97;
+  cfg.dim = 64;
+  cfg.n_layers = 2;
+  cfg.n_heads = 4;
+  cfg.ffn_dim = 160;
+  cfg.seq_len = 32;
+  return cfg;
+}
+
+// What a checkpoint holds for AdamW: parameters and both moments, as host copies.
+struct HostState {
+  Vec params, m, v;
+};
+
+// A model and its AdamW moments on one backend, stepped on a fixed token stream (step s always
+// sees the same tokens, whatever backend or restart).
+class Run {
+ public:
+  static constexpr int64_t kBatch = 3;
+
+  Run(const Backend& be, const HostState* from) : be_(be), model_(small_model(), be, kBatch) {
+    model_.init_weights(5);
+    const int64_t n = model_.params().total();
+    m_ = DeviceArray<float>(be, n);
+    v_ = DeviceArray<float>(be, n);
+    m_.zero();
+    v_.zero();
+    if (from) {
+      be.copy_to_device(model_.param_data(), from->params.data(), n * 4);
+      be.copy_to_device(m_.data(), from->m.data(), n * 4);
+      be.copy_to_device(v_.data(), from->v.data(), n * 4);
+    }
+  }
+
+  // Optimizer step `s` (0-based): forward/backward on step s's tokens, then AdamW at t = s + 1.
+  float step(int64_t s) {
+    const int64_t n_tok = kBatch * small_model().seq_len;
+    std::vector<int32_t> in(static_cast<size_t>(n_tok)), tg(static_cast<size_t>(n_tok));
+    Rng r(1000 + uint64_t(s));
+    for (int64_t i = 0; i < n_tok; ++i) {
+      in[size_t(i)] = int32_t(r.next_u64() % 97);
+      tg[size_t(i)] = int32_t(r.next_u64() % 97);
+    }
+    model_.zero_grads();
+    const float loss = model_.forward_backward(in.data(), tg.data(), kBatch, 1.0f);
+    const float b1 = 0.9f, b2 = 0.95f;
+    const float t = float(s + 1);
+    be_.adamw_update(model_.param_data(), model_.grad_data(), m_.data(), v_.data(), model_.params().total(), 3e-3f,
+                     b1, b2, 1e-8f, 0.1f, 1.0f - std::pow(b1, t), 1.0f - std::pow(b2, t));
+    return loss;
+  }
+
+  HostState save() {
+    const int64_t n = model_.params().total();
+    HostState h{Vec(static_cast<size_t>(n)), Vec(static_cast<size_t>(n)), Vec(static_cast<size_t>(n))};
+    be_.copy_to_host(h.params.data(), model_.param_data(), n * 4);
+    be_.copy_to_host(h.m.data(), m_.data(), n * 4);
+    be_.copy_to_host(h.v.data(), v_.data(), n * 4);
+    return h;
+  }
+
+ private:
+  const Backend& be_;
+  LlamaModel model_;
+  DeviceArray<float> m_, v_;
+};
+
+bool bitwise_equal(const Vec& a, const Vec& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Five GPU steps straight through, twice; and three steps, a save, then two steps in a fresh model
+// restored from the save.
+void gpu_resume_is_bitwise(Checker& c) {
+  const Backend& gpu = cuda_backend();
+  Vec straight, again, resumed;
+  HostState end_straight, end_again, end_resumed;
+  {
+    Run run(gpu, nullptr);
+    for (int64_t s = 0; s < 5; ++s) straight.push_back(run.step(s));
+    end_straight = run.save();
+  }
+  HostState saved;
+  {
+    Run run(gpu, nullptr);
+    for (int64_t s = 0; s < 3; ++s) again.push_back(run.step(s));
+    saved = run.save();
+    for (int64_t s = 3; s < 5; ++s) again.push_back(run.step(s));
+    end_again = run.save();
+  }
+  {
+    Run run(gpu, &saved);
+    resumed.assign(again.begin(), again.begin() + 3);
+    for (int64_t s = 3; s < 5; ++s) resumed.push_back(run.step(s));
+    end_resumed = run.save();
+  }
+  c.expect(bitwise_equal(straight, again) && bitwise_equal(end_straight.params, end_again.params),
+           "two identical GPU runs: losses and parameters bitwise equal");
+  c.expect(bitwise_equal(straight, resumed), "resumed GPU run: losses bitwise equal to the uninterrupted run");
+  c.expect(bitwise_equal(end_straight.params, end_resumed.params) && bitwise_equal(end_straight.m, end_resumed.m) &&
+               bitwise_equal(end_straight.v, end_resumed.v),
+           "resumed GPU run: parameters and AdamW moments bitwise equal");
+}
+
+// Two steps on the CPU, two on the GPU, two on the CPU again, against six on the CPU.
+void cpu_gpu_cpu_round_trip(Checker& c) {
+  const Backend& cpu = cpu_backend();
+  const Backend& gpu = cuda_backend();
+  Vec reference, mixed;
+  HostState end_reference;
+  {
+    Run run(cpu, nullptr);
+    for (int64_t s = 0; s < 6; ++s) reference.push_back(run.step(s));
+    end_reference = run.save();
+  }
+  HostState handoff;
+  {
+    Run run(cpu, nullptr);
+    for (int64_t s = 0; s < 2; ++s) mixed.push_back(run.step(s));
+    handoff = run.save();
+  }
+  {
+    Run run(gpu, &handoff);
+    for (int64_t s = 2; s < 4; ++s) mixed.push_back(run.step(s));
+    handoff = run.save();
+  }
+  Run run(cpu, &handoff);
+  for (int64_t s = 4; s < 6; ++s) mixed.push_back(run.step(s));
+  const HostState end_mixed = run.save();
+  c.expect(bitwise_equal(Vec(reference.begin(), reference.begin() + 2), Vec(mixed.begin(), mixed.begin() + 2)),
+           "CPU steps before the hand-off: losses bitwise equal");
+  // fp32 on both devices; only summation order differs, compounded over four steps.
+  c.expect_close("losses CPU -> GPU -> CPU", reference, mixed, 1e-4, 0);
+  c.expect_close("parameters after 6 steps", end_reference.params, end_mixed.params, 1e-3, 1e-5);
+}
+
+}  // namespace
+
+std::vector<CudaCheck> cuda_training_checks() {
+  return {{"train_gpu_resume_bitwise", gpu_resume_is_bitwise}, {"train_cpu_gpu_cpu", cpu_gpu_cpu_round_trip}};
+}
+
+}  // namespace cairn
