@@ -72,6 +72,10 @@ class Backend {
   virtual void add_inplace(float* y, const float* x, int64_t n) const = 0;
   // x *= s.
   virtual void scale_inplace(float* x, float s, int64_t n) const = 0;
+  // Sparse matrices on a fixed support (SLTrain): dst[idx[k]] += values[k] for k < n, the indices
+  // distinct; and dst[k] += src[idx[k]]. idx is backend memory.
+  virtual void scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const = 0;
+  virtual void gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const = 0;
   // Σ x², accumulated in double.
   virtual double sum_squares(const float* x, int64_t n) const = 0;
 

@@ -197,50 +197,64 @@ int64_t SLTrainLinear::workspace_floats(int64_t N) const {
   return std::max(out_ * in_, N * rank_);
 }
 
-// The sparse kernels and the in-workspace scatter below index memory on the host.
-static void require_host_backend(const Backend& be) {
-  if (be.name() != "cpu")
-    throw Error(str("SLTrain weights run their sparse kernels on the host and are CPU-only for now; the ",
-                    be.name(), " backend needs model.linear = \"dense\" or \"lowrank\""));
+static bool on_host(const Backend& be) { return &be == &cpu_backend(); }
+
+SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
+  if (on_host(be)) return path_for(N);
+  // The factored path's sparse kernels are host code; elsewhere W is formed and GEMMs do the rest.
+  if (path_ == "factored")
+    throw Error(str("model.sltrain_path = \"factored\" runs its sparse kernels on the host; the ", be.name(),
+                    " backend uses \"materialized\" (or \"auto\", which picks it there)"));
+  return SLTrainPath::materialized;
+}
+
+const int32_t* SLTrainLinear::support_on(const Backend& be, const BufferTable& buffers) const {
+  const int32_t* host = support(buffers);
+  if (on_host(be)) return host;
+  if (device_support_.size() != nnz_ || device_support_version_ != buffers.version()) {
+    if (device_support_.size() != nnz_) device_support_ = DeviceArray<int32_t>(be, nnz_);
+    be.copy_to_device(device_support_.data(), host, nnz_ * int64_t(sizeof(int32_t)));
+    device_support_version_ = buffers.version();
+  }
+  return device_support_.data();
+}
+
+// W = s·B·A + S in the workspace.
+void SLTrainLinear::form_weight(const Backend& be, float* W, const float* params, const int32_t* idx) const {
+  be.matmul(W, params + offset_B_, params + offset_A_, out_, in_, rank_, false, false, scale_, 0.0f);
+  be.scatter_add(W, idx, params + offset_values_, nnz_);
 }
 
 void SLTrainLinear::forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                             const BufferTable& buffers, float* ws) const {
-  require_host_backend(be);
-  const int32_t* idx = support(buffers);
-  const float* values = params + offset_values_;
-  if (path_for(N) == SLTrainPath::factored) {
+  const int32_t* idx = support_on(be, buffers);
+  if (path_on(be, N) == SLTrainPath::factored) {
     lowrank_forward(be, y, x, N, params, ws);
-    sparse_forward_add(y, x, idx, values, nnz_, N, out_, in_);
+    sparse_forward_add(y, x, idx, params + offset_values_, nnz_, N, out_, in_);
     return;
   }
-  // W = s·B·A + S in the workspace, then one GEMM.
-  be.matmul(ws, params + offset_B_, params + offset_A_, out_, in_, rank_, false, false, scale_, 0.0f);
-  for (int64_t k = 0; k < nnz_; ++k) ws[idx[k]] += values[k];
+  form_weight(be, ws, params, idx);
   be.matmul(y, x, ws, N, out_, in_, false, true, 1.0f, 0.0f);
 }
 
 void SLTrainLinear::backward(const Backend& be, float* dx, bool accumulate_dx, float* grads, const float* dy,
                              const float* x, int64_t N, const float* params, const BufferTable& buffers,
                              float* ws) const {
-  require_host_backend(be);
-  const int32_t* idx = support(buffers);
-  const float* values = params + offset_values_;
+  const int32_t* idx = support_on(be, buffers);
   float* dvalues = grads + offset_values_;
-  if (path_for(N) == SLTrainPath::factored) {
+  if (path_on(be, N) == SLTrainPath::factored) {
     lowrank_backward(be, dx, accumulate_dx, grads, dy, x, N, params, ws);
-    sparse_backward_input_add(dx, dy, idx, values, nnz_, N, out_, in_);
+    sparse_backward_input_add(dx, dy, idx, params + offset_values_, nnz_, N, out_, in_);
     sampled_gradient_add(dvalues, dy, x, idx, nnz_, N, out_, in_);
     return;
   }
   // W again (not kept from forward), dx = dy·W; then dW = dyᵀ·x over it in the same workspace.
-  be.matmul(ws, params + offset_B_, params + offset_A_, out_, in_, rank_, false, false, scale_, 0.0f);
-  for (int64_t k = 0; k < nnz_; ++k) ws[idx[k]] += values[k];
+  form_weight(be, ws, params, idx);
   be.matmul(dx, dy, ws, N, in_, out_, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f);
   be.matmul(ws, dy, x, out_, in_, N, true, false, 1.0f, 0.0f);
   be.matmul(grads + offset_B_, ws, params + offset_A_, out_, rank_, in_, false, true, scale_, 1.0f);
   be.matmul(grads + offset_A_, params + offset_B_, ws, rank_, in_, out_, true, false, scale_, 1.0f);
-  for (int64_t k = 0; k < nnz_; ++k) dvalues[k] += ws[idx[k]];
+  be.gather_add(dvalues, ws, idx, nnz_);
 }
 
 void SLTrainLinear::dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const {

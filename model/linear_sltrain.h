@@ -14,8 +14,9 @@
 //  factored — y = s·(x·Aᵀ)·Bᵀ + x·Sᵀ with a sparse product, dx = s·(dy·B)·A + dy·S, and dvalues as
 //    the sampled product Σ_n dy[n, i_k]·x[n, j_k] at the support only. Workspace N·r floats.
 // "auto" picks per call from the shape and N by a cost rule calibrated on measured timings
-// (sltrain_auto_path below; bench/sltrain_bench measures both). The sparse kernels run on host
-// memory (OpenMP): the CPU backend.
+// (sltrain_auto_path below; bench/sltrain_bench measures both). The factored path's sparse kernels
+// run on host memory (OpenMP): the CPU backend. Other backends (CUDA) take the materialized path,
+// with the support copied to device memory and the scatter/gather as backend ops.
 #pragma once
 
 #include <vector>
@@ -57,19 +58,29 @@ class SLTrainLinear final : public LowRankLinear {
   int64_t workspace_floats(int64_t N) const override;
   void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const override;
 
+  // The path "auto" (or the configured one) takes on the CPU backend for N rows.
   SLTrainPath path_for(int64_t N) const;
+  // The path taken on `be`: path_for on the CPU; materialized on other backends (Error for an
+  // explicit "factored", whose sparse kernels are host code).
+  SLTrainPath path_on(const Backend& be, int64_t N) const;
   int64_t nnz() const { return nnz_; }
   int64_t offset_values() const { return offset_values_; }
   const std::string& index_name() const { return index_name_; }
 
  private:
   const int32_t* support(const BufferTable& buffers) const;
+  // The support in `be`'s memory: the host buffer on the CPU, else a device copy refreshed
+  // whenever the buffer table changed since it was made (BufferTable::version).
+  const int32_t* support_on(const Backend& be, const BufferTable& buffers) const;
+  void form_weight(const Backend& be, float* W, const float* params, const int32_t* idx) const;
 
   int64_t nnz_;
   std::string path_;  // "auto" | "materialized" | "factored"
   std::string index_name_;
   int64_t offset_values_ = -1;
   int index_row_ = -1;
+  mutable DeviceArray<int32_t> device_support_;
+  mutable uint64_t device_support_version_ = 0;
 };
 
 }  // namespace cairn

@@ -57,6 +57,7 @@ BufferRow& BufferTable::add(std::string name, std::vector<int64_t> shape, int la
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   rows_.push_back(BufferRow{std::move(name), std::move(shape), std::vector<int32_t>(size_t(n)), layer});
+  ++version_;
   return rows_.back();
 }
 

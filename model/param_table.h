@@ -59,11 +59,19 @@ struct BufferRow {
 class BufferTable {
  public:
   BufferRow& add(std::string name, std::vector<int64_t> shape, int layer);
-  std::vector<BufferRow>& rows() { return rows_; }
+  // Mutable access counts as a change: copies kept elsewhere (a GPU mirror of a support) compare
+  // version() to know whether they are stale.
+  std::vector<BufferRow>& rows() {
+    ++version_;
+    return rows_;
+  }
   const std::vector<BufferRow>& rows() const { return rows_; }
   int find(const std::string& name) const;
+  uint64_t version() const { return version_; }
+
  private:
   std::vector<BufferRow> rows_;
+  uint64_t version_ = 0;
 };
 
 // A view of one row inside a flat buffer.

@@ -231,6 +231,22 @@ std::vector<CudaCheck> cuda_checks() {
                           },
                           {0}, {"y"}, 1e-6, 0}));
 
+  // SLTrain's sparse part: a support of distinct sorted indices into a [300, 211] matrix.
+  {
+    const int64_t M = 300 * 211;
+    Ints support;
+    for (int64_t i = 0; i < M; ++i)
+      if (rng.next_u64() % 29 == 0) support.push_back(int32_t(i));
+    const int64_t nnz = int64_t(support.size());
+    out.push_back(op_check({"scatter_gather_add", {random_vec(rng, M), random_vec(rng, nnz), random_vec(rng, nnz)},
+                            support,
+                            [=](const Backend& be, const std::vector<float*>& p, const int32_t* idx) {
+                              be.scatter_add(p[0], idx, p[1], nnz);
+                              be.gather_add(p[2], p[0], idx, nnz);
+                            },
+                            {0, 2}, {"W (scattered into)", "values (gathered into)"}, 1e-6, 0}));
+  }
+
   // Buffers: 0 p, 1 g, 2 m, 3 v (v ≥ 0). Two steps, the second with weight decay.
   {
     Vec v = random_vec(rng, 50001);
@@ -260,8 +276,9 @@ std::vector<CudaCheck> cuda_checks() {
                  }});
 
   // The whole model: same seed on both backends, one forward/backward, then an AdamW step over the
-  // flat buffers and a loss on the updated weights. Dense and low-rank projections.
-  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) {
+  // flat buffers and a loss on the updated weights. Dense, low-rank and SLTrain projections (the
+  // CPU may take SLTrain's factored path, the GPU always the materialized one).
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain}) {
     out.push_back({str("model_", linear_kind_name(kind)), [kind](Checker& c) {
                      ModelConfig cfg;
                      cfg.vocab_size = 97;
@@ -271,7 +288,8 @@ std::vector<CudaCheck> cuda_checks() {
                      cfg.ffn_dim = 160;
                      cfg.seq_len = 32;
                      cfg.linear.kind = kind;
-                     if (kind == LinearKind::lowrank) cfg.linear.rank = 16;
+                     if (kind != LinearKind::dense) cfg.linear.rank = 16;
+                     if (kind == LinearKind::sltrain) cfg.linear.density = 0.05f;
                      const int64_t b = 3, n = b * cfg.seq_len;
                      Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
                      Rng r(11);

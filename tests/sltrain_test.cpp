@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "model/cpu/cpu_backend.h"
 #include "model/linear_lowrank.h"
 #include "model/linear_sltrain.h"
 #include "model/llama.h"
@@ -48,9 +49,9 @@ struct Harness {
     std::fill(ws.end() - 16, ws.end(), kGuard);
     return ws;
   }
-  std::vector<float> forward(const std::vector<float>& x, int64_t N) {
+  std::vector<float> forward(const std::vector<float>& x, int64_t N, const Backend& be = cpu_backend()) {
     std::vector<float> y(size_t(N * lin->out_features()), -1.0f), ws = workspace(N);
-    lin->forward(cpu_backend(), y.data(), x.data(), N, params.data(), buffers, ws.data());
+    lin->forward(be, y.data(), x.data(), N, params.data(), buffers, ws.data());
     for (size_t i = ws.size() - 16; i < ws.size(); ++i) EXPECT_EQ(ws[i], kGuard) << "workspace overrun";
     return y;
   }
@@ -170,6 +171,26 @@ TEST(SLTrainLinear, MaterializedAndFactoredPathsAgree) {
     std::vector<float> gf(f.grads.begin() + r.offset, f.grads.begin() + r.offset + r.numel);
     expect_close(gm, gf, r.name.c_str());
   }
+}
+
+// A backend that is not cpu_backend() gets the materialized path through scatter_add/gather_add
+// and its own copy of the support, which must follow a support reloaded into the buffer table
+// (as a checkpoint or weights load does). A second CpuBackend stands in for a GPU here.
+TEST(SLTrainLinear, OffHostBackendMirrorsTheSupportAndFollowsReloads) {
+  const int64_t out = 30, in = 26, N = 11;
+  const CpuBackend off_host;
+  Harness h(sltrain_cfg(4, 0.2f, "auto"), out, in), other(sltrain_cfg(4, 0.2f, "auto"), out, in, /*seed=*/9);
+  auto* lin = static_cast<SLTrainLinear*>(h.lin.get());
+  EXPECT_EQ(lin->path_on(off_host, N), SLTrainPath::materialized);
+  const auto x = randn(N * in, 3);
+  expect_close(h.forward(x, N), h.forward(x, N, off_host), "y before the reload");
+  ASSERT_NE(h.buffers.rows()[0].data, other.buffers.rows()[0].data);
+  h.buffers.rows()[0].data = other.buffers.rows()[0].data;
+  h.params = other.params;
+  expect_close(other.forward(x, N), h.forward(x, N, off_host), "y after the reload");
+
+  Harness f(sltrain_cfg(4, 0.2f, "factored"), out, in);
+  EXPECT_NE(error_of([&] { f.forward(x, N, off_host); }).find("sltrain_path = \"factored\""), std::string::npos);
 }
 
 TEST(SLTrainLinear, ZeroDensityEqualsLowRankExactly) {

@@ -268,9 +268,9 @@ void config_validate(const TrainConfig& c) {
       throw Error("device = \"cuda\" but no CUDA device is usable on this machine (no GPU, no driver, or a "
                   "driver older than the CUDA runtime): use device = \"cpu\"");
     // What still runs host code on parameter memory (see docs/cuda.md).
-    if (c.model.linear.kind == LinearKind::sltrain)
-      throw Error("model.linear = \"sltrain\" runs its sparse kernels on the host and is CPU-only for now: "
-                  "use device = \"cpu\", or model.linear = \"dense\" / \"lowrank\" on the GPU");
+    if (c.model.linear.kind == LinearKind::sltrain && c.model.linear.sltrain_path == "factored")
+      throw Error("model.sltrain_path = \"factored\" runs its sparse kernels on the host: with device = \"cuda\" "
+                  "use \"materialized\" or \"auto\" (which forms W = s·B·A + S and multiplies densely there)");
     if (c.optimizer.name != "adamw")
       throw Error(str("optimizer.name = \"", c.optimizer.name, "\" runs its projections on the host and is "
                       "CPU-only for now: use optimizer.name = \"adamw\" with device = \"cuda\""));

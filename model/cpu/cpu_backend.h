@@ -40,6 +40,8 @@ class CpuBackend final : public Backend {
                             int64_t V) const override;
   void add_inplace(float* y, const float* x, int64_t n) const override;
   void scale_inplace(float* x, float s, int64_t n) const override;
+  void scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const override;
+  void gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const override;
   double sum_squares(const float* x, int64_t n) const override;
   void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, float bias_correction1,

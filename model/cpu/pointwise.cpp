@@ -75,6 +75,16 @@ void CpuBackend::scale_inplace(float* x, float s, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
+void CpuBackend::scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < n; ++k) dst[idx[k]] += values[k];
+}
+
+void CpuBackend::gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < n; ++k) dst[k] += src[idx[k]];
+}
+
 double CpuBackend::sum_squares(const float* x, int64_t n) const {
   // Fixed blocks summed in order: the result does not depend on the thread count.
   constexpr int64_t block = 4096;

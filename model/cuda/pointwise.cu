@@ -104,6 +104,15 @@ void CudaBackend::crossentropy_forward(float* losses, const float* logits, const
 static __global__ void add_kernel(float* y, const float* x, int64_t n) { CAIRN_GRID_STRIDE(i, n) y[i] += x[i]; }
 static __global__ void scale_kernel(float* x, float s, int64_t n) { CAIRN_GRID_STRIDE(i, n) x[i] *= s; }
 
+// Distinct indices: no two threads write one element, so no atomics.
+static __global__ void scatter_add_kernel(float* dst, const int32_t* idx, const float* values, int64_t n) {
+  CAIRN_GRID_STRIDE(k, n) dst[idx[k]] += values[k];
+}
+
+static __global__ void gather_add_kernel(float* dst, const float* src, const int32_t* idx, int64_t n) {
+  CAIRN_GRID_STRIDE(k, n) dst[k] += src[idx[k]];
+}
+
 void CudaBackend::add_inplace(float* y, const float* x, int64_t n) const {
   if (n == 0) return;
   add_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(y, x, n);
@@ -113,6 +122,18 @@ void CudaBackend::add_inplace(float* y, const float* x, int64_t n) const {
 void CudaBackend::scale_inplace(float* x, float s, int64_t n) const {
   if (n == 0) return;
   scale_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(x, s, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const {
+  if (n == 0) return;
+  scatter_add_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(dst, idx, values, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const {
+  if (n == 0) return;
+  gather_add_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(dst, src, idx, n);
   CUDA_CHECK_LAUNCH();
 }
 
