@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     double svd = 1e30;
     for (int k = 0; k < 3; ++k) {
       double t0 = now();
-      lowrank_refresh_projection(proj.data(), g.data(), s, ws);
+      lowrank_refresh_projection(cpu_backend(), proj.data(), g.data(), s);
       svd = std::min(svd, now() - t0);
     }
     lowrank_step(cfg, s, w.data(), g.data(), proj.data(), m1.data(), m2.data(), &prev, 0, 0.01f, ws);

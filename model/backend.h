@@ -76,6 +76,27 @@ class Backend {
   // distinct; and dst[k] += src[idx[k]]. idx is backend memory.
   virtual void scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const = 0;
   virtual void gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const = 0;
+
+  // Pieces of the low-rank optimizers (Fira, GaLore; trainer/optim/fira.h).
+  // Adam's moments without bias correction: m = β1·m + (1−β1)·g, v = β2·v + (1−β2)·g²,
+  // dir = m/(sqrt(v)+eps).
+  virtual void adam_direction(float* dir, float* m, float* v, const float* g, int64_t n, float beta1,
+                              float beta2, float eps) const = 0;
+  // ratio[i] = ‖a_i‖/(‖b_i‖ + 1e-8) for `count` vectors of length r: the rows of [count, r] when
+  // by_row, else the columns of [r, count]. Norms accumulate in double.
+  virtual void norm_ratio(float* ratio, const float* a, const float* b, int64_t count, int64_t r,
+                          bool by_row) const = 0;
+  // x[i, j] *= by_row ? s[i] : s[j] for x [m, n].
+  virtual void scale_by(float* x, const float* s, int64_t m, int64_t n, bool by_row) const = 0;
+  // w −= step·u, then w −= decay·w (decoupled weight decay applied after the update).
+  virtual void apply_update(float* w, const float* u, int64_t n, float step, float decay) const = 0;
+  // The top r singular vectors of g [m, n]: by_row, the right ones as the rows of proj [r, n];
+  // else the left ones as the columns of proj [m, r]. Each vector's sign is fixed so that its
+  // largest-magnitude entry is positive (the first such entry on ties), so backends agree. Throws
+  // Error when the SVD fails (a gradient holding NaN or Inf). Synchronizes; allocates host or
+  // scratch memory, so it belongs in rare calls (a projection refresh), not in every step.
+  virtual void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
+                                    bool by_row) const = 0;
   // Σ x², accumulated in double.
   virtual double sum_squares(const float* x, int64_t n) const = 0;
 

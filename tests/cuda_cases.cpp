@@ -15,6 +15,16 @@
 
 namespace cairn {
 
+namespace {
+BackendUnderTest& under_test() {
+  static BackendUnderTest backend = [](CudaMath math) -> const Backend& { return cuda_backend(math); };
+  return backend;
+}
+}  // namespace
+
+void set_backend_under_test(BackendUnderTest backend) { under_test() = std::move(backend); }
+const Backend& backend_under_test(CudaMath math) { return under_test()(math); }
+
 void Checker::expect_close(const std::string& what, const std::vector<float>& ref, const std::vector<float>& got,
                            double rtol, double atol) {
   if (ref.size() != got.size()) {
@@ -26,7 +36,8 @@ void Checker::expect_close(const std::string& what, const std::vector<float>& re
   bool finite = true;
   for (size_t i = 0; i < ref.size(); ++i) {
     if (!std::isfinite(got[i]) && std::isfinite(ref[i])) finite = false;
-    const double r = std::abs(double(got[i]) - double(ref[i])) / (atol + rtol * std::abs(double(ref[i])));
+    const double diff = std::abs(double(got[i]) - double(ref[i]));
+    const double r = diff == 0 ? 0 : diff / (atol + rtol * std::abs(double(ref[i])));  // exact match with zero tolerance
     if (!(r <= worst)) {
       worst = r;
       at = i;
@@ -101,7 +112,7 @@ std::vector<Vec> run_on(const Backend& be, const OpSpec& op) {
 CudaCheck op_check(OpSpec op) {
   return {op.name, [op](Checker& c) {
             const auto ref = run_on(cpu_backend(), op);
-            const auto got = run_on(cuda_backend(op.math), op);
+            const auto got = run_on(backend_under_test(op.math), op);
             for (size_t i = 0; i < op.compare.size(); ++i)
               c.expect_close(op.labels[i], ref[size_t(op.compare[i])], got[size_t(op.compare[i])], op.rtol, op.atol);
           }};
@@ -247,6 +258,56 @@ std::vector<CudaCheck> cuda_checks() {
                             {0, 2}, {"W (scattered into)", "values (gathered into)"}, 1e-6, 0}));
   }
 
+  // The low-rank optimizers' pieces (Fira, GaLore). Shapes: R [37, 12] read by rows and [12, 41]
+  // by columns; U [37, 41].
+  {
+    const int64_t n = 37 * 12;
+    Vec v = random_vec(rng, n);
+    for (float& e : v) e = std::abs(e);
+    out.push_back(op_check({"adam_direction", {random_vec(rng, n), random_vec(rng, n), v, random_vec(rng, n)}, {},
+                            [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.adam_direction(p[0], p[1], p[2], p[3], n, 0.9f, 0.999f, 1e-6f);
+                            },
+                            {0, 1, 2}, {"dir", "m", "v"}, 1e-5, 1e-6}));
+    for (bool by_row : {true, false}) {
+      const int64_t count = by_row ? 37 : 41, r = 12, m = 37, cols = 41;
+      out.push_back(op_check({str("norm_ratio_scale_by_", by_row ? "rows" : "columns"),
+                              {random_vec(rng, count * r), random_vec(rng, count * r), random_vec(rng, count),
+                               random_vec(rng, m * cols)},
+                              {},
+                              [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                                be.norm_ratio(p[2], p[0], p[1], count, r, by_row);
+                                be.scale_by(p[3], p[2], m, cols, by_row);
+                              },
+                              {2, 3}, {"ratio", "scaled"}, 1e-6, 0}));
+    }
+    out.push_back(op_check({"apply_update", {random_vec(rng, 5001), random_vec(rng, 5001)}, {},
+                            [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.apply_update(p[0], p[1], 5001, 0.03f, 0.0f);
+                              be.apply_update(p[0], p[1], 5001, 0.03f, 1e-3f);
+                            },
+                            {0}, {"w"}, 1e-6, 1e-7}));
+  }
+  // Top singular vectors of G = Σ_i σ_i x_i y_iᵀ with σ_i = 10·0.6^i (well separated, so the
+  // vectors are well defined up to sign, which the op fixes), wide and tall.
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{64, 40}, {40, 64}}) {
+    Vec g(static_cast<size_t>(m * n), 0.0f);
+    for (int i = 0; i < 12; ++i) {
+      const Vec x = random_vec(rng, m), y = random_vec(rng, n);
+      const float sigma = 10.0f * std::pow(0.6f, float(i));
+      for (int64_t a = 0; a < m; ++a)
+        for (int64_t b = 0; b < n; ++b) g[size_t(a * n + b)] += sigma * x[size_t(a)] * y[size_t(b)];
+    }
+    const int64_t r = 6;
+    const bool by_row = m >= n;
+    out.push_back(op_check({str("top_singular_vectors_", m, "x", n), {g, Vec(static_cast<size_t>(r * std::max(m, n)))},
+                            {},
+                            [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.top_singular_vectors(p[1], p[0], m, n, r, by_row);
+                            },
+                            {1}, {"proj"}, 1e-3, 1e-4}));
+  }
+
   // Buffers: 0 p, 1 g, 2 m, 3 v (v ≥ 0). Two steps, the second with weight decay.
   {
     Vec v = random_vec(rng, 50001);
@@ -266,7 +327,7 @@ std::vector<CudaCheck> cuda_checks() {
                    Rng r(3);
                    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3000017)}) {
                      const Vec x = random_vec(r, n);
-                     const Backend& gpu = cuda_backend();
+                     const Backend& gpu = backend_under_test();
                      DeviceArray<float> d(gpu, n);
                      gpu.copy_to_device(d.data(), x.data(), n * 4);
                      const double got = gpu.sum_squares(d.data(), n), again = gpu.sum_squares(d.data(), n);
@@ -299,7 +360,7 @@ std::vector<CudaCheck> cuda_checks() {
                      }
                      std::vector<float> losses[2];
                      std::vector<Vec> grads;
-                     const Backend* backends[2] = {&cpu_backend(), &cuda_backend()};
+                     const Backend* backends[2] = {&cpu_backend(), &backend_under_test()};
                      for (const Backend* be : backends) {
                        LlamaModel m(cfg, *be, b);
                        m.init_weights(5);

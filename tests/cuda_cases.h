@@ -2,14 +2,23 @@
 // standalone runner (cuda_check, for GPU machines without GoogleTest). Each check runs one op —
 // or the whole model — on the CPU backend (the oracle) and on the CUDA backend from the same
 // inputs and compares the outputs elementwise: |gpu − cpu| ≤ atol + rtol·|cpu|, with the
-// tolerances stated per check. Calling a check needs a CUDA device.
+// tolerances stated per check. Calling a check needs a CUDA device (or a substitute, below).
 #pragma once
 
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "model/backend.h"
+
 namespace cairn {
+
+// The backend the checks run as "the GPU": cuda_backend(math) unless overridden. The self-test
+// (cuda_cases_selftest_test) substitutes a second CPU backend, so that every check's own plumbing
+// (buffer sizes, harness, tolerances of exact checks) runs in CI on machines without a GPU.
+using BackendUnderTest = std::function<const Backend&(CudaMath)>;
+void set_backend_under_test(BackendUnderTest backend);
+const Backend& backend_under_test(CudaMath math = CudaMath::fp32);
 
 // Collects comparisons; a check fails when any comparison fails.
 class Checker {

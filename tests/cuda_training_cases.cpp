@@ -3,13 +3,15 @@
 // and AdamW moments equals the uninterrupted one bit for bit; and a run that moves CPU → GPU → CPU
 // (what a checkpoint written on one device and resumed on the other does: fp32 buffers copied
 // through the host) follows the all-CPU run within fp32 tolerance. Checkpoint files themselves are
-// device-independent host buffers, tested on the CPU (checkpoint_test, train_test).
+// device-independent host buffers, tested on the CPU (checkpoint_test, train_test). Also Fira's and
+// GaLore's per-matrix steps on the GPU against the CPU.
 #include <cmath>
 #include <cstring>
 
 #include "model/backend.h"
 #include "model/llama.h"
 #include "tests/cuda_cases.h"
+#include "trainer/optim/fira.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -94,7 +96,7 @@ bool bitwise_equal(const Vec& a, const Vec& b) {
 // Five GPU steps straight through, twice; and three steps, a save, then two steps in a fresh model
 // restored from the save.
 void gpu_resume_is_bitwise(Checker& c) {
-  const Backend& gpu = cuda_backend();
+  const Backend& gpu = backend_under_test();
   Vec straight, again, resumed;
   HostState end_straight, end_again, end_resumed;
   {
@@ -127,7 +129,7 @@ void gpu_resume_is_bitwise(Checker& c) {
 // Two steps on the CPU, two on the GPU, two on the CPU again, against six on the CPU.
 void cpu_gpu_cpu_round_trip(Checker& c) {
   const Backend& cpu = cpu_backend();
-  const Backend& gpu = cuda_backend();
+  const Backend& gpu = backend_under_test();
   Vec reference, mixed;
   HostState end_reference;
   {
@@ -156,10 +158,78 @@ void cpu_gpu_cpu_round_trip(Checker& c) {
   c.expect_close("parameters after 6 steps", end_reference.params, end_mixed.params, 1e-3, 1e-5);
 }
 
+// Gradients with a well-separated spectrum (σ_i = 10·0.6^i), so the top singular vectors, and
+// with them the projections, are well defined on both backends.
+Vec spectral_gradient(Rng& rng, int64_t m, int64_t n) {
+  Vec g(static_cast<size_t>(m * n), 0.0f);
+  for (int i = 0; i < 16; ++i) {
+    Vec x(static_cast<size_t>(m)), y(static_cast<size_t>(n));
+    for (float& e : x) e = rng.normal();
+    for (float& e : y) e = rng.normal();
+    const float sigma = 10.0f * std::pow(0.6f, float(i));
+    for (int64_t a = 0; a < m; ++a)
+      for (int64_t b = 0; b < n; ++b) g[size_t(a * n + b)] += sigma * x[size_t(a)] * y[size_t(b)] / float(m);
+  }
+  return g;
+}
+
+// Five Fira (and GaLore) steps on one matrix, projection refreshed at steps 0, 2 and 4, on both
+// backends from the same state: weights, moments, projection and the limiter's norm agree.
+void lowrank_steps_match(Checker& c, bool fira, int64_t m, int64_t n) {
+  LowRankConfig cfg;
+  cfg.rank = 6;
+  cfg.update_gap = 2;
+  cfg.residual = fira;
+  cfg.weight_decay = 0.01f;
+  const LowRankShape s = lowrank_shape(cfg, m, n);
+  struct Result {
+    Vec w, proj, m1, m2;
+    float limiter = 0;
+  } res[2];
+  const Backend* backends[2] = {&cpu_backend(), &backend_under_test()};
+  for (int b = 0; b < 2; ++b) {
+    const Backend& be = *backends[b];
+    LowRankWorkspace ws(be);
+    ws.reserve(s);
+    Rng rng(77);
+    Vec w0(static_cast<size_t>(m * n));
+    for (float& e : w0) e = 0.1f * rng.normal();
+    DeviceArray<float> w(be, m * n), g(be, m * n), proj(be, s.proj_numel()), m1(be, s.moment_numel()),
+        m2(be, s.moment_numel()), limiter(be, 1);
+    be.copy_to_device(w.data(), w0.data(), m * n * 4);
+    proj.zero();
+    m1.zero();
+    m2.zero();
+    limiter.zero();
+    for (int64_t t = 0; t < 5; ++t) {
+      const Vec grad = spectral_gradient(rng, m, n);
+      be.copy_to_device(g.data(), grad.data(), m * n * 4);
+      lowrank_step(cfg, s, w.data(), g.data(), proj.data(), m1.data(), m2.data(), limiter.data(), t, 0.01f, ws);
+    }
+    auto host = [&](const DeviceArray<float>& a) {
+      Vec h(static_cast<size_t>(a.size()));
+      be.copy_to_host(h.data(), a.data(), a.size() * 4);
+      return h;
+    };
+    res[b] = {host(w), host(proj), host(m1), host(m2), host(limiter)[0]};
+  }
+  c.expect_close("projection", res[0].proj, res[1].proj, 1e-3, 1e-4);
+  c.expect_close("exp_avg", res[0].m1, res[1].m1, 1e-3, 1e-5);
+  c.expect_close("exp_avg_sq", res[0].m2, res[1].m2, 1e-3, 1e-8);
+  c.expect_close("weights", res[0].w, res[1].w, 1e-4, 1e-6);
+  if (fira) c.expect_close("limiter norm", res[0].limiter, res[1].limiter, 1e-4, 0);
+}
+
 }  // namespace
 
 std::vector<CudaCheck> cuda_training_checks() {
-  return {{"train_gpu_resume_bitwise", gpu_resume_is_bitwise}, {"train_cpu_gpu_cpu", cpu_gpu_cpu_round_trip}};
+  std::vector<CudaCheck> out = {{"train_gpu_resume_bitwise", gpu_resume_is_bitwise},
+                                {"train_cpu_gpu_cpu", cpu_gpu_cpu_round_trip}};
+  for (bool fira : {true, false})
+    for (auto [m, n] : {std::pair<int64_t, int64_t>{72, 40}, {40, 72}})
+      out.push_back({str(fira ? "fira" : "galore", "_steps_", m, "x", n),
+                     [=](Checker& c) { lowrank_steps_match(c, fira, m, n); }});
+  return out;
 }
 
 }  // namespace cairn

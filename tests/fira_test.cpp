@@ -169,6 +169,8 @@ struct Impl {
     m2 = m1;
     ws.reserve(s);
   }
+  // A copy continues from the same state with a workspace of its own.
+  Impl(const Impl& o) : cfg(o.cfg), s(o.s), P(o.P), m1(o.m1), m2(o.m2), prev(o.prev), t(o.t) { ws.reserve(s); }
   void step(std::vector<float>& W, const std::vector<float>& G, float lr) {
     lowrank_step(cfg, s, W.data(), G.data(), P.data(), m1.data(), m2.data(), &prev, t++, lr, ws);
   }
@@ -278,9 +280,7 @@ TEST(Fira, ProjectionRefreshesExactlyEveryGap) {
         EXPECT_NE(impl.P, last) << "no refresh at step " << k;
         // The new P is exactly the projection of this step's gradient.
         std::vector<float> expect(impl.P.size());
-        LowRankWorkspace ws;
-        ws.reserve(impl.s);
-        lowrank_refresh_projection(expect.data(), G.data(), impl.s, ws);
+        lowrank_refresh_projection(cpu_backend(), expect.data(), G.data(), impl.s);
         EXPECT_EQ(impl.P, expect) << "step " << k;
       } else {
         EXPECT_EQ(impl.P, last) << "P changed between refreshes at step " << k;

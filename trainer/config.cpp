@@ -271,9 +271,6 @@ void config_validate(const TrainConfig& c) {
     if (c.model.linear.kind == LinearKind::sltrain && c.model.linear.sltrain_path == "factored")
       throw Error("model.sltrain_path = \"factored\" runs its sparse kernels on the host: with device = \"cuda\" "
                   "use \"materialized\" or \"auto\" (which forms W = s·B·A + S and multiplies densely there)");
-    if (c.optimizer.name != "adamw")
-      throw Error(str("optimizer.name = \"", c.optimizer.name, "\" runs its projections on the host and is "
-                      "CPU-only for now: use optimizer.name = \"adamw\" with device = \"cuda\""));
   } else if (c.device != "cpu") {
     throw Error(str("device = \"", c.device, "\" is not a device: use \"cpu\" or \"cuda\""));
   }

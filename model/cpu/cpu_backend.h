@@ -42,6 +42,14 @@ class CpuBackend final : public Backend {
   void scale_inplace(float* x, float s, int64_t n) const override;
   void scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const override;
   void gather_add(float* dst, const float* src, const int32_t* idx, int64_t n) const override;
+  void adam_direction(float* dir, float* m, float* v, const float* g, int64_t n, float beta1, float beta2,
+                      float eps) const override;
+  void norm_ratio(float* ratio, const float* a, const float* b, int64_t count, int64_t r,
+                  bool by_row) const override;
+  void scale_by(float* x, const float* s, int64_t m, int64_t n, bool by_row) const override;
+  void apply_update(float* w, const float* u, int64_t n, float step, float decay) const override;
+  void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
+                            bool by_row) const override;
   double sum_squares(const float* x, int64_t n) const override;
   void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, float bias_correction1,

@@ -62,6 +62,7 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
 
 CudaBackend::~CudaBackend() {
   if (scratch_) cudaFree(scratch_);
+  if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }

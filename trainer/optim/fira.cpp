@@ -1,5 +1,5 @@
-// Fira / GaLore step on the host (OpenBLAS GEMMs, LAPACK sgesdd), the optimizer over ParamTable
-// rows, and the optimizer-state memory report.
+// Fira / GaLore step as backend ops (GEMMs, the SVD, Adam in the subspace, the residual's scaling),
+// the optimizer over ParamTable rows, and the optimizer-state memory report.
 //
 // Follows xichen-fy/Fira optimizer_torch/fira_adamw.py (AdamW.step) and gradient_projection.py
 // (GradientProjector, proj_type "std"); GaLore is galore_adamw.py, i.e. the same step without the
@@ -15,17 +15,11 @@
 //    decays after it (identical at the paper's weight decay 0). Low-rank rows decay after, as the code.
 #include "trainer/optim/fira.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "util/error.h"
-
-extern "C" void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda,
-                        float* s, float* u, const int* ldu, float* vt, const int* ldvt, float* work,
-                        const int* lwork, int* iwork, int* info, size_t jobz_len);
 
 namespace cairn {
 
@@ -52,126 +46,51 @@ LowRankShape lowrank_shape(const LowRankConfig& cfg, int64_t m, int64_t n) {
 
 namespace {
 
-// sgesdd on Gᵀ: G row-major m×n is column-major n×m, so no transpose copy is needed. Returns info.
-// lwork = -1 is the workspace query: the optimal size lands in work[0].
-int gesdd(LowRankWorkspace& ws, const LowRankShape& s, float* work, int lwork) {
-  const int lm = int(s.n), ln = int(s.m), k = int(std::min(s.m, s.n));
-  int info = 0;
-  sgesdd_("S", &lm, &ln, ws.svd_a.data(), &lm, ws.svd_s.data(), ws.svd_u.data(), &lm,
-          ws.svd_vt.data(), &k, work, &lwork, ws.svd_iwork.data(), &info, 1);
-  return info;
-}
-
-// Below this many elements a loop runs on one thread: waking the pool costs more than it saves.
-constexpr int64_t kParallelMin = 1 << 15;
-
-template <typename T>
-void grow(std::vector<T>& v, int64_t n) {
-  if (int64_t(v.size()) < n) v.resize(size_t(n));
-}
-
-// Frobenius norm of an m×n row-major matrix, per-row partials in double then a serial sum: the
-// result does not depend on the thread count.
-double frobenius(const float* x, int64_t m, int64_t n, double* partial) {
-#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
-  for (int64_t i = 0; i < m; ++i) {
-    double acc = 0;
-    for (int64_t j = 0; j < n; ++j) acc += double(x[i * n + j]) * x[i * n + j];
-    partial[i] = acc;
-  }
-  double total = 0;
-  for (int64_t i = 0; i < m; ++i) total += partial[i];
-  return std::sqrt(total);
-}
-
 // out (m×n) = a·back(x) + beta·out: x·P when right (x m×r, P r×n), P·x when left (P m×r, x r×n).
-void project_back(float* out, const float* x, const float* proj, const LowRankShape& s, float a, float beta) {
-  const int m = int(s.m), n = int(s.n), r = int(s.r);
+void project_back(const Backend& be, float* out, const float* x, const float* proj, const LowRankShape& s, float a,
+                  float beta) {
   if (s.right)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, a, x, r, proj, n, beta, out, n);
+    be.matmul(out, x, proj, s.m, s.n, s.r, false, false, a, beta);
   else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, r, a, proj, r, x, n, beta, out, n);
+    be.matmul(out, proj, x, s.m, s.n, s.r, false, false, a, beta);
+}
+
+void grow(const Backend& be, DeviceArray<float>& a, int64_t n) {
+  if (a.size() < n) a = DeviceArray<float>(be, n);
 }
 
 }  // namespace
 
 void LowRankWorkspace::reserve(const LowRankShape& s) {
-  const int64_t k = std::min(s.m, s.n);
-  grow(svd_a, s.m * s.n);
-  grow(svd_s, k);
-  grow(svd_u, s.n * k);
-  grow(svd_vt, k * s.m);
-  grow(svd_iwork, 8 * k);
-  float query = 0;
-  int info = gesdd(*this, s, &query, -1);
-  CAIRN_ASSERT(info == 0, "sgesdd workspace query failed, info ", info);
-  grow(svd_work, int64_t(query) + 1);
-  grow(low, 2 * s.moment_numel());
-  grow(full, s.m * s.n);
-  grow(phi, std::max(s.m, s.n));
-  grow(partial, s.m);
+  grow(*be_, low, 2 * s.moment_numel());
+  grow(*be_, full, s.m * s.n);
+  grow(*be_, phi, std::max(s.m, s.n));
 }
 
-int64_t LowRankWorkspace::bytes() const {
-  return int64_t((svd_a.size() + svd_s.size() + svd_u.size() + svd_vt.size() + svd_work.size() +
-                  low.size() + full.size() + phi.size()) * sizeof(float) +
-                 svd_iwork.size() * sizeof(int) + partial.size() * sizeof(double));
-}
-
-void lowrank_refresh_projection(float* proj, const float* g, const LowRankShape& s, LowRankWorkspace& ws) {
-  const int64_t m = s.m, n = s.n, r = s.r, k = std::min(m, n);
-  std::copy(g, g + m * n, ws.svd_a.begin());
-  int info = gesdd(ws, s, ws.svd_work.data(), int(ws.svd_work.size()));
-  CAIRN_ASSERT(info == 0, "sgesdd failed on a ", m, "x", n, " gradient (info ", info,
-               "): the gradient probably holds NaN or Inf");
-  // Column-major U' (n×k) of Gᵀ holds G's right singular vectors as contiguous columns; VT' (k×m)
-  // holds G's left singular vectors as its rows, i.e. element (j, i) of U at vt[i + j·k].
-  if (s.right) {
-    std::copy(ws.svd_u.begin(), ws.svd_u.begin() + r * n, proj);
-  } else {
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t i = 0; i < r; ++i) proj[j * r + i] = ws.svd_vt[size_t(i + j * k)];
-  }
-  // Sign convention: each vector's largest-magnitude entry is positive.
-  const int64_t len = s.right ? n : m, stride = s.right ? 1 : r, step = s.right ? n : 1;
-  for (int64_t v = 0; v < r; ++v) {
-    float* x = proj + v * step;
-    int64_t best = 0;
-    for (int64_t e = 1; e < len; ++e)
-      if (std::fabs(x[e * stride]) > std::fabs(x[best * stride])) best = e;
-    if (x[best * stride] < 0)
-      for (int64_t e = 0; e < len; ++e) x[e * stride] = -x[e * stride];
-  }
+void lowrank_refresh_projection(const Backend& be, float* proj, const float* g, const LowRankShape& s) {
+  be.top_singular_vectors(proj, g, s.m, s.n, s.r, s.right);
 }
 
 void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, const float* g,
                   float* proj, float* exp_avg, float* exp_avg_sq, float* limiter_norm, int64_t t,
                   float lr, LowRankWorkspace& ws) {
+  const Backend& be = ws.backend();
   const int64_t m = s.m, n = s.n, r = s.r, nl = s.moment_numel();
-  CAIRN_ASSERT(int64_t(ws.full.size()) >= m * n && int64_t(ws.low.size()) >= 2 * nl &&
-                   int64_t(ws.svd_a.size()) >= m * n,
+  CAIRN_ASSERT(ws.full.size() >= m * n && ws.low.size() >= 2 * nl && ws.phi.size() >= std::max(m, n),
                "LowRankWorkspace not reserved for ", m, "x", n);
   // gradient_projection.py project(): new P at iter % update_proj_gap == 0, iter = steps so far.
-  if (t % cfg.update_gap == 0) lowrank_refresh_projection(proj, g, s, ws);
+  if (t % cfg.update_gap == 0) lowrank_refresh_projection(be, proj, g, s);
   float* R = ws.low.data();
   float* N = R + nl;
   if (s.right)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(r), int(n), 1.0f, g, int(n), proj,
-                int(n), 0.0f, R, int(r));
+    be.matmul(R, g, proj, m, r, n, false, true, 1.0f, 0.0f);  // R = G·Pᵀ
   else
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(r), int(n), int(m), 1.0f, proj, int(r), g,
-                int(n), 0.0f, R, int(n));
+    be.matmul(R, proj, g, r, n, m, true, false, 1.0f, 0.0f);  // R = Pᵀ·G
 
   // Adam on R; bias correction folded into the step size (fira_adamw.py, correct_bias=True).
-  const float b1 = cfg.beta1, b2 = cfg.beta2, eps = cfg.eps;
-#pragma omp parallel for schedule(static) if (nl >= kParallelMin)
-  for (int64_t i = 0; i < nl; ++i) {
-    exp_avg[i] = exp_avg[i] * b1 + R[i] * (1.0f - b1);
-    exp_avg_sq[i] = exp_avg_sq[i] * b2 + R[i] * R[i] * (1.0f - b2);
-    N[i] = exp_avg[i] / (std::sqrt(exp_avg_sq[i]) + eps);
-  }
+  be.adam_direction(N, exp_avg, exp_avg_sq, R, nl, cfg.beta1, cfg.beta2, cfg.eps);
   const double step = double(t + 1);
-  const double bc1 = 1.0 - std::pow(double(b1), step), bc2 = 1.0 - std::pow(double(b2), step);
+  const double bc1 = 1.0 - std::pow(double(cfg.beta1), step), bc2 = 1.0 - std::pow(double(cfg.beta2), step);
   const float step_size = float(double(lr) * std::sqrt(bc2) / bc1);
 
   float* U = ws.full.data();
@@ -179,59 +98,38 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
     // φ along the rank dimension: one per row of R (m×r) when right, one per column of R (r×n)
     // when left — the code's norm_dim = 0 if rows < cols else 1.
     float* phi = ws.phi.data();
-    const int64_t count = s.right ? m : n;
-#pragma omp parallel for schedule(static) if (count * r >= kParallelMin)
-    for (int64_t a = 0; a < count; ++a) {
-      double nn = 0, rr = 0;
-      for (int64_t b = 0; b < r; ++b) {
-        const int64_t i = s.right ? a * r + b : b * n + a;
-        nn += double(N[i]) * N[i];
-        rr += double(R[i]) * R[i];
-      }
-      phi[a] = float(std::sqrt(nn) / (std::sqrt(rr) + 1e-8));
-    }
+    be.norm_ratio(phi, N, R, s.right ? m : n, r, s.right);
     // S = (G − sub·back(R))·φ with sub = alpha (code: project_back multiplies by alpha) or 1.
     const float sub = cfg.residual_form == LowRankConfig::ResidualForm::code ? cfg.alpha : 1.0f;
-    std::copy(g, g + m * n, U);
-    project_back(U, R, proj, s, -sub, 1.0f);
-#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) U[i * n + j] *= s.right ? phi[i] : phi[j];
+    be.zero(U, m * n * 4);
+    be.add_inplace(U, g, m * n);
+    project_back(be, U, R, proj, s, -sub, 1.0f);
+    be.scale_by(U, phi, m, n, s.right);
     // Norm-growth limiter: limiter = max(‖S‖/(prev+1e-8), γ)/γ; S /= limiter; prev = ‖S‖/limiter.
-    const double norm = frobenius(U, m, n, ws.partial.data());
+    const double norm = std::sqrt(be.sum_squares(U, m * n));
+    float prev = 0;
     if (t == 0) {
-      *limiter_norm = float(norm);
+      prev = float(norm);
     } else {
+      be.copy_to_host(&prev, limiter_norm, 4);
       const double gamma = cfg.limiter_gamma;
-      const double limiter = std::max(norm / (double(*limiter_norm) + 1e-8), gamma) / gamma;
-      if (limiter > 1.0) {
-        const float inv = float(1.0 / limiter);
-#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
-        for (int64_t i = 0; i < m * n; ++i) U[i] *= inv;
-      }
-      *limiter_norm = float(norm / limiter);
+      const double limiter = std::max(norm / (double(prev) + 1e-8), gamma) / gamma;
+      if (limiter > 1.0) be.scale_inplace(U, float(1.0 / limiter), m * n);
+      prev = float(norm / limiter);
     }
-    project_back(U, N, proj, s, cfg.alpha, 1.0f);  // U = alpha·back(N) + S
+    be.copy_to_device(limiter_norm, &prev, 4);
+    project_back(be, U, N, proj, s, cfg.alpha, 1.0f);  // U = alpha·back(N) + S
   } else {
-    project_back(U, N, proj, s, cfg.alpha, 0.0f);  // GaLore: U = alpha·back(N)
+    project_back(be, U, N, proj, s, cfg.alpha, 0.0f);  // GaLore: U = alpha·back(N)
   }
-
-  const float decay = cfg.weight_decay > 0 ? lr * cfg.weight_decay : 0.0f;
-#pragma omp parallel for schedule(static) if (m * n >= kParallelMin)
-  for (int64_t i = 0; i < m * n; ++i) {
-    w[i] -= step_size * U[i];
-    if (decay != 0.0f) w[i] -= decay * w[i];  // after the update, as the code's "fixed version"
-  }
+  // Decoupled weight decay after the update, as the code's "fixed version".
+  be.apply_update(w, U, m * n, step_size, cfg.weight_decay > 0 ? lr * cfg.weight_decay : 0.0f);
 }
 
 FiraOptimizer::FiraOptimizer(const ParamTable& table, std::vector<int> owned_rows, const LowRankConfig& cfg,
                              const PlainAdamConfig& plain, const Backend& backend)
-    : table_(table), cfg_(cfg), plain_(plain), backend_(backend) {
+    : table_(table), cfg_(cfg), plain_(plain), backend_(backend), ws_(backend) {
   validate(cfg_);
-  // The projection math (SVD, projected moments) reads and writes parameters on the host.
-  if (backend.name() != "cpu")
-    throw Error(str("optimizer \"", cfg.residual ? "fira" : "galore", "\" runs on the host and is CPU-only for now; ",
-                    "the ", backend.name(), " backend needs optimizer.name = \"adamw\""));
   int64_t total = 0;
   for (int row : owned_rows) {
     CAIRN_ASSERT(row >= 0 && row < int(table.rows().size()), "row index ", row, " out of range");
@@ -252,7 +150,8 @@ FiraOptimizer::FiraOptimizer(const ParamTable& table, std::vector<int> owned_row
     }
     slots_.push_back(slot);
   }
-  state_.assign(size_t(total), 0.0f);
+  state_ = DeviceArray<float>(backend, total);
+  state_.zero();
 }
 
 void FiraOptimizer::step(std::span<float> params, std::span<const float> grads, float lr) {

@@ -43,24 +43,28 @@ struct LowRankShape {
 };
 LowRankShape lowrank_shape(const LowRankConfig& cfg, int64_t m, int64_t n);
 
-// Scratch for lowrank_step, sized once for the largest matrix it will see; steps never allocate.
-struct LowRankWorkspace {
+// Scratch for lowrank_step in one backend's memory, sized once for the largest matrix it will see;
+// steps never allocate (a projection refresh's SVD does, every update_gap steps).
+class LowRankWorkspace {
+ public:
+  explicit LowRankWorkspace(const Backend& backend = cpu_backend()) : be_(&backend) {}
   // Grows the buffers to fit a matrix of this shape (call for every shape before stepping).
   void reserve(const LowRankShape& s);
-  int64_t bytes() const;
+  const Backend& backend() const { return *be_; }
 
-  // Buffers used by lowrank_refresh_projection and lowrank_step only.
-  std::vector<float> svd_a, svd_s, svd_u, svd_vt, svd_work;
-  std::vector<int> svd_iwork;
-  std::vector<float> low, full, phi;
-  std::vector<double> partial;
+  // Used by lowrank_step only: R and Adam's direction, the full-rank update, the norm ratios.
+  DeviceArray<float> low, full, phi;
+
+ private:
+  const Backend* be_;
 };
 
-// P (s.proj_numel() floats) from the fp32 SVD of g (m×n). Each singular vector's sign is fixed so
-// that its largest-magnitude entry is positive (first such entry on ties).
-void lowrank_refresh_projection(float* proj, const float* g, const LowRankShape& s, LowRankWorkspace& ws);
+// P (s.proj_numel() floats) from the fp32 SVD of g (m×n), in be's memory
+// (Backend::top_singular_vectors: signs fixed so that backends agree).
+void lowrank_refresh_projection(const Backend& be, float* proj, const float* g, const LowRankShape& s);
 
-// One Fira/GaLore step on one matrix, in place on w (m×n) and the state pointers (shapes from s).
+// One Fira/GaLore step on one matrix, in place on w (m×n) and the state pointers (shapes from s),
+// all in the workspace's backend's memory.
 // t is the number of steps taken before this one (0 on the first): the projection is refreshed
 // when t % update_gap == 0, bias corrections use t+1, and the limiter is skipped at t == 0.
 // limiter_norm (1 float) is unused when cfg.residual is false (may be null).
@@ -77,7 +81,7 @@ struct PlainAdamConfig {
 // Fira (cfg.residual) or GaLore on the ParamRole::matrix rows among `owned_rows`, plain Adam on
 // the other owned rows. State tensors are named "<kind>/<param name>" with kind one of
 // proj, exp_avg, exp_avg_sq, limiter_norm (Fira only); plain rows have exp_avg and exp_avg_sq.
-// The backend runs the plain rows' Adam update; the low-rank math runs on the host (BLAS/LAPACK).
+// Everything runs as backend ops (CPU or CUDA); only the limiter's scalar goes through the host.
 class FiraOptimizer : public Optimizer {
  public:
   FiraOptimizer(const ParamTable& table, std::vector<int> owned_rows, const LowRankConfig& cfg,
@@ -101,7 +105,7 @@ class FiraOptimizer : public Optimizer {
   PlainAdamConfig plain_;
   const Backend& backend_;
   std::vector<Slot> slots_;
-  std::vector<float> state_;
+  DeviceArray<float> state_;
   LowRankWorkspace ws_;
   int64_t steps_ = 0;
 };

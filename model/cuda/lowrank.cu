@@ -1,0 +1,172 @@
+// CUDA pieces of the low-rank optimizers (Fira, GaLore), against model/cpu/lowrank.cpp: Adam's
+// direction, per-vector norm ratios (one thread per vector: count is a matrix side, r a rank),
+// row/column scaling, the weight update, and the top singular vectors through cuSOLVER's gesvd.
+#include <cusolverDn.h>
+
+#include "model/cuda/cuda_common.cuh"
+
+#define CUSOLVER_CHECK(expr)                                                                        \
+  do {                                                                                              \
+    const cusolverStatus_t cairn_cs_ = (expr);                                                      \
+    if (cairn_cs_ != CUSOLVER_STATUS_SUCCESS)                                                       \
+      ::cairn::cuda_fail(#expr, ::cairn::str("cusolver status ", int(cairn_cs_)).c_str(), __FILE__, \
+                         __LINE__);                                                                 \
+  } while (0)
+
+namespace cairn {
+
+static __global__ void adam_direction_kernel(float* dir, float* m, float* v, const float* g, int64_t n, float b1,
+                                             float b2, float eps) {
+  CAIRN_GRID_STRIDE(i, n) {
+    const float mi = m[i] * b1 + g[i] * (1.0f - b1);
+    const float vi = v[i] * b2 + g[i] * g[i] * (1.0f - b2);
+    m[i] = mi;
+    v[i] = vi;
+    dir[i] = mi / (sqrtf(vi) + eps);
+  }
+}
+
+static __global__ void norm_ratio_kernel(float* ratio, const float* a, const float* b, int64_t count, int64_t r,
+                                         bool by_row) {
+  CAIRN_GRID_STRIDE(i, count) {
+    double aa = 0, bb = 0;
+    for (int64_t k = 0; k < r; ++k) {
+      const int64_t e = by_row ? i * r + k : k * count + i;
+      aa += double(a[e]) * a[e];
+      bb += double(b[e]) * b[e];
+    }
+    ratio[i] = float(sqrt(aa) / (sqrt(bb) + 1e-8));
+  }
+}
+
+static __global__ void scale_by_kernel(float* x, const float* s, int64_t m, int64_t n, bool by_row) {
+  CAIRN_GRID_STRIDE(i, m * n) x[i] *= by_row ? s[i / n] : s[i % n];
+}
+
+static __global__ void apply_update_kernel(float* w, const float* u, int64_t n, float step, float decay) {
+  CAIRN_GRID_STRIDE(i, n) {
+    float wi = w[i] - step * u[i];
+    if (decay != 0.0f) wi -= decay * wi;
+    w[i] = wi;
+  }
+}
+
+// Column-major copy of a row-major rows×cols matrix: out[i + j·rows] = in[i·cols + j].
+static __global__ void transpose_kernel(float* out, const float* in, int64_t rows, int64_t cols) {
+  CAIRN_GRID_STRIDE(e, rows * cols) {
+    const int64_t i = e / cols, j = e % cols;
+    out[i + j * rows] = in[e];
+  }
+}
+
+// proj from the first r rows of the column-major k×k VT of a tall matrix: vector v's element e is
+// vt[v + e·k]. by_row: proj [r, len] holds vector v as row v; else proj [len, r] as column v.
+static __global__ void take_vectors_kernel(float* proj, const float* vt, int64_t k, int64_t r, bool by_row) {
+  CAIRN_GRID_STRIDE(x, r * k) {
+    const int64_t v = by_row ? x / k : x % r, e = by_row ? x % k : x / r;
+    proj[x] = vt[v + e * k];
+  }
+}
+
+// One block per vector: find its largest-|entry| (the first on ties) and flip the vector when that
+// entry is negative.
+static __global__ void fix_signs_kernel(float* proj, int64_t len, int64_t stride, int64_t step) {
+  __shared__ float best_abs[256];
+  __shared__ int64_t best_at[256];
+  float* x = proj + int64_t(blockIdx.x) * step;
+  float my_abs = -1.0f;
+  int64_t my_at = 0;
+  for (int64_t e = threadIdx.x; e < len; e += blockDim.x) {
+    const float a = fabsf(x[e * stride]);
+    if (a > my_abs) {  // strictly greater: each thread keeps its first maximum
+      my_abs = a;
+      my_at = e;
+    }
+  }
+  best_abs[threadIdx.x] = my_abs;
+  best_at[threadIdx.x] = my_at;
+  __syncthreads();
+  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      const float oa = best_abs[threadIdx.x + half];
+      const int64_t ot = best_at[threadIdx.x + half];
+      if (oa > best_abs[threadIdx.x] || (oa == best_abs[threadIdx.x] && ot < best_at[threadIdx.x])) {
+        best_abs[threadIdx.x] = oa;
+        best_at[threadIdx.x] = ot;
+      }
+    }
+    __syncthreads();
+  }
+  if (x[best_at[0] * stride] < 0.0f)
+    for (int64_t e = threadIdx.x; e < len; e += blockDim.x) x[e * stride] = -x[e * stride];
+}
+
+void CudaBackend::adam_direction(float* dir, float* m, float* v, const float* g, int64_t n, float beta1,
+                                 float beta2, float eps) const {
+  if (n == 0) return;
+  adam_direction_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(dir, m, v, g, n, beta1, beta2, eps);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::norm_ratio(float* ratio, const float* a, const float* b, int64_t count, int64_t r,
+                             bool by_row) const {
+  if (count == 0) return;
+  norm_ratio_kernel<<<grid_for(count, 128), 128, 0, stream_>>>(ratio, a, b, count, r, by_row);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::scale_by(float* x, const float* s, int64_t m, int64_t n, bool by_row) const {
+  if (m * n == 0) return;
+  scale_by_kernel<<<grid_for(m * n, 256), 256, 0, stream_>>>(x, s, m, n, by_row);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::apply_update(float* w, const float* u, int64_t n, float step, float decay) const {
+  if (n == 0) return;
+  apply_update_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(w, u, n, step, decay);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
+                                       bool by_row) const {
+  const int64_t k = std::min(m, n), rows = std::max(m, n);
+  CAIRN_ASSERT(r >= 1 && r <= k, "top_singular_vectors: rank ", r, " of a ", m, "x", n, " matrix");
+  CAIRN_ASSERT(rows < (int64_t(1) << 31) / k, "top_singular_vectors: a ", m, "x", n, " matrix is too large for cuSOLVER");
+  if (!cusolver_) {
+    CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
+    CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
+  }
+  // gesvd wants a column-major matrix with at least as many rows as columns. G row-major m×n is
+  // column-major Gᵀ (n×m): tall when m < n, and Gᵀ's right singular vectors are G's left ones.
+  // When m ≥ n, transpose into column-major G (m×n), whose right singular vectors are wanted.
+  int lwork = 0;
+  CUSOLVER_CHECK(cusolverDnSgesvd_bufferSize(cusolver_, int(rows), int(k), &lwork));
+  // Scratch: A (rows·k), S (k), VT (k·k), work (lwork), rwork (k), info (1 int as a float slot).
+  float* a = scratch(rows * k + k + k * k + lwork + k + 1);
+  float* s = a + rows * k;
+  float* vt = s + k;
+  float* work = vt + k * k;
+  float* rwork = work + lwork;
+  int* info = reinterpret_cast<int*>(rwork + k);
+  if (by_row) {
+    transpose_kernel<<<grid_for(m * n, 256), 256, 0, stream_>>>(a, g, m, n);
+    CUDA_CHECK_LAUNCH();
+  } else {
+    CUDA_CHECK(cudaMemcpyAsync(a, g, size_t(m * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  }
+  CUSOLVER_CHECK(cusolverDnSgesvd(cusolver_, 'N', 'S', int(rows), int(k), a, int(rows), s, nullptr, 1, vt, int(k),
+                                  work, lwork, rwork, info));
+  int host_info = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&host_info, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (host_info != 0)
+    throw Error(str("the SVD (cusolverDnSgesvd) failed on a ", m, "x", n, " gradient (info ", host_info,
+                    "): the gradient probably holds NaN or Inf"));
+  take_vectors_kernel<<<grid_for(r * k, 256), 256, 0, stream_>>>(proj, vt, k, r, by_row);
+  CUDA_CHECK_LAUNCH();
+  // by_row: vector v is row v of [r, n] (stride 1, step n); else column v of [m, r] (stride r, step 1).
+  fix_signs_kernel<<<unsigned(r), 256, 0, stream_>>>(proj, k, by_row ? 1 : r, by_row ? n : 1);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cairn
