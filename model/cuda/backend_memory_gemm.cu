@@ -2,6 +2,7 @@
 // errors, and the row-major GEMM on cuBLAS that matmul and attention share.
 #include <mutex>
 
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/cuda_backend.h"
 
 namespace cairn {
@@ -33,9 +34,9 @@ bool cuda_device_available() {
 }
 
 const Backend& cuda_backend(CudaMath math) {
-  static std::once_flag once[2];
-  static CudaBackend* instance[2] = {nullptr, nullptr};
-  const int i = math == CudaMath::tf32 ? 1 : 0;
+  static std::once_flag once[3];
+  static CudaBackend* instance[3] = {nullptr, nullptr, nullptr};
+  const int i = int(math);
   if (!cuda_device_available())
     throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
                 "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
@@ -50,11 +51,13 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                 : CUBLAS_DEFAULT_MATH));
+  // bf16 mode's GEMMs run TF32 here until they move to cuBLASLt bf16.
+  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH
+                                                                 : CUBLAS_TF32_TENSOR_OP_MATH));
 }
 
 CudaBackend::~CudaBackend() {
+  cudnn_.reset();  // its handle is bound to stream_
   if (scratch_) cudaFree(scratch_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
