@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(float* out, flo
 #pragma unroll
     for (int r = 0; r < kRegs; ++r) o[rr][r] = 0.0f;
   }
-  const int64_t q_last = min(q0 + kRowTile, s.T) - 1;
+  const int64_t q_last = (q0 + kRowTile < s.T ? q0 + kRowTile : s.T) - 1;
   for (int64_t k0 = 0; k0 <= q_last; k0 += kKeyTile) {  // causal: no tile wholly above the diagonal
     __syncthreads();  // the previous tile is consumed
     load_tile(sK, HS + 1, k, s, base, k0, kKeyTile);
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(float* dq, const flo
 #pragma unroll
     for (int r = 0; r < kRegs; ++r) acc[rr][r] = 0.0f;
   }
-  const int64_t q_last = min(q0 + kRowTile, s.T) - 1;
+  const int64_t q_last = (q0 + kRowTile < s.T ? q0 + kRowTile : s.T) - 1;
   for (int64_t k0 = 0; k0 <= q_last; k0 += kKeyTile) {
     __syncthreads();
     load_tile(sK, HS + 1, k, s, base, k0, kKeyTile);
