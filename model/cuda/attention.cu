@@ -1,9 +1,8 @@
-// CUDA causal attention, flash-attention style in fp32 (no [T,T] buffer anywhere): the forward
-// streams key tiles through shared memory with an online softmax and saves each row's log-sum-exp
-// (LSE); the backward recomputes the probabilities from q, k and the LSE. Three backward kernels,
-// none with atomics (deterministic): D = rowsum(dout∘out), then dK/dV one block per key tile and
-// dQ one block per query tile. In bf16 mode the entry points hand over to cuDNN's fused SDPA when
-// it has a plan (model/cuda/attention_cudnn.cu); both paths save the same LSE.
+// CUDA causal attention, flash-attention style in fp32, no [T,T] buffer: the forward streams key
+// tiles through shared memory with an online softmax and saves each row's log-sum-exp (LSE); the
+// backward recomputes P from q, k and the LSE in three atomic-free (deterministic) kernels: D =
+// rowsum(dout∘out), dK/dV per key tile, dQ per query tile. bf16 mode hands over to cuDNN's SDPA
+// when it has a plan (model/cuda/attention_cudnn.cu); both paths save the same LSE.
 #include <cmath>
 #include <cstdio>
 
