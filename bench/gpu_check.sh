@@ -3,7 +3,10 @@
 # libraries (no MPI, HDF5, SentencePiece, toml++, GoogleTest; OpenBLAS optional): builds the
 # CAIRN_CUDA_ONLY configuration, runs every CUDA-vs-CPU check (tests/cuda_cases.cpp) and the
 # synthetic-data throughput benchmark (130M and 350M, fp32 and TF32). About 2-4 minutes on an H200.
-#   bash bench/gpu_check.sh            # variables: BUILD, CUDA_ARCH (90), JOBS, BATCH (32), STEPS (10)
+# cuDNN attention (bf16 mode) is built when cuDNN is found (CUDNN_ROOT, else PyTorch's nvidia-cudnn
+# wheel when python3 can import it, else next to the toolkit) and the cudnn_frontend headers are in
+# third_party/cudnn_frontend/include (tools/setup.sh fetches them; carry that folder to the machine).
+#   bash bench/gpu_check.sh            # variables: BUILD, CUDA_ARCH (90), JOBS, BATCH (32), STEPS (10), CUDNN_ROOT
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build/gpu_check}
@@ -16,10 +19,18 @@ nvcc --version | tail -2
 cmake --version | head -1
 c++ --version | head -1
 
+cudnn_root=${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null)}
+if [ -n "$cudnn_root" ]; then
+  echo "cuDNN root: $cudnn_root"
+  export LD_LIBRARY_PATH="$cudnn_root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # its sub-libraries load by name
+fi
+[ -f "$src/third_party/cudnn_frontend/include/cudnn_frontend.h" ] && echo "cudnn_frontend: $(cat "$src/third_party/cudnn_frontend/VERSION" 2>/dev/null)" \
+  || echo "cudnn_frontend headers absent: bf16 attention will use the own kernel"
+
 echo "== configure and build (CAIRN_CUDA_ONLY, sm_${arch})"
 t0=$(date +%s)
 cmake -S "$src" -B "$build" -DCAIRN_CUDA_ONLY=ON -DCAIRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-      -DCMAKE_BUILD_TYPE=Release 2>&1 | grep -E "cairn features|Error|error" || true
+      -DCMAKE_BUILD_TYPE=Release ${cudnn_root:+-DCUDNN_ROOT="$cudnn_root"} 2>&1 | grep -E "cairn features|Error|error" || true
 if ! cmake --build "$build" -j"$jobs" --target cuda_check cuda_bench 2>&1 | grep -E "error|warning|Built target"; then
   echo "BUILD FAILED"
 fi

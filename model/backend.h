@@ -45,14 +45,22 @@ class Backend {
   virtual void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
                              int64_t NH, int64_t HS) const = 0;
 
-  // Causal softmax attention. q, k, v, out are [B,T,C] with head h at columns [h·HS, (h+1)·HS);
-  // probs [B,NH,T,T] is saved for backward (rows beyond the diagonal are zero).
-  virtual void attention_forward(float* out, float* probs, const float* q, const float* k,
+  // Causal softmax attention. q, k, v, out are [B,T,C] with head h at columns [h·HS, (h+1)·HS),
+  // scores scaled by 1/sqrt(HS). `saved` is backend-defined state kept for backward, of
+  // attention_saved_floats(B,T,NH,HS) floats (the CPU backend: the probabilities [B,NH,T,T]; the
+  // CUDA backend: the rows' log-sum-exp [B,NH,T]). Unsupported shapes throw Error.
+  virtual void attention_forward(float* out, float* saved, const float* q, const float* k,
                                  const float* v, int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
-  // scratch: B·NH·T·T floats.
+  // out and saved are attention_forward's, unchanged since; scratch holds
+  // attention_scratch_floats(B,T,NH,HS) floats whose contents are ignored and clobbered.
   virtual void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
-                                  const float* q, const float* k, const float* v, const float* probs,
-                                  int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+                                  const float* q, const float* k, const float* v, const float* out,
+                                  const float* saved, int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+  // Buffer sizes (floats) the caller allocates once for the largest shape it will run.
+  virtual int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+  virtual int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+  // Which implementation the last attention_forward ran, for logs and tests ("" before the first).
+  virtual std::string attention_path() const = 0;
 
   // out = silu(gate)·up, elementwise over n.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const = 0;
@@ -150,10 +158,11 @@ class DeviceArray {
 const Backend& cpu_backend();
 
 // The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
-// or TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation; other ops stay fp32).
+// or TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation; other ops stay fp32), or
+// bf16 (attention through cuDNN's fused SDPA on bf16 copies of q, k, v when cuDNN is built in).
 // Throws Error when cairn was built without CUDA or no device is usable; check first with
 // cuda_device_available(), which never throws.
-enum class CudaMath { fp32, tf32 };
+enum class CudaMath { fp32, tf32, bf16 };
 const Backend& cuda_backend(CudaMath math = CudaMath::fp32);
 bool cuda_device_available();
 // Threads used by CPU kernels and BLAS; 0 keeps the OpenMP default.

@@ -60,7 +60,7 @@ double training_flops_per_token(const ModelConfig& c) {
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
   int64_t ln1_offset, ln2_offset;
-  DeviceArray<float> ln1, rstd1, qa, ka, va, probs, att, xmid, ln2, rstd2, ga, ua, h;
+  DeviceArray<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h;
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch)
@@ -68,7 +68,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   cfg_.validate();
   CAIRN_ASSERT(max_batch > 0);
   const int64_t C = cfg_.dim, F = cfg_.ffn_dim, V = cfg_.vocab_size, T = cfg_.seq_len;
-  const int64_t NH = cfg_.n_heads, N = max_batch * T;
+  const int64_t NH = cfg_.n_heads, HS = cfg_.head_size(), N = max_batch * T;
 
   // Declaration order is the flat-buffer order: embedding, blocks, final norm, head.
   embed_offset_ = table_.row(table_.add("model.embed_tokens.weight", {V, C}, ParamRole::embedding, -1)).offset;
@@ -121,7 +121,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   for (auto& L : layers_) {
     L.ln1 = act(N * C); L.rstd1 = act(N);
     L.qa = act(N * C); L.ka = act(N * C); L.va = act(N * C);
-    L.probs = act(max_batch * NH * T * T);
+    L.att_saved = act(be_.attention_saved_floats(max_batch, T, NH, HS));
     L.att = act(N * C); L.xmid = act(N * C);
     L.ln2 = act(N * C); L.rstd2 = act(N);
     L.ga = act(N * F); L.ua = act(N * F); L.h = act(N * F);
@@ -133,7 +133,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   dres_ = act(N * C); dln_ = act(N * C);
   dq_ = act(N * C); dk_ = act(N * C); dv_ = act(N * C); datt_ = act(N * C);
   dgate_ = act(N * F); dup_ = act(N * F); dh_ = act(N * F);
-  dprobs_ = act(max_batch * NH * T * T);
+  att_scratch_ = act(be_.attention_scratch_floats(max_batch, T, NH, HS));
   tmp_ = act(N * std::max(C, F));
   int64_t ws = 1;
   for (const auto& lin : linears_) ws = std::max(ws, lin->workspace_floats(N));
@@ -145,10 +145,10 @@ LlamaModel::~LlamaModel() = default;
 int64_t LlamaModel::activation_bytes() const {
   int64_t n = residual_.size() + final_norm_.size() + final_rstd_.size() + logits_.size() +
               losses_.size() + dres_.size() + dln_.size() + dq_.size() + dk_.size() + dv_.size() +
-              datt_.size() + dgate_.size() + dup_.size() + dh_.size() + dprobs_.size() +
+              datt_.size() + dgate_.size() + dup_.size() + dh_.size() + att_scratch_.size() +
               linear_ws_.size() + tmp_.size();
   for (const auto& L : layers_)
-    n += L.ln1.size() + L.rstd1.size() + L.qa.size() + L.ka.size() + L.va.size() + L.probs.size() +
+    n += L.ln1.size() + L.rstd1.size() + L.qa.size() + L.ka.size() + L.va.size() + L.att_saved.size() +
          L.att.size() + L.xmid.size() + L.ln2.size() + L.rstd2.size() + L.ga.size() + L.ua.size() + L.h.size();
   return n * 4;
 }
@@ -207,7 +207,7 @@ void LlamaModel::forward(int64_t B) {
     L.v->forward(be_, L.va.data(), L.ln1.data(), N, P, bufs, ws);
     be_.rope_forward(L.qa.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_forward(L.ka.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.attention_forward(L.att.data(), L.probs.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
+    be_.attention_forward(L.att.data(), L.att_saved.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
     be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
@@ -251,8 +251,8 @@ void LlamaModel::backward(int64_t B) {
                          L.rstd2.data(), N, C);
     // Attention: xmid = x + o(att); dres becomes d x.
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
-    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), dprobs_.data(), datt_.data(), L.qa.data(),
-                           L.ka.data(), L.va.data(), L.probs.data(), B, T, NH, HS);
+    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), att_scratch_.data(), datt_.data(), L.qa.data(),
+                           L.ka.data(), L.va.data(), L.att.data(), L.att_saved.data(), B, T, NH, HS);
     be_.rope_backward(dq_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_backward(dk_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     L.q->backward(be_, dln_.data(), false, G, dq_.data(), L.ln1.data(), N, P, bufs, ws);

@@ -113,7 +113,7 @@ class LlamaModel {
   // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer.
   DeviceArray<float> residual_, final_norm_, final_rstd_, logits_, losses_;
   // Backward scratch shared by all layers.
-  DeviceArray<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, dprobs_, linear_ws_, tmp_;
+  DeviceArray<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, att_scratch_, linear_ws_, tmp_;
 };
 
 }  // namespace cairn

@@ -154,6 +154,91 @@ void add_matmul_checks(std::vector<CudaCheck>& out, Rng& rng) {
       }
 }
 
+// Attention forward + backward on one backend from the same inputs; `saved` and `scratch` are
+// sized by what the backend asks for (their contents are backend-defined, so never compared).
+// Outputs start as garbage so that "overwrites" is checked. Returns out, dq, dk, dv.
+std::vector<Vec> run_attention(const Backend& be, const std::vector<Vec>& in, int64_t B, int64_t T, int64_t NH,
+                               int64_t HS) {
+  const int64_t n = B * T * NH * HS;
+  std::vector<DeviceArray<float>> d;
+  for (const Vec& v : in) {  // q, k, v, dout, then out, dq, dk, dv
+    d.emplace_back(be, n);
+    be.copy_to_device(d.back().data(), v.data(), n * 4);
+  }
+  DeviceArray<float> saved(be, be.attention_saved_floats(B, T, NH, HS)),
+      scratch(be, be.attention_scratch_floats(B, T, NH, HS));
+  be.attention_forward(d[4].data(), saved.data(), d[0].data(), d[1].data(), d[2].data(), B, T, NH, HS);
+  be.attention_backward(d[5].data(), d[6].data(), d[7].data(), scratch.data(), d[3].data(), d[0].data(), d[1].data(),
+                        d[2].data(), d[4].data(), saved.data(), B, T, NH, HS);
+  std::vector<Vec> out;
+  for (int i = 4; i < 8; ++i) {
+    out.emplace_back(size_t(n));
+    be.copy_to_host(out.back().data(), d[size_t(i)].data(), n * 4);
+  }
+  return out;
+}
+
+// Expectations about the CUDA backend's own behaviour (which attention path runs, its limits) apply
+// only when the backend under test is CUDA, not a stand-in (cuda_cases_selftest_test).
+bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
+
+// One attention shape against the CPU oracle: |gpu − cpu| ≤ atol_rel·max|cpu| + rtol·|cpu| per
+// output. The path that ran must match `path_prefix`; the GPU run is repeated and must be bitwise
+// identical (both paths are deterministic: no atomics, cuDNN's deterministic backward).
+CudaCheck attention_check(CudaMath math, int64_t B, int64_t T, int64_t NH, int64_t HS, double rtol, double atol_rel,
+                          std::string path_prefix) {
+  const char* mode = math == CudaMath::fp32 ? "fp32" : math == CudaMath::tf32 ? "tf32" : "bf16";
+  return {str("attention_", mode, "_B", B, "_T", T, "_NH", NH, "_HS", HS), [=](Checker& c) {
+            Rng r(uint64_t(B * 1000003 + T * 1009 + NH * 101 + HS));
+            const int64_t n = B * T * NH * HS;
+            std::vector<Vec> in;
+            for (int i = 0; i < 8; ++i) in.push_back(random_vec(r, n));
+            const auto ref = run_attention(cpu_backend(), in, B, T, NH, HS);
+            const Backend& gpu = backend_under_test(math);
+            const auto got = run_attention(gpu, in, B, T, NH, HS);
+            const char* labels[4] = {"out", "dq", "dk", "dv"};
+            for (size_t i = 0; i < 4; ++i) {
+              float mx = 0;
+              for (float e : ref[i]) mx = std::max(mx, std::abs(e));
+              c.expect_close(labels[i], ref[i], got[i], rtol, atol_rel * double(mx));
+            }
+            const std::string path = gpu.attention_path();
+            if (is_cuda(gpu))
+              c.expect(path.rfind(path_prefix, 0) == 0, str("path \"", path, "\" (expected \"", path_prefix, "...\")"));
+            c.expect(run_attention(gpu, in, B, T, NH, HS) == got, "bitwise repeatable");
+          }};
+}
+
+void add_attention_checks(std::vector<CudaCheck>& out) {
+  // Own fused kernel (fp32 arithmetic, also in TF32 mode): T off the tiles (16 query rows, 32 keys),
+  // T = 1, exact tiles, HS not a multiple of 32, HS = 128 (shared memory above 48 KiB), B·NH > 1.
+  const std::string own = "own fused kernel (fp32)";
+  const int64_t shapes[][4] = {{2, 37, 3, 16}, {1, 1, 2, 64},  {1, 64, 1, 64},   {2, 100, 2, 128},
+                               {1, 70, 2, 40}, {1, 300, 1, 32}, {3, 17, 2, 128}};
+  for (const auto& s : shapes) out.push_back(attention_check(CudaMath::fp32, s[0], s[1], s[2], s[3], 2e-4, 2e-5, own));
+  out.push_back(attention_check(CudaMath::tf32, 2, 37, 3, 16, 2e-4, 2e-5, own));
+  // bf16 mode: cuDNN SDPA when built in (else the own kernel, fp32). bf16 inputs (8-bit mantissa),
+  // bf16 probabilities in P·V and bf16 outputs: about 1% of the outputs' scale.
+  const std::string bf16_path = CAIRN_HAVE_CUDNN ? "cuDNN SDPA (bf16)" : own;
+  out.push_back(attention_check(CudaMath::bf16, 2, 37, 3, 64, 2e-2, 3e-2, bf16_path));
+  out.push_back(attention_check(CudaMath::bf16, 2, 256, 4, 128, 2e-2, 3e-2, bf16_path));
+  // A head size the fused kernel does not take: a clear Error naming the shape, not a bad launch.
+  out.push_back({"attention_unsupported_head_size", [](Checker& c) {
+                   const Backend& gpu = backend_under_test(CudaMath::fp32);
+                   if (!is_cuda(gpu)) return;  // a limit of the CUDA kernel, not of a stand-in
+                   const int64_t b = 1, t = 8, nh = 1, hs = 192, n = b * t * nh * hs;
+                   DeviceArray<float> q(gpu, n), o(gpu, n), saved(gpu, gpu.attention_saved_floats(b, t, nh, hs));
+                   q.zero();
+                   std::string msg;
+                   try {
+                     gpu.attention_forward(o.data(), saved.data(), q.data(), q.data(), q.data(), b, t, nh, hs);
+                   } catch (const Error& e) {
+                     msg = e.what();
+                   }
+                   c.expect(msg.find("head size 192") != std::string::npos, "HS=192 throws Error: " + msg);
+                 }});
+}
+
 }  // namespace
 
 std::vector<CudaCheck> cuda_checks() {
@@ -194,23 +279,7 @@ std::vector<CudaCheck> cuda_checks() {
                           },
                           {0, 1}, {"x", "dx"}, 1e-5, 1e-6}));
 
-  // Buffers: 0 q, 1 k, 2 v, 3 out, 4 probs, 5 dout, 6 dq, 7 dk, 8 dv, 9 scratch.
-  for (CudaMath math : {CudaMath::fp32, CudaMath::tf32}) {
-    const bool fp32 = math == CudaMath::fp32;
-    out.push_back(op_check({fp32 ? "attention_fp32" : "attention_tf32",
-                            {random_vec(rng, N * C), random_vec(rng, N * C), random_vec(rng, N * C),
-                             random_vec(rng, N * C), random_vec(rng, B * NH * T * T), random_vec(rng, N * C),
-                             random_vec(rng, N * C), random_vec(rng, N * C), random_vec(rng, N * C),
-                             random_vec(rng, B * NH * T * T)},
-                            {},
-                            [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
-                              be.attention_forward(p[3], p[4], p[0], p[1], p[2], B, T, NH, HS);
-                              be.attention_backward(p[6], p[7], p[8], p[9], p[5], p[0], p[1], p[2], p[4], B, T, NH,
-                                                    HS);
-                            },
-                            {3, 4, 6, 7, 8}, {"out", "probs", "dq", "dk", "dv"},
-                            fp32 ? 1e-4 : 2e-2, fp32 ? 1e-5 : 2e-2, math}));
-  }
+  add_attention_checks(out);
 
   out.push_back(op_check({"swiglu_forward_backward",
                           {random_vec(rng, N * F), random_vec(rng, N * F), random_vec(rng, N * F),

@@ -77,32 +77,34 @@ std::vector<OpCase> op_cases() {
                    }});
   cases.push_back({"attention", {B * T * C, B * T * C, B * T * C}, {true, true, true},
                    [](const std::vector<Vec>& x) {
-                     Vec y(size_t(B * T * C)), p(size_t(B * NH * T * T));
+                     Vec y(size_t(B * T * C)), p(size_t(be.attention_saved_floats(B, T, NH, HS)));
                      be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), B, T, NH, HS);
                      return y;
                    },
                    [](const std::vector<Vec>& x, const Vec& dy) {
-                     Vec y(size_t(B * T * C)), p(size_t(B * NH * T * T)), s(p.size());
+                     Vec y(size_t(B * T * C)), p(size_t(be.attention_saved_floats(B, T, NH, HS)));
+                     Vec s(size_t(be.attention_scratch_floats(B, T, NH, HS)));
                      Vec dq(y.size()), dk(y.size()), dv(y.size());
                      be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), B, T, NH, HS);
                      be.attention_backward(dq.data(), dk.data(), dv.data(), s.data(), dy.data(), x[0].data(),
-                                           x[1].data(), x[2].data(), p.data(), B, T, NH, HS);
+                                           x[1].data(), x[2].data(), y.data(), p.data(), B, T, NH, HS);
                      return std::vector<Vec>{dq, dk, dv};
                    }});
   // A longer sequence (T = 70) than the other cases, as kernels that tile over T would need.
   constexpr int64_t TL = 70, BL = 1;
   cases.push_back({"attention_long", {BL * TL * C, BL * TL * C, BL * TL * C}, {true, true, true},
                    [](const std::vector<Vec>& x) {
-                     Vec y(size_t(BL * TL * C)), p(size_t(BL * NH * TL * TL));
+                     Vec y(size_t(BL * TL * C)), p(size_t(be.attention_saved_floats(BL, TL, NH, HS)));
                      be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), BL, TL, NH, HS);
                      return y;
                    },
                    [](const std::vector<Vec>& x, const Vec& dy) {
-                     Vec y(size_t(BL * TL * C)), p(size_t(BL * NH * TL * TL)), s(p.size());
+                     Vec y(size_t(BL * TL * C)), p(size_t(be.attention_saved_floats(BL, TL, NH, HS)));
+                     Vec s(size_t(be.attention_scratch_floats(BL, TL, NH, HS)));
                      Vec dq(y.size()), dk(y.size()), dv(y.size());
                      be.attention_forward(y.data(), p.data(), x[0].data(), x[1].data(), x[2].data(), BL, TL, NH, HS);
                      be.attention_backward(dq.data(), dk.data(), dv.data(), s.data(), dy.data(), x[0].data(),
-                                           x[1].data(), x[2].data(), p.data(), BL, TL, NH, HS);
+                                           x[1].data(), x[2].data(), y.data(), p.data(), BL, TL, NH, HS);
                      return std::vector<Vec>{dq, dk, dv};
                    }});
   cases.push_back({"swiglu", {B * T * F, B * T * F}, {true, true},

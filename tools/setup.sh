@@ -18,5 +18,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# With a CUDA toolkit: the header-only cudnn_frontend (cuDNN's graph API in C++, for fused
+# attention) from its PyPI wheel into third_party/ (gitignored), once.
+fe_version=1.32.0
+fe_dir=third_party/cudnn_frontend
+if { command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; } && [ ! -f "$fe_dir/include/cudnn_frontend.h" ]; then
+  echo "setup: fetching cudnn_frontend $fe_version headers into $fe_dir"
+  tmp=$(mktemp -d)
+  if python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "nvidia-cudnn-frontend==$fe_version" &&
+     mkdir -p "$fe_dir" && python3 -m zipfile -e "$tmp"/nvidia_cudnn_frontend-*.whl "$tmp/wheel" &&
+     cp -r "$tmp/wheel/include" "$fe_dir/"; then
+    echo "$fe_version" > "$fe_dir/VERSION"
+  else
+    echo "setup: could not fetch cudnn_frontend; CUDA attention will use its own kernel only" >&2
+  fi
+  rm -rf "$tmp"
+fi
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build build -j "$(nproc)"

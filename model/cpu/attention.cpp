@@ -1,5 +1,6 @@
 // CPU causal attention: per (batch, head) the scores, softmax and weighted sum go through BLAS
-// (single-threaded inside the OpenMP loop over heads), with the probabilities saved for backward.
+// (single-threaded inside the OpenMP loop over heads), with the probabilities saved for backward
+// (the backend-defined `saved` state is P [B,NH,T,T]; backward does not need `out`).
 #include <cblas.h>
 
 #include <cmath>
@@ -9,7 +10,7 @@
 
 namespace cairn {
 
-void CpuBackend::attention_forward(float* out, float* probs, const float* q, const float* k,
+void CpuBackend::attention_forward(float* out, float* saved, const float* q, const float* k,
                                    const float* v, int64_t B, int64_t T, int64_t NH,
                                    int64_t HS) const {
   const int64_t C = NH * HS;
@@ -18,7 +19,7 @@ void CpuBackend::attention_forward(float* out, float* probs, const float* q, con
   for (int64_t bh = 0; bh < B * NH; ++bh) {
     const int64_t b = bh / NH, h = bh % NH;
     const int64_t base = b * T * C + h * HS;
-    float* P = probs + bh * T * T;
+    float* P = saved + bh * T * T;
     // S = scale·Q·Kᵀ  [T,T]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(T), int(HS), scale, q + base,
                 int(C), k + base, int(C), 0.0f, P, int(T));
@@ -44,15 +45,15 @@ void CpuBackend::attention_forward(float* out, float* probs, const float* q, con
 
 void CpuBackend::attention_backward(float* dq, float* dk, float* dv, float* scratch,
                                     const float* dout, const float* q, const float* k,
-                                    const float* v, const float* probs, int64_t B, int64_t T,
-                                    int64_t NH, int64_t HS) const {
+                                    const float* v, const float*, const float* saved, int64_t B,
+                                    int64_t T, int64_t NH, int64_t HS) const {
   const int64_t C = NH * HS;
   const float scale = 1.0f / std::sqrt(float(HS));
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bh = 0; bh < B * NH; ++bh) {
     const int64_t b = bh / NH, h = bh % NH;
     const int64_t base = b * T * C + h * HS;
-    const float* P = probs + bh * T * T;
+    const float* P = saved + bh * T * T;
     float* dS = scratch + bh * T * T;
     // dP = dO·Vᵀ, dV = Pᵀ·dO
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(T), int(HS), 1.0f, dout + base,

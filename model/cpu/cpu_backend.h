@@ -26,11 +26,15 @@ class CpuBackend final : public Backend {
                     int64_t HS) const override;
   void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
                      int64_t NH, int64_t HS) const override;
-  void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+  void attention_forward(float* out, float* saved, const float* q, const float* k, const float* v,
                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
-                          const float* q, const float* k, const float* v, const float* probs,
-                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+                          const float* q, const float* k, const float* v, const float* out,
+                          const float* saved, int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  // Both are the probabilities' B·NH·T·T (saved: P; scratch: dS).
+  int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T * T; }
+  int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T * T; }
+  std::string attention_path() const override { return "cpu: BLAS with saved probabilities"; }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, int64_t n) const override;

@@ -2,6 +2,7 @@
 // errors, and the row-major GEMM on cuBLAS that matmul and attention share.
 #include <mutex>
 
+#include "model/cuda/attention_cudnn.h"
 #include "model/cuda/cuda_backend.h"
 #include "model/cuda/module_entry.h"
 
@@ -37,9 +38,9 @@ bool cairn_cuda_device_available() {
 
 const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math) {
   using namespace cairn;
-  static std::once_flag once[2];
-  static CudaBackend* instance[2] = {nullptr, nullptr};
-  const int i = math == CudaMath::tf32 ? 1 : 0;
+  static std::once_flag once[3];
+  static CudaBackend* instance[3] = {nullptr, nullptr, nullptr};
+  const int i = int(math);
   if (!cairn_cuda_device_available())
     throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
                 "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
@@ -56,11 +57,13 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                 : CUBLAS_DEFAULT_MATH));
+  // bf16 mode's GEMMs run TF32 here until they move to cuBLASLt bf16.
+  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH
+                                                                 : CUBLAS_TF32_TENSOR_OP_MATH));
 }
 
 CudaBackend::~CudaBackend() {
+  cudnn_.reset();  // its handle is bound to stream_
   if (scratch_) cudaFree(scratch_);
   if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);

@@ -1,6 +1,7 @@
 // The CUDA backend: every Backend op on device memory, in order on one stream that the backend
-// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores when built with CudaMath::tf32); the
-// other ops are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher
+// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores when built with CudaMath::tf32 or
+// CudaMath::bf16); attention is an own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops
+// are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher
 // → entry point. Host-facing calls that return data (copy_to_host, sum_squares) synchronize the
 // stream; everything else is asynchronous. Included only by CUDA sources.
 #pragma once
@@ -8,6 +9,9 @@
 #include <cublas_v2.h>
 #include <cusolverDn.h>
 #include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
 
 #include "model/backend.h"
 #include "util/error.h"
@@ -37,6 +41,8 @@ const char* cublas_status_name(cublasStatus_t s);
 
 namespace cairn {
 
+class CudnnSdpa;  // model/cuda/attention_cudnn.h
+
 class CudaBackend final : public Backend {
  public:
   // Binds to the current device; creates the stream and the cuBLAS handle.
@@ -45,7 +51,9 @@ class CudaBackend final : public Backend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  std::string name() const override { return math_ == CudaMath::tf32 ? "cuda-tf32" : "cuda"; }
+  std::string name() const override {
+    return math_ == CudaMath::tf32 ? "cuda-tf32" : math_ == CudaMath::bf16 ? "cuda-bf16" : "cuda";
+  }
   cudaStream_t stream() const { return stream_; }
   void* compute_stream() const override { return stream_; }
 
@@ -64,11 +72,16 @@ class CudaBackend final : public Backend {
                     int64_t HS) const override;
   void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
                      int64_t NH, int64_t HS) const override;
-  void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
+  // Attention (model/cuda/attention.cu): saved is the rows' log-sum-exp [B,NH,T] on both paths
+  // (own fused kernel; cuDNN SDPA in bf16 mode); scratch holds D = rowsum(dout∘out) [B,NH,T].
+  void attention_forward(float* out, float* saved, const float* q, const float* k, const float* v,
                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
-                          const float* q, const float* k, const float* v, const float* probs,
-                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+                          const float* q, const float* k, const float* v, const float* out,
+                          const float* saved, int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
+  int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T; }
+  int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T; }
+  std::string attention_path() const override { return attention_path_; }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, int64_t n) const override;
@@ -107,12 +120,16 @@ class CudaBackend final : public Backend {
             float* c, int64_t ldc, int64_t stride_c, int64_t batch) const;
 
   // Device scratch of at least `floats` floats, owned by the backend and reused by every op that
-  // needs partial sums or sort buffers (RMSNorm's weight gradient, sum_squares, the embedding
-  // gradient's sort by token). It grows (synchronously) on the first call that needs more — in
-  // practice the first training step — and never shrinks.
+  // needs temporary memory (RMSNorm's weight gradient, sum_squares, the embedding gradient's sort
+  // by token, cuDNN attention's bf16 copies and workspace). It grows (synchronously) on the first
+  // call that needs more — in practice the first training step — and never shrinks.
   float* scratch(int64_t floats) const;
 
  private:
+  // True when this call runs cuDNN SDPA (bf16 mode, cuDNN built in and a plan for the shape);
+  // records the path in attention_path_ and prints it to stderr when it changes in bf16 mode.
+  bool attention_uses_cudnn(int64_t B, int64_t T, int64_t NH, int64_t HS) const;
+
   CudaMath math_;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
@@ -120,6 +137,10 @@ class CudaBackend final : public Backend {
   mutable cusolverDnHandle_t cusolver_ = nullptr;  // made on the first SVD
   mutable float* scratch_ = nullptr;
   mutable int64_t scratch_floats_ = 0;
+  // cuDNN SDPA, created on the first bf16 attention call; null when unavailable (cudnn_why_ says why).
+  mutable std::unique_ptr<CudnnSdpa> cudnn_;
+  mutable bool cudnn_tried_ = false;
+  mutable std::string cudnn_why_, attention_path_;
 };
 
 // Blocks of `threads` covering n items, capped for grid-stride loops.
