@@ -19,6 +19,15 @@
 
 namespace cairn {
 
+namespace {
+
+// training.precision (validated by config_validate) → the CUDA backend's math mode.
+CudaMath cuda_math(const std::string& precision) {
+  return precision == "bf16" ? CudaMath::bf16 : precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+}
+
+}  // namespace
+
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be) {
   const OptimizerConfig& o = cfg.optimizer;
@@ -109,7 +118,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
     throw Error(str("device = \"cuda\" with ", comm_.size(), " ranks: multi-GPU gradient all-reduce (NCCL) is "
                     "not implemented yet; run one rank per job, or device = \"cpu\" under mpirun"));
   const Backend& be = cfg_.device == "cuda"
-                          ? cuda_backend(cfg_.training.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32)
+                          ? cuda_backend(cuda_math(cfg_.training.precision))
                           : cpu_backend();
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
@@ -216,6 +225,8 @@ StepResult Trainer::train_step() {
   } else {
     optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
     sync_->gather_params(model_->param_data());
+    // The gather wrote parameters other ranks updated, outside the backend's own ops.
+    if (comm_.size() > 1) be.parameters_changed(model_->param_data(), n);
   }
   ++state_.step;
   state_.samples += global_batch();

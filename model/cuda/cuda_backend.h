@@ -1,12 +1,17 @@
 // The CUDA backend: every Backend op on device memory, in order on one stream that the backend
-// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores when built with CudaMath::tf32); the
-// other ops are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher
-// → entry point. Host-facing calls that return data (copy_to_host, sum_squares) synchronize the
-// stream; everything else is asynchronous. Included only by CUDA sources.
+// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores with CudaMath::tf32) or, with
+// CudaMath::bf16, matmul through cuBLASLt on bf16 copies (model/cuda/bf16_gemm.h); the other ops
+// are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher → entry
+// point. Host-facing calls that return data (copy_to_host, sum_squares) synchronize the stream;
+// everything else is asynchronous. One host thread at a time. Included only by CUDA sources.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
 
 #include "model/backend.h"
 #include "util/error.h"
@@ -36,6 +41,8 @@ const char* cublas_status_name(cublasStatus_t s);
 
 namespace cairn {
 
+class Bf16Gemm;
+
 class CudaBackend final : public Backend {
  public:
   // Binds to the current device; creates the stream and the cuBLAS handle.
@@ -44,7 +51,9 @@ class CudaBackend final : public Backend {
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  std::string name() const override { return math_ == CudaMath::tf32 ? "cuda-tf32" : "cuda"; }
+  std::string name() const override {
+    return math_ == CudaMath::tf32 ? "cuda-tf32" : math_ == CudaMath::bf16 ? "cuda-bf16" : "cuda";
+  }
   cudaStream_t stream() const { return stream_; }
 
   void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
@@ -87,6 +96,10 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host, const void* dev, int64_t bytes) const override;
   void copy_to_device(void* dev, const void* host, int64_t bytes) const override;
 
+  // CudaMath::bf16: a bf16 copy per registered buffer (see Backend); no-ops in the other modes.
+  void register_parameters(const float* base, int64_t n) const override;
+  void parameters_changed(const float* p, int64_t n) const override;
+
   // Row-major strided-batched GEMM on the backend's stream: for i < batch,
   // c_i[M,N] = alpha·op(a_i)·op(b_i) + beta·c_i with explicit leading dimensions (row strides)
   // and element strides between batch entries. matmul and attention are built on it.
@@ -100,12 +113,28 @@ class CudaBackend final : public Backend {
   float* scratch(int64_t floats) const;
 
  private:
+  // A registered parameter buffer and its bf16 copy (bit patterns, same element order).
+  struct ParamShadow {
+    const float* base;
+    int64_t n;
+    uint16_t* bf16;
+  };
+  void matmul_bf16(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                   bool trans_b, float alpha, float beta) const;
+  // The registered buffer holding all of [p, p + n) floats, or nullptr.
+  const ParamShadow* shadow_containing(const float* p, int64_t n) const;
+  // A backend op wrote `bytes` bytes at p: re-round the bf16 copy of every registered float among them.
+  void params_written(const void* p, int64_t bytes) const;
+
   CudaMath math_;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   mutable float* scratch_ = nullptr;
   mutable int64_t scratch_floats_ = 0;
+  std::unique_ptr<Bf16Gemm> bf16_;                            // CudaMath::bf16 only
+  mutable std::vector<ParamShadow> shadows_;                  // registered parameter buffers
+  mutable std::unordered_map<const void*, int64_t> alloc_bytes_;  // live allocations of alloc()
 };
 
 // Blocks of `threads` covering n items, capped for grid-stride loops.
