@@ -335,7 +335,8 @@ void Trainer::print_startup() {
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
             << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured fp32 GEMM)") << "\n"
+            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
+            << "\n"
             << std::endl;
 }
 

@@ -53,7 +53,7 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // bf16 mode: matmul goes to cuBLASLt; attention's strided-batched GEMMs stay here, in TF32.
   CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
-  if (math == CudaMath::bf16) bf16_ = std::make_unique<Bf16Gemm>(stream_);
+  if (math == CudaMath::bf16) bf16_ = std::make_unique<Bf16Gemm>(stream_, cublas_);
 }
 
 CudaBackend::~CudaBackend() {

@@ -71,6 +71,7 @@ struct Bf16Gemm::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;  // cuBLAS's A, B, C (= D)
   cublasLtMatmulAlgo_t algo{};
+  bool use_lt = true;  // false: no cuBLASLt algorithm, cublasGemmEx instead
   ~Plan() {
     if (c) cublasLtMatrixLayoutDestroy(c);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -79,7 +80,7 @@ struct Bf16Gemm::Plan {
   }
 };
 
-Bf16Gemm::Bf16Gemm(cudaStream_t stream) : stream_(stream) {
+Bf16Gemm::Bf16Gemm(cudaStream_t stream, cublasHandle_t cublas) : stream_(stream), cublas_(cublas) {
   CUBLAS_CHECK(cublasLtCreate(&handle_));
   const cudaError_t e = cudaMalloc(&workspace_, kWorkspaceBytes);
   if (e != cudaSuccess) {
@@ -155,12 +156,11 @@ const Bf16Gemm::Plan& Bf16Gemm::plan(const Key& key) const {
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulAlgoGetHeuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref, 1, &result, &returned);
   cublasLtMatmulPreferenceDestroy(pref);
-  CUBLAS_CHECK(st);
-  if (returned == 0 || result.state != CUBLAS_STATUS_SUCCESS)
-    throw Error(str("cuBLASLt offers no bf16 GEMM algorithm for M=", M, " N=", N, " K=", K, " trans_a=", trans_a,
-                    " trans_b=", trans_b, " (operand alignments ", align_a, "/", align_b, "/", align_out,
-                    " bytes): use training.precision = \"tf32\" for this model"));
-  p->algo = result.algo;
+  // NOT_SUPPORTED (or no result) means no algorithm fits these operands: cublasGemmEx handles any
+  // leading dimension and alignment, with the same types and accumulation.
+  if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+  p->use_lt = st == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS;
+  if (p->use_lt) p->algo = result.algo;
   return *plans_.emplace(key, std::move(p)).first->second;
 }
 
@@ -168,8 +168,16 @@ void Bf16Gemm::run(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    const uint16_t* b, float beta, float* out) const {
   CAIRN_ASSERT(M > 0 && N > 0 && K > 0, "bf16 GEMM of an empty shape");
   const Plan& p = plan({trans_a, trans_b, M, N, K, alignment_of(a), alignment_of(b), alignment_of(out)});
-  CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, b, p.a, a, p.b, &beta, out, p.c, out, p.c, &p.algo,
-                              workspace_, kWorkspaceBytes, stream_));
+  if (p.use_lt) {
+    CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, b, p.a, a, p.b, &beta, out, p.c, out, p.c, &p.algo,
+                                workspace_, kWorkspaceBytes, stream_));
+    return;
+  }
+  CAIRN_ASSERT(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX, "GEMM dimension beyond int");
+  CUBLAS_CHECK(cublasGemmEx(cublas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            int(N), int(M), int(K), &alpha, b, CUDA_R_16BF, int(trans_b ? K : N), a, CUDA_R_16BF,
+                            int(trans_a ? M : K), &beta, out, CUDA_R_32F, int(N), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
 }
 
 // ---- the backend's bf16 mode ------------------------------------------------------------------------

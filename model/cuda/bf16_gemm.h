@@ -1,6 +1,8 @@
 // The bf16 GEMM of the CUDA backend's CudaMath::bf16 mode: cuBLASLt with bf16 A/B, fp32 C/D,
 // fp32 scale and accumulation (CUBLAS_COMPUTE_32F); one algorithm per (shape, transposition,
-// operand alignment), chosen by cuBLASLt's heuristic on first use and cached; one workspace.
+// operand alignment), chosen by cuBLASLt's heuristic on first use and cached; one workspace. A
+// shape cuBLASLt has no algorithm for (e.g. operands only 2-byte aligned) goes to cublasGemmEx
+// with the same types instead.
 // Also the conversion launchers (fp32 → bf16 bit patterns, model/bf16.h) and the bf16 staging
 // buffer for activation operands. Included only by CUDA sources.
 #pragma once
@@ -18,15 +20,15 @@ namespace cairn {
 
 class Bf16Gemm {
  public:
-  // Creates the cuBLASLt handle and allocates the workspace; all work runs on `stream`.
-  explicit Bf16Gemm(cudaStream_t stream);
+  // Creates the cuBLASLt handle and allocates the workspace; all work runs on `stream`. `cublas`
+  // (bound to the same stream, owned by the caller) serves the fallback.
+  Bf16Gemm(cudaStream_t stream, cublasHandle_t cublas);
   ~Bf16Gemm();
   Bf16Gemm(const Bf16Gemm&) = delete;
   Bf16Gemm& operator=(const Bf16Gemm&) = delete;
 
   // Row-major out[M,N] = alpha·op(a)·op(b) + beta·out with a [M,K] ([K,M] when trans_a) and b
   // [K,N] ([N,K] when trans_b), both dense bf16 bit patterns; out dense fp32. M, N, K ≥ 1.
-  // Throws Error when cuBLASLt offers no algorithm for the shape.
   void run(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* a,
            const uint16_t* b, float beta, float* out) const;
 
@@ -42,6 +44,7 @@ class Bf16Gemm {
   const Plan& plan(const Key& key) const;
 
   cudaStream_t stream_;
+  cublasHandle_t cublas_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   mutable std::map<Key, std::unique_ptr<Plan>> plans_;
