@@ -2,11 +2,12 @@
 # The one GPU check, for a machine with an NVIDIA GPU, nvcc and CMake but none of cairn's Debian
 # libraries (no MPI, HDF5, SentencePiece, toml++, GoogleTest; OpenBLAS optional): builds the
 # CAIRN_CUDA_ONLY configuration, runs every CUDA-vs-CPU check (tests/cuda_cases.cpp) and the
-# synthetic-data throughput benchmark (130M and 350M, fp32 and TF32). About 2-4 minutes on an H200.
+# synthetic-data throughput benchmark (130M and 350M; bf16, TF32 and fp32). About 3-5 minutes on an H200.
 # cuDNN attention (bf16 mode) is built when cuDNN is found (CUDNN_ROOT, else PyTorch's nvidia-cudnn
 # wheel when python3 can import it, else next to the toolkit) and the cudnn_frontend headers are in
 # third_party/cudnn_frontend/include (tools/setup.sh fetches them; carry that folder to the machine).
-#   bash bench/gpu_check.sh            # variables: BUILD, CUDA_ARCH (90), JOBS, BATCH (32), STEPS (10), CUDNN_ROOT
+#   bash bench/gpu_check.sh            # variables: BUILD, CUDA_ARCH (90), JOBS, BATCH (32), STEPS (10),
+#                                      # MATH (bf16,tf32,fp32), CUDNN_ROOT
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build/gpu_check}
@@ -42,7 +43,7 @@ timeout 300 "$build/tests/cuda_check"
 check_rc=$?
 
 echo "== throughput: forward + backward + clip + AdamW, synthetic tokens"
-timeout 300 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}"
+timeout 400 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}" --math "${MATH:-bf16,tf32,fp32}"
 bench_rc=$?
 
 echo "== summary: cuda_check exit $check_rc (0 all passed, 1 failures, 77 no device), cuda_bench exit $bench_rc"

@@ -119,6 +119,20 @@ class Backend {
   // ops have completed when they return (CPU).
   virtual void* compute_stream() const { return nullptr; }
 
+  // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
+  // backend's CudaMath::bf16; a no-op everywhere else). The model registers its flat fp32
+  // parameter buffer once: base is a pointer returned by this backend's alloc, n floats of it.
+  // The backend then keeps a rounded copy of the range (the fp32 values stay the master copy:
+  // what checkpoints save) and uses it whenever a matmul operand lies inside the range, instead of
+  // rounding the operand again. The copy is a function of the master alone and is kept current by
+  // every write that goes through the backend: copy_to_device and zero into the range,
+  // adamw_update, apply_update, add_inplace, scale_inplace and matmul outputs there. Anything else that writes
+  // the range (another op used on parameters, a collective gathering parameters on device memory)
+  // must call parameters_changed(p, n) on the written part before the next matmul reads it.
+  // release(base) ends the registration.
+  virtual void register_parameters(const float* /*base*/, int64_t /*n*/) const {}
+  virtual void parameters_changed(const float* /*p*/, int64_t /*n*/) const {}
+
   // Memory (bytes): allocated once at start, never inside a step. Use DeviceArray below.
   virtual void* alloc(int64_t bytes) const = 0;
   virtual void release(void* p) const = 0;
@@ -158,8 +172,10 @@ class DeviceArray {
 const Backend& cpu_backend();
 
 // The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
-// or TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation; other ops stay fp32), or
-// bf16 (attention through cuDNN's fused SDPA on bf16 copies of q, k, v when cuDNN is built in).
+// TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation), or bf16 tensor-core GEMMs
+// (matmul inputs rounded to bf16 — registered parameters stochastically, activations to nearest —
+// fp32 accumulation and fp32 outputs; attention's batched GEMMs use TF32, attention itself cuDNN's
+// fused SDPA on bf16 copies of q, k, v when cuDNN is built in). Other ops stay fp32 in every mode.
 // Throws Error when cairn was built without CUDA or no device is usable; check first with
 // cuda_device_available(), which never throws.
 enum class CudaMath { fp32, tf32, bf16 };

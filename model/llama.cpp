@@ -97,6 +97,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
 
   params_ = DeviceArray<float>(be_, table_.total());
   grads_ = DeviceArray<float>(be_, table_.total());
+  // Before the first write: a bf16 backend keeps its copy of the parameters current from here on.
+  be_.register_parameters(params_.data(), params_.size());
   params_.zero();
   grads_.zero();
 

@@ -55,6 +55,25 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NE(error_of([&] { config_load("/nonexistent/run.toml", {}); }).find("no such file"), std::string::npos);
 }
 
+// tf32 and bf16 need the CUDA backend; anything else is not a precision. Both errors say what to set.
+TEST(Config, PrecisionIsCheckedAgainstTheDevice) {
+  TrainConfig c;
+  c.data.train = "x.h5";
+  config_validate(c);  // fp32 on the CPU
+  for (const char* p : {"tf32", "bf16"}) {
+    c.training.precision = p;
+    const std::string e = error_of([&] { config_validate(c); });
+    EXPECT_NE(e.find("needs device = \"cuda\""), std::string::npos) << e;
+    EXPECT_NE(e.find(p), std::string::npos) << e;
+  }
+  c.training.precision = "fp16";
+  const std::string e = error_of([&] { config_validate(c); });
+  EXPECT_NE(e.find("\"bf16\""), std::string::npos) << e;
+  EXPECT_NE(e.find("training.precision = \"fp16\""), std::string::npos) << e;
+  config_apply_override(c, "training.precision=bf16");
+  EXPECT_EQ(c.training.precision, "bf16");
+}
+
 TEST(Config, PrintedConfigReadsBackIdentically) {
   TrainConfig c;
   config_apply_toml(c, "[optimizer]\nbeta2 = 0.95\n[schedule]\nlr = 0.0003\n[model]\nlinear = \"lowrank\"\n", "t");

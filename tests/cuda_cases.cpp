@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "model/backend.h"
+#include "model/bf16.h"
 #include "model/llama.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -36,8 +37,9 @@ void Checker::expect_close(const std::string& what, const std::vector<float>& re
   bool finite = true;
   for (size_t i = 0; i < ref.size(); ++i) {
     if (!std::isfinite(got[i]) && std::isfinite(ref[i])) finite = false;
-    const double diff = std::abs(double(got[i]) - double(ref[i]));
-    const double r = diff == 0 ? 0 : diff / (atol + rtol * std::abs(double(ref[i])));  // exact match with zero tolerance
+    // Zero tolerance means bitwise equal values: 0/0 must count as a match, not as NaN.
+    const double err = std::abs(double(got[i]) - double(ref[i]));
+    const double r = err == 0 ? 0.0 : err / (atol + rtol * std::abs(double(ref[i])));
     if (!(r <= worst)) {
       worst = r;
       at = i;
@@ -132,10 +134,35 @@ Vec rope_table(bool cosine) {
   return t;
 }
 
+// bf16 mode, unregistered operands (both rounded to nearest bf16, 2⁻⁹ relative): the error of
+// each output is a sum of K products' rounding errors, about sqrt(K)·1.6e-3 for N(0,1) operands;
+// the tolerance, 1e-2·sqrt(K) absolute plus 1e-2 relative, is ~6 of those standard deviations,
+// while a wrong transposition or operand is off by ~sqrt(K). Odd shapes: unaligned rows.
+void add_matmul_bf16_checks(std::vector<CudaCheck>& out, Rng& rng) {
+  struct Shape { int64_t M, N, K; };
+  for (Shape sh : {Shape{37, 53, 29}, Shape{33, 70, 257}, Shape{128, 96, 64}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t M = sh.M, Nn = sh.N, K = sh.K;
+        out.push_back(op_check({str("matmul_", ta ? "t" : "n", tb ? "t" : "n", "_bf16_", M, "x", Nn, "x", K),
+                                {random_vec(rng, M * K), random_vec(rng, K * Nn), random_vec(rng, M * Nn)},
+                                {},
+                                [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                                  be.matmul(p[2], p[0], p[1], M, Nn, K, ta, tb, 0.7f, 0.3f);
+                                },
+                                {2},
+                                {"out"},
+                                1e-2,
+                                1e-2 * std::sqrt(double(K)),
+                                CudaMath::bf16}));
+      }
+}
+
 void add_matmul_checks(std::vector<CudaCheck>& out, Rng& rng) {
   // (trans_a, trans_b) all four ways, alpha and beta not 0/1; TF32 rounds inputs to a 10-bit
   // mantissa, so its error grows like sqrt(K)·2⁻¹¹ of the operands' scale.
   const int64_t M = 37, Nn = 53, K = 29;
+  add_matmul_bf16_checks(out, rng);
   for (CudaMath math : {CudaMath::fp32, CudaMath::tf32})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
@@ -237,6 +264,274 @@ void add_attention_checks(std::vector<CudaCheck>& out) {
                    }
                    c.expect(msg.find("head size 192") != std::string::npos, "HS=192 throws Error: " + msg);
                  }});
+}
+
+Vec download(const Backend& be, const float* p, int64_t n) {
+  Vec v(static_cast<size_t>(n));
+  be.copy_to_host(v.data(), p, n * 4);
+  return v;
+}
+
+// The bf16 copy of registered parameters: a registered buffer holds a weight w [NW,K] at an
+// unaligned offset; matmul reads it as b (forward x·wᵀ, backward dy·w) and as a (wᵀ·…), and must
+// see every write to the buffer: copy_to_device of part of it, adamw_update (lr large enough to
+// move every element by ~lr), zero, scale_inplace, and a write by another op followed by
+// parameters_changed. A stale copy is off by O(sqrt(K)), far outside the bf16 tolerance.
+CudaCheck bf16_param_copy_check() {
+  return {"bf16_param_copy", [](Checker& c) {
+            const int64_t M = 19, K = 67, NW = 45, off = 3, total = off + NW * K + 5;
+            Rng r(21);
+            const Vec p0 = random_vec(r, total), p1 = random_vec(r, NW * K / 2), x = random_vec(r, M * K);
+            const Vec dy = random_vec(r, M * NW), g = random_vec(r, total), gate = random_vec(r, NW * K),
+                      up = random_vec(r, NW * K);
+            double wmax = 0;
+            auto run = [&](const Backend& be) {
+              DeviceArray<float> P(be, total), X(be, M * K), DY(be, M * NW), G(be, total), mom(be, total),
+                  var(be, total), GATE(be, NW * K), UP(be, NW * K), y(be, K * std::max(M, NW));
+              be.register_parameters(P.data(), total);
+              be.copy_to_device(P.data(), p0.data(), total * 4);
+              be.copy_to_device(X.data(), x.data(), M * K * 4);
+              be.copy_to_device(DY.data(), dy.data(), M * NW * 4);
+              be.copy_to_device(G.data(), g.data(), total * 4);
+              be.copy_to_device(GATE.data(), gate.data(), NW * K * 4);
+              be.copy_to_device(UP.data(), up.data(), NW * K * 4);
+              mom.zero();
+              var.zero();
+              float* w = P.data() + off;
+              std::vector<Vec> outs;
+              auto forward = [&] {  // y[M,NW] = x·wᵀ; also tracks max |w| (for the tolerance)
+                be.matmul(y.data(), X.data(), w, M, NW, K, false, true, 1.0f, 0.0f);
+                outs.push_back(download(be, y.data(), M * NW));
+                for (float e : download(be, w, NW * K)) wmax = std::max(wmax, double(std::abs(e)));
+              };
+              forward();
+              be.matmul(y.data(), DY.data(), w, M, K, NW, false, false, 1.0f, 0.0f);  // dy·w [M,K]
+              outs.push_back(download(be, y.data(), M * K));
+              be.matmul(y.data(), w, DY.data(), K, M, NW, true, true, 1.0f, 0.0f);  // wᵀ·dyᵀ [K,M]
+              outs.push_back(download(be, y.data(), K * M));
+              be.copy_to_device(w + NW * K / 4, p1.data(), NW * K / 2 * 4);  // the middle half of w
+              forward();
+              be.adamw_update(P.data(), G.data(), mom.data(), var.data(), total, 0.5f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                              0.1f, 0.05f);
+              forward();
+              be.scale_inplace(P.data(), -2.0f, total);
+              forward();
+              be.swiglu_forward(w, GATE.data(), UP.data(), NW * K);  // not a parameter-aware op
+              be.parameters_changed(w, NW * K);
+              forward();
+              be.zero(w, NW * K * 4);
+              be.matmul(y.data(), X.data(), w, M, NW, K, false, true, 1.0f, 0.0f);
+              outs.push_back(download(be, y.data(), M * NW));
+              outs.push_back(download(be, P.data(), total));
+              return outs;
+            };
+            const auto ref = run(cpu_backend()), got = run(backend_under_test(CudaMath::bf16));
+            const char* names[] = {"x.w^T",       "dy.w",        "w^T.dy^T",      "after copy_to_device",
+                                   "after adamw", "after scale", "after changed", "after zero",
+                                   "master weights"};
+            // x and dy are N(0,1); w's largest magnitude over the run scales the absolute tolerance.
+            for (size_t i = 0; i < ref.size(); ++i) {
+              const bool master = i + 1 == ref.size();
+              c.expect_close(names[i], ref[i], got[i], master ? 1e-5 : 1e-2,
+                             master ? 1e-6 : 1e-2 * std::sqrt(double(std::max(K, NW))) * std::max(1.0, wmax));
+            }
+          }};
+}
+
+// The bf16 copy read back bitwise: I·P (I an identity, exact in bf16; one nonzero product per
+// output, exact in fp32) returns the copy of the registered buffer P [R,CC] itself. After every
+// write — per-row AdamW as the optimizer calls it (element indices are offsets in the buffer, not
+// in the row), partial copy_to_device, scale/add/zero/matmul output at odd offsets, a foreign
+// write + parameters_changed — it must equal bf16_round_param(i, master[i]) for every i, exactly.
+// A·I (A not registered, read at an odd offset and odd length) must equal A rounded to nearest.
+CudaCheck bf16_copy_bitwise_check() {
+  return {"bf16_copy_bitwise", [](Checker& c) {
+            const Backend& be = backend_under_test(CudaMath::bf16);
+            if (!is_cuda(be)) return;  // bf16 rounding itself: a stand-in computes in fp32
+            const int64_t R = 48, CC = 70, total = R * CC, MA = 7;
+            const int64_t rows[] = {0, 5, 1234, 2001, total};  // optimizer rows: [rows[i], rows[i+1])
+            Rng r(41);
+            const Vec p0 = random_vec(r, total), p1 = random_vec(r, 501), g1 = random_vec(r, total),
+                      g2 = random_vec(r, total), gate = random_vec(r, 1500), up = random_vec(r, 1500),
+                      xa = random_vec(r, 360), ma = random_vec(r, 20 * 9), mb = random_vec(r, 9 * 30),
+                      act = random_vec(r, MA * R + 1);
+            Vec eye(static_cast<size_t>(R * R), 0.0f);
+            for (int64_t i = 0; i < R; ++i) eye[size_t(i * R + i)] = 1.0f;
+            DeviceArray<float> P(be, total), I(be, R * R), out(be, std::max(R, MA) * CC), G(be, total), m(be, total),
+                v(be, total), T1(be, 1500), T2(be, 1500), XA(be, 360), MAA(be, 20 * 9), MBB(be, 9 * 30),
+                ACT(be, MA * R + 1);
+            be.register_parameters(P.data(), total);
+            be.copy_to_device(I.data(), eye.data(), R * R * 4);
+            be.copy_to_device(T1.data(), gate.data(), 1500 * 4);
+            be.copy_to_device(T2.data(), up.data(), 1500 * 4);
+            be.copy_to_device(XA.data(), xa.data(), 360 * 4);
+            be.copy_to_device(MAA.data(), ma.data(), 20 * 9 * 4);
+            be.copy_to_device(MBB.data(), mb.data(), 9 * 30 * 4);
+            be.copy_to_device(ACT.data(), act.data(), (MA * R + 1) * 4);
+            m.zero();
+            v.zero();
+            auto expect_copy = [&](const std::string& after) {
+              be.matmul(out.data(), I.data(), P.data(), R, CC, R, false, false, 1.0f, 0.0f);
+              const Vec master = download(be, P.data(), total), copy = download(be, out.data(), total);
+              Vec want(static_cast<size_t>(total));
+              for (int64_t i = 0; i < total; ++i) want[size_t(i)] = bf16_to_float(bf16_round_param(i, master[size_t(i)]));
+              c.expect_close("copy after " + after, want, copy, 0, 0);
+            };
+            be.copy_to_device(P.data(), p0.data(), total * 4);
+            expect_copy("copy_to_device");
+            for (int step = 1; step <= 2; ++step) {
+              be.copy_to_device(G.data(), (step == 1 ? g1 : g2).data(), total * 4);
+              for (int i = 0; i < 4; ++i) {
+                const int64_t at = rows[i], n = rows[i + 1] - rows[i];
+                be.adamw_update(P.data() + at, G.data() + at, m.data() + at, v.data() + at, n, 0.05f, 0.9f, 0.95f,
+                                1e-8f, 0.1f, 1.0f - std::pow(0.9f, float(step)), 1.0f - std::pow(0.95f, float(step)));
+              }
+              expect_copy(str("adamw step ", step));
+            }
+            be.copy_to_device(P.data() + 777, p1.data(), 501 * 4);
+            expect_copy("partial copy_to_device");
+            be.scale_inplace(P.data() + 1001, 0.75f, 999);
+            expect_copy("scale_inplace");
+            be.add_inplace(P.data() + 3000, XA.data(), 360);
+            expect_copy("add_inplace");
+            be.swiglu_forward(P.data() + 2, T1.data(), T2.data(), 1500);
+            be.parameters_changed(P.data() + 2, 1500);
+            expect_copy("parameters_changed");
+            be.zero(P.data() + 10, 100 * 4);
+            expect_copy("zero");
+            be.matmul(P.data() + 2501, MAA.data(), MBB.data(), 20, 30, 9, false, false, 1.0f, 0.0f);
+            expect_copy("matmul into parameters");
+
+            // Activations: rounded to nearest, through the unaligned (scalar) conversion path.
+            be.matmul(out.data(), ACT.data() + 1, I.data(), MA, R, R, false, false, 1.0f, 0.0f);
+            Vec want(static_cast<size_t>(MA * R));
+            for (int64_t i = 0; i < MA * R; ++i) want[size_t(i)] = bf16_to_float(bf16_round_nearest(act[size_t(i + 1)]));
+            c.expect_close("activation rounding (unaligned)", want, download(be, out.data(), MA * R), 0, 0);
+            be.matmul(out.data(), ACT.data(), I.data(), MA, R, R, false, false, 1.0f, 0.0f);
+            for (int64_t i = 0; i < MA * R; ++i) want[size_t(i)] = bf16_to_float(bf16_round_nearest(act[size_t(i)]));
+            c.expect_close("activation rounding (vectorized)", want, download(be, out.data(), MA * R), 0, 0);
+          }};
+}
+
+// Stochastic rounding of parameters, through matmul: column sums of P [K,N] (ones·P, fp32
+// accumulation) whose values all sit 0.3 ulp above a bf16 value. Round-to-nearest would be off by
+// −0.3 ulp per element; the stochastic copy must be within 0.01 ulp per element on average (its
+// standard deviation is 0.46 ulp / sqrt(K·N) ≈ 0.0013 ulp). An AdamW step with lr = 0 rewrites
+// the copy from the same values: bitwise the same sums. bf16-representable values come back
+// exactly, as parameters and as activations (products with an identity matrix).
+CudaCheck bf16_rounding_check() {
+  return {"bf16_rounding", [](Checker& c) {
+            const Backend& be = backend_under_test(CudaMath::bf16);
+            if (!is_cuda(be)) return;  // bf16 rounding itself: a stand-in computes in fp32
+            const int64_t K = 512, NC = 256, n = K * NC;
+            Vec p(static_cast<size_t>(n));
+            double sum = 0, sum_nearest = 0, ulps = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              const int e = int(i % 4) - 3;
+              p[size_t(i)] = float(std::ldexp(1.0 + (double((i / 4) % 100) + 0.3) / 128.0, e));
+              sum += double(p[size_t(i)]);
+              sum_nearest += double(bf16_to_float(bf16_round_nearest(p[size_t(i)])));
+              ulps += std::ldexp(1.0 / 128.0, e);
+            }
+            DeviceArray<float> P(be, n), ones(be, K), sums(be, NC), zeros(be, n), m(be, n), v(be, n);
+            be.register_parameters(P.data(), n);
+            be.copy_to_device(P.data(), p.data(), n * 4);
+            const Vec one(static_cast<size_t>(K), 1.0f);
+            be.copy_to_device(ones.data(), one.data(), K * 4);
+            auto column_sums = [&] {
+              be.matmul(sums.data(), ones.data(), P.data(), 1, NC, K, false, false, 1.0f, 0.0f);
+              return download(be, sums.data(), NC);
+            };
+            const Vec first = column_sums();
+            double total = 0;
+            for (float e : first) total += double(e);
+            const double bound = 0.01 * ulps;
+            c.expect(std::abs(total - sum) <= bound,
+                     str("stochastic rounding mean bias ", (total - sum) / ulps, " ulp within 0.01 ulp"));
+            c.expect(std::abs(sum_nearest - sum) > bound,
+                     str("round-to-nearest would be off by ", (sum_nearest - sum) / ulps, " ulp (the check can fail)"));
+            zeros.zero();
+            m.zero();
+            v.zero();
+            be.adamw_update(P.data(), zeros.data(), m.data(), v.data(), n, 0.0f, 0.9f, 0.95f, 1e-8f, 0.0f, 0.1f, 0.05f);
+            c.expect_close("sums after adamw(lr=0)", first, column_sums(), 0, 0);
+
+            // Exactly representable values: E [KE,NE] registered, A [ME,KE] not; I is an identity.
+            const int64_t KE = 40, NE = 24, ME = 16;
+            Rng r(9);
+            auto representable = [&](int64_t count) {
+              Vec e = random_vec(r, count, 3.0f);
+              for (auto& x : e) x = bf16_to_float(uint16_t(bf16_float_bits(x) >> 16));
+              return e;
+            };
+            const Vec e = representable(KE * NE), a = representable(ME * KE);
+            Vec eye(static_cast<size_t>(KE * KE), 0.0f);
+            for (int64_t i = 0; i < KE; ++i) eye[size_t(i * KE + i)] = 1.0f;
+            DeviceArray<float> E(be, KE * NE), A(be, ME * KE), I(be, KE * KE), out(be, KE * NE);
+            be.register_parameters(E.data(), KE * NE);
+            be.copy_to_device(E.data(), e.data(), KE * NE * 4);
+            be.copy_to_device(A.data(), a.data(), ME * KE * 4);
+            be.copy_to_device(I.data(), eye.data(), KE * KE * 4);
+            be.matmul(out.data(), I.data(), E.data(), KE, NE, KE, false, false, 1.0f, 0.0f);
+            c.expect_close("I·E (parameter copy) exact", e, download(be, out.data(), KE * NE), 0, 0);
+            be.matmul(out.data(), A.data(), I.data(), ME, KE, KE, false, false, 1.0f, 0.0f);
+            c.expect_close("A·I (activation rounding) exact", a, download(be, out.data(), ME * KE), 0, 0);
+          }};
+}
+
+// A few training steps of a tiny model, bf16 GPU against fp32 CPU from the same initialization:
+// forward/backward, AdamW over the flat buffers (which rewrites the bf16 copy), repeated. bf16
+// GEMM inputs perturb the losses by ~1e-4 relative (5e-5 with the CPU emulation of the roundings,
+// tests/bf16_test.cpp); over 5 steps at lr 2e-3 (loss 4.6 → 3.5) the losses must stay within 5e-3 relative
+// of fp32 (a stale parameter copy leaves the loss near 4.6), the first step's gradients within
+// 5e-2 relative + 2e-2·max|g| (the emulation: 0.25 of that).
+CudaCheck bf16_training_check(LinearKind kind) {
+  return {str("model_", linear_kind_name(kind), "_bf16_training"), [kind](Checker& c) {
+            ModelConfig cfg;
+            cfg.vocab_size = 97;
+            cfg.dim = 64;
+            cfg.n_layers = 2;
+            cfg.n_heads = 4;
+            cfg.ffn_dim = 160;
+            cfg.seq_len = 32;
+            cfg.linear.kind = kind;
+            if (kind == LinearKind::lowrank) cfg.linear.rank = 16;
+            const int64_t b = 3, n = b * cfg.seq_len, steps = 5;
+            Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
+            Rng r(11);
+            for (int64_t i = 0; i < n; ++i) {
+              in[size_t(i)] = int32_t(r.next_u64() % 97);
+              tg[size_t(i)] = int32_t(r.next_u64() % 97);
+            }
+            std::vector<float> losses[2];
+            Vec grads[2];
+            const Backend* backends[2] = {&cpu_backend(), &backend_under_test(CudaMath::bf16)};
+            for (int k = 0; k < 2; ++k) {
+              const Backend& be = *backends[k];
+              LlamaModel m(cfg, be, b);
+              m.init_weights(5);
+              const int64_t total = m.params().total();
+              DeviceArray<float> mom(be, total), var(be, total);
+              mom.zero();
+              var.zero();
+              for (int64_t t = 1; t <= steps; ++t) {
+                m.zero_grads();
+                losses[k].push_back(m.forward_backward(in.data(), tg.data(), b, 1.0f));
+                if (t == 1) grads[k] = download(be, m.grad_data(), total);
+                be.adamw_update(m.param_data(), m.grad_data(), mom.data(), var.data(), total, 2e-3f, 0.9f, 0.95f,
+                                1e-8f, 0.1f, 1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.95f, float(t)));
+              }
+              losses[k].push_back(m.forward_loss(in.data(), tg.data(), b));
+            }
+            for (size_t i = 0; i < losses[0].size(); ++i)
+              c.expect_close(str("loss ", i == losses[0].size() - 1 ? "final" : str("step ", i + 1)), losses[0][i],
+                             losses[1][i], 5e-3, 0);
+            c.expect(losses[1].back() < losses[1].front(), str("bf16 loss decreases: ", losses[1].front(), " → ",
+                                                               losses[1].back()));
+            float gmax = 0;
+            for (float e : grads[0]) gmax = std::max(gmax, std::abs(e));
+            c.expect_close("gradients (step 1)", grads[0], grads[1], 5e-2, 2e-2 * gmax);
+          }};
 }
 
 }  // namespace
@@ -404,6 +699,11 @@ std::vector<CudaCheck> cuda_checks() {
                      c.expect(got == again, str("sum_squares n=", n, " bitwise repeatable"));
                    }
                  }});
+
+  out.push_back(bf16_param_copy_check());
+  out.push_back(bf16_copy_bitwise_check());
+  out.push_back(bf16_rounding_check());
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) out.push_back(bf16_training_check(kind));
 
   // The whole model: same seed on both backends, one forward/backward, then an AdamW step over the
   // flat buffers and a loss on the updated weights. Dense, low-rank and SLTrain projections (the

@@ -36,14 +36,18 @@ TEST(CudaBackend, ModuleOpens) { EXPECT_EQ(cuda_module_error(), ""); }
 
 TEST(CudaBackend, WithoutDeviceSaysWhy) {
   if (cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";
-  try {
-    cuda_backend();
-    FAIL() << "cuda_backend() returned without a device";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("device = \"cpu\""), std::string::npos) << e.what();
+  for (CudaMath math : {CudaMath::fp32, CudaMath::tf32, CudaMath::bf16}) {
+    try {
+      cuda_backend(math);
+      FAIL() << "cuda_backend() returned without a device";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("device = \"cpu\""), std::string::npos) << e.what();
+    }
   }
   TrainConfig cfg;
   cfg.device = "cuda";
+  EXPECT_THROW(config_validate(cfg), Error);
+  cfg.training.precision = "bf16";
   EXPECT_THROW(config_validate(cfg), Error);
 }
 

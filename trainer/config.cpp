@@ -91,7 +91,8 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.skip_nonfinite", &t.skip_nonfinite, "skip steps with non-finite loss instead of stopping"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
       {"training.peak_flops", &t.peak_flops, "peak FLOP/s for MFU (0: measure GEMM peak)"},
-      {"training.precision", &t.precision, "GEMM math: \"fp32\" | \"tf32\" (TF32 tensor cores, device = \"cuda\")"},
+      {"training.precision", &t.precision,
+       "GEMM math: \"fp32\" | \"tf32\" | \"bf16\" (TF32 / bf16 tensor cores, fp32 master weights, device = \"cuda\")"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
       {"training.check_every", &t.check_every, "steps between cross-rank parameter checks (0: off)"},
@@ -274,11 +275,12 @@ void config_validate(const TrainConfig& c) {
   } else if (c.device != "cpu") {
     throw Error(str("device = \"", c.device, "\" is not a device: use \"cpu\" or \"cuda\""));
   }
-  if (c.training.precision != "fp32" && c.training.precision != "tf32")
-    throw Error(str("training.precision = \"", c.training.precision, "\" is not supported: use \"fp32\" or "
-                    "\"tf32\" (bf16 is not implemented yet)"));
-  if (c.training.precision == "tf32" && c.device != "cuda")
-    throw Error("training.precision = \"tf32\" needs device = \"cuda\" (the CPU backend computes in fp32)");
+  if (c.training.precision != "fp32" && c.training.precision != "tf32" && c.training.precision != "bf16")
+    throw Error(str("training.precision = \"", c.training.precision, "\" is not supported: use \"fp32\", "
+                    "\"tf32\" or \"bf16\""));
+  if (c.training.precision != "fp32" && c.device != "cuda")
+    throw Error(str("training.precision = \"", c.training.precision, "\" needs device = \"cuda\" (the CPU backend "
+                    "computes in fp32): set device = \"cuda\" or training.precision = \"fp32\""));
   ModelConfig m = c.model;
   if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
   m.validate();

@@ -19,6 +19,15 @@
 
 namespace cairn {
 
+namespace {
+
+// training.precision (validated by config_validate) → the CUDA backend's math mode.
+CudaMath cuda_math(const std::string& precision) {
+  return precision == "bf16" ? CudaMath::bf16 : precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+}
+
+}  // namespace
+
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
                                           std::vector<int> owned_rows, const Backend& be) {
   const OptimizerConfig& o = cfg.optimizer;
@@ -113,7 +122,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
     device_comm_ = make_nccl_communicator(comm_, options);
   }
   const Backend& be = cfg_.device == "cuda"
-                          ? cuda_backend(cfg_.training.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32)
+                          ? cuda_backend(cuda_math(cfg_.training.precision))
                           : cpu_backend();
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
@@ -224,6 +233,8 @@ StepResult Trainer::train_step() {
   } else {
     optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
     sync_->gather_params(model_->param_data());
+    // The gather wrote parameters other ranks updated, outside the backend's own ops.
+    if (comm_.size() > 1) be.parameters_changed(model_->param_data(), n);
   }
   ++state_.step;
   state_.samples += global_batch();
@@ -332,7 +343,8 @@ void Trainer::print_startup() {
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
             << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured fp32 GEMM)") << "\n"
+            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
+            << "\n"
             << std::endl;
 }
 

@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "model/cuda/attention_cudnn.h"
+#include "model/cuda/bf16_gemm.h"
 #include "model/cuda/cuda_backend.h"
 #include "model/cuda/module_entry.h"
 
@@ -57,13 +58,15 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  // bf16 mode's GEMMs run TF32 here until they move to cuBLASLt bf16.
-  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH
-                                                                 : CUBLAS_TF32_TENSOR_OP_MATH));
+  // bf16 mode: matmul goes to cuBLASLt; attention's strided-batched GEMMs stay here, in TF32.
+  CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
+  if (math == CudaMath::bf16) bf16_ = std::make_unique<Bf16Gemm>(stream_, cublas_);
 }
 
 CudaBackend::~CudaBackend() {
   cudnn_.reset();  // its handle is bound to stream_
+  for (const ParamShadow& s : shadows_) cudaFree(s.bf16);
+  bf16_.reset();
   if (scratch_) cudaFree(scratch_);
   if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);
@@ -80,16 +83,28 @@ void* CudaBackend::alloc(int64_t bytes) const {
     throw Error(str("out of GPU memory allocating ", bytes, " bytes (", free_b >> 20, " MiB free of ",
                     total_b >> 20, " MiB): lower training.micro_batch or model size"));
   }
+  alloc_bytes_[p] = bytes;
   return p;
 }
 
 void CudaBackend::release(void* p) const {
+  if (!p) return;
+  // Releasing a registered parameter buffer ends its registration (and frees its bf16 copy).
+  for (size_t i = 0; i < shadows_.size(); ++i)
+    if (shadows_[i].base == p) {
+      uint16_t* copy = shadows_[i].bf16;
+      shadows_.erase(shadows_.begin() + std::ptrdiff_t(i));
+      release(copy);
+      break;
+    }
+  alloc_bytes_.erase(p);
   // Pending kernels may still use p: cudaFree waits for the device, so this is safe.
-  if (p) CUDA_CHECK(cudaFree(p));
+  CUDA_CHECK(cudaFree(p));
 }
 
 void CudaBackend::zero(void* p, int64_t bytes) const {
   CUDA_CHECK(cudaMemsetAsync(p, 0, size_t(bytes), stream_));
+  params_written(p, bytes);
 }
 
 void CudaBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const {
@@ -100,6 +115,7 @@ void CudaBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const
 void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) const {
   // Synchronized: the caller may free or reuse the host buffer as soon as this returns.
   CUDA_CHECK(cudaMemcpyAsync(dev, host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
+  params_written(dev, bytes);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -136,7 +152,11 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 
 void CudaBackend::matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
                          bool trans_a, bool trans_b, float alpha, float beta) const {
-  gemm(trans_a, trans_b, M, N, K, alpha, a, trans_a ? M : K, 0, b, trans_b ? K : N, 0, beta, out, N, 0, 1);
+  if (math_ == CudaMath::bf16)
+    matmul_bf16(out, a, b, M, N, K, trans_a, trans_b, alpha, beta);
+  else
+    gemm(trans_a, trans_b, M, N, K, alpha, a, trans_a ? M : K, 0, b, trans_b ? K : N, 0, beta, out, N, 0, 1);
+  params_written(out, M * N * 4);
 }
 
 }  // namespace cairn

@@ -1,9 +1,10 @@
 // The CUDA backend: every Backend op on device memory, in order on one stream that the backend
-// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores when built with CudaMath::tf32 or
-// CudaMath::bf16); attention is an own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops
-// are own kernels, one .cu per op family (model/cuda/*.cu), each read kernel → launcher
-// → entry point. Host-facing calls that return data (copy_to_host, sum_squares) synchronize the
-// stream; everything else is asynchronous. Included only by CUDA sources.
+// owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores with CudaMath::tf32) or, with
+// CudaMath::bf16, matmul through cuBLASLt on bf16 copies (model/cuda/bf16_gemm.h); attention is an
+// own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops are own kernels, one .cu per op
+// family (model/cuda/*.cu), each read kernel → launcher → entry point. Host-facing calls that
+// return data (copy_to_host, sum_squares) synchronize the stream; everything else is asynchronous.
+// One host thread at a time. Included only by CUDA sources.
 #pragma once
 
 #include <cublas_v2.h>
@@ -12,6 +13,8 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "model/backend.h"
 #include "util/error.h"
@@ -42,6 +45,7 @@ const char* cublas_status_name(cublasStatus_t s);
 namespace cairn {
 
 class CudnnSdpa;  // model/cuda/attention_cudnn.h
+class Bf16Gemm;
 
 class CudaBackend final : public Backend {
  public:
@@ -112,6 +116,10 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host, const void* dev, int64_t bytes) const override;
   void copy_to_device(void* dev, const void* host, int64_t bytes) const override;
 
+  // CudaMath::bf16: a bf16 copy per registered buffer (see Backend); no-ops in the other modes.
+  void register_parameters(const float* base, int64_t n) const override;
+  void parameters_changed(const float* p, int64_t n) const override;
+
   // Row-major strided-batched GEMM on the backend's stream: for i < batch,
   // c_i[M,N] = alpha·op(a_i)·op(b_i) + beta·c_i with explicit leading dimensions (row strides)
   // and element strides between batch entries. matmul and attention are built on it.
@@ -129,6 +137,18 @@ class CudaBackend final : public Backend {
   // True when this call runs cuDNN SDPA (bf16 mode, cuDNN built in and a plan for the shape);
   // records the path in attention_path_ and prints it to stderr when it changes in bf16 mode.
   bool attention_uses_cudnn(int64_t B, int64_t T, int64_t NH, int64_t HS) const;
+  // A registered parameter buffer and its bf16 copy (bit patterns, same element order).
+  struct ParamShadow {
+    const float* base;
+    int64_t n;
+    uint16_t* bf16;
+  };
+  void matmul_bf16(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                   bool trans_b, float alpha, float beta) const;
+  // The registered buffer holding all of [p, p + n) floats, or nullptr.
+  const ParamShadow* shadow_containing(const float* p, int64_t n) const;
+  // A backend op wrote `bytes` bytes at p: re-round the bf16 copy of every registered float among them.
+  void params_written(const void* p, int64_t bytes) const;
 
   CudaMath math_;
   int device_ = 0;
@@ -141,6 +161,9 @@ class CudaBackend final : public Backend {
   mutable std::unique_ptr<CudnnSdpa> cudnn_;
   mutable bool cudnn_tried_ = false;
   mutable std::string cudnn_why_, attention_path_;
+  std::unique_ptr<Bf16Gemm> bf16_;                            // CudaMath::bf16 only
+  mutable std::vector<ParamShadow> shadows_;                  // registered parameter buffers
+  mutable std::unordered_map<const void*, int64_t> alloc_bytes_;  // live allocations of alloc()
 };
 
 // Blocks of `threads` covering n items, capped for grid-stride loops.

@@ -125,6 +125,7 @@ void CudaBackend::apply_update(float* w, const float* u, int64_t n, float step, 
   if (n == 0) return;
   apply_update_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(w, u, n, step, decay);
   CUDA_CHECK_LAUNCH();
+  params_written(w, n * 4);  // Fira's and GaLore's weight update: keep a bf16 copy current
 }
 
 void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,

@@ -2,6 +2,7 @@
 // the deterministic sum of squares and AdamW (model/cpu/pointwise.cpp is the oracle).
 #include <cmath>
 
+#include "model/bf16.h"
 #include "model/cuda/cuda_common.cuh"
 
 namespace cairn {
@@ -117,12 +118,14 @@ void CudaBackend::add_inplace(float* y, const float* x, int64_t n) const {
   if (n == 0) return;
   add_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(y, x, n);
   CUDA_CHECK_LAUNCH();
+  params_written(y, n * 4);
 }
 
 void CudaBackend::scale_inplace(float* x, float s, int64_t n) const {
   if (n == 0) return;
   scale_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(x, s, n);
   CUDA_CHECK_LAUNCH();
+  params_written(x, n * 4);
 }
 
 void CudaBackend::scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const {
@@ -169,10 +172,12 @@ double CudaBackend::sum_squares(const float* x, int64_t n) const {
 
 // ---- AdamW --------------------------------------------------------------------------------------
 
-// The PyTorch order, as the CPU backend: decay first, then the bias-corrected Adam step.
+// The PyTorch order, as the CPU backend: decay first, then the bias-corrected Adam step. With a
+// bf16 copy of p (bf16 mode, p registered), the new value's rounding is written in the same pass;
+// p[0] is element first_index of its registered buffer.
 static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr,
                                     float beta1, float beta2, float eps, float weight_decay, float step,
-                                    float inv_sqrt_bc2) {
+                                    float inv_sqrt_bc2, uint16_t* p_bf16, int64_t first_index) {
   CAIRN_GRID_STRIDE(i, n) {
     const float gi = g[i];
     const float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -182,6 +187,7 @@ static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v
     float pi = p[i] * (1.0f - lr * weight_decay);
     pi -= step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
     p[i] = pi;
+    if (p_bf16) p_bf16[i] = bf16_round_param(first_index + i, pi);
   }
 }
 
@@ -191,9 +197,12 @@ void CudaBackend::adamw_update(float* p, const float* g, float* m, float* v, int
   if (n == 0) return;
   const float step = lr / bias_correction1;
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(bias_correction2);
+  const ParamShadow* s = shadow_containing(p, n);
+  const int64_t first = s ? p - s->base : 0;
   adamw_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step,
-                                                      inv_sqrt_bc2);
+                                                      inv_sqrt_bc2, s ? s->bf16 + first : nullptr, first);
   CUDA_CHECK_LAUNCH();
+  if (!s) params_written(p, n * 4);  // a range only partly inside a registered buffer
 }
 
 }  // namespace cairn

@@ -1,0 +1,61 @@
+// A CPU emulation of the CUDA backend's CudaMath::bf16 mode, for tests: the CPU backend (derived
+// from it, so every other op is the CPU's), except that matmul first rounds its inputs as the bf16
+// mode does — operands inside a registered parameter buffer with bf16_round_param(index in the
+// buffer, value), all others to nearest — and then multiplies the rounded values in fp32. The GPU's bf16 GEMMs must match it up to fp32
+// summation order, a far tighter oracle than the fp32 result. Its "bf16 copy" is computed from the
+// fp32 master on every matmul, so it is never stale: it checks roundings, not invalidation.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/bf16.h"
+#include "model/cpu/cpu_backend.h"
+
+namespace cairn {
+
+class Bf16EmulationBackend final : public CpuBackend {
+ public:
+  std::string name() const override { return "cpu-bf16-emulation"; }
+
+  void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+              bool trans_b, float alpha, float beta) const override {
+    const std::vector<float> ra = rounded(a, M * K), rb = rounded(b, K * N);
+    CpuBackend::matmul(out, ra.data(), rb.data(), M, N, K, trans_a, trans_b, alpha, beta);
+  }
+
+  void register_parameters(const float* base, int64_t n) const override { registered_.push_back({base, n}); }
+  void release(void* p) const override {
+    for (size_t i = 0; i < registered_.size(); ++i)
+      if (registered_[i].base == p) {
+        registered_.erase(registered_.begin() + std::ptrdiff_t(i));
+        break;
+      }
+    CpuBackend::release(p);
+  }
+
+ private:
+  struct Range {
+    const float* base;
+    int64_t n;
+  };
+
+  std::vector<float> rounded(const float* p, int64_t n) const {
+    std::vector<float> out(static_cast<size_t>(n));
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    for (const Range& r : registered_) {
+      const auto b = reinterpret_cast<uintptr_t>(r.base);
+      if (at >= b && at + uintptr_t(n) * 4 <= b + uintptr_t(r.n) * 4) {
+        const int64_t first = p - r.base;
+        for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_float(bf16_round_param(first + i, p[i]));
+        return out;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_float(bf16_round_nearest(p[i]));
+    return out;
+  }
+
+  mutable std::vector<Range> registered_;
+};
+
+}  // namespace cairn
