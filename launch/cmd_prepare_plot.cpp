@@ -34,7 +34,7 @@ int cmd_prepare(int argc, char** argv) {
   o.inputs = args.all("input");
   if (o.inputs.empty()) {
     o.inputs = {kDefaultCorpus};
-    o.split_on = "%";
+    o.split_on.assign(1, '%');  // not = "%": GCC 12 warns falsely there (-Wrestrict, PR 105651)
   }
   o.split_on = args.get("split-on", o.split_on);
   o.output = args.get("out");
