@@ -181,6 +181,8 @@ const Backend& cpu_backend();
 enum class CudaMath { fp32, tf32, bf16 };
 const Backend& cuda_backend(CudaMath math = CudaMath::fp32);
 bool cuda_device_available();
+// Usable CUDA devices on this host (0 where cuda_device_available() is false); never throws.
+int cuda_device_count();
 // Threads used by CPU kernels and BLAS; 0 keeps the OpenMP default.
 void cpu_set_threads(int n);
 int cpu_threads();

@@ -27,14 +27,14 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 }  // namespace cairn
 
-bool cairn_cuda_device_available() {
+int cairn_cuda_device_count() {
   int n = 0;
-  // No driver, no device or a driver older than the runtime all read as "not available".
+  // No driver, no device or a driver older than the runtime all read as "none".
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky error for later calls
-    return false;
+    return 0;
   }
-  return n > 0;
+  return n;
 }
 
 const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math) {
@@ -42,7 +42,7 @@ const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math) {
   static std::once_flag once[3];
   static CudaBackend* instance[3] = {nullptr, nullptr, nullptr};
   const int i = int(math);
-  if (!cairn_cuda_device_available())
+  if (cairn_cuda_device_count() == 0)
     throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
                 "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
                 "or use device = \"cpu\"");

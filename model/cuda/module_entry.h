@@ -11,6 +11,6 @@ extern "C" {
 // The backend for `math` on the current device, created once per math mode. Throws cairn::Error
 // when no device is usable.
 CAIRN_MODULE_EXPORT const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math);
-// Whether a CUDA device is usable; never throws.
-CAIRN_MODULE_EXPORT bool cairn_cuda_device_available();
+// How many CUDA devices are usable (0 without a driver or device); never throws.
+CAIRN_MODULE_EXPORT int cairn_cuda_device_count();
 }

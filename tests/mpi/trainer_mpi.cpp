@@ -1,13 +1,17 @@
 // Data-parallel training under mpirun (see trainer.cmake): N ranks with micro-batch b match one
 // rank with micro-batch N·b, ZeRO-1 matches replicated optimizer state bit for bit, and the
-// cross-rank parameter check names a deliberately perturbed parameter.
+// cross-rank parameter check names a deliberately perturbed parameter. With --device=cuda the same
+// tests run on one GPU per rank with NCCL (exit 77, skipped, without a GPU for every local rank).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <memory>
 
+#include <cstdio>
+
 #include "comm/communicator.h"
+#include "model/backend.h"
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
@@ -16,11 +20,13 @@ namespace cairn {
 namespace {
 
 Communicator* world = nullptr;
+std::string device = "cpu";
 std::string dataset_path;
 std::string run_dir;  // nothing is written there: these tests never call Trainer::run()
 
 TrainConfig tiny_config() {
   TrainConfig c = tiny_train_config(dataset_path, run_dir);
+  c.device = device;
   c.schedule.lr = 3e-3f;
   c.schedule.warmup = 2;
   c.training.grad_accum = 2;
@@ -39,7 +45,8 @@ RunResult train(const TrainConfig& cfg, Communicator& comm) {
   Trainer t(cfg, comm);
   RunResult r;
   while (t.state().step < cfg.training.steps) r.losses.push_back(t.train_step().loss);
-  r.params.assign(t.model().param_span().begin(), t.model().param_span().end());
+  r.params.resize(static_cast<size_t>(t.model().params().total()));
+  t.model().backend().copy_to_host(r.params.data(), t.model().param_data(), int64_t(r.params.size()) * 4);
   return r;
 }
 
@@ -84,7 +91,13 @@ TEST(TrainerMpi, ConsistencyCheckNamesThePerturbedParameter) {
   t.train_step();
   EXPECT_NO_THROW(t.check_consistency());
   const ParamRow& row = t.model().params().at("model.layers.1.mlp.up_proj.weight");
-  if (world->rank() == world->size() - 1) t.model().param_data()[row.offset + 3] += 1e-3f;
+  if (world->rank() == world->size() - 1) {
+    float* p = t.model().param_data() + row.offset + 3;  // backend memory: through the host
+    float x = 0;
+    t.model().backend().copy_to_host(&x, p, 4);
+    x += 1e-3f;
+    t.model().backend().copy_to_device(p, &x, 4);
+  }
   try {
     t.check_consistency();
     ADD_FAILURE() << "divergence not detected";
@@ -100,6 +113,18 @@ TEST(TrainerMpi, ConsistencyCheckNamesThePerturbedParameter) {
 int main(int argc, char** argv) {
   auto comm = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 60.0});
   cairn::world = comm.get();
+  testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--device=cuda") cairn::device = "cuda";
+  if (cairn::device == "cuda") {
+    // One GPU per rank on this host, or every rank skips.
+    int64_t missing = cairn::cuda_device_count() < comm->local_size() ? 1 : 0;
+    comm->all_reduce(&missing, 1, cairn::ReduceOp::max);
+    if (missing) {
+      if (comm->rank() == 0) std::printf("SKIP: needs a CUDA device per rank\n");
+      return 77;
+    }
+  }
   const auto dir = std::filesystem::temp_directory_path() / ("cairn_trainer_mpi_" + std::to_string(comm->size()));
   cairn::dataset_path = (dir / "tokens.h5").string();
   cairn::run_dir = (dir / "run").string();
@@ -109,7 +134,6 @@ int main(int argc, char** argv) {
   }
   comm->barrier();
   if (comm->rank() != 0) GTEST_FLAG_SET(brief, true);
-  testing::InitGoogleTest(&argc, argv);
   int64_t failed = RUN_ALL_TESTS() != 0;
   comm->all_reduce(&failed, 1, cairn::ReduceOp::max);
   if (comm->rank() == 0) std::filesystem::remove_all(dir);
