@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <numeric>
@@ -184,21 +185,38 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     Event event;
   };
 
-  // Picks this rank's GPU. Every rank learns whether any rank failed, so all of them throw together
-  // instead of the healthy ones waiting for the unique id until the bootstrap's timeout.
+  // Picks this rank's GPU, local rank % visible devices, and checks that no two ranks of a host
+  // picked the same physical GPU (by PCI bus id): comparing the device count with the ranks per
+  // host would refuse the usual cluster setup where each rank sees only its own GPU
+  // (CUDA_VISIBLE_DEVICES or Slurm's GPU binding: one device each, all different). Every rank sees
+  // every rank's answer, so all of them throw together instead of the healthy ones waiting for the
+  // unique id until the bootstrap's timeout.
   void select_device() {
     int devices = 0;
     const cudaError_t rc = cudaGetDeviceCount(&devices);
-    std::string problem;
+    std::string problem, mine;
     if (rc != cudaSuccess || devices == 0) {
       problem = str("no CUDA device is visible (", rc == cudaSuccess ? "0 devices" : cudaGetErrorString(rc), ")");
-    } else if (devices < boot_.local_size()) {
-      problem = str(boot_.local_size(), " ranks share ", devices, " GPUs; NCCL needs one GPU per rank: "
-                    "start at most ", devices, " ranks per host");
+    } else {
+      char bus[64] = {};
+      const cudaError_t brc = cudaDeviceGetPCIBusId(bus, int(sizeof bus), boot_.local_rank() % devices);
+      if (brc != cudaSuccess)
+        problem = str("cannot read the PCI bus id of GPU ", boot_.local_rank() % devices, ": ", cudaGetErrorString(brc));
+      else
+        mine = str(boot_.host(), " GPU ", bus);
     }
-    int64_t failed = problem.empty() ? 0 : 1;
-    boot_.all_reduce(&failed, 1, ReduceOp::max);
-    if (failed) {
+    const std::vector<std::string> all = boot_.all_gather_strings(mine);
+    if (problem.empty())
+      for (int r = 0; r < int(all.size()); ++r)
+        if (r != boot_.rank() && all[size_t(r)] == mine)
+          problem = str("ranks ", boot_.rank(), " and ", r, " would share ", mine, " (", devices, " visible per rank, ",
+                        boot_.local_size(), " ranks on this host); NCCL needs one GPU per rank: start at most one rank "
+                        "per GPU, or give each rank its own GPU (CUDA_VISIBLE_DEVICES)");
+    const bool any_failed = std::any_of(all.begin(), all.end(), [](const std::string& e) { return e.empty(); }) ||
+                            std::any_of(all.begin(), all.end(), [&](const std::string& e) {
+                              return std::count(all.begin(), all.end(), e) > 1;
+                            });
+    if (any_failed || !problem.empty()) {
       throw Error(str("the NCCL communicator cannot start: rank ", boot_.rank(), " on ", boot_.host(), ": ",
                       problem.empty() ? "fine, but another rank failed (see its message)" : problem));
     }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <tuple>
 
 #include "model/backend.h"
 #include "model/bf16.h"
@@ -653,8 +654,12 @@ std::vector<CudaCheck> cuda_checks() {
                             {0}, {"w"}, 1e-6, 1e-7}));
   }
   // Top singular vectors of G = Σ_i σ_i x_i y_iᵀ with σ_i = 10·0.6^i (well separated, so the
-  // vectors are well defined up to sign, which the op fixes), wide and tall.
-  for (auto [m, n] : {std::pair<int64_t, int64_t>{64, 40}, {40, 64}}) {
+  // vectors are well defined up to sign, which the op fixes), wide and tall, each side: the GPU
+  // reads VT when by_row == (m ≥ n) (Fira's choice) and U otherwise. 600×24 and 24×600 give
+  // vectors of 600 elements, more than the 256 threads fixing a sign, which exposes a sign read
+  // racing with the flip.
+  for (auto [m, n, by_row] : {std::tuple<int64_t, int64_t, bool>{64, 40, true}, {40, 64, false}, {64, 40, false},
+                              {40, 64, true}, {600, 24, false}, {24, 600, true}}) {
     Vec g(static_cast<size_t>(m * n), 0.0f);
     for (int i = 0; i < 12; ++i) {
       const Vec x = random_vec(rng, m), y = random_vec(rng, n);
@@ -663,8 +668,8 @@ std::vector<CudaCheck> cuda_checks() {
         for (int64_t b = 0; b < n; ++b) g[size_t(a * n + b)] += sigma * x[size_t(a)] * y[size_t(b)];
     }
     const int64_t r = 6;
-    const bool by_row = m >= n;
-    out.push_back(op_check({str("top_singular_vectors_", m, "x", n), {g, Vec(static_cast<size_t>(r * std::max(m, n)))},
+    out.push_back(op_check({str("top_singular_vectors_", m, "x", n, by_row ? "_right" : "_left"),
+                            {g, Vec(static_cast<size_t>(r * std::max(m, n)))},
                             {},
                             [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
                               be.top_singular_vectors(p[1], p[0], m, n, r, by_row);

@@ -1,5 +1,6 @@
 // The CUDA backend's life cycle (device, stream, cuBLAS handle), its memory operations, its
 // errors, and the row-major GEMM on cuBLAS that matmul and attention share.
+#include <algorithm>
 #include <mutex>
 
 #include "model/cuda/attention_cudnn.h"
@@ -122,7 +123,7 @@ void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) con
 float* CudaBackend::scratch(int64_t floats) const {
   if (floats > scratch_floats_) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (scratch_) CUDA_CHECK(cudaFree(scratch_));
+    if (scratch_) release(scratch_);  // also drops it from alloc_bytes_, which alloc() filled
     scratch_ = nullptr;
     scratch_floats_ = 0;
     scratch_ = static_cast<float*>(alloc(floats * 4));
@@ -138,6 +139,9 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
                        int64_t batch) const {
   if (M == 0 || N == 0 || batch == 0) return;
+  // cuBLAS takes int dimensions, leading dimensions and batch counts.
+  CAIRN_ASSERT(std::max({M, N, K, lda, ldb, ldc, batch}) <= INT32_MAX, "GEMM dimension beyond int: ", M, "x", N,
+               "x", K, ", batch ", batch);
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   if (batch == 1) {

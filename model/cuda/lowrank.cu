@@ -59,12 +59,14 @@ static __global__ void transpose_kernel(float* out, const float* in, int64_t row
   }
 }
 
-// proj from the first r rows of the column-major k×k VT of a tall matrix: vector v's element e is
-// vt[v + e·k]. by_row: proj [r, len] holds vector v as row v; else proj [len, r] as column v.
-static __global__ void take_vectors_kernel(float* proj, const float* vt, int64_t k, int64_t r, bool by_row) {
-  CAIRN_GRID_STRIDE(x, r * k) {
-    const int64_t v = by_row ? x / k : x % r, e = by_row ? x % k : x / r;
-    proj[x] = vt[v + e * k];
+// proj from r singular vectors of length len stored in a column-major array: element e of vector
+// v is src[v·vec_stride + e·elem_stride] (VT, k×k: strides 1 and k; U, len×k: strides len and 1).
+// by_row: proj [r, len] holds vector v as row v; else proj [len, r] as column v.
+static __global__ void take_vectors_kernel(float* proj, const float* src, int64_t len, int64_t r, int64_t vec_stride,
+                                           int64_t elem_stride, bool by_row) {
+  CAIRN_GRID_STRIDE(x, r * len) {
+    const int64_t v = by_row ? x / len : x % r, e = by_row ? x % len : x / r;
+    proj[x] = src[v * vec_stride + e * elem_stride];
   }
 }
 
@@ -97,7 +99,11 @@ static __global__ void fix_signs_kernel(float* proj, int64_t len, int64_t stride
     }
     __syncthreads();
   }
-  if (x[best_at[0] * stride] < 0.0f)
+  // Every thread reads the sign before any thread flips: the element at best_at[0] is flipped by
+  // its owner, and a warp reading it after that flip would leave its own elements unflipped.
+  const bool flip = x[best_at[0] * stride] < 0.0f;
+  __syncthreads();
+  if (flip)
     for (int64_t e = threadIdx.x; e < len; e += blockDim.x) x[e * stride] = -x[e * stride];
 }
 
@@ -137,36 +143,47 @@ void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, i
     CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
     CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
   }
-  // gesvd wants a column-major matrix with at least as many rows as columns. G row-major m×n is
-  // column-major Gᵀ (n×m): tall when m < n, and Gᵀ's right singular vectors are G's left ones.
-  // When m ≥ n, transpose into column-major G (m×n), whose right singular vectors are wanted.
+  // gesvd wants a column-major matrix A with at least as many rows as columns. G row-major m×n is
+  // column-major Gᵀ (n×m): A = Gᵀ as it lies when m < n; when m ≥ n, A = G transposed into
+  // column-major. The wanted vectors have length len = (by_row ? n : m): when A = G (m ≥ n) G's
+  // right vectors are A's right ones (rows of VT, length k) and G's left ones A's left ones
+  // (columns of U, length rows); when A = Gᵀ it is the other way round. So VT serves exactly when
+  // by_row == (m ≥ n) (Fira's and GaLore's choice), U otherwise.
+  const bool a_is_g = m >= n, use_vt = by_row == a_is_g;
+  const int64_t len = by_row ? n : m;
   int lwork = 0;
   CUSOLVER_CHECK(cusolverDnSgesvd_bufferSize(cusolver_, int(rows), int(k), &lwork));
-  // Scratch: A (rows·k), S (k), VT (k·k), work (lwork), rwork (k), info (1 int as a float slot).
-  float* a = scratch(rows * k + k + k * k + lwork + k + 1);
+  // Scratch: A (rows·k), S (k), the vectors (VT k·k or U rows·k), work (lwork), rwork (k), info
+  // (1 int in a float slot). One scratch() call: no pointer is taken before a reallocation.
+  const int64_t vec_floats = use_vt ? k * k : rows * k;
+  float* a = scratch(rows * k + k + vec_floats + lwork + k + 1);
   float* s = a + rows * k;
-  float* vt = s + k;
-  float* work = vt + k * k;
+  float* vec = s + k;
+  float* work = vec + vec_floats;
   float* rwork = work + lwork;
   int* info = reinterpret_cast<int*>(rwork + k);
-  if (by_row) {
+  if (a_is_g) {
     transpose_kernel<<<grid_for(m * n, 256), 256, 0, stream_>>>(a, g, m, n);
     CUDA_CHECK_LAUNCH();
   } else {
     CUDA_CHECK(cudaMemcpyAsync(a, g, size_t(m * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
-  CUSOLVER_CHECK(cusolverDnSgesvd(cusolver_, 'N', 'S', int(rows), int(k), a, int(rows), s, nullptr, 1, vt, int(k),
-                                  work, lwork, rwork, info));
+  // Leading dimensions valid for both factors even when one is not computed: cuSOLVER documents
+  // INVALID_VALUE for ldu < max(1, rows) or ldvt < max(1, k) without exempting jobu/jobvt = 'N'.
+  CUSOLVER_CHECK(cusolverDnSgesvd(cusolver_, use_vt ? 'N' : 'S', use_vt ? 'S' : 'N', int(rows), int(k), a, int(rows),
+                                  s, use_vt ? nullptr : vec, int(rows), use_vt ? vec : nullptr, int(k), work, lwork,
+                                  rwork, info));
   int host_info = 0;
   CUDA_CHECK(cudaMemcpyAsync(&host_info, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (host_info != 0)
     throw Error(str("the SVD (cusolverDnSgesvd) failed on a ", m, "x", n, " gradient (info ", host_info,
                     "): the gradient probably holds NaN or Inf"));
-  take_vectors_kernel<<<grid_for(r * k, 256), 256, 0, stream_>>>(proj, vt, k, r, by_row);
+  take_vectors_kernel<<<grid_for(r * len, 256), 256, 0, stream_>>>(proj, vec, len, r, use_vt ? 1 : rows,
+                                                                    use_vt ? k : 1, by_row);
   CUDA_CHECK_LAUNCH();
   // by_row: vector v is row v of [r, n] (stride 1, step n); else column v of [m, r] (stride r, step 1).
-  fix_signs_kernel<<<unsigned(r), 256, 0, stream_>>>(proj, k, by_row ? 1 : r, by_row ? n : 1);
+  fix_signs_kernel<<<unsigned(r), 256, 0, stream_>>>(proj, len, by_row ? 1 : r, by_row ? n : 1);
   CUDA_CHECK_LAUNCH();
 }
 
