@@ -118,6 +118,9 @@ class Backend {
   // work, e.g. a gradient all-reduce, can wait for them on the device; nullptr for a backend whose
   // ops have completed when they return (CPU).
   virtual void* compute_stream() const { return nullptr; }
+  // One line on the device and its memory for the start-up report; "" when there is nothing to
+  // add (CPU). CUDA: the GPU, the bytes this backend's alloc holds, and the device's use and size.
+  virtual std::string device_summary() const { return {}; }
 
   // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
   // backend's CudaMath::bf16; a no-op everywhere else). The model registers its flat fp32

@@ -31,6 +31,15 @@ TEST_P(CudaOps, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaOps, ::testing::ValuesIn(cuda_checks()),
                          [](const auto& info) { return info.param.name; });
 
+TEST(CudaBackend, SummarizesItsDeviceMemory) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  const Backend& gpu = cuda_backend();
+  DeviceArray<float> block(gpu, 1 << 20);
+  const std::string summary = gpu.device_summary();
+  EXPECT_NE(summary.find("GB in cairn's buffers"), std::string::npos) << summary;
+  EXPECT_EQ(cpu_backend().device_summary(), "");
+}
+
 // The module opens (every symbol resolves: dlopen with RTLD_NOW) wherever it was built.
 TEST(CudaBackend, ModuleOpens) { EXPECT_EQ(cuda_module_error(), ""); }
 

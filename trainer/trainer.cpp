@@ -323,6 +323,8 @@ void Trainer::print_startup() {
   std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
             << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
             << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  if (const std::string device = model_->backend().device_summary(); !device.empty())
+    std::cout << "device: " << device << "\n";
   if (cfg_.optimizer.name != "adamw") {
     const LowRankConfig lc = lowrank_config(cfg_.optimizer);
     std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),

@@ -88,6 +88,18 @@ void* CudaBackend::alloc(int64_t bytes) const {
   return p;
 }
 
+std::string CudaBackend::device_summary() const {
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  int64_t mine = 0;
+  for (const auto& entry : alloc_bytes_) mine += entry.second;
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return str("GPU ", device_, " (", prop.name, ", sm_", prop.major, prop.minor, "): ", double(mine) / 1e9,
+             " GB in cairn's buffers (cudaMalloc at start), ", double(total_b - free_b) / 1e9, " GB in use of ",
+             double(total_b) / 1e9, " GB");
+}
+
 void CudaBackend::release(void* p) const {
   if (!p) return;
   // Releasing a registered parameter buffer ends its registration (and frees its bf16 copy).
