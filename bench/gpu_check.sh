@@ -42,6 +42,18 @@ echo "== CUDA ops and model vs the CPU oracle"
 timeout 300 "$build/tests/cuda_check"
 check_rc=$?
 
+# The own attention kernels have never run: shared-memory races, bad barriers or shuffles, and
+# out-of-bounds accesses in them, caught by name (SANITIZE=0 skips; at most 45 s per tool).
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ "${SANITIZE:-1}" != 0 ] && [ -n "$san" ]; then
+  for tool in memcheck racecheck synccheck; do
+    echo "== compute-sanitizer --tool $tool: cuda_check attention_fp32"
+    timeout 45 "$san" --tool "$tool" --error-exitcode 3 "$build/tests/cuda_check" attention_fp32 2>&1 |
+      grep -E "^=========|passed|failed" | head -40
+    echo "$tool exit ${PIPESTATUS[0]} (0 clean, 3 hazards found, 1 a check failed, 124 timed out)"
+  done
+fi
+
 echo "== throughput: forward + backward + clip + AdamW, synthetic tokens"
 timeout 400 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}" --math "${MATH:-bf16,tf32,fp32}"
 bench_rc=$?
