@@ -6,8 +6,10 @@
 # cuDNN attention (bf16 mode) is built when cuDNN is found (CUDNN_ROOT, else PyTorch's nvidia-cudnn
 # wheel when python3 can import it, else next to the toolkit) and the cudnn_frontend headers are in
 # third_party/cudnn_frontend/include (tools/setup.sh fetches them; carry that folder to the machine).
+# With gpu_bundle/ carried (bench/gpu_bundle.sh, run on the CPU machine), it also runs the full
+# cairn there: the trainer's GPU checkpoint tests and short real training runs.
 #   bash bench/gpu_check.sh            # variables: BUILD, CUDA_ARCH (90), JOBS, BATCH (32), STEPS (10),
-#                                      # MATH (bf16,tf32,fp32), CUDNN_ROOT
+#                                      # MATH (bf16,tf32,fp32), CUDNN_ROOT, SANITIZE (1)
 set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$src/build/gpu_check}
@@ -58,5 +60,42 @@ echo "== throughput: forward + backward + clip + AdamW, synthetic tokens"
 timeout 400 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}" --math "${MATH:-bf16,tf32,fp32}"
 bench_rc=$?
 
-echo "== summary: cuda_check exit $check_rc (0 all passed, 1 failures, 77 no device), cuda_bench exit $bench_rc"
-[ "$check_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+# The full cairn (HDF5, checkpoints, the trainer), when bench/gpu_bundle.sh packed it on the CPU
+# machine and gpu_bundle/ was carried: the trainer's GPU checkpoint tests and real training runs.
+bundle_rc=0
+if [ -f "$src/gpu_bundle/bundle.tar.xz" ]; then
+  echo "== the full cairn on the GPU (gpu_bundle: Debian 12 build, needs glibc >= 2.36; here: $(ldd --version | head -1))"
+  b=$(mktemp -d)
+  tar -C "$b" -xJf "$src/gpu_bundle/bundle.tar.xz"
+  nvidia_libs=$(python3 -c 'import os, nvidia
+print(":".join(os.path.join(r, d, "lib") for r in nvidia.__path__ for d in sorted(os.listdir(r)) if os.path.isdir(os.path.join(r, d, "lib"))))' 2>/dev/null)
+  export LD_LIBRARY_PATH="$b/lib:/usr/local/cuda/lib64${nvidia_libs:+:$nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if "$b/bin/cairn" --help > /dev/null; then
+    echo "-- cuda_ops_test: CudaTrainTest (GPU resume bit for bit, CPU -> GPU -> CPU checkpoints), CudaBackend"
+    timeout 300 "$b/bin/cuda_ops_test" --gtest_filter='CudaTrainTest.*:CudaBackend.*' 2>&1 | grep -E '^\[|Failure|Expected|Which is|error' | tail -30
+    bundle_rc=${PIPESTATUS[0]}
+    data="$b/data/fortunes.h5"
+    for prec in bf16 fp32; do
+      echo "-- cairn train: tiny preset, $prec, 300 steps on fortunes"
+      timeout 200 "$b/bin/cairn" train --config "$src/configs/tiny.toml" --set device=cuda --set training.precision=$prec \
+        --set data.train="$data" --set output.run_dir="$b/tiny_$prec" --set training.steps=300 \
+        --set training.log_every=100 --set training.eval_every=300 --set output.plot=false 2>&1 |
+        grep -E '^(device|compute|step|val|cairn|attention|Error|error)|tokens/s' | tail -12
+      [ "${PIPESTATUS[0]}" -eq 0 ] || bundle_rc=1
+    done
+    echo "-- cairn train: 130M shape, bf16, micro-batch 32, 30 steps (throughput of the real trainer)"
+    timeout 200 "$b/bin/cairn" train --config "$src/configs/llama-130m.toml" --set device=cuda --set training.precision=bf16 \
+      --set data.train="$data" --set model.vocab_size=0 --set output.run_dir="$b/m130" --set training.steps=30 \
+      --set training.micro_batch=32 --set training.grad_accum=1 --set training.log_every=10 --set training.eval_every=30 \
+      --set output.plot=false 2>&1 | grep -E '^(device|compute|step|val|cairn|Error|error)|tokens/s' | tail -8
+    [ "${PIPESTATUS[0]}" -eq 0 ] || bundle_rc=1
+  else
+    echo "gpu_bundle: cairn does not start here (a library above is missing or glibc is older than 2.36)"
+    bundle_rc=1
+  fi
+else
+  echo "== no gpu_bundle/bundle.tar.xz: the trainer's GPU runs are skipped (bench/gpu_bundle.sh makes it)"
+fi
+
+echo "== summary: cuda_check exit $check_rc (0 all passed, 1 failures, 77 no device), cuda_bench exit $bench_rc (77 no device), full cairn exit $bundle_rc"
+[ "$check_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$bundle_rc" -eq 0 ]
