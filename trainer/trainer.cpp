@@ -92,7 +92,7 @@ static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
   load_model_weights(model, file);
 }
 
-Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), comm_(comm) {
+Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : cfg_(std::move(cfg)), comm_(comm) {
   config_validate(cfg_);
   data_ = make_training_data(cfg_.data.train, cfg_.data.mixture, cfg_.model.seq_len, cfg_.data.seed);
   cfg_ = resolve(cfg_, *data_);
@@ -121,9 +121,9 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm) : cfg_(std::move(cfg)), co
     options.timeout_seconds = cfg_.training.comm_timeout_s;
     device_comm_ = make_nccl_communicator(comm_, options);
   }
-  const Backend& be = cfg_.device == "cuda"
-                          ? cuda_backend(cuda_math(cfg_.training.precision))
-                          : cpu_backend();
+  const Backend& be = backend                 ? *backend
+                      : cfg_.device == "cuda" ? cuda_backend(cuda_math(cfg_.training.precision))
+                                              : cpu_backend();
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);

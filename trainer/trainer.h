@@ -46,7 +46,8 @@ class Trainer {
  public:
   // Opens the dataset, builds and initializes the model and the optimizer. Throws Error for a
   // bad config or dataset.
-  Trainer(TrainConfig cfg, Communicator& comm);
+  // backend: what to train on; nullptr takes it from cfg.device (tests pass stand-ins).
+  Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend = nullptr);
   ~Trainer();
 
   // Trains until training.steps, logging and validating as configured, checkpointing every
