@@ -95,8 +95,8 @@ bool bitwise_equal(const Vec& a, const Vec& b) {
 
 // Five GPU steps straight through, twice; and three steps, a save, then two steps in a fresh model
 // restored from the save.
-void gpu_resume_is_bitwise(Checker& c) {
-  const Backend& gpu = backend_under_test();
+void gpu_resume_is_bitwise(Checker& c, CudaMath math) {
+  const Backend& gpu = backend_under_test(math);
   Vec straight, again, resumed;
   HostState end_straight, end_again, end_resumed;
   {
@@ -223,7 +223,9 @@ void lowrank_steps_match(Checker& c, bool fira, int64_t m, int64_t n) {
 }  // namespace
 
 std::vector<CudaCheck> cuda_training_checks() {
-  std::vector<CudaCheck> out = {{"train_gpu_resume_bitwise", gpu_resume_is_bitwise},
+  std::vector<CudaCheck> out = {{"train_gpu_resume_bitwise", [](Checker& c) { gpu_resume_is_bitwise(c, CudaMath::fp32); }},
+                                {"train_gpu_resume_bitwise_bf16",
+                                 [](Checker& c) { gpu_resume_is_bitwise(c, CudaMath::bf16); }},
                                 {"train_cpu_gpu_cpu", cpu_gpu_cpu_round_trip}};
   for (bool fira : {true, false})
     for (auto [m, n] : {std::pair<int64_t, int64_t>{72, 40}, {40, 72}})
