@@ -14,6 +14,7 @@
 
 #include "model/llama.h"
 #include "tests/bf16_emulation.h"
+#include "tests/cuda_cases.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -133,15 +134,7 @@ TEST(Bf16, ParameterRoundingIsUnbiasedOverIndicesAndAPureFunction) {
 // its 5e-3 per loss (measured: ~5e-5), and keep learning.
 TEST(Bf16, EmulatedTrainingFollowsFp32) {
   for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) {
-    ModelConfig cfg;
-    cfg.vocab_size = 97;
-    cfg.dim = 64;
-    cfg.n_layers = 2;
-    cfg.n_heads = 4;
-    cfg.ffn_dim = 160;
-    cfg.seq_len = 32;
-    cfg.linear.kind = kind;
-    if (kind == LinearKind::lowrank) cfg.linear.rank = 16;
+    const ModelConfig cfg = check_model_config(kind);
     const int64_t b = 3, n = b * cfg.seq_len;
     std::vector<int32_t> in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
     Rng r(11);

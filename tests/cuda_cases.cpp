@@ -523,15 +523,7 @@ CudaCheck bf16_rounding_check() {
 // 5e-2 relative + 2e-2·max|g| (the emulation: 0.25 of that).
 CudaCheck bf16_training_check(LinearKind kind) {
   return {str("model_", linear_kind_name(kind), "_bf16_training"), [kind](Checker& c) {
-            ModelConfig cfg;
-            cfg.vocab_size = 97;
-            cfg.dim = 64;
-            cfg.n_layers = 2;
-            cfg.n_heads = 4;
-            cfg.ffn_dim = 160;
-            cfg.seq_len = 32;
-            cfg.linear.kind = kind;
-            if (kind == LinearKind::lowrank) cfg.linear.rank = 16;
+            const ModelConfig cfg = check_model_config(kind);
             const int64_t b = 3, n = b * cfg.seq_len, steps = 5;
             Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
             Rng r(11);
@@ -750,16 +742,7 @@ std::vector<CudaCheck> cuda_checks() {
   // CPU may take SLTrain's factored path, the GPU always the materialized one).
   for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain}) {
     out.push_back({str("model_", linear_kind_name(kind)), [kind](Checker& c) {
-                     ModelConfig cfg;
-                     cfg.vocab_size = 97;
-                     cfg.dim = 64;
-                     cfg.n_layers = 2;
-                     cfg.n_heads = 4;
-                     cfg.ffn_dim = 160;
-                     cfg.seq_len = 32;
-                     cfg.linear.kind = kind;
-                     if (kind != LinearKind::dense) cfg.linear.rank = 16;
-                     if (kind == LinearKind::sltrain) cfg.linear.density = 0.05f;
+                     const ModelConfig cfg = check_model_config(kind);
                      const int64_t b = 3, n = b * cfg.seq_len;
                      Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
                      Rng r(11);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "model/llama.h"
 
 namespace cairn {
 
@@ -19,6 +20,22 @@ namespace cairn {
 using BackendUnderTest = std::function<const Backend&(CudaMath)>;
 void set_backend_under_test(BackendUnderTest backend);
 const Backend& backend_under_test(CudaMath math = CudaMath::fp32);
+
+// The small model of every whole-model check (odd vocabulary, 2 layers, off the kernels' block
+// sizes): rank 16 for the factored kinds, density 0.05 for SLTrain.
+inline ModelConfig check_model_config(LinearKind kind = LinearKind::dense) {
+  ModelConfig cfg;
+  cfg.vocab_size = 97;
+  cfg.dim = 64;
+  cfg.n_layers = 2;
+  cfg.n_heads = 4;
+  cfg.ffn_dim = 160;
+  cfg.seq_len = 32;
+  cfg.linear.kind = kind;
+  if (kind != LinearKind::dense) cfg.linear.rank = 16;
+  if (kind == LinearKind::sltrain) cfg.linear.density = 0.05f;
+  return cfg;
+}
 
 // Collects comparisons; a check fails when any comparison fails.
 class Checker {

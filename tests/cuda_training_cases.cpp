@@ -20,17 +20,6 @@ namespace {
 
 using Vec = std::vector<float>;
 
-ModelConfig small_model() {
-  ModelConfig cfg;
-  cfg.vocab_size = 97;
-  cfg.dim = 64;
-  cfg.n_layers = 2;
-  cfg.n_heads = 4;
-  cfg.ffn_dim = 160;
-  cfg.seq_len = 32;
-  return cfg;
-}
-
 // What a checkpoint holds for AdamW: parameters and both moments, as host copies.
 struct HostState {
   Vec params, m, v;
@@ -42,7 +31,7 @@ class Run {
  public:
   static constexpr int64_t kBatch = 3;
 
-  Run(const Backend& be, const HostState* from) : be_(be), model_(small_model(), be, kBatch) {
+  Run(const Backend& be, const HostState* from) : be_(be), model_(check_model_config(), be, kBatch) {
     model_.init_weights(5);
     const int64_t n = model_.params().total();
     m_ = DeviceArray<float>(be, n);
@@ -58,7 +47,7 @@ class Run {
 
   // Optimizer step `s` (0-based): forward/backward on step s's tokens, then AdamW at t = s + 1.
   float step(int64_t s) {
-    const int64_t n_tok = kBatch * small_model().seq_len;
+    const int64_t n_tok = kBatch * check_model_config().seq_len;
     std::vector<int32_t> in(static_cast<size_t>(n_tok)), tg(static_cast<size_t>(n_tok));
     Rng r(1000 + uint64_t(s));
     for (int64_t i = 0; i < n_tok; ++i) {
