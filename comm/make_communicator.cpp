@@ -1,6 +1,6 @@
 // Choosing the communicator for this process (mpirun/srun or a plain single process) and the
-// threads each rank may use. Apart from communicator.cpp, which the CUDA module also compiles for
-// the NCCL communicator's base class, so that the module needs none of the factories.
+// threads each rank may use. Kept out of communicator.cpp, which the CUDA module also compiles (the
+// NCCL communicator's base class), so that the module needs none of these factories.
 #include <algorithm>
 #include <cstdlib>
 

@@ -1,6 +1,6 @@
-// cuda_backend(), cuda_device_count() and cuda_device_available() for every build: they reach the CUDA backend through
-// the CUDA module (util/cuda_module.h), which is opened on the first call, so neither this library
-// nor the processes linking it depend on the CUDA libraries.
+// cuda_backend(), cuda_device_count() and cuda_device_available() for every build: they reach the
+// CUDA backend through the CUDA module (util/cuda_module.h), opened on the first call, so neither
+// this library nor the processes linking it depend on the CUDA libraries.
 #include "model/backend.h"
 #include "model/cuda/module_entry.h"
 #include "util/cuda_module.h"
