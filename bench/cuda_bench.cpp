@@ -3,7 +3,8 @@
 // 350M shapes of configs/, bf16 (the default, run first), TF32 and fp32 GEMMs. Prints tokens/s and
 // MFU against the dense bf16 peak (989 TFLOP/s, H100/H200 SXM) and against the peak of the math
 // mode used (for bf16 the same 989).
-//   cuda_bench [--batch B] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32]
+// With --profile 1, each configuration also runs once more with every op timed (bench/op_profile.h).
+//   cuda_bench [--batch B] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32] [--profile 0|1]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/op_profile.h"
 #include "model/backend.h"
 #include "model/llama.h"
 #include "util/error.h"
@@ -48,8 +50,13 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-void run(const std::string& model_name, CudaMath math, int64_t B, int steps) {
-  const Backend& be = cuda_backend(math);
+// Throughput, or with `profile` the time per op (every op synchronized, so not a throughput).
+void run(const std::string& model_name, CudaMath math, int64_t B, int steps, bool profile) {
+  const Backend& device = cuda_backend(math);
+  DeviceArray<float> probe(device, 1);  // sum_squares on it waits for the device
+  probe.zero();
+  const OpProfile profiler(device, [&] { (void)device.sum_squares(probe.data(), 1); });
+  const Backend& be = profile ? static_cast<const Backend&>(profiler) : device;
   const ModelConfig cfg = preset(model_name);
   LlamaModel model(cfg, be, B);
   model.init_weights(1);
@@ -74,10 +81,17 @@ void run(const std::string& model_name, CudaMath math, int64_t B, int steps) {
   };
   step(1);  // warm-up: cuBLAS heuristics, scratch growth
   step(2);
+  profiler.reset();
   const auto t0 = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) step(3 + s);
   (void)be.sum_squares(model.param_data(), 1);  // waits for the last AdamW
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+  if (profile) {
+    std::printf("%-5s %-9s time per op over %d steps (each op synchronized):\n%s", model_name.c_str(),
+                device.name().c_str(), steps, profiler.report(steps).c_str());
+    std::fflush(stdout);
+    return;
+  }
   const double tok_s = double(N) / sec;
   const double flops = training_flops_per_token(cfg) * tok_s;
   const double mode_peak = math == CudaMath::bf16 ? kBf16Peak : math == CudaMath::tf32 ? kTf32Peak : kFp32Peak;
@@ -96,11 +110,13 @@ int main(int argc, char** argv) {
   int64_t B = 32;
   int steps = 10;
   std::string models = "130m,350m", maths = "bf16,tf32,fp32";
+  bool profile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) B = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
     else if (!std::strcmp(argv[i], "--math")) maths = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--profile")) profile = std::atoi(argv[i + 1]) != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -115,7 +131,9 @@ int main(int argc, char** argv) {
       for (const auto& mt : split(maths)) {
         if (mt != "fp32" && mt != "tf32" && mt != "bf16")
           throw Error(str("unknown math '", mt, "': use bf16, tf32 or fp32"));
-        run(mdl, mt == "bf16" ? CudaMath::bf16 : mt == "tf32" ? CudaMath::tf32 : CudaMath::fp32, B, steps);
+        const CudaMath math = mt == "bf16" ? CudaMath::bf16 : mt == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+        run(mdl, math, B, steps, false);
+        if (profile) run(mdl, math, B, steps, true);
       }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cuda_bench: %s\n", e.what());

@@ -69,6 +69,9 @@ echo "== throughput: forward + backward + clip + AdamW, synthetic tokens"
 timeout 400 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}" --math "${MATH:-bf16,tf32,fp32}" 2>&1 |
   tee "$logs/cuda_bench.log"
 bench_rc=${PIPESTATUS[0]}
+echo "== where the time goes: 350M bf16, every op timed (bench/op_profile.h)"
+timeout 120 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps 3 --models 350m --math bf16 --profile 1 2>&1 |
+  tee -a "$logs/cuda_bench.log" | tail -32
 
 # The full cairn (HDF5, checkpoints, the trainer), when bench/gpu_bundle.sh packed it on the CPU
 # machine and gpu_bundle/ was carried: the trainer's GPU checkpoint tests and real training runs.

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <string>
 
+#include "bench/op_profile.h"
 #include "model/llama.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/adamw.h"
@@ -22,6 +23,7 @@ using namespace cairn;
 int main(int argc, char** argv) {
   ModelConfig cfg;
   int64_t batch = 16, steps = 10, warmup = 2, threads = 2;
+  bool profile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const int64_t v = std::atoll(argv[i + 1]);
@@ -38,13 +40,17 @@ int main(int argc, char** argv) {
     else if (k == "--linear") cfg.linear.kind = linear_kind_from_string(argv[i + 1]);
     else if (k == "--rank") cfg.linear.rank = v;
     else if (k == "--density") cfg.linear.density = float(std::atof(argv[i + 1]));
+    else if (k == "--profile") profile = v != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
   }
   cpu_set_threads(int(threads));
-  const Backend& be = cpu_backend();
+  // --profile 1: the same run through a wrapper timing every op (it is not cpu_backend(), so
+  // SLTrain takes its materialized path).
+  const OpProfile profiler(cpu_backend());
+  const Backend& be = profile ? static_cast<const Backend&>(profiler) : cpu_backend();
   LlamaModel model(cfg, be, batch);
   model.init_weights(1);
   std::vector<int> rows(model.params().rows().size());
@@ -66,10 +72,11 @@ int main(int argc, char** argv) {
     opt.step(model.param_span(), model.grad_span(), 1e-4f);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s >= warmup) total += dt;
+    if (s + 1 == warmup) profiler.reset();
   }
   const double tps = double(N * steps) / total;
   const double flops = training_flops_per_token(cfg) * tps;
-  const double peak = measure_matmul_peak(be);
+  const double peak = measure_matmul_peak(cpu_backend());
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("cairn: dim %ld layers %ld heads %ld ffn %ld vocab %ld seq %ld batch %ld threads %ld linear %s\n",
@@ -78,5 +85,6 @@ int main(int argc, char** argv) {
   std::printf("  params %.2fM  step %.3f s  %.0f tokens/s  %.1f GFLOP/s  GEMM peak %.1f GFLOP/s  MFU %.1f%%  peak RSS %.0f MB\n",
               double(model.params().count()) / 1e6, total / double(steps), tps, flops / 1e9, peak / 1e9,
               100 * flops / peak, double(ru.ru_maxrss) / 1024);
+  if (profile) std::printf("time per op over %ld steps:\n%s", long(steps), profiler.report(int(steps)).c_str());
   return 0;
 }

@@ -1,8 +1,8 @@
-// A CPU emulation of the CUDA backend's CudaMath::bf16 mode, for tests: the CPU backend (derived
-// from it, so every other op is the CPU's), except that matmul first rounds its inputs as the bf16
-// mode does — operands inside a registered parameter buffer with bf16_round_param(index in the
-// buffer, value), all others to nearest — and then multiplies the rounded values in fp32. The GPU's bf16 GEMMs must match it up to fp32
-// summation order, a far tighter oracle than the fp32 result. Its "bf16 copy" is computed from the
+// A CPU emulation of the CUDA backend's CudaMath::bf16 mode, for tests: the CPU backend (wrapped,
+// so every other op is the CPU's), except that matmul first rounds its inputs as the bf16 mode
+// does — operands inside a registered parameter buffer with bf16_round_param(index in the buffer,
+// value), all others to nearest — and then multiplies the rounded values in fp32. The GPU's bf16
+// GEMMs must match it up to fp32 summation order, a far tighter oracle than the fp32 result. Its "bf16 copy" is computed from the
 // fp32 master on every matmul, so it is never stale: it checks roundings, not invalidation.
 #pragma once
 
@@ -10,18 +10,19 @@
 #include <vector>
 
 #include "model/bf16.h"
-#include "model/cpu/cpu_backend.h"
+#include "model/forwarding_backend.h"
 
 namespace cairn {
 
-class Bf16EmulationBackend final : public CpuBackend {
+class Bf16EmulationBackend final : public ForwardingBackend {
  public:
+  Bf16EmulationBackend() : ForwardingBackend(cpu_backend()) {}
   std::string name() const override { return "cpu-bf16-emulation"; }
 
   void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
               bool trans_b, float alpha, float beta) const override {
     const std::vector<float> ra = rounded(a, M * K), rb = rounded(b, K * N);
-    CpuBackend::matmul(out, ra.data(), rb.data(), M, N, K, trans_a, trans_b, alpha, beta);
+    inner().matmul(out, ra.data(), rb.data(), M, N, K, trans_a, trans_b, alpha, beta);
   }
 
   void register_parameters(const float* base, int64_t n) const override { registered_.push_back({base, n}); }
@@ -31,7 +32,7 @@ class Bf16EmulationBackend final : public CpuBackend {
         registered_.erase(registered_.begin() + std::ptrdiff_t(i));
         break;
       }
-    CpuBackend::release(p);
+    inner().release(p);
   }
 
  private:

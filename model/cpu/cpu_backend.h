@@ -1,14 +1,13 @@
 // The CPU backend: GEMMs through OpenBLAS (its OpenMP build, so a BLAS call made inside one of
 // our parallel regions runs single-threaded), everything else as OpenMP loops. Its methods are
-// spread over the files of model/cpu/ by op family. Not final: tests derive stand-ins from it
-// (tests/bf16_emulation.h).
+// spread over the files of model/cpu/ by op family.
 #pragma once
 
 #include "model/backend.h"
 
 namespace cairn {
 
-class CpuBackend : public Backend {
+class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
 

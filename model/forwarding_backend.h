@@ -1,0 +1,123 @@
+// A Backend that forwards every call to another one, with enter(op)/leave(op) hooks around each
+// op that touches backend memory, for decorators: a profiler (bench/op_profile.h) or a stand-in
+// device whose memory the host cannot touch (tests/guarded_backend.h). Not the inner backend
+// itself, so code that asks "is this the CPU backend?" sees an off-host backend.
+#pragma once
+
+#include "model/backend.h"
+
+namespace cairn {
+
+class ForwardingBackend : public Backend {
+ public:
+  explicit ForwardingBackend(const Backend& inner) : inner_(inner) {}
+  const Backend& inner() const { return inner_; }
+
+  std::string name() const override { return inner_.name(); }
+  int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const override {
+    return inner_.attention_saved_floats(B, T, NH, HS);
+  }
+  int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const override {
+    return inner_.attention_scratch_floats(B, T, NH, HS);
+  }
+  std::string attention_path() const override { return inner_.attention_path(); }
+  void* compute_stream() const override { return inner_.compute_stream(); }
+  std::string device_summary() const override { return inner_.device_summary(); }
+  void register_parameters(const float* base, int64_t n) const override { inner_.register_parameters(base, n); }
+  void parameters_changed(const float* p, int64_t n) const override { inner_.parameters_changed(p, n); }
+  void* alloc(int64_t bytes) const override { return inner_.alloc(bytes); }
+  void release(void* p) const override { inner_.release(p); }
+
+#define CAIRN_FORWARD_OP(ret, op, params, args) \
+  ret op params const override {                \
+    const Scope scope(*this, #op);              \
+    return inner_.op args;                      \
+  }
+  CAIRN_FORWARD_OP(void, zero, (void* p, int64_t bytes), (p, bytes))
+  CAIRN_FORWARD_OP(void, copy_to_host, (void* host, const void* dev, int64_t bytes), (host, dev, bytes))
+  CAIRN_FORWARD_OP(void, copy_to_device, (void* dev, const void* host, int64_t bytes), (dev, host, bytes))
+  CAIRN_FORWARD_OP(void, matmul,
+                   (float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                    float alpha, float beta),
+                   (out, a, b, M, N, K, ta, tb, alpha, beta))
+  CAIRN_FORWARD_OP(void, embedding_forward, (float* out, const int32_t* t, const float* table, int64_t N, int64_t C),
+                   (out, t, table, N, C))
+  CAIRN_FORWARD_OP(void, embedding_backward, (float* dt, const float* dout, const int32_t* t, int64_t N, int64_t C),
+                   (dt, dout, t, N, C))
+  CAIRN_FORWARD_OP(void, rmsnorm_forward,
+                   (float* out, float* rstd, const float* inp, const float* w, int64_t N, int64_t C, float eps),
+                   (out, rstd, inp, w, N, C, eps))
+  CAIRN_FORWARD_OP(void, rmsnorm_backward,
+                   (float* dinp, float* dw, const float* dout, const float* inp, const float* w, const float* rstd,
+                    int64_t N, int64_t C),
+                   (dinp, dw, dout, inp, w, rstd, N, C))
+  CAIRN_FORWARD_OP(void, rope_forward,
+                   (float* x, const float* c, const float* s, int64_t B, int64_t T, int64_t NH, int64_t HS),
+                   (x, c, s, B, T, NH, HS))
+  CAIRN_FORWARD_OP(void, rope_backward,
+                   (float* dx, const float* c, const float* s, int64_t B, int64_t T, int64_t NH, int64_t HS),
+                   (dx, c, s, B, T, NH, HS))
+  CAIRN_FORWARD_OP(void, attention_forward,
+                   (float* out, float* saved, const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                    int64_t NH, int64_t HS),
+                   (out, saved, q, k, v, B, T, NH, HS))
+  CAIRN_FORWARD_OP(void, attention_backward,
+                   (float* dq, float* dk, float* dv, float* scratch, const float* dout, const float* q, const float* k,
+                    const float* v, const float* out, const float* saved, int64_t B, int64_t T, int64_t NH,
+                    int64_t HS),
+                   (dq, dk, dv, scratch, dout, q, k, v, out, saved, B, T, NH, HS))
+  CAIRN_FORWARD_OP(void, swiglu_forward, (float* out, const float* g, const float* u, int64_t n), (out, g, u, n))
+  CAIRN_FORWARD_OP(void, swiglu_backward,
+                   (float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n),
+                   (dg, du, dout, g, u, n))
+  CAIRN_FORWARD_OP(void, crossentropy_forward_backward,
+                   (float* losses, float* logits, const int32_t* t, int64_t N, int64_t V, float scale),
+                   (losses, logits, t, N, V, scale))
+  CAIRN_FORWARD_OP(void, crossentropy_forward,
+                   (float* losses, const float* logits, const int32_t* t, int64_t N, int64_t V),
+                   (losses, logits, t, N, V))
+  CAIRN_FORWARD_OP(void, add_inplace, (float* y, const float* x, int64_t n), (y, x, n))
+  CAIRN_FORWARD_OP(void, scale_inplace, (float* x, float s, int64_t n), (x, s, n))
+  CAIRN_FORWARD_OP(void, scatter_add, (float* dst, const int32_t* idx, const float* v, int64_t n), (dst, idx, v, n))
+  CAIRN_FORWARD_OP(void, gather_add, (float* dst, const float* src, const int32_t* idx, int64_t n), (dst, src, idx, n))
+  CAIRN_FORWARD_OP(void, adam_direction,
+                   (float* dir, float* m, float* v, const float* g, int64_t n, float b1, float b2, float eps),
+                   (dir, m, v, g, n, b1, b2, eps))
+  CAIRN_FORWARD_OP(void, norm_ratio,
+                   (float* ratio, const float* a, const float* b, int64_t count, int64_t r, bool by_row),
+                   (ratio, a, b, count, r, by_row))
+  CAIRN_FORWARD_OP(void, scale_by, (float* x, const float* s, int64_t m, int64_t n, bool by_row), (x, s, m, n, by_row))
+  CAIRN_FORWARD_OP(void, apply_update, (float* w, const float* u, int64_t n, float step, float decay),
+                   (w, u, n, step, decay))
+  CAIRN_FORWARD_OP(void, top_singular_vectors,
+                   (float* proj, const float* g, int64_t m, int64_t n, int64_t r, bool by_row),
+                   (proj, g, m, n, r, by_row))
+  CAIRN_FORWARD_OP(double, sum_squares, (const float* x, int64_t n), (x, n))
+  CAIRN_FORWARD_OP(void, adamw_update,
+                   (float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
+                    float wd, float bc1, float bc2),
+                   (p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2))
+#undef CAIRN_FORWARD_OP
+
+ protected:
+  // Around every forwarded op that reads or writes backend memory (not around alloc/release).
+  virtual void enter(const char* /*op*/) const {}
+  virtual void leave(const char* /*op*/) const {}
+
+ private:
+  class Scope {
+   public:
+    Scope(const ForwardingBackend& be, const char* op) : be_(be), op_(op) { be_.enter(op_); }
+    ~Scope() { be_.leave(op_); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    const ForwardingBackend& be_;
+    const char* op_;
+  };
+
+  const Backend& inner_;
+};
+
+}  // namespace cairn
