@@ -82,31 +82,30 @@ bool bitwise_equal(const Vec& a, const Vec& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Steps [first, last) on `be`, from `from` (nullptr: a fresh model), appending each loss to
+// `losses`; returns the state after the last step.
+HostState run_steps(const Backend& be, const HostState* from, int64_t first, int64_t last, Vec& losses) {
+  Run run(be, from);
+  for (int64_t s = first; s < last; ++s) losses.push_back(run.step(s));
+  return run.save();
+}
+
 // Five GPU steps straight through, twice; and three steps, a save, then two steps in a fresh model
 // restored from the save.
 void gpu_resume_is_bitwise(Checker& c, CudaMath math) {
   const Backend& gpu = backend_under_test(math);
   Vec straight, again, resumed;
-  HostState end_straight, end_again, end_resumed;
+  const HostState end_straight = run_steps(gpu, nullptr, 0, 5, straight);
+  HostState saved, end_again;
   {
-    Run run(gpu, nullptr);
-    for (int64_t s = 0; s < 5; ++s) straight.push_back(run.step(s));
-    end_straight = run.save();
-  }
-  HostState saved;
-  {
-    Run run(gpu, nullptr);
+    Run run(gpu, nullptr);  // uninterrupted, saving after step 3 on the way
     for (int64_t s = 0; s < 3; ++s) again.push_back(run.step(s));
     saved = run.save();
     for (int64_t s = 3; s < 5; ++s) again.push_back(run.step(s));
     end_again = run.save();
   }
-  {
-    Run run(gpu, &saved);
-    resumed.assign(again.begin(), again.begin() + 3);
-    for (int64_t s = 3; s < 5; ++s) resumed.push_back(run.step(s));
-    end_resumed = run.save();
-  }
+  resumed.assign(again.begin(), again.begin() + 3);
+  const HostState end_resumed = run_steps(gpu, &saved, 3, 5, resumed);
   c.expect(bitwise_equal(straight, again) && bitwise_equal(end_straight.params, end_again.params),
            "two identical GPU runs: losses and parameters bitwise equal");
   c.expect(bitwise_equal(straight, resumed), "resumed GPU run: losses bitwise equal to the uninterrupted run");
@@ -120,26 +119,10 @@ void cpu_gpu_cpu_round_trip(Checker& c) {
   const Backend& cpu = cpu_backend();
   const Backend& gpu = backend_under_test();
   Vec reference, mixed;
-  HostState end_reference;
-  {
-    Run run(cpu, nullptr);
-    for (int64_t s = 0; s < 6; ++s) reference.push_back(run.step(s));
-    end_reference = run.save();
-  }
-  HostState handoff;
-  {
-    Run run(cpu, nullptr);
-    for (int64_t s = 0; s < 2; ++s) mixed.push_back(run.step(s));
-    handoff = run.save();
-  }
-  {
-    Run run(gpu, &handoff);
-    for (int64_t s = 2; s < 4; ++s) mixed.push_back(run.step(s));
-    handoff = run.save();
-  }
-  Run run(cpu, &handoff);
-  for (int64_t s = 4; s < 6; ++s) mixed.push_back(run.step(s));
-  const HostState end_mixed = run.save();
+  const HostState end_reference = run_steps(cpu, nullptr, 0, 6, reference);
+  const HostState on_cpu = run_steps(cpu, nullptr, 0, 2, mixed);
+  const HostState on_gpu = run_steps(gpu, &on_cpu, 2, 4, mixed);
+  const HostState end_mixed = run_steps(cpu, &on_gpu, 4, 6, mixed);
   c.expect(bitwise_equal(Vec(reference.begin(), reference.begin() + 2), Vec(mixed.begin(), mixed.begin() + 2)),
            "CPU steps before the hand-off: losses bitwise equal");
   // fp32 on both devices; only summation order differs, compounded over four steps.
