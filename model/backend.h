@@ -105,8 +105,13 @@ class Backend {
   // scratch memory, so it belongs in rare calls (a projection refresh), not in every step.
   virtual void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
                                     bool by_row) const = 0;
-  // Σ x², accumulated in double.
+  // Σ x², accumulated in double. Returns to the host, so it synchronizes a device backend.
   virtual double sum_squares(const float* x, int64_t n) const = 0;
+  // Fira's norm-growth limiter on x [n], without a host round trip: with norm = ‖x‖ (summed as
+  // sum_squares sums), on the first step prev = norm; afterwards
+  // limiter = max(norm/(prev + 1e-8), gamma)/gamma, x /= limiter when limiter > 1, and
+  // prev = norm/limiter. prev is one float of backend memory carried from step to step.
+  virtual void limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const = 0;
 
   // AdamW as PyTorch orders it, bias corrections passed in (1-β1^t, 1-β2^t):
   // p *= 1 − lr·wd, then p −= lr·m̂/(sqrt(v̂)+eps).

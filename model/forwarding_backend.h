@@ -93,6 +93,8 @@ class ForwardingBackend : public Backend {
                    (float* proj, const float* g, int64_t m, int64_t n, int64_t r, bool by_row),
                    (proj, g, m, n, r, by_row))
   CAIRN_FORWARD_OP(double, sum_squares, (const float* x, int64_t n), (x, n))
+  CAIRN_FORWARD_OP(void, limit_norm_growth, (float* x, int64_t n, float* prev, float gamma, bool first),
+                   (x, n, prev, gamma, first))
   CAIRN_FORWARD_OP(void, adamw_update,
                    (float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps,
                     float wd, float bc1, float bc2),

@@ -281,9 +281,9 @@ float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets
   const int64_t N = B * cfg_.seq_len;
   be_.crossentropy_forward_backward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size,
                                     grad_scale / float(N));
-  const float loss = mean_of(be_, losses_.data(), N);
   backward(B);
-  return loss;
+  // Read after backward is queued: a device backend runs the whole micro-step without waiting.
+  return mean_of(be_, losses_.data(), N);
 }
 
 float LlamaModel::forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B) {

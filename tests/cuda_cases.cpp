@@ -719,6 +719,20 @@ std::vector<CudaCheck> cuda_checks() {
                             {0, 2, 3}, {"p", "m", "v"}, 1e-5, 1e-7}));
   }
 
+  // Buffers: 0 x, 1 the limiter's stored norm. A first step, then growth far above gamma (x
+  // scaled down), then a shrink (x untouched); x and the stored norm after each.
+  for (int64_t n : {int64_t(1), int64_t(70001)}) {
+    out.push_back(op_check({str("limit_norm_growth_", n), {random_vec(rng, n), {0.0f}}, {},
+                            [n](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.limit_norm_growth(p[0], n, p[1], 1.01f, true);
+                              be.scale_inplace(p[0], 3.0f, n);
+                              be.limit_norm_growth(p[0], n, p[1], 1.01f, false);
+                              be.scale_inplace(p[0], 0.5f, n);
+                              be.limit_norm_growth(p[0], n, p[1], 1.01f, false);
+                            },
+                            {0, 1}, {"x", "prev"}, 1e-6, 1e-7}));
+  }
+
   out.push_back({"sum_squares", [](Checker& c) {
                    Rng r(3);
                    for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3000017)}) {

@@ -1,12 +1,16 @@
 // The trainer never touches backend memory from the host except through the backend: it trains,
 // validates, checkpoints, resumes, grows and writes its weights on a GuardedBackend (a CPU backend
 // whose memory faults outside its own ops), for every weight kind and optimizer — what a GPU run
-// needs, checked without a GPU. Losses must equal the plain CPU backend's (same kernels).
+// needs, checked without a GPU. Losses must equal the plain CPU backend's (same kernels). And a
+// step makes the host wait for the device only where it needs a number back.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "comm/communicator.h"
+#include "model/forwarding_backend.h"
 #include "tests/guarded_backend.h"
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
@@ -84,6 +88,61 @@ TEST_F(DeviceMemoryTest, AWholeRunWithValidationGrowthAndWeightsStaysOnTheBacken
   EXPECT_EQ(t.state().step, 8);
   EXPECT_EQ(t.model().config().n_layers, 4);  // grown from 2
   EXPECT_TRUE(std::filesystem::exists(path("run_whole/model.h5")));
+}
+
+// Records every op a step runs, to see where the host would wait for a device backend.
+class OpRecorder final : public ForwardingBackend {
+ public:
+  OpRecorder() : ForwardingBackend(cpu_backend()) {}
+  mutable std::vector<std::string> ops;
+
+ protected:
+  void enter(const char* op) const override { ops.push_back(op); }
+};
+
+// A GPU step runs ahead of the host except where it must return a number: the loss of each
+// micro-step, read after its backward is queued (so the GPU never idles between forward and
+// backward), and the gradient norm for clipping. Optimizer steps (AdamW, Fira's limiter, SLTrain's
+// sparse values) stay on the device; only a projection refresh (an SVD, every update_gap steps) waits.
+TEST_F(DeviceMemoryTest, AStepWaitsForTheDeviceOnlyForItsLossesAndGradientNorm) {
+  struct Variant {
+    const char* name;
+    LinearKind kind;
+    const char* optimizer;
+  };
+  for (const Variant& v : {Variant{"dense_adamw", LinearKind::dense, "adamw"},
+                           Variant{"sltrain_adamw", LinearKind::sltrain, "adamw"},
+                           Variant{"dense_fira", LinearKind::dense, "fira"},
+                           Variant{"lowrank_galore", LinearKind::lowrank, "galore"}}) {
+    SCOPED_TRACE(v.name);
+    TrainConfig c = config(str("run_waits_", v.name));
+    c.training.grad_accum = 2;
+    c.model.linear.kind = v.kind;
+    if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
+    if (v.kind == LinearKind::sltrain) {
+      c.model.linear.density = 0.1f;
+      c.model.linear.sltrain_path = "materialized";
+    }
+    c.optimizer.name = v.optimizer;
+    c.optimizer.rank = 4;
+    c.optimizer.update_gap = 2;
+    const OpRecorder recorder;
+    Trainer t(c, *comm_, &recorder);
+    t.train_step();  // refreshes the projections
+    recorder.ops.clear();
+    t.train_step();  // an ordinary step
+    std::vector<std::string> waits;
+    for (size_t i = 0; i < recorder.ops.size(); ++i) {
+      const std::string& op = recorder.ops[i];
+      if (op != "copy_to_host" && op != "sum_squares" && op != "top_singular_vectors") continue;
+      waits.push_back(op);
+      if (op == "copy_to_host") {
+        ASSERT_GT(i, 0u);
+        EXPECT_EQ(recorder.ops[i - 1], "embedding_backward") << "a loss read before the backward was queued";
+      }
+    }
+    EXPECT_EQ(waits, (std::vector<std::string>{"copy_to_host", "copy_to_host", "sum_squares"}));
+  }
 }
 
 }  // namespace

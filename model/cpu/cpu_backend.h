@@ -55,6 +55,7 @@ class CpuBackend final : public Backend {
   void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
                             bool by_row) const override;
   double sum_squares(const float* x, int64_t n) const override;
+  void limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const override;
   void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, float bias_correction1,
                     float bias_correction2) const override;

@@ -1,5 +1,6 @@
 // CPU pieces of the low-rank optimizers (Fira, GaLore): Adam's direction in the subspace, the
-// per-vector norm ratio, row/column scaling, the weight update, and the top singular vectors
+// per-vector norm ratio, row/column scaling, the weight update, Fira's norm-growth limiter, and
+// the top singular vectors
 // through LAPACK's sgesdd (OpenBLAS ships LAPACK).
 #include <omp.h>
 
@@ -55,6 +56,17 @@ void CpuBackend::apply_update(float* w, const float* u, int64_t n, float step, f
     w[i] -= step * u[i];
     if (decay != 0.0f) w[i] -= decay * w[i];
   }
+}
+
+void CpuBackend::limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const {
+  const double norm = std::sqrt(sum_squares(x, n));
+  if (first) {
+    *prev = float(norm);
+    return;
+  }
+  const double limiter = std::max(norm / (double(*prev) + 1e-8), double(gamma)) / double(gamma);
+  if (limiter > 1.0) scale_inplace(x, float(1.0 / limiter), n);
+  *prev = float(norm / limiter);
 }
 
 void CpuBackend::top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,

@@ -1,6 +1,7 @@
 // The CUDA backend's life cycle (device, stream, cuBLAS handle), its memory operations, its
 // errors, and the row-major GEMM on cuBLAS that matmul and attention share.
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 
 #include "model/cuda/attention_cudnn.h"
@@ -69,6 +70,8 @@ CudaBackend::~CudaBackend() {
   for (const ParamShadow& s : shadows_) cudaFree(s.bf16);
   bf16_.reset();
   if (scratch_) cudaFree(scratch_);
+  if (staging_) cudaFreeHost(staging_);
+  if (staging_read_) cudaEventDestroy(staging_read_);
   if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -126,7 +129,22 @@ void CudaBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const
 }
 
 void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) const {
-  // Synchronized: the caller may free or reuse the host buffer as soon as this returns.
+  // The caller may free or reuse the host buffer as soon as this returns. Small copies (a step's
+  // tokens) go through pinned staging so they queue behind the running step instead of waiting
+  // for it: only the previous staged copy must have been read before the buffer is refilled.
+  if (bytes <= kStagingBytes) {
+    if (!staging_) {
+      CUDA_CHECK(cudaHostAlloc(&staging_, size_t(kStagingBytes), cudaHostAllocDefault));
+      CUDA_CHECK(cudaEventCreateWithFlags(&staging_read_, cudaEventDisableTiming));
+    } else {
+      CUDA_CHECK(cudaEventSynchronize(staging_read_));
+    }
+    std::memcpy(staging_, host, size_t(bytes));
+    CUDA_CHECK(cudaMemcpyAsync(dev, staging_, size_t(bytes), cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaEventRecord(staging_read_, stream_));
+    params_written(dev, bytes);
+    return;
+  }
   CUDA_CHECK(cudaMemcpyAsync(dev, host, size_t(bytes), cudaMemcpyHostToDevice, stream_));
   params_written(dev, bytes);
   CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -3,7 +3,8 @@
 // CudaMath::bf16, matmul through cuBLASLt on bf16 copies (model/cuda/bf16_gemm.h); attention is an
 // own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops are own kernels, one .cu per op
 // family (model/cuda/*.cu), each read kernel → launcher → entry point. Host-facing calls that
-// return data (copy_to_host, sum_squares) synchronize the stream; everything else is asynchronous.
+// return data (copy_to_host, sum_squares) synchronize the stream, as does a copy_to_device larger
+// than the pinned staging buffer (4 MiB: loading weights); everything else is asynchronous.
 // One host thread at a time. Included only by CUDA sources.
 #pragma once
 
@@ -107,6 +108,7 @@ class CudaBackend final : public Backend {
   void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
                             bool by_row) const override;
   double sum_squares(const float* x, int64_t n) const override;
+  void limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const override;
   void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, float bias_correction1,
                     float bias_correction2) const override;
@@ -158,6 +160,11 @@ class CudaBackend final : public Backend {
   mutable cusolverDnHandle_t cusolver_ = nullptr;  // made on the first SVD
   mutable float* scratch_ = nullptr;
   mutable int64_t scratch_floats_ = 0;
+  // Pinned host memory for copy_to_device calls up to kStagingBytes, made on the first; the event
+  // marks when the stream has read the last copy staged there.
+  static constexpr int64_t kStagingBytes = int64_t(4) << 20;
+  mutable void* staging_ = nullptr;
+  mutable cudaEvent_t staging_read_ = nullptr;
   // cuDNN SDPA, created on the first bf16 attention call; null when unavailable (cudnn_why_ says why).
   mutable std::unique_ptr<CudnnSdpa> cudnn_;
   mutable bool cudnn_tried_ = false;

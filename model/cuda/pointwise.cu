@@ -1,5 +1,6 @@
 // CUDA elementwise and row-reduction kernels: SwiGLU, fused softmax cross-entropy, vector helpers,
-// the deterministic sum of squares and AdamW (model/cpu/pointwise.cpp is the oracle).
+// the deterministic sum of squares, Fira's norm-growth limiter built on it, and AdamW
+// (model/cpu/pointwise.cpp and lowrank.cpp are the oracle).
 #include <cmath>
 
 #include "model/bf16.h"
@@ -158,16 +159,54 @@ static __global__ void sum_partials_kernel(double* out, const double* partial) {
   if (threadIdx.x == 0) *out = s;
 }
 
+// Queues Σ x² into partial[kSumBlocks]; partial holds kSumBlocks + 1 doubles of device memory.
+static void sum_squares_into(double* partial, const float* x, int64_t n, cudaStream_t stream) {
+  sum_squares_partial_kernel<<<kSumBlocks, kSumThreads, 0, stream>>>(partial, x, n);
+  CUDA_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, kSumBlocks, 0, stream>>>(partial + kSumBlocks, partial);
+  CUDA_CHECK_LAUNCH();
+}
+
 double CudaBackend::sum_squares(const float* x, int64_t n) const {
   if (n == 0) return 0.0;
   double* partial = reinterpret_cast<double*>(scratch(2 * (kSumBlocks + 1)));
-  sum_squares_partial_kernel<<<kSumBlocks, kSumThreads, 0, stream_>>>(partial, x, n);
-  CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kSumBlocks, 0, stream_>>>(partial + kSumBlocks, partial);
-  CUDA_CHECK_LAUNCH();
+  sum_squares_into(partial, x, n, stream_);
   double result = 0.0;
   copy_to_host(&result, partial + kSumBlocks, sizeof(double));
   return result;
+}
+
+// ---- Fira's norm-growth limiter -----------------------------------------------------------------
+
+// One thread: the limiter from Σ x² and the previous norm, in double as on the CPU (max written
+// as the CPU's std::max, so a NaN norm propagates alike). *scale is what x is multiplied by.
+static __global__ void norm_growth_kernel(float* scale, float* prev, const double* sum_sq, float gamma, bool first) {
+  const double norm = sqrt(*sum_sq);
+  if (first) {
+    *prev = float(norm);
+    *scale = 1.0f;
+    return;
+  }
+  const double growth = norm / (double(*prev) + 1e-8), g = double(gamma);
+  const double limiter = (growth < g ? g : growth) / g;
+  *scale = limiter > 1.0 ? float(1.0 / limiter) : 1.0f;
+  *prev = float(norm / limiter);
+}
+
+static __global__ void scale_by_device_scalar_kernel(float* x, const float* scale, int64_t n) {
+  const float s = *scale;
+  if (s == 1.0f) return;
+  CAIRN_GRID_STRIDE(i, n) x[i] *= s;
+}
+
+void CudaBackend::limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const {
+  double* partial = reinterpret_cast<double*>(scratch(2 * (kSumBlocks + 1) + 1));
+  float* scale = reinterpret_cast<float*>(partial + kSumBlocks + 1);
+  sum_squares_into(partial, x, n, stream_);
+  norm_growth_kernel<<<1, 1, 0, stream_>>>(scale, prev, partial + kSumBlocks, gamma, first);
+  CUDA_CHECK_LAUNCH();
+  scale_by_device_scalar_kernel<<<grid_for(n, 256), 256, 0, stream_>>>(x, scale, n);
+  CUDA_CHECK_LAUNCH();
 }
 
 // ---- AdamW --------------------------------------------------------------------------------------

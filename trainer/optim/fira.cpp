@@ -106,18 +106,8 @@ void lowrank_step(const LowRankConfig& cfg, const LowRankShape& s, float* w, con
     project_back(be, U, R, proj, s, -sub, 1.0f);
     be.scale_by(U, phi, m, n, s.right);
     // Norm-growth limiter: limiter = max(‖S‖/(prev+1e-8), γ)/γ; S /= limiter; prev = ‖S‖/limiter.
-    const double norm = std::sqrt(be.sum_squares(U, m * n));
-    float prev = 0;
-    if (t == 0) {
-      prev = float(norm);
-    } else {
-      be.copy_to_host(&prev, limiter_norm, 4);
-      const double gamma = cfg.limiter_gamma;
-      const double limiter = std::max(norm / (double(prev) + 1e-8), gamma) / gamma;
-      if (limiter > 1.0) be.scale_inplace(U, float(1.0 / limiter), m * n);
-      prev = float(norm / limiter);
-    }
-    be.copy_to_device(limiter_norm, &prev, 4);
+    // On the backend, so a GPU step never waits for the host.
+    be.limit_norm_growth(U, m * n, limiter_norm, cfg.limiter_gamma, t == 0);
     project_back(be, U, N, proj, s, cfg.alpha, 1.0f);  // U = alpha·back(N) + S
   } else {
     project_back(be, U, N, proj, s, cfg.alpha, 0.0f);  // GaLore: U = alpha·back(N)

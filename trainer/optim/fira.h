@@ -81,7 +81,7 @@ struct PlainAdamConfig {
 // Fira (cfg.residual) or GaLore on the ParamRole::matrix rows among `owned_rows`, plain Adam on
 // the other owned rows. State tensors are named "<kind>/<param name>" with kind one of
 // proj, exp_avg, exp_avg_sq, limiter_norm (Fira only); plain rows have exp_avg and exp_avg_sq.
-// Everything runs as backend ops (CPU or CUDA); only the limiter's scalar goes through the host.
+// Everything runs as backend ops (CPU or CUDA), the limiter included: a step never waits for the host.
 class FiraOptimizer : public Optimizer {
  public:
   FiraOptimizer(const ParamTable& table, std::vector<int> owned_rows, const LowRankConfig& cfg,
