@@ -148,6 +148,15 @@ class CudaBackend final : public Backend {
   };
   void matmul_bf16(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
                    bool trans_b, float alpha, float beta) const;
+  // Singular vectors where an SVD left them in the scratch: vector v's element e at
+  // data[v·vec_stride + e·elem_stride]. top_singular_vectors tries svd_gesvdj (false: it did not
+  // converge), then svd_gesvd (throws Error when it fails).
+  struct SvdVectors {
+    const float* data;
+    int64_t vec_stride, elem_stride;
+  };
+  bool svd_gesvdj(SvdVectors& out, const float* g, int64_t m, int64_t n, bool by_row) const;
+  SvdVectors svd_gesvd(const float* g, int64_t m, int64_t n, bool by_row) const;
   // The registered buffer holding all of [p, p + n) floats, or nullptr.
   const ParamShadow* shadow_containing(const float* p, int64_t n) const;
   // A backend op wrote `bytes` bytes at p: re-round the bf16 copy of every registered float among them.

@@ -1,6 +1,7 @@
 // CUDA pieces of the low-rank optimizers (Fira, GaLore), against model/cpu/lowrank.cpp: Adam's
 // direction, per-vector norm ratios (one thread per vector: count is a matrix side, r a rank),
-// row/column scaling, the weight update, and the top singular vectors through cuSOLVER's gesvd.
+// row/column scaling, the weight update, and the top singular vectors through cuSOLVER (gesvdj,
+// falling back to gesvd, as torch.linalg.svd does on CUDA).
 #include <cusolverDn.h>
 
 #include "model/cuda/cuda_common.cuh"
@@ -134,23 +135,58 @@ void CudaBackend::apply_update(float* w, const float* u, int64_t n, float step, 
   params_written(w, n * 4);  // Fira's and GaLore's weight update: keep a bf16 copy current
 }
 
-void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
-                                       bool by_row) const {
+// Jacobi SVD (gesvdj), what PyTorch's torch.linalg.svd runs first on CUDA and so what Fira's and
+// GaLore's code get: on A = Gᵀ as it lies (G row-major m×n is column-major n×m), economy size. A's
+// left vectors (U, n×k) are G's right ones, A's right vectors (V, m×k) G's left ones. Returns
+// false when gesvdj did not converge (PyTorch then falls back to gesvd, and so does the caller).
+bool CudaBackend::svd_gesvdj(SvdVectors& out, const float* g, int64_t m, int64_t n, bool by_row) const {
+  const int64_t k = std::min(m, n);
+  gesvdjInfo_t params = nullptr;
+  CUSOLVER_CHECK(cusolverDnCreateGesvdjInfo(&params));
+  struct Destroy {
+    gesvdjInfo_t p;
+    ~Destroy() { cusolverDnDestroyGesvdjInfo(p); }
+  } destroy{params};
+  // Scratch: A (n·m), S (k), U (n·k), V (m·k), then work (lwork) and info (1 int in a float slot).
+  // The work size needs the pointers, and growing the scratch may move it: take them twice.
+  const int64_t fixed = n * m + k + n * k + m * k;
+  auto layout = [&](float* base, float*& a, float*& s, float*& u, float*& v) {
+    a = base;
+    s = a + n * m;
+    u = s + k;
+    v = u + n * k;
+  };
+  float *a, *s, *u, *v;
+  layout(scratch(fixed), a, s, u, v);
+  int lwork = 0;
+  CUSOLVER_CHECK(cusolverDnSgesvdj_bufferSize(cusolver_, CUSOLVER_EIG_MODE_VECTOR, 1, int(n), int(m), a, int(n), s, u,
+                                              int(n), v, int(m), &lwork, params));
+  float* base = scratch(fixed + lwork + 1);
+  layout(base, a, s, u, v);
+  float* work = base + fixed;
+  int* info = reinterpret_cast<int*>(work + lwork);
+  CUDA_CHECK(cudaMemcpyAsync(a, g, size_t(m * n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  CUSOLVER_CHECK(cusolverDnSgesvdj(cusolver_, CUSOLVER_EIG_MODE_VECTOR, 1, int(n), int(m), a, int(n), s, u, int(n), v,
+                                   int(m), work, lwork, info, params));
+  int host_info = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&host_info, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  CAIRN_ASSERT(host_info >= 0, "cusolverDnSgesvdj: parameter ", -host_info, " is invalid for a ", m, "x", n, " matrix");
+  if (host_info != 0) return false;  // k + 1: no convergence within the sweeps
+  out = by_row ? SvdVectors{u, n, 1} : SvdVectors{v, m, 1};
+  return true;
+}
+
+// QR-iteration SVD (gesvd), PyTorch's fallback. gesvd wants a column-major matrix A with at least
+// as many rows as columns. G row-major m×n is column-major Gᵀ (n×m): A = Gᵀ as it lies when m < n;
+// when m ≥ n, A = G transposed into column-major. The wanted vectors have length
+// (by_row ? n : m): when A = G (m ≥ n) G's right vectors are A's right ones (rows of VT, length k)
+// and G's left ones A's left ones (columns of U, length rows); when A = Gᵀ it is the other way
+// round. So VT serves exactly when by_row == (m ≥ n) (Fira's and GaLore's choice), U otherwise.
+// Throws Error when it fails too.
+CudaBackend::SvdVectors CudaBackend::svd_gesvd(const float* g, int64_t m, int64_t n, bool by_row) const {
   const int64_t k = std::min(m, n), rows = std::max(m, n);
-  CAIRN_ASSERT(r >= 1 && r <= k, "top_singular_vectors: rank ", r, " of a ", m, "x", n, " matrix");
-  CAIRN_ASSERT(rows < (int64_t(1) << 31) / k, "top_singular_vectors: a ", m, "x", n, " matrix is too large for cuSOLVER");
-  if (!cusolver_) {
-    CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
-    CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
-  }
-  // gesvd wants a column-major matrix A with at least as many rows as columns. G row-major m×n is
-  // column-major Gᵀ (n×m): A = Gᵀ as it lies when m < n; when m ≥ n, A = G transposed into
-  // column-major. The wanted vectors have length len = (by_row ? n : m): when A = G (m ≥ n) G's
-  // right vectors are A's right ones (rows of VT, length k) and G's left ones A's left ones
-  // (columns of U, length rows); when A = Gᵀ it is the other way round. So VT serves exactly when
-  // by_row == (m ≥ n) (Fira's and GaLore's choice), U otherwise.
   const bool a_is_g = m >= n, use_vt = by_row == a_is_g;
-  const int64_t len = by_row ? n : m;
   int lwork = 0;
   CUSOLVER_CHECK(cusolverDnSgesvd_bufferSize(cusolver_, int(rows), int(k), &lwork));
   // Scratch: A (rows·k), S (k), the vectors (VT k·k or U rows·k), work (lwork), rwork (k), info
@@ -177,10 +213,26 @@ void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, i
   CUDA_CHECK(cudaMemcpyAsync(&host_info, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (host_info != 0)
-    throw Error(str("the SVD (cusolverDnSgesvd) failed on a ", m, "x", n, " gradient (info ", host_info,
-                    "): the gradient probably holds NaN or Inf"));
-  take_vectors_kernel<<<grid_for(r * len, 256), 256, 0, stream_>>>(proj, vec, len, r, use_vt ? 1 : rows,
-                                                                    use_vt ? k : 1, by_row);
+    throw Error(str("the SVD (cusolverDnSgesvdj, then cusolverDnSgesvd) failed on a ", m, "x", n,
+                    " gradient (info ", host_info, "): the gradient probably holds NaN or Inf"));
+  // VT (k×k): vector v is row v, element e at v + e·k; U (rows×k): column v, at v·rows + e.
+  return use_vt ? SvdVectors{vec, 1, k} : SvdVectors{vec, rows, 1};
+}
+
+void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
+                                       bool by_row) const {
+  const int64_t k = std::min(m, n), rows = std::max(m, n);
+  CAIRN_ASSERT(r >= 1 && r <= k, "top_singular_vectors: rank ", r, " of a ", m, "x", n, " matrix");
+  CAIRN_ASSERT(rows < (int64_t(1) << 31) / k, "top_singular_vectors: a ", m, "x", n, " matrix is too large for cuSOLVER");
+  if (!cusolver_) {
+    CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
+    CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
+  }
+  SvdVectors vectors{};
+  if (!svd_gesvdj(vectors, g, m, n, by_row)) vectors = svd_gesvd(g, m, n, by_row);
+  const int64_t len = by_row ? n : m;
+  take_vectors_kernel<<<grid_for(r * len, 256), 256, 0, stream_>>>(proj, vectors.data, len, r, vectors.vec_stride,
+                                                                    vectors.elem_stride, by_row);
   CUDA_CHECK_LAUNCH();
   // by_row: vector v is row v of [r, n] (stride 1, step n); else column v of [m, r] (stride r, step 1).
   fix_signs_kernel<<<unsigned(r), 256, 0, stream_>>>(proj, len, by_row ? 1 : r, by_row ? n : 1);
