@@ -1,20 +1,24 @@
 // Training throughput of the CUDA backend on synthetic tokens: forward + backward + global-norm
-// clip + AdamW over the flat buffers (what a trainer step does on one GPU), for the LLaMA 130M and
-// 350M shapes of configs/, bf16 (the default, run first), TF32 and fp32 GEMMs. Prints tokens/s and
-// MFU against the dense bf16 peak (989 TFLOP/s, H100/H200 SXM) and against the peak of the math
-// mode used (for bf16 the same 989).
+// clip + an optimizer step (what a trainer step does on one GPU), for the LLaMA 130M and 350M
+// shapes of configs/, bf16 (the default, run first), TF32 and fp32 GEMMs. The optimizer is AdamW
+// over the flat buffers or Fira as configs/llama-*-fira.toml set it (rank 256, projections
+// refreshed in the warm-up, so the timed steps are ordinary ones). Prints tokens/s and MFU against
+// the dense bf16 peak (989 TFLOP/s, H100/H200 SXM) and against the peak of the math mode used.
 // With --profile 1, each configuration also runs once more with every op timed (bench/op_profile.h).
-//   cuda_bench [--batch B] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32] [--profile 0|1]
+//   cuda_bench [--batch B] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32]
+//              [--optimizer adamw,fira] [--profile 0|1]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "bench/op_profile.h"
 #include "model/backend.h"
 #include "model/llama.h"
+#include "trainer/optim/fira.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -51,7 +55,8 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Throughput, or with `profile` the time per op (every op synchronized, so not a throughput).
-void run(const std::string& model_name, CudaMath math, int64_t B, int steps, bool profile) {
+void run(const std::string& model_name, CudaMath math, const std::string& optimizer, int64_t B, int steps,
+         bool profile) {
   const Backend& device = cuda_backend(math);
   DeviceArray<float> probe(device, 1);  // sum_squares on it waits for the device
   probe.zero();
@@ -61,9 +66,20 @@ void run(const std::string& model_name, CudaMath math, int64_t B, int steps, boo
   LlamaModel model(cfg, be, B);
   model.init_weights(1);
   const int64_t n = model.params().total(), N = B * cfg.seq_len;
-  DeviceArray<float> m(be, n), v(be, n);
-  m.zero();
-  v.zero();
+  DeviceArray<float> m, v;
+  std::unique_ptr<FiraOptimizer> fira;
+  if (optimizer == "fira") {
+    LowRankConfig lr_cfg;
+    lr_cfg.rank = 256;
+    std::vector<int> rows(model.params().rows().size());
+    for (size_t i = 0; i < rows.size(); ++i) rows[i] = int(i);
+    fira = std::make_unique<FiraOptimizer>(model.params(), rows, lr_cfg, PlainAdamConfig{}, be);
+  } else {
+    m = DeviceArray<float>(be, n);
+    v = DeviceArray<float>(be, n);
+    m.zero();
+    v.zero();
+  }
   std::vector<int32_t> inputs(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
   Rng rng(3);
   for (int64_t i = 0; i < N; ++i) {
@@ -76,31 +92,44 @@ void run(const std::string& model_name, CudaMath math, int64_t B, int steps, boo
     loss = model.forward_backward(inputs.data(), targets.data(), B, 1.0f);
     const double norm = std::sqrt(be.sum_squares(model.grad_data(), n));  // synchronizes
     if (norm > 1.0) be.scale_inplace(model.grad_data(), float(1.0 / (norm + 1e-6)), n);
-    be.adamw_update(model.param_data(), model.grad_data(), m.data(), v.data(), n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f,
-                    1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.95f, float(t)));
+    if (fira)
+      fira->step(model.param_span(), model.grad_span(), 1e-4f);
+    else
+      be.adamw_update(model.param_data(), model.grad_data(), m.data(), v.data(), n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f,
+                      1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.95f, float(t)));
   };
   step(1);  // warm-up: cuBLAS heuristics, scratch growth
   step(2);
   profiler.reset();
   const auto t0 = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) step(3 + s);
-  (void)be.sum_squares(model.param_data(), 1);  // waits for the last AdamW
+  (void)be.sum_squares(model.param_data(), 1);  // waits for the last optimizer step
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   if (profile) {
-    std::printf("%-5s %-9s time per op over %d steps (each op synchronized):\n%s", model_name.c_str(),
-                device.name().c_str(), steps, profiler.report(steps).c_str());
+    std::printf("%-5s %-9s %-5s time per op over %d steps (each op synchronized):\n%s", model_name.c_str(),
+                device.name().c_str(), optimizer.c_str(), steps, profiler.report(steps).c_str());
     std::fflush(stdout);
     return;
   }
   const double tok_s = double(N) / sec;
   const double flops = training_flops_per_token(cfg) * tok_s;
   const double mode_peak = math == CudaMath::bf16 ? kBf16Peak : math == CudaMath::tf32 ? kTf32Peak : kFp32Peak;
-  std::printf("%-5s %-9s B=%-3lld T=%lld params %.1fM act %.2f GiB  step %7.1f ms  %9.0f tok/s  %6.1f TFLOP/s  "
+  std::printf("%-5s %-9s %-5s B=%-3lld T=%lld params %.1fM act %.2f GiB  step %7.1f ms  %9.0f tok/s  %6.1f TFLOP/s  "
               "MFU %5.1f%% of bf16 989  %5.1f%% of %s peak  loss %.4f\n",
-              model_name.c_str(), be.name().c_str(), (long long)B, (long long)cfg.seq_len,
+              model_name.c_str(), be.name().c_str(), optimizer.c_str(), (long long)B, (long long)cfg.seq_len,
               double(model_param_count(cfg)) / 1e6, double(model.activation_bytes()) / double(1 << 30), sec * 1e3,
               tok_s, flops / 1e12, 100 * flops / kBf16Peak, 100 * flops / mode_peak,
               math == CudaMath::bf16 ? "bf16 989" : math == CudaMath::tf32 ? "TF32 495" : "FP32 67", double(loss));
+  if (fira) {
+    // One more step at a refresh (steps = update_gap): its extra time is the SVDs of every matrix.
+    fira->set_steps(LowRankConfig{}.update_gap);
+    const auto t1 = std::chrono::steady_clock::now();
+    step(3 + steps);
+    (void)be.sum_squares(model.param_data(), 1);
+    const double refresh = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() - sec;
+    std::printf("      projection refresh (top-256 singular vectors of every matrix): %.1f ms, every %lld steps\n",
+                refresh * 1e3, (long long)LowRankConfig{}.update_gap);
+  }
   std::fflush(stdout);
 }
 
@@ -109,13 +138,14 @@ void run(const std::string& model_name, CudaMath math, int64_t B, int steps, boo
 int main(int argc, char** argv) {
   int64_t B = 32;
   int steps = 10;
-  std::string models = "130m,350m", maths = "bf16,tf32,fp32";
+  std::string models = "130m,350m", maths = "bf16,tf32,fp32", optimizers = "adamw";
   bool profile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) B = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
     else if (!std::strcmp(argv[i], "--math")) maths = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--optimizer")) optimizers = argv[i + 1];
     else if (!std::strcmp(argv[i], "--profile")) profile = std::atoi(argv[i + 1]) != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
@@ -132,8 +162,11 @@ int main(int argc, char** argv) {
         if (mt != "fp32" && mt != "tf32" && mt != "bf16")
           throw Error(str("unknown math '", mt, "': use bf16, tf32 or fp32"));
         const CudaMath math = mt == "bf16" ? CudaMath::bf16 : mt == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
-        run(mdl, math, B, steps, false);
-        if (profile) run(mdl, math, B, steps, true);
+        for (const auto& opt : split(optimizers)) {
+          if (opt != "adamw" && opt != "fira") throw Error(str("unknown optimizer '", opt, "': use adamw or fira"));
+          run(mdl, math, opt, B, steps, false);
+          if (profile) run(mdl, math, opt, B, steps, true);
+        }
       }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cuda_bench: %s\n", e.what());

@@ -69,6 +69,9 @@ echo "== throughput: forward + backward + clip + AdamW, synthetic tokens"
 timeout 400 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps "${STEPS:-10}" --math "${MATH:-bf16,tf32,fp32}" 2>&1 |
   tee "$logs/cuda_bench.log"
 bench_rc=${PIPESTATUS[0]}
+echo "== Fira instead of AdamW (rank 256): 350M bf16, and the projection refresh"
+timeout 120 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps 5 --models 350m --math bf16 --optimizer fira 2>&1 |
+  tee -a "$logs/cuda_bench.log"
 echo "== where the time goes: 350M bf16, every op timed (bench/op_profile.h)"
 timeout 120 "$build/bench/cuda_bench" --batch "${BATCH:-32}" --steps 3 --models 350m --math bf16 --profile 1 2>&1 |
   tee -a "$logs/cuda_bench.log" | tail -32
