@@ -101,7 +101,8 @@ class Backend {
   // The top r singular vectors of g [m, n]: by_row, the right ones as the rows of proj [r, n];
   // else the left ones as the columns of proj [m, r]. Each vector's sign is fixed so that its
   // largest-magnitude entry is positive (the first such entry on ties), so backends agree. Throws
-  // Error when the SVD fails (a gradient holding NaN or Inf). Synchronizes; allocates host or
+  // Error for a g holding NaN or Inf (checked first: solvers may loop forever on NaN) or an SVD
+  // that does not converge. Synchronizes; allocates host or
   // scratch memory, so it belongs in rare calls (a projection refresh), not in every step.
   virtual void top_singular_vectors(float* proj, const float* g, int64_t m, int64_t n, int64_t r,
                                     bool by_row) const = 0;

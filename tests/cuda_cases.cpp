@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <utility>
 #include <tuple>
 
 #include "model/backend.h"
@@ -703,6 +705,27 @@ std::vector<CudaCheck> cuda_checks() {
                             },
                             {1}, {"proj"}, 1e-3, 1e-4}));
   }
+
+  // A gradient holding NaN or Inf: an Error naming the failed SVD, never a projection of garbage.
+  out.push_back({"top_singular_vectors_nonfinite", [](Checker& c) {
+                   const Backend& be = backend_under_test();
+                   for (const auto& [m, n] : {std::pair<int64_t, int64_t>{40, 24}, {24, 40}})
+                     for (float bad : {NAN, INFINITY}) {
+                       Rng r(5);
+                       Vec g = random_vec(r, m * n);
+                       g[size_t(m * n / 2)] = bad;
+                       DeviceArray<float> dg(be, m * n), proj(be, 4 * std::max(m, n));
+                       be.copy_to_device(dg.data(), g.data(), m * n * 4);
+                       bool threw = false;
+                       try {
+                         be.top_singular_vectors(proj.data(), dg.data(), m, n, 4, m >= n);
+                       } catch (const Error& e) {
+                         threw = std::string(e.what()).find("SVD") != std::string::npos;
+                       }
+                       c.expect(threw, str("top_singular_vectors of a ", m, "x", n, " gradient holding ", bad,
+                                           " throws an Error naming the SVD"));
+                     }
+                 }});
 
   // Buffers: 0 p, 1 g, 2 m, 3 v (v ≥ 0). Two steps, the second with weight decay.
   {

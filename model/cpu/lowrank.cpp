@@ -73,6 +73,9 @@ void CpuBackend::top_singular_vectors(float* proj, const float* g, int64_t m, in
                                       bool by_row) const {
   const int64_t k = std::min(m, n);
   CAIRN_ASSERT(r >= 1 && r <= k, "top_singular_vectors: rank ", r, " of a ", m, "x", n, " matrix");
+  // LAPACK's SVDs may loop forever on NaN: refuse a non-finite gradient before calling it.
+  if (!std::isfinite(sum_squares(g, m * n)))
+    throw Error(str("top_singular_vectors: the ", m, "x", n, " gradient holds NaN or Inf; no SVD of it is defined"));
   // sgesdd on Gᵀ: G row-major m×n is column-major n×m, so no transpose copy is needed.
   std::vector<float> a(g, g + m * n), s(static_cast<size_t>(k)), u(static_cast<size_t>(n * k)),
       vt(static_cast<size_t>(k * m));

@@ -4,6 +4,8 @@
 // falling back to gesvd, as torch.linalg.svd does on CUDA).
 #include <cusolverDn.h>
 
+#include <cmath>
+
 #include "model/cuda/cuda_common.cuh"
 
 #define CUSOLVER_CHECK(expr)                                                                        \
@@ -213,8 +215,8 @@ CudaBackend::SvdVectors CudaBackend::svd_gesvd(const float* g, int64_t m, int64_
   CUDA_CHECK(cudaMemcpyAsync(&host_info, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (host_info != 0)
-    throw Error(str("the SVD (cusolverDnSgesvdj, then cusolverDnSgesvd) failed on a ", m, "x", n,
-                    " gradient (info ", host_info, "): the gradient probably holds NaN or Inf"));
+    throw Error(str("the SVD (cusolverDnSgesvdj, then cusolverDnSgesvd) did not converge on a ", m, "x", n,
+                    " gradient (info ", host_info, ")"));
   // VT (k×k): vector v is row v, element e at v + e·k; U (rows×k): column v, at v·rows + e.
   return use_vt ? SvdVectors{vec, 1, k} : SvdVectors{vec, rows, 1};
 }
@@ -228,6 +230,10 @@ void CudaBackend::top_singular_vectors(float* proj, const float* g, int64_t m, i
     CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
     CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
   }
+  // Solvers may loop or return garbage on NaN: refuse a non-finite gradient first (a reduction,
+  // cheap beside the SVD).
+  if (!std::isfinite(sum_squares(g, m * n)))
+    throw Error(str("top_singular_vectors: the ", m, "x", n, " gradient holds NaN or Inf; no SVD of it is defined"));
   SvdVectors vectors{};
   if (!svd_gesvdj(vectors, g, m, n, by_row)) vectors = svd_gesvd(g, m, n, by_row);
   const int64_t len = by_row ? n : m;
