@@ -262,6 +262,46 @@ TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   EXPECT_EQ(checkpoint_resolve(ckpt_root()), left[0]);  // through the `latest` pointer
 }
 
+TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
+  // A run resumed from an older checkpoint (or started over in the same directory) saves steps
+  // below those already there: keeping the newest `keep` must not delete what it just wrote.
+  TrainConfig c = config();
+  c.checkpoint.keep = 2;
+  {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < 4; ++i) {
+      t.train_step();
+      t.save_checkpoint();
+    }
+  }
+  Trainer b(c, *comm_);
+  b.train_step();
+  const std::string mine = b.save_checkpoint();
+  EXPECT_TRUE(fs::exists(mine + "/trainer.json")) << mine;
+  EXPECT_EQ(checkpoint_resolve(ckpt_root()), mine);
+  EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 3u);  // the other trajectory's 3 and 4 stay too
+}
+
+TEST_F(CheckpointTest, FreshRunRefusesADirectoryHoldingAnEarlierRunsCheckpoints) {
+  TrainConfig c = config();
+  c.training.steps = 3;
+  {
+    Trainer t(c, *comm_);
+    t.train_step();
+    t.save_checkpoint();
+  }
+  Trainer fresh(c, *comm_);
+  const std::string e = error_of([&] { fresh.run(); });
+  EXPECT_NE(e.find("already holds"), std::string::npos) << e;
+  EXPECT_NE(e.find("--resume auto"), std::string::npos) << e;
+  EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 1u);
+  EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+  Trainer resumed(c, *comm_);  // continuing the run is what the message suggests, and it works
+  EXPECT_TRUE(resumed.resume("auto"));
+  resumed.run();
+  EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
 // Losses by step from metrics.jsonl; a resumed run appends, so a later record of a step wins.
 std::map<int64_t, double> losses_of(const std::string& metrics) {
   std::map<int64_t, double> out;

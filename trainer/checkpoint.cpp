@@ -393,9 +393,13 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
     fsync_path(root, true);
     fault("latest");
     // Only now may older checkpoints go; unfinished .tmp directories are leftovers of crashes.
-    const auto complete = checkpoint_list(root);
-    for (size_t i = 0; keep > 0 && i < complete.size(); ++i)
-      if (int64_t(i) >= keep) fs::remove_all(complete[i]);
+    // Newer steps than this one belong to another trajectory (this run resumed from an older
+    // checkpoint): they are not counted, so `keep` never deletes what was just written.
+    int64_t kept = 0;
+    for (const auto& dir : checkpoint_list(root)) {
+      if (keep <= 0 || step_of(fs::path(dir).filename().string()) > info.step) continue;
+      if (++kept > keep) fs::remove_all(dir);
+    }
     for (const auto& e : fs::directory_iterator(root))
       if (e.is_directory() && e.path().extension() == ".tmp") fs::remove_all(e.path());
   }

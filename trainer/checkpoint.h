@@ -77,7 +77,8 @@ std::string checkpoint_find_latest(const std::string& root, std::ostream& warn);
 
 // Collective: every rank writes its optimizer shard, rank 0 the weights and trainer.json, then rank 0
 // renames the directory into place, moves root/latest and deletes all but the newest `keep`
-// checkpoints (keep <= 0 keeps all). info.files is filled in here. Returns the final directory.
+// checkpoints up to this step (keep <= 0 keeps all; newer ones are left alone). info.files is
+// filled in here. Returns the final directory.
 std::string checkpoint_save(const std::string& root, CheckpointInfo info, const LlamaModel& model,
                             Optimizer& optimizer, Communicator& comm, int64_t keep);
 

@@ -353,6 +353,7 @@ void Trainer::print_startup() {
 void Trainer::run() {
   namespace fs = std::filesystem;
   const std::string& dir = cfg_.output.run_dir;
+  if (!resumed_) check_checkpoint_dir_unused();
   if (comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir, ec);

@@ -53,7 +53,8 @@ class Trainer {
   // Trains until training.steps, logging and validating as configured, checkpointing every
   // checkpoint.every steps; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
   // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
-  // with stopped() true.
+  // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
+  // directory that already holds checkpoints: they are another run's.
   void run();
   bool stopped() const { return stopped_; }
 
@@ -110,6 +111,8 @@ class Trainer {
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
   void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
+  // Collective: throws Error when checkpoint_dir() holds checkpoints (for a run that did not resume).
+  void check_checkpoint_dir_unused();
 
   TrainConfig cfg_;
   Communicator& comm_;
@@ -129,6 +132,7 @@ class Trainer {
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;
   bool stopped_ = false;
+  bool resumed_ = false;  // a checkpoint was loaded
 };
 
 // Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.

@@ -119,6 +119,21 @@ bool Trainer::resume(const std::string& spec) {
   return true;
 }
 
+// Saves of a fresh run would interleave with the checkpoints already there, and a later
+// `--resume auto` would continue whichever is newest, possibly the other run.
+void Trainer::check_checkpoint_dir_unused() {
+  std::string error;
+  if (comm_.rank() == 0) {
+    const auto existing = checkpoint_list(checkpoint_dir());
+    if (!existing.empty())
+      error = str("checkpoint directory '", checkpoint_dir(), "' already holds checkpoints of an earlier run (newest: ",
+                  fs::path(existing.front()).filename().string(), "): continue that run with --resume auto, or start ",
+                  "this one in another output.run_dir (or checkpoint.dir), or move them away");
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
+}
+
 // Reads everything into host memory and checks it before the first change to the trainer.
 void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::time_point start) {
   const CheckpointInfo info = checkpoint_read_info(dir);
@@ -147,6 +162,7 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   state_.samples = info.samples;
   state_.tokens = info.tokens;
   state_.skipped_steps = info.skipped_steps;
+  resumed_ = true;
   if (comm_.rank() != 0) return;
   std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
             << " tokens (saved by " << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ", now "
