@@ -313,6 +313,33 @@ std::map<int64_t, double> losses_of(const std::string& metrics) {
   return out;
 }
 
+TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
+  // Stopped at step 6 with a record every 4 steps: the resumed run's record at step 8 must average
+  // steps 5-8 like the uninterrupted run's, not only the steps after the resume.
+  TrainConfig c = config();
+  c.training.log_every = 4;
+  c.output.run_dir = path("full");
+  Trainer(c, *comm_).run();
+  c.output.run_dir = path("stopped");
+  c.checkpoint.every = 6;
+  checkpoint_fault_hook = [](const std::string& stage) {
+    if (stage == "latest") std::raise(SIGUSR1);  // a stop request while the step-6 checkpoint is written
+  };
+  {
+    Trainer t(c, *comm_);
+    t.run();
+    ASSERT_TRUE(t.stopped());
+    EXPECT_EQ(t.state().step, 6);
+  }
+  checkpoint_fault_hook = nullptr;
+  Trainer r(c, *comm_);
+  ASSERT_TRUE(r.resume("auto"));
+  r.run();
+  const auto full = losses_of(path("full/metrics.jsonl")), resumed = losses_of(path("stopped/metrics.jsonl"));
+  ASSERT_EQ(full.size(), 3u);
+  EXPECT_EQ(resumed, full);
+}
+
 TEST_F(CheckpointTest, SigtermSavesExitsZeroAndResumeAutoFinishesTheSameRun) {
   const std::string cairn = CAIRN_BINARY_DIR "/cairn";
   auto args_for = [&](const std::string& run) {

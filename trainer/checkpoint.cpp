@@ -155,6 +155,7 @@ nlohmann::json info_json(const CheckpointInfo& info) {
   return {{"format", kCheckpointFormat}, {"format_version", info.format_version},
           {"step", info.step},           {"samples", info.samples},
           {"tokens", info.tokens},       {"skipped_steps", info.skipped_steps},
+          {"interval_loss", info.interval_loss}, {"interval_steps", info.interval_steps},
           {"world_size", info.world_size}, {"optimizer", info.optimizer},
           {"optimizer_steps", info.optimizer_steps}, {"config", info.config_toml},
           {"files", files}};
@@ -288,6 +289,8 @@ CheckpointInfo checkpoint_read_info(const std::string& dir) {
     info.samples = j.at("samples");
     info.tokens = j.at("tokens");
     info.skipped_steps = j.at("skipped_steps");
+    info.interval_loss = j.value("interval_loss", 0.0);
+    info.interval_steps = j.value("interval_steps", int64_t(0));
     info.world_size = j.at("world_size");
     info.optimizer = j.at("optimizer");
     info.optimizer_steps = j.at("optimizer_steps");

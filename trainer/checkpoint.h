@@ -49,6 +49,8 @@ struct CheckpointFile {
 struct CheckpointInfo {
   int64_t format_version = kCheckpointVersion;
   int64_t step = 0, samples = 0, tokens = 0, skipped_steps = 0;
+  double interval_loss = 0;     // TrainerState's log interval in progress (absent in older files: 0)
+  int64_t interval_steps = 0;
   int64_t world_size = 1;
   std::string optimizer;        // Optimizer::name()
   int64_t optimizer_steps = 0;  // Optimizer::steps()

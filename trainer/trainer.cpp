@@ -369,14 +369,12 @@ void Trainer::run() {
   const auto start = clock::now();
   auto interval_start = start;
   int64_t interval_tokens = 0;
-  double interval_loss = 0;
-  int64_t interval_steps = 0;
   while (state_.step < cfg_.training.steps) {
     const StepResult r = train_step();
     interval_tokens += global_batch() * cfg_.model.seq_len;
     if (!r.skipped) {
-      interval_loss += r.loss;
-      ++interval_steps;
+      state_.interval_loss += r.loss;
+      ++state_.interval_steps;
     }
     const auto now = clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
@@ -388,7 +386,7 @@ void Trainer::run() {
       nlohmann::json rec = {{"step", state_.step},
                             {"tokens", state_.tokens},
                             {"total_tokens", cfg_.training.tokens_before + state_.tokens},
-                            {"loss", interval_steps ? interval_loss / double(interval_steps) : double(r.loss)},
+                            {"loss", state_.interval_steps ? state_.interval_loss / double(state_.interval_steps) : double(r.loss)},
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
                             {"tokens_per_s", tps},
@@ -407,8 +405,8 @@ void Trainer::run() {
       log.log(rec);
       interval_start = clock::now();
       interval_tokens = 0;
-      interval_loss = 0;
-      interval_steps = 0;
+      state_.interval_loss = 0;
+      state_.interval_steps = 0;
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);

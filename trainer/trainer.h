@@ -33,6 +33,10 @@ struct TrainerState {
   int64_t samples = 0;         // global samples consumed (the data cursor)
   int64_t tokens = 0;          // training tokens consumed by this run (growth does not reset it)
   int64_t skipped_steps = 0;   // non-finite steps skipped (training.skip_nonfinite)
+  // The log interval in progress (steps since the last metrics record), so that the first record
+  // after a resume averages the same steps as the uninterrupted run's.
+  double interval_loss = 0;     // sum of the losses of its non-skipped steps
+  int64_t interval_steps = 0;   // its non-skipped steps
 };
 
 struct StepResult {

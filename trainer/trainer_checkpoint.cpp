@@ -67,6 +67,8 @@ std::string Trainer::save_checkpoint() {
   info.samples = state_.samples;
   info.tokens = state_.tokens;
   info.skipped_steps = state_.skipped_steps;
+  info.interval_loss = state_.interval_loss;
+  info.interval_steps = state_.interval_steps;
   info.world_size = comm_.size();
   info.optimizer = optimizer_->name();
   info.optimizer_steps = optimizer_->steps();
@@ -162,6 +164,8 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   state_.samples = info.samples;
   state_.tokens = info.tokens;
   state_.skipped_steps = info.skipped_steps;
+  state_.interval_loss = info.interval_loss;
+  state_.interval_steps = info.interval_steps;
   resumed_ = true;
   if (comm_.rank() != 0) return;
   std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
