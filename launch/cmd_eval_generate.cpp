@@ -9,8 +9,8 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/use_model.h"
-#include "model/weights_io.h"
 #include "model/sampling.h"
+#include "trainer/checkpoint.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -44,7 +44,7 @@ int cmd_eval(int argc, char** argv) {
   auto comm = make_communicator(&argc, &argv);
   try {
     cpu_set_threads(threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
-    const std::string weights = resolve_weights_path(args.positional()[0]);
+    const std::string weights = checkpoint_weights_path(args.positional()[0]);
     TrainedModel m = load_trained_model(weights, micro_batch);
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const auto& path : data) {
@@ -103,7 +103,7 @@ int cmd_generate(int argc, char** argv) {
   o.sampling.top_p = float(args.get_number("top-p", o.sampling.top_p));
   o.seed = uint64_t(args.get_number("seed", 0));
   o.sampling.validate();
-  const std::string weights = resolve_weights_path(args.positional()[0]);
+  const std::string weights = checkpoint_weights_path(args.positional()[0]);
   TrainedModel m = load_trained_model(weights, 1);
   const ModelTokenizer tok = tokenizer_for_model(m.config, args.get("tokenizer-from"));
   std::cerr << "tokenizer: " << tok.source << "\n";

@@ -232,6 +232,25 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
   EXPECT_NE(e.find("none of the 1 checkpoints"), std::string::npos) << e;
 }
 
+TEST_F(CheckpointTest, CheckpointWeightsAreVerifiedForEvalExportGrowAndInitFrom) {
+  const std::string ckpt = trained_checkpoint(2, config());
+  EXPECT_EQ(checkpoint_weights_path(ckpt), ckpt + "/model.h5");
+  EXPECT_EQ(checkpoint_weights_path(ckpt_root()), ckpt + "/model.h5");  // the root: `latest` names the step
+  {
+    std::fstream f(ckpt + "/model.h5", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-64, std::ios::end);
+    f.write("\xff\xff\xff\xff", 4);  // a NaN in the last tensor's data: HDF5 itself reads it fine
+  }
+  for (const std::string& arg : {ckpt, ckpt + "/model.h5", ckpt_root()}) {
+    const std::string e = error_of([&] { checkpoint_weights_path(arg); });
+    EXPECT_NE(e.find("model.h5' is corrupted: checksum mismatch"), std::string::npos) << arg << ": " << e;
+  }
+  TrainConfig c = config();
+  c.init_from = ckpt;
+  const std::string e = error_of([&] { Trainer t(c, *comm_); });
+  EXPECT_NE(e.find("model.h5' is corrupted"), std::string::npos) << e;
+}
+
 TEST_F(CheckpointTest, IncompatibleConfigNamesTheKey) {
   const std::string ckpt = trained_checkpoint(2, config());
   TrainConfig other = config();

@@ -303,26 +303,46 @@ CheckpointInfo checkpoint_read_info(const std::string& dir) {
   return info;
 }
 
+static void verify_file(const std::string& dir, const CheckpointFile& f) {
+  const std::string p = (fs::path(dir) / f.name).string();
+  if (!fs::exists(p)) throw Error(str("checkpoint '", dir, "' is missing its file ", f.name));
+  const int64_t bytes = int64_t(fs::file_size(p));
+  if (bytes != f.bytes)
+    throw Error(str("'", p, "' is ", bytes < f.bytes ? "truncated" : "longer than written", ": ", bytes,
+                    " bytes, but ", kInfoFile, " records ", f.bytes));
+  const uint64_t h = hash_file(p);
+  if (h != f.hash)
+    throw Error(str("'", p, "' is corrupted: checksum mismatch (xxh64 ", hash_hex(h), ", ", kInfoFile, " records ",
+                    hash_hex(f.hash), ")"));
+}
+
+static const CheckpointFile* listed_file(const CheckpointInfo& info, const std::string& name) {
+  for (const auto& f : info.files)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
 void checkpoint_verify(const std::string& dir, const CheckpointInfo& info) {
-  auto listed = [&](const std::string& name) {
-    return std::any_of(info.files.begin(), info.files.end(), [&](const auto& f) { return f.name == name; });
-  };
   for (int64_t r = 0; r < info.world_size; ++r)
-    if (!listed(shard_name(r)))
+    if (!listed_file(info, shard_name(r)))
       throw Error(str("'", dir, "/", kInfoFile, "' does not list ", shard_name(r), " of its ", info.world_size, " ranks"));
-  if (!listed("model.h5")) throw Error(str("'", dir, "/", kInfoFile, "' does not list model.h5"));
-  for (const auto& f : info.files) {
-    const std::string p = (fs::path(dir) / f.name).string();
-    if (!fs::exists(p)) throw Error(str("checkpoint '", dir, "' is missing its file ", f.name));
-    const int64_t bytes = int64_t(fs::file_size(p));
-    if (bytes != f.bytes)
-      throw Error(str("'", p, "' is ", bytes < f.bytes ? "truncated" : "longer than written", ": ", bytes,
-                      " bytes, but ", kInfoFile, " records ", f.bytes));
-    const uint64_t h = hash_file(p);
-    if (h != f.hash)
-      throw Error(str("'", p, "' is corrupted: checksum mismatch (xxh64 ", hash_hex(h), ", ", kInfoFile, " records ",
-                      hash_hex(f.hash), ")"));
-  }
+  if (!listed_file(info, "model.h5")) throw Error(str("'", dir, "/", kInfoFile, "' does not list model.h5"));
+  for (const auto& f : info.files) verify_file(dir, f);
+}
+
+std::string checkpoint_weights_path(const std::string& arg) {
+  const fs::path p(arg);
+  const bool root = fs::is_directory(p) && !fs::exists(p / "model.h5") && fs::exists(p / "latest");
+  const std::string weights = resolve_weights_path(root ? checkpoint_resolve(arg) : arg);
+  fs::path dir = fs::path(weights).parent_path();
+  if (dir.empty()) dir = ".";
+  if (fs::path(weights).filename() != "model.h5" || !fs::exists(dir / kInfoFile)) return weights;
+  // Only the weights are hashed: the optimizer shards, twice their size, are not read.
+  const CheckpointInfo info = checkpoint_read_info(dir.string());
+  const CheckpointFile* f = listed_file(info, "model.h5");
+  if (!f) throw Error(str("'", (dir / kInfoFile).string(), "' does not list model.h5"));
+  verify_file(dir.string(), *f);
+  return weights;
 }
 
 // ---- saving ---------------------------------------------------------------------------------

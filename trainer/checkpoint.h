@@ -71,6 +71,12 @@ CheckpointInfo checkpoint_read_info(const std::string& dir);
 // problem (missing, truncated, checksum mismatch).
 void checkpoint_verify(const std::string& dir, const CheckpointInfo& info);
 
+// The weights file for a path given to eval, generate, export, grow or model.init_from: what
+// resolve_weights_path(arg) gives, where arg may also be a checkpoint root (its `latest` names the
+// step). When that file is a checkpoint's model.h5, its trainer.json and the size and hash recorded
+// there are checked first, so damaged weights are an Error naming the file, as with --resume.
+std::string checkpoint_weights_path(const std::string& arg);
+
 // Complete checkpoint directories under root (step_XXXXXXXX, .tmp ignored), newest first.
 std::vector<std::string> checkpoint_list(const std::string& root);
 // The newest checkpoint under root that verifies; "" when root holds none. A damaged newer one is

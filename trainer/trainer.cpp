@@ -75,8 +75,9 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
-static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
-  const std::string file = resolve_weights_path(cfg.init_from);
+// Returns the weights file it read.
+static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  const std::string file = checkpoint_weights_path(cfg.init_from);
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
   const ModelConfig &a = stored.model, &b = cfg.model;
@@ -90,6 +91,7 @@ static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
       throw Error(str("model.init_from = '", file, "' was saved with a different ", key,
                       " than configured: make the model keys match the architecture the weights were saved with"));
   load_model_weights(model, file);
+  return file;
 }
 
 Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : cfg_(std::move(cfg)), comm_(comm) {
@@ -128,7 +130,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
-  if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);
+  if (!cfg_.init_from.empty()) init_weights_ = init_from_weights(*model_, cfg_);
   attach_model();
   if (cfg_.growth.at_tokens > 0) {
     // The step whose tokens cross at_tokens ends the small model's stage.
@@ -332,7 +334,7 @@ void Trainer::print_startup() {
   }
   std::cout << "data: " << data_->describe() << "\n";
   if (!cfg_.init_from.empty())
-    std::cout << "initial weights: " << resolve_weights_path(cfg_.init_from) << " (" << cfg_.training.tokens_before
+    std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
               << " tokens seen before this run)\n";
   if (comm_.size() > 1) {
     std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "

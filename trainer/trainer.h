@@ -137,6 +137,7 @@ class Trainer {
   double flops_per_token_ = 0, peak_flops_ = 0;
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
+  std::string init_weights_;  // the weights file model.init_from named
 };
 
 // Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.
