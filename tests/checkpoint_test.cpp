@@ -281,6 +281,21 @@ TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   EXPECT_EQ(checkpoint_resolve(ckpt_root()), left[0]);  // through the `latest` pointer
 }
 
+TEST_F(CheckpointTest, TheLastStepIsCheckpointedSoALongerRunContinuesFromTheEnd) {
+  // Continuing a finished run with more training.steps (docs/growth_continual.md) must start where
+  // it ended, not at the last multiple of checkpoint.every.
+  TrainConfig c = config();
+  c.training.steps = 5;
+  c.checkpoint.every = 2;
+  Trainer(c, *comm_).run();
+  ASSERT_FALSE(checkpoint_list(ckpt_root()).empty());
+  EXPECT_EQ(fs::path(checkpoint_list(ckpt_root()).front()).filename(), "step_00000005");
+  c.training.steps = 8;
+  Trainer longer(c, *comm_);
+  ASSERT_TRUE(longer.resume("auto"));
+  EXPECT_EQ(longer.state().step, 5);
+}
+
 TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
   // A run resumed from an older checkpoint (or started over in the same directory) saves steps
   // below those already there: keeping the newest `keep` must not delete what it just wrote.

@@ -413,7 +413,8 @@ void Trainer::run() {
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
     std::string ckpt;
-    if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {
+    // The last step too: a later run with more training.steps then continues from the end.
+    if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
       const auto t0 = clock::now();
       ckpt = save_checkpoint();
       log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));

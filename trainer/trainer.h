@@ -55,7 +55,7 @@ class Trainer {
   ~Trainer();
 
   // Trains until training.steps, logging and validating as configured, checkpointing every
-  // checkpoint.every steps; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
+  // checkpoint.every steps and at the last step; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
   // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
   // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
   // directory that already holds checkpoints: they are another run's.
