@@ -101,11 +101,16 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   std::vector<std::string> val_paths;
   for (const auto* ds : data_->datasets()) val_paths.push_back(ds->path());
   val_paths.insert(val_paths.end(), cfg_.data.validate.begin(), cfg_.data.validate.end());
+  const TokenDataset& reference = *data_->datasets().front();
   for (const auto& path : val_paths) {
     TokenDataset ds = TokenDataset::open(path);
-    if (ds.vocab_size() != data_->vocab_size())
-      throw Error(str("validation dataset '", path, "' has vocabulary ", ds.vocab_size(), ", the training data ",
-                      data_->vocab_size(), ": prepare it with the same tokenizer"));
+    // Two SentencePiece models of one size give different ids: the vocabulary alone proves nothing.
+    if (ds.vocab_size() != data_->vocab_size() || ds.tokenizer_kind() != reference.tokenizer_kind() ||
+        ds.tokenizer_model() != reference.tokenizer_model())
+      throw Error(str("validation dataset '", path, "' (", ds.tokenizer_kind(), " tokenizer, vocabulary ",
+                      ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
+                      reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
+                      "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
     if (ds.val_tokens() <= cfg_.model.seq_len) continue;  // no validation split
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
