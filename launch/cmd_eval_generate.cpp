@@ -34,12 +34,15 @@ int cmd_eval(int argc, char** argv) {
     std::cout << command_help(kEvalSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn eval: give one weights file or checkpoint directory (see --help)");
+  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   const std::vector<std::string> data = args.all("data");
-  if (data.empty()) throw Error("cairn eval: give at least one --data DATASET.h5");
-  const int64_t batches = int64_t(args.get_number("batches", 0));
+  if (data.empty()) throw Error("give at least one --data DATASET.h5");
+  const double batches_arg = args.get_number("batches", 0);
+  if (args.has("batches") && !(batches_arg >= 1 && batches_arg == double(int64_t(batches_arg))))
+    throw Error(str("--batches ", args.get("batches"), " must be a positive integer (leave it out for all windows)"));
+  const int64_t batches = int64_t(batches_arg);
   const int64_t micro_batch = int64_t(args.get_number("micro-batch", 8));
-  if (micro_batch <= 0) throw Error("cairn eval: --micro-batch must be positive");
+  if (micro_batch <= 0) throw Error("--micro-batch must be positive");
   const std::string split = args.get("split", "val");
   auto comm = make_communicator(&argc, &argv);
   try {
@@ -94,8 +97,8 @@ int cmd_generate(int argc, char** argv) {
     std::cout << command_help(kGenerateSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn generate: give one weights file or checkpoint directory (see --help)");
-  if (!args.has("prompt")) throw Error("cairn generate: --prompt TEXT is required");
+  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  if (!args.has("prompt")) throw Error("--prompt TEXT is required");
   GenerateOptions o;
   o.max_tokens = int64_t(args.get_number("max-tokens", double(o.max_tokens)));
   o.sampling.temperature = float(args.get_number("temperature", o.sampling.temperature));

@@ -31,7 +31,7 @@ int cmd_train(int argc, char** argv) {
     std::cout << command_help(kTrainSpec) << "\nconfig keys (defaults):\n" << config_describe();
     return 0;
   }
-  if (!args.positional().empty()) throw Error(str("cairn train: unexpected argument '", args.positional()[0], "'"));
+  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
   const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
   CommOptions comm_options;
   comm_options.timeout_seconds = cfg.training.comm_timeout_s;
