@@ -316,6 +316,29 @@ TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
   EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 3u);  // the other trajectory's 3 and 4 stay too
 }
 
+TEST_F(CheckpointTest, ResumingAnOlderCheckpointWarnsAboutNewerOnesBesideIt) {
+  // Rolling back (--resume PATH of an older step) leaves the abandoned newer checkpoints where a
+  // later --resume auto would pick them: the user must hear about it.
+  TrainConfig c = config();
+  {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < 3; ++i) {
+      t.train_step();
+      t.save_checkpoint();
+    }
+  }
+  Trainer r(c, *comm_);
+  testing::internal::CaptureStderr();
+  r.load_checkpoint(ckpt_root() + "/step_00000001");
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("WARNING"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("step_00000003"), std::string::npos) << warned;
+  Trainer newest(c, *comm_);  // resuming the newest one is silent
+  testing::internal::CaptureStderr();
+  newest.load_checkpoint(ckpt_root());
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
+
 TEST_F(CheckpointTest, FreshRunRefusesADirectoryHoldingAnEarlierRunsCheckpoints) {
   TrainConfig c = config();
   c.training.steps = 3;

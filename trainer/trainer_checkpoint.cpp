@@ -96,6 +96,16 @@ void Trainer::load_checkpoint(const std::string& path) {
   error = share(comm_, error);
   if (!error.empty()) throw Error(error);
   load_verified(share(comm_, dir), start);
+  if (comm_.rank() != 0) return;
+  // A roll-back: the newer checkpoints of the abandoned trajectory stay (nothing is deleted
+  // unasked), but `--resume auto` takes the newest.
+  const auto existing = checkpoint_list(checkpoint_dir());
+  if (existing.empty()) return;
+  const std::string newest = fs::path(existing.front()).filename().string();
+  if (std::stoll(newest.substr(5)) > state_.step)
+    std::cerr << "WARNING: '" << checkpoint_dir() << "' holds checkpoints newer than the resumed step " << state_.step
+              << " (newest: " << newest << "); after a stop, --resume auto would continue from them, not from this "
+              << "run's: move them away if they belong to an abandoned run" << std::endl;
 }
 
 bool Trainer::resume(const std::string& spec) {
