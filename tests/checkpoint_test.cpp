@@ -397,6 +397,24 @@ TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
   EXPECT_EQ(resumed, full);
 }
 
+TEST_F(CheckpointTest, AnIncompleteLastMetricsLineIsDroppedWhenTheRunContinues) {
+  // A record cut short (full disk, crash mid-write) has no newline: the resumed run's first record
+  // was glued to it, so both were lost and `cairn plot` (and the plot at the end of cairn train)
+  // failed on the line.
+  TrainConfig c = config();
+  c.training.steps = 6;
+  c.checkpoint.every = 3;
+  Trainer(c, *comm_).run();
+  std::ofstream(path("run/metrics.jsonl"), std::ios::app) << R"({"step":7,"tokens":22)";
+  c.training.steps = 9;
+  Trainer r(c, *comm_);
+  ASSERT_TRUE(r.resume("auto"));
+  r.run();
+  const auto losses = losses_of(path("run/metrics.jsonl"));  // every line parses
+  EXPECT_EQ(losses.size(), 9u);
+  EXPECT_EQ(losses.count(7), 1u);
+}
+
 TEST_F(CheckpointTest, SigtermSavesExitsZeroAndResumeAutoFinishesTheSameRun) {
   const std::string cairn = CAIRN_BINARY_DIR "/cairn";
   auto args_for = [&](const std::string& run) {
