@@ -296,6 +296,18 @@ TEST_F(CheckpointTest, TheLastStepIsCheckpointedSoALongerRunContinuesFromTheEnd)
   EXPECT_EQ(longer.state().step, 5);
 }
 
+TEST_F(CheckpointTest, ResumingPastTrainingStepsIsAnError) {
+  // A checkpoint at step 4 with training.steps = 3 "finished" with 4 steps and wrote COMPLETE.
+  TrainConfig c = config();
+  trained_checkpoint(4, c);
+  c.training.steps = 3;
+  Trainer t(c, *comm_);
+  ASSERT_TRUE(t.resume("auto"));
+  const std::string e = error_of([&] { t.run(); });
+  EXPECT_NE(e.find("training.steps = 3"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+}
+
 TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
   // A run resumed from an older checkpoint (or started over in the same directory) saves steps
   // below those already there: keeping the newest `keep` must not delete what it just wrote.

@@ -361,6 +361,9 @@ void Trainer::run() {
   namespace fs = std::filesystem;
   const std::string& dir = cfg_.output.run_dir;
   if (!resumed_) check_checkpoint_dir_unused();
+  if (state_.step > cfg_.training.steps)
+    throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,
+                    ": set training.steps to at least ", state_.step));
   if (comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir, ec);
