@@ -8,6 +8,7 @@
 #include <iostream>
 #include <numeric>
 #include <thread>
+#include <tuple>
 
 #include "model/growth.h"
 #include "model/weights_io.h"
@@ -81,15 +82,18 @@ static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) 
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
   const ModelConfig &a = stored.model, &b = cfg.model;
-  const std::pair<const char*, bool> same[] = {
-      {"model.n_layers", a.n_layers == b.n_layers}, {"model.dim", a.dim == b.dim},
-      {"model.n_heads", a.n_heads == b.n_heads},    {"model.ffn_dim", a.ffn_dim == b.ffn_dim},
-      {"model.vocab_size", a.vocab_size == b.vocab_size}, {"model.linear", a.linear.kind == b.linear.kind},
-      {"model.tie_embeddings", a.tie_embeddings == b.tie_embeddings}};
-  for (const auto& [key, ok] : same)
-    if (!ok)
-      throw Error(str("model.init_from = '", file, "' was saved with a different ", key,
-                      " than configured: make the model keys match the architecture the weights were saved with"));
+  const std::tuple<const char*, std::string, std::string> keys[] = {
+      {"model.n_layers", str(a.n_layers), str(b.n_layers)},
+      {"model.dim", str(a.dim), str(b.dim)},
+      {"model.n_heads", str(a.n_heads), str(b.n_heads)},
+      {"model.ffn_dim", str(a.ffn_dim), str(b.ffn_dim)},
+      {"model.vocab_size", str(a.vocab_size), str(b.vocab_size)},
+      {"model.linear", linear_kind_name(a.linear.kind), linear_kind_name(b.linear.kind)},
+      {"model.tie_embeddings", a.tie_embeddings ? "true" : "false", b.tie_embeddings ? "true" : "false"}};
+  for (const auto& [key, saved, configured] : keys)
+    if (saved != configured)
+      throw Error(str("model.init_from = '", file, "' was saved with ", key, " = ", saved, " but this run has ", key,
+                      " = ", configured, ": make the model keys match the architecture the weights were saved with"));
   load_model_weights(model, file);
   return file;
 }
