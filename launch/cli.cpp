@@ -29,13 +29,13 @@ Args::Args(const CommandSpec& spec, int argc, char** argv, int first) {
     const OptionSpec* opt = nullptr;
     for (const auto& o : spec.options)
       if (o.name == name) opt = &o;
-    if (!opt) throw Error(str("cairn ", spec.name, ": unknown option --", name, " (see cairn ", spec.name, " --help)"));
+    if (!opt) throw Error(str("unknown option --", name, " (see cairn ", spec.name, " --help)"));
     if (!opt->value.empty() && !inline_value) {
-      if (i + 1 >= argc) throw Error(str("cairn ", spec.name, ": option --", name, " needs a value ", opt->value));
+      if (i + 1 >= argc) throw Error(str("option --", name, " needs a value ", opt->value));
       value = argv[++i];
     }
     if (!opt->repeatable && values_.count(name))
-      throw Error(str("cairn ", spec.name, ": option --", name, " given twice"));
+      throw Error(str("option --", name, " given twice"));
     values_.emplace(name, opt->value.empty() ? "1" : value);
   }
 }

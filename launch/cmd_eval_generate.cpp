@@ -9,8 +9,8 @@
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/use_model.h"
-#include "model/weights_io.h"
 #include "model/sampling.h"
+#include "trainer/checkpoint.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -34,17 +34,20 @@ int cmd_eval(int argc, char** argv) {
     std::cout << command_help(kEvalSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn eval: give one weights file or checkpoint directory (see --help)");
+  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   const std::vector<std::string> data = args.all("data");
-  if (data.empty()) throw Error("cairn eval: give at least one --data DATASET.h5");
-  const int64_t batches = int64_t(args.get_number("batches", 0));
+  if (data.empty()) throw Error("give at least one --data DATASET.h5");
+  const double batches_arg = args.get_number("batches", 0);
+  if (args.has("batches") && !(batches_arg >= 1 && batches_arg == double(int64_t(batches_arg))))
+    throw Error(str("--batches ", args.get("batches"), " must be a positive integer (leave it out for all windows)"));
+  const int64_t batches = int64_t(batches_arg);
   const int64_t micro_batch = int64_t(args.get_number("micro-batch", 8));
-  if (micro_batch <= 0) throw Error("cairn eval: --micro-batch must be positive");
+  if (micro_batch <= 0) throw Error("--micro-batch must be positive");
   const std::string split = args.get("split", "val");
   auto comm = make_communicator(&argc, &argv);
   try {
     cpu_set_threads(threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
-    const std::string weights = resolve_weights_path(args.positional()[0]);
+    const std::string weights = checkpoint_weights_path(args.positional()[0]);
     TrainedModel m = load_trained_model(weights, micro_batch);
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const auto& path : data) {
@@ -94,8 +97,8 @@ int cmd_generate(int argc, char** argv) {
     std::cout << command_help(kGenerateSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn generate: give one weights file or checkpoint directory (see --help)");
-  if (!args.has("prompt")) throw Error("cairn generate: --prompt TEXT is required");
+  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  if (!args.has("prompt")) throw Error("--prompt TEXT is required");
   GenerateOptions o;
   o.max_tokens = int64_t(args.get_number("max-tokens", double(o.max_tokens)));
   o.sampling.temperature = float(args.get_number("temperature", o.sampling.temperature));
@@ -103,7 +106,7 @@ int cmd_generate(int argc, char** argv) {
   o.sampling.top_p = float(args.get_number("top-p", o.sampling.top_p));
   o.seed = uint64_t(args.get_number("seed", 0));
   o.sampling.validate();
-  const std::string weights = resolve_weights_path(args.positional()[0]);
+  const std::string weights = checkpoint_weights_path(args.positional()[0]);
   TrainedModel m = load_trained_model(weights, 1);
   const ModelTokenizer tok = tokenizer_for_model(m.config, args.get("tokenizer-from"));
   std::cerr << "tokenizer: " << tok.source << "\n";

@@ -5,7 +5,7 @@
 #include "launch/commands.h"
 #include "launch/hf_export.h"
 #include "launch/use_model.h"
-#include "model/weights_io.h"
+#include "trainer/checkpoint.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -29,11 +29,11 @@ int cmd_export(int argc, char** argv) {
     std::cout << command_help(kExportSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn export: give one weights file or checkpoint directory (see --help)");
-  if (args.get("format", "hf") != "hf") throw Error(str("cairn export: --format ", args.get("format"), " is unknown: use hf"));
-  if (!args.has("out")) throw Error("cairn export: --out DIR is required");
+  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  if (args.get("format", "hf") != "hf") throw Error(str("--format ", args.get("format"), " is unknown: use hf"));
+  if (!args.has("out")) throw Error("--out DIR is required");
   const TensorDtype dtype = tensor_dtype_from_option(args.get("dtype", "fp32"));
-  const std::string weights = resolve_weights_path(args.positional()[0]);
+  const std::string weights = checkpoint_weights_path(args.positional()[0]);
   TrainedModel m = load_trained_model(weights, 1);
   const ModelTokenizer tok = tokenizer_for_model(m.config, args.get("tokenizer-from"));
   std::cout << "tokenizer: " << tok.source << "\n";

@@ -8,6 +8,7 @@
 #include "launch/commands.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
+#include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "util/error.h"
 
@@ -63,11 +64,11 @@ int cmd_grow(int argc, char** argv) {
     std::cout << command_help(kGrowSpec);
     return 0;
   }
-  if (!args.positional().empty()) throw Error(str("cairn grow: unexpected argument '", args.positional()[0], "'"));
+  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
   if (args.has("plan")) return plan(args);
-  if (!args.has("from") || !args.has("out")) throw Error("cairn grow needs --from WEIGHTS and --out OUT.h5 (or --plan)");
+  if (!args.has("from") || !args.has("out")) throw Error("--from WEIGHTS and --out OUT.h5 are required (or --plan)");
   const int64_t g = integer_factor(args);
-  const std::string src_path = resolve_weights_path(args.get("from"));
+  const std::string src_path = checkpoint_weights_path(args.get("from"));
 
   TrainConfig cfg;
   config_apply_toml(cfg, read_weights_config(src_path), src_path + " (stored config)");

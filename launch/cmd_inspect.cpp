@@ -31,7 +31,7 @@ int cmd_inspect(int argc, char** argv) {
     std::cout << command_help(kInspectSpec);
     return 0;
   }
-  if (args.positional().size() != 1) throw Error("cairn inspect: give one checkpoint directory (see --help)");
+  if (args.positional().size() != 1) throw Error("give one checkpoint directory (see --help)");
   const std::string dir = checkpoint_resolve(args.positional()[0]);
   const CheckpointInfo info = checkpoint_read_info(dir);
   std::cout << "checkpoint " << dir << " (" << kCheckpointFormat << " v" << info.format_version << ")\n"

@@ -38,7 +38,7 @@ int cmd_prepare(int argc, char** argv) {
   }
   o.split_on = args.get("split-on", o.split_on);
   o.output = args.get("out");
-  if (o.output.empty()) throw Error("cairn prepare: --out FILE.h5 is required");
+  if (o.output.empty()) throw Error("--out FILE.h5 is required");
   o.tokenizer = args.get("tokenizer", o.tokenizer);
   o.vocab_size = int(args.get_number("vocab-size", o.vocab_size));
   o.val_fraction = args.get_number("val-fraction", o.val_fraction);
@@ -69,7 +69,7 @@ int cmd_plot(int argc, char** argv) {
     std::cout << command_help(kPlotSpec);
     return 0;
   }
-  if (args.positional().empty()) throw Error("cairn plot: give at least one run directory or metrics.jsonl");
+  if (args.positional().empty()) throw Error("give at least one run directory or metrics.jsonl");
   std::vector<std::string> files;
   for (const auto& p : args.positional())
     files.push_back(std::filesystem::is_directory(p) ? p + "/metrics.jsonl" : p);

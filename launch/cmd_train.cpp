@@ -22,7 +22,8 @@ static const CommandSpec kTrainSpec{
      {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"}},
     "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
     "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
-    "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"};
+    "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"
+    "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"};
 
 int cmd_train(int argc, char** argv) {
   Args args(kTrainSpec, argc, argv, 2);
@@ -30,7 +31,7 @@ int cmd_train(int argc, char** argv) {
     std::cout << command_help(kTrainSpec) << "\nconfig keys (defaults):\n" << config_describe();
     return 0;
   }
-  if (!args.positional().empty()) throw Error(str("cairn train: unexpected argument '", args.positional()[0], "'"));
+  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
   const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
   CommOptions comm_options;
   comm_options.timeout_seconds = cfg.training.comm_timeout_s;

@@ -232,6 +232,25 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
   EXPECT_NE(e.find("none of the 1 checkpoints"), std::string::npos) << e;
 }
 
+TEST_F(CheckpointTest, CheckpointWeightsAreVerifiedForEvalExportGrowAndInitFrom) {
+  const std::string ckpt = trained_checkpoint(2, config());
+  EXPECT_EQ(checkpoint_weights_path(ckpt), ckpt + "/model.h5");
+  EXPECT_EQ(checkpoint_weights_path(ckpt_root()), ckpt + "/model.h5");  // the root: `latest` names the step
+  {
+    std::fstream f(ckpt + "/model.h5", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-64, std::ios::end);
+    f.write("\xff\xff\xff\xff", 4);  // a NaN in the last tensor's data: HDF5 itself reads it fine
+  }
+  for (const std::string& arg : {ckpt, ckpt + "/model.h5", ckpt_root()}) {
+    const std::string e = error_of([&] { checkpoint_weights_path(arg); });
+    EXPECT_NE(e.find("model.h5' is corrupted: checksum mismatch"), std::string::npos) << arg << ": " << e;
+  }
+  TrainConfig c = config();
+  c.init_from = ckpt;
+  const std::string e = error_of([&] { Trainer t(c, *comm_); });
+  EXPECT_NE(e.find("model.h5' is corrupted"), std::string::npos) << e;
+}
+
 TEST_F(CheckpointTest, IncompatibleConfigNamesTheKey) {
   const std::string ckpt = trained_checkpoint(2, config());
   TrainConfig other = config();
@@ -262,6 +281,96 @@ TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   EXPECT_EQ(checkpoint_resolve(ckpt_root()), left[0]);  // through the `latest` pointer
 }
 
+TEST_F(CheckpointTest, TheLastStepIsCheckpointedSoALongerRunContinuesFromTheEnd) {
+  // Continuing a finished run with more training.steps (docs/growth_continual.md) must start where
+  // it ended, not at the last multiple of checkpoint.every.
+  TrainConfig c = config();
+  c.training.steps = 5;
+  c.checkpoint.every = 2;
+  Trainer(c, *comm_).run();
+  ASSERT_FALSE(checkpoint_list(ckpt_root()).empty());
+  EXPECT_EQ(fs::path(checkpoint_list(ckpt_root()).front()).filename(), "step_00000005");
+  c.training.steps = 8;
+  Trainer longer(c, *comm_);
+  ASSERT_TRUE(longer.resume("auto"));
+  EXPECT_EQ(longer.state().step, 5);
+}
+
+TEST_F(CheckpointTest, ResumingPastTrainingStepsIsAnError) {
+  // A checkpoint at step 4 with training.steps = 3 "finished" with 4 steps and wrote COMPLETE.
+  TrainConfig c = config();
+  trained_checkpoint(4, c);
+  c.training.steps = 3;
+  Trainer t(c, *comm_);
+  ASSERT_TRUE(t.resume("auto"));
+  const std::string e = error_of([&] { t.run(); });
+  EXPECT_NE(e.find("training.steps = 3"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+}
+
+TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
+  // A run resumed from an older checkpoint (or started over in the same directory) saves steps
+  // below those already there: keeping the newest `keep` must not delete what it just wrote.
+  TrainConfig c = config();
+  c.checkpoint.keep = 2;
+  {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < 4; ++i) {
+      t.train_step();
+      t.save_checkpoint();
+    }
+  }
+  Trainer b(c, *comm_);
+  b.train_step();
+  const std::string mine = b.save_checkpoint();
+  EXPECT_TRUE(fs::exists(mine + "/trainer.json")) << mine;
+  EXPECT_EQ(checkpoint_resolve(ckpt_root()), mine);
+  EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 3u);  // the other trajectory's 3 and 4 stay too
+}
+
+TEST_F(CheckpointTest, ResumingAnOlderCheckpointWarnsAboutNewerOnesBesideIt) {
+  // Rolling back (--resume PATH of an older step) leaves the abandoned newer checkpoints where a
+  // later --resume auto would pick them: the user must hear about it.
+  TrainConfig c = config();
+  {
+    Trainer t(c, *comm_);
+    for (int i = 0; i < 3; ++i) {
+      t.train_step();
+      t.save_checkpoint();
+    }
+  }
+  Trainer r(c, *comm_);
+  testing::internal::CaptureStderr();
+  r.load_checkpoint(ckpt_root() + "/step_00000001");
+  const std::string warned = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("WARNING"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("step_00000003"), std::string::npos) << warned;
+  Trainer newest(c, *comm_);  // resuming the newest one is silent
+  testing::internal::CaptureStderr();
+  newest.load_checkpoint(ckpt_root());
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+}
+
+TEST_F(CheckpointTest, FreshRunRefusesADirectoryHoldingAnEarlierRunsCheckpoints) {
+  TrainConfig c = config();
+  c.training.steps = 3;
+  {
+    Trainer t(c, *comm_);
+    t.train_step();
+    t.save_checkpoint();
+  }
+  Trainer fresh(c, *comm_);
+  const std::string e = error_of([&] { fresh.run(); });
+  EXPECT_NE(e.find("already holds"), std::string::npos) << e;
+  EXPECT_NE(e.find("--resume auto"), std::string::npos) << e;
+  EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 1u);
+  EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+  Trainer resumed(c, *comm_);  // continuing the run is what the message suggests, and it works
+  EXPECT_TRUE(resumed.resume("auto"));
+  resumed.run();
+  EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
 // Losses by step from metrics.jsonl; a resumed run appends, so a later record of a step wins.
 std::map<int64_t, double> losses_of(const std::string& metrics) {
   std::map<int64_t, double> out;
@@ -271,6 +380,51 @@ std::map<int64_t, double> losses_of(const std::string& metrics) {
     if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
   }
   return out;
+}
+
+TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
+  // Stopped at step 6 with a record every 4 steps: the resumed run's record at step 8 must average
+  // steps 5-8 like the uninterrupted run's, not only the steps after the resume.
+  TrainConfig c = config();
+  c.training.log_every = 4;
+  c.output.run_dir = path("full");
+  Trainer(c, *comm_).run();
+  c.output.run_dir = path("stopped");
+  c.checkpoint.every = 6;
+  checkpoint_fault_hook = [](const std::string& stage) {
+    if (stage == "latest") std::raise(SIGUSR1);  // a stop request while the step-6 checkpoint is written
+  };
+  {
+    Trainer t(c, *comm_);
+    t.run();
+    ASSERT_TRUE(t.stopped());
+    EXPECT_EQ(t.state().step, 6);
+  }
+  checkpoint_fault_hook = nullptr;
+  Trainer r(c, *comm_);
+  ASSERT_TRUE(r.resume("auto"));
+  r.run();
+  const auto full = losses_of(path("full/metrics.jsonl")), resumed = losses_of(path("stopped/metrics.jsonl"));
+  ASSERT_EQ(full.size(), 3u);
+  EXPECT_EQ(resumed, full);
+}
+
+TEST_F(CheckpointTest, AnIncompleteLastMetricsLineIsDroppedWhenTheRunContinues) {
+  // A record cut short (full disk, crash mid-write) has no newline: the resumed run's first record
+  // was glued to it, so both were lost and `cairn plot` (and the plot at the end of cairn train)
+  // failed on the line.
+  TrainConfig c = config();
+  c.training.steps = 6;
+  c.checkpoint.every = 3;
+  Trainer(c, *comm_).run();
+  std::ofstream(path("run/metrics.jsonl"), std::ios::app) << R"({"step":7,"tokens":22)";
+  c.training.steps = 9;
+  Trainer r(c, *comm_);
+  ASSERT_TRUE(r.resume("auto"));
+  r.run();
+  const auto losses = losses_of(path("run/metrics.jsonl"));  // every line parses
+  EXPECT_EQ(losses.size(), 9u);
+  EXPECT_EQ(losses.count(7), 1u);
 }
 
 TEST_F(CheckpointTest, SigtermSavesExitsZeroAndResumeAutoFinishesTheSameRun) {

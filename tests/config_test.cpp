@@ -55,6 +55,19 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NE(error_of([&] { config_load("/nonexistent/run.toml", {}); }).find("no such file"), std::string::npos);
 }
 
+// Values no run can use are refused up front, naming the key, instead of a NaN loss some steps
+// later with advice to lower the LR, or a silently negative MFU.
+TEST(Config, OutOfRangeOptimizerAndTrainingValuesAreNamed) {
+  for (const std::string kv : {"schedule.lr=inf", "optimizer.beta1=1.5", "optimizer.beta2=-1", "optimizer.eps=0",
+                               "optimizer.weight_decay=-1", "optimizer.grad_clip=-1", "training.threads=-2",
+                               "training.comm_timeout_s=0", "training.peak_flops=-1"}) {
+    const std::string e = error_of([&] { config_load("", {"data.train=x.h5", kv}); });
+    EXPECT_NE(e.find(kv.substr(0, kv.find('='))), std::string::npos) << kv << ": " << e;
+  }
+  EXPECT_NO_THROW(config_load("", {"data.train=x.h5", "optimizer.beta1=0", "optimizer.grad_clip=0",
+                                   "optimizer.weight_decay=0", "training.threads=0", "training.peak_flops=0"}));
+}
+
 // tf32 and bf16 need the CUDA backend; anything else is not a precision. Both errors say what to set.
 TEST(Config, PrecisionIsCheckedAgainstTheDevice) {
   TrainConfig c;

@@ -357,6 +357,13 @@ TEST_F(UseModelTest, EvalAndGenerateCommands) {
   EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5"), "--prompt", "x", "--temperature", "hot"}); })
                 .find("expects a number"),
             std::string::npos);
+  // --batches 0, -3 or 2.5 evaluated every window without a word.
+  for (const char* bad : {"0", "-3", "2.5"}) {
+    const std::string e = error_of([&] { run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--batches", bad}); });
+    EXPECT_NE(e.find("--batches " + std::string(bad) + " must be a positive integer"), std::string::npos) << e;
+  }
+  // main() prefixes "cairn eval: error: "; the message must not repeat the command.
+  EXPECT_EQ(error_of([&] { run(cmd_eval, {path("model.h5"), "--bogus"}); }).rfind("unknown option --bogus", 0), 0u);
 }
 
 }  // namespace

@@ -1,8 +1,14 @@
-// util/h5: round trips of every element type, attributes, groups, append and hyperslab reads, and
-// the errors for missing and non-HDF5 files.
+// util/h5: round trips of every element type, attributes, groups, append and hyperslab reads, the
+// errors for missing and non-HDF5 files, and a failed write (disk full) ending in an error, not a crash.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 
 #include "tests/test_support.h"
 #include "util/error.h"
@@ -23,6 +29,38 @@ void round_trip(H5File& f, const std::string& name) {
   EXPECT_EQ(back.shape, (std::vector<int64_t>{2, 3, 4})) << name;
   EXPECT_EQ(back.data, v) << name;
   EXPECT_EQ(f.dataset_shape(name), (std::vector<int64_t>{2, 3, 4}));
+}
+
+TEST_F(H5, AWriteThatFailsForLackOfSpaceIsAnErrorAndTheProcessExitsCleanly) {
+  // A full disk, simulated by a file size limit (EFBIG instead of ENOSPC) in a child process: the
+  // write must throw Error, and exiting afterwards must not crash in HDF5's own cleanup (it did,
+  // with SIGSEGV, over the file whose close had failed: cairn train exited 139 on a full disk).
+  const std::string file = path("big.h5");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{64 * 1024, 64 * 1024};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 2;  // no error: the test fails
+    try {
+      H5File f = H5File::create(file);
+      const std::vector<float> v(size_t(1) << 16, 1.0f);
+      {
+        H5Group g = H5Group::create(f, "params");
+        for (int i = 0; i < 4; ++i) write_dataset(g, "w" + std::to_string(i), v.data(), {int64_t(v.size())});
+      }
+      f.close();
+    } catch (const Error& e) {
+      std::cerr << "error (expected): " << e.what() << std::endl;
+      code = 1;
+    }
+    std::exit(code);  // runs the atexit handlers, HDF5's among them
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 1);
 }
 
 TEST_F(H5, EveryTypeRoundTrips) {

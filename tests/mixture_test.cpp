@@ -115,6 +115,34 @@ TEST_F(MixtureTest, BadEntriesAndDifferentVocabulariesAreRefused) {
   }
 }
 
+TEST_F(MixtureTest, ValidationDatasetWithAnotherTokenizerOfTheSameSizeIsRefused) {
+  // Two SentencePiece models of one vocabulary size give different ids for the same text: a
+  // val_loss on such a dataset would be meaningless. (Stand-in: a "sentencepiece" tokenizer of
+  // the byte vocabulary's size.)
+  struct Other final : Tokenizer {
+    std::vector<uint32_t> encode(std::string_view) const override { return {}; }
+    std::string decode(std::span<const uint32_t>) const override { return ""; }
+    int64_t vocab_size() const override { return 257; }
+    uint32_t eos_id() const override { return 256; }
+    std::string kind() const override { return "sentencepiece"; }
+    std::string serialized() const override { return "another model"; }
+  } other;
+  {
+    TokenDatasetWriter w(path("other.h5"), other);
+    for (int d = 0; d < 8; ++d) {
+      if (d == 6) w.begin_validation();
+      w.add_document(std::vector<uint32_t>(50, 7));
+    }
+    w.finalize();
+  }
+  TrainConfig cfg = tiny_train_config(write("a.h5", 10), path("run"));
+  cfg.data.validate = {path("other.h5")};
+  auto comm = make_self_communicator();
+  const std::string e = error_of([&] { Trainer t(cfg, *comm); });
+  EXPECT_NE(e.find("other.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
+}
+
 TEST_F(MixtureTest, TrainerReportsValidationLossPerDataset) {
   const auto a = write("en.h5", 10), b = write("de.h5", 100), c = write("extra.h5", 50);
   TrainConfig cfg;

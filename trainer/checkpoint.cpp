@@ -155,6 +155,7 @@ nlohmann::json info_json(const CheckpointInfo& info) {
   return {{"format", kCheckpointFormat}, {"format_version", info.format_version},
           {"step", info.step},           {"samples", info.samples},
           {"tokens", info.tokens},       {"skipped_steps", info.skipped_steps},
+          {"interval_loss", info.interval_loss}, {"interval_steps", info.interval_steps},
           {"world_size", info.world_size}, {"optimizer", info.optimizer},
           {"optimizer_steps", info.optimizer_steps}, {"config", info.config_toml},
           {"files", files}};
@@ -288,6 +289,8 @@ CheckpointInfo checkpoint_read_info(const std::string& dir) {
     info.samples = j.at("samples");
     info.tokens = j.at("tokens");
     info.skipped_steps = j.at("skipped_steps");
+    info.interval_loss = j.value("interval_loss", 0.0);
+    info.interval_steps = j.value("interval_steps", int64_t(0));
     info.world_size = j.at("world_size");
     info.optimizer = j.at("optimizer");
     info.optimizer_steps = j.at("optimizer_steps");
@@ -300,26 +303,46 @@ CheckpointInfo checkpoint_read_info(const std::string& dir) {
   return info;
 }
 
+static void verify_file(const std::string& dir, const CheckpointFile& f) {
+  const std::string p = (fs::path(dir) / f.name).string();
+  if (!fs::exists(p)) throw Error(str("checkpoint '", dir, "' is missing its file ", f.name));
+  const int64_t bytes = int64_t(fs::file_size(p));
+  if (bytes != f.bytes)
+    throw Error(str("'", p, "' is ", bytes < f.bytes ? "truncated" : "longer than written", ": ", bytes,
+                    " bytes, but ", kInfoFile, " records ", f.bytes));
+  const uint64_t h = hash_file(p);
+  if (h != f.hash)
+    throw Error(str("'", p, "' is corrupted: checksum mismatch (xxh64 ", hash_hex(h), ", ", kInfoFile, " records ",
+                    hash_hex(f.hash), ")"));
+}
+
+static const CheckpointFile* listed_file(const CheckpointInfo& info, const std::string& name) {
+  for (const auto& f : info.files)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
 void checkpoint_verify(const std::string& dir, const CheckpointInfo& info) {
-  auto listed = [&](const std::string& name) {
-    return std::any_of(info.files.begin(), info.files.end(), [&](const auto& f) { return f.name == name; });
-  };
   for (int64_t r = 0; r < info.world_size; ++r)
-    if (!listed(shard_name(r)))
+    if (!listed_file(info, shard_name(r)))
       throw Error(str("'", dir, "/", kInfoFile, "' does not list ", shard_name(r), " of its ", info.world_size, " ranks"));
-  if (!listed("model.h5")) throw Error(str("'", dir, "/", kInfoFile, "' does not list model.h5"));
-  for (const auto& f : info.files) {
-    const std::string p = (fs::path(dir) / f.name).string();
-    if (!fs::exists(p)) throw Error(str("checkpoint '", dir, "' is missing its file ", f.name));
-    const int64_t bytes = int64_t(fs::file_size(p));
-    if (bytes != f.bytes)
-      throw Error(str("'", p, "' is ", bytes < f.bytes ? "truncated" : "longer than written", ": ", bytes,
-                      " bytes, but ", kInfoFile, " records ", f.bytes));
-    const uint64_t h = hash_file(p);
-    if (h != f.hash)
-      throw Error(str("'", p, "' is corrupted: checksum mismatch (xxh64 ", hash_hex(h), ", ", kInfoFile, " records ",
-                      hash_hex(f.hash), ")"));
-  }
+  if (!listed_file(info, "model.h5")) throw Error(str("'", dir, "/", kInfoFile, "' does not list model.h5"));
+  for (const auto& f : info.files) verify_file(dir, f);
+}
+
+std::string checkpoint_weights_path(const std::string& arg) {
+  const fs::path p(arg);
+  const bool root = fs::is_directory(p) && !fs::exists(p / "model.h5") && fs::exists(p / "latest");
+  const std::string weights = resolve_weights_path(root ? checkpoint_resolve(arg) : arg);
+  fs::path dir = fs::path(weights).parent_path();
+  if (dir.empty()) dir = ".";
+  if (fs::path(weights).filename() != "model.h5" || !fs::exists(dir / kInfoFile)) return weights;
+  // Only the weights are hashed: the optimizer shards, twice their size, are not read.
+  const CheckpointInfo info = checkpoint_read_info(dir.string());
+  const CheckpointFile* f = listed_file(info, "model.h5");
+  if (!f) throw Error(str("'", (dir / kInfoFile).string(), "' does not list model.h5"));
+  verify_file(dir.string(), *f);
+  return weights;
 }
 
 // ---- saving ---------------------------------------------------------------------------------
@@ -393,9 +416,13 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
     fsync_path(root, true);
     fault("latest");
     // Only now may older checkpoints go; unfinished .tmp directories are leftovers of crashes.
-    const auto complete = checkpoint_list(root);
-    for (size_t i = 0; keep > 0 && i < complete.size(); ++i)
-      if (int64_t(i) >= keep) fs::remove_all(complete[i]);
+    // Newer steps than this one belong to another trajectory (this run resumed from an older
+    // checkpoint): they are not counted, so `keep` never deletes what was just written.
+    int64_t kept = 0;
+    for (const auto& dir : checkpoint_list(root)) {
+      if (keep <= 0 || step_of(fs::path(dir).filename().string()) > info.step) continue;
+      if (++kept > keep) fs::remove_all(dir);
+    }
     for (const auto& e : fs::directory_iterator(root))
       if (e.is_directory() && e.path().extension() == ".tmp") fs::remove_all(e.path());
   }

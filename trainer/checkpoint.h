@@ -49,6 +49,8 @@ struct CheckpointFile {
 struct CheckpointInfo {
   int64_t format_version = kCheckpointVersion;
   int64_t step = 0, samples = 0, tokens = 0, skipped_steps = 0;
+  double interval_loss = 0;     // TrainerState's log interval in progress (absent in older files: 0)
+  int64_t interval_steps = 0;
   int64_t world_size = 1;
   std::string optimizer;        // Optimizer::name()
   int64_t optimizer_steps = 0;  // Optimizer::steps()
@@ -69,6 +71,12 @@ CheckpointInfo checkpoint_read_info(const std::string& dir);
 // problem (missing, truncated, checksum mismatch).
 void checkpoint_verify(const std::string& dir, const CheckpointInfo& info);
 
+// The weights file for a path given to eval, generate, export, grow or model.init_from: what
+// resolve_weights_path(arg) gives, where arg may also be a checkpoint root (its `latest` names the
+// step). When that file is a checkpoint's model.h5, its trainer.json and the size and hash recorded
+// there are checked first, so damaged weights are an Error naming the file, as with --resume.
+std::string checkpoint_weights_path(const std::string& arg);
+
 // Complete checkpoint directories under root (step_XXXXXXXX, .tmp ignored), newest first.
 std::vector<std::string> checkpoint_list(const std::string& root);
 // The newest checkpoint under root that verifies; "" when root holds none. A damaged newer one is
@@ -77,7 +85,8 @@ std::string checkpoint_find_latest(const std::string& root, std::ostream& warn);
 
 // Collective: every rank writes its optimizer shard, rank 0 the weights and trainer.json, then rank 0
 // renames the directory into place, moves root/latest and deletes all but the newest `keep`
-// checkpoints (keep <= 0 keeps all). info.files is filled in here. Returns the final directory.
+// checkpoints up to this step (keep <= 0 keeps all; newer ones are left alone). info.files is
+// filled in here. Returns the final directory.
 std::string checkpoint_save(const std::string& root, CheckpointInfo info, const LlamaModel& model,
                             Optimizer& optimizer, Communicator& comm, int64_t keep);
 

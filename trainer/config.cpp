@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -102,7 +103,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
       {"output.plot", &c.output.plot, "draw loss.png at the end"},
       {"output.progress", &c.output.progress, "progress bar when stdout is a terminal (mpirun gives ranks one)"},
-      {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: off; SIGTERM/SIGUSR1 still save)"},
+      {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints, and one at the last step (0: off; SIGTERM/SIGUSR1 still save)"},
       {"checkpoint.keep", &c.checkpoint.keep, "newest checkpoints kept (0: all)"},
       {"checkpoint.dir", &c.checkpoint.dir, "checkpoint directory (\"\": <run_dir>/checkpoints)"},
   };
@@ -293,7 +294,16 @@ void config_validate(const TrainConfig& c) {
   if (t.eval_batches <= 0) throw Error("training.eval_batches must be positive");
   if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
   if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");
-  if (!(c.schedule.lr > 0)) throw Error("schedule.lr must be positive");
+  if (!(c.schedule.lr > 0) || !std::isfinite(c.schedule.lr)) throw Error("schedule.lr must be positive and finite");
+  const auto& o = c.optimizer;
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) throw Error("optimizer.beta1 must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) throw Error("optimizer.beta2 must be in [0, 1)");
+  if (!(o.eps > 0)) throw Error("optimizer.eps must be positive");
+  if (!(o.weight_decay >= 0)) throw Error("optimizer.weight_decay must be non-negative");
+  if (!(o.grad_clip >= 0)) throw Error("optimizer.grad_clip must be 0 (off) or positive");
+  if (t.threads < 0) throw Error("training.threads must be 0 (cores / ranks on the host) or positive");
+  if (!(t.comm_timeout_s > 0)) throw Error("training.comm_timeout_s must be positive");
+  if (!(t.peak_flops >= 0)) throw Error("training.peak_flops must be 0 (measure) or positive");
   if (c.schedule.stage_start < 0 || c.schedule.stage_start >= t.steps)
     throw Error("schedule.stage_start must be in [0, training.steps)");
   if (c.schedule.cooldown < 0) throw Error("schedule.cooldown must be non-negative");

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <vector>
 
@@ -11,9 +13,34 @@
 
 namespace cairn {
 
+// A record whose write was cut short (full disk, crash) is a last line without its newline: the
+// next record appended would be glued to it, and both would be unreadable. Cuts the file back to
+// its last complete line.
+static void drop_incomplete_last_line(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec || size == 0) return;
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> buf(4096);
+  for (uintmax_t end = size; end > 0;) {
+    const uintmax_t begin = end > buf.size() ? end - buf.size() : 0;
+    in.seekg(std::streamoff(begin));
+    in.read(buf.data(), std::streamsize(end - begin));
+    if (!in) return;  // unreadable: leave it to the append to report
+    for (uintmax_t i = end; i > begin; --i) {
+      if (buf[size_t(i - 1 - begin)] != '\n') continue;
+      if (i != size) std::filesystem::resize_file(path, i);
+      return;
+    }
+    end = begin;
+  }
+  std::filesystem::resize_file(path, 0);  // no complete line at all
+}
+
 MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar)
     : enabled_(enabled), tty_(enabled && progress_bar && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
   if (!enabled_) return;
+  drop_incomplete_last_line(jsonl_path);
   out_.open(jsonl_path, std::ios::app);
   if (!out_) throw Error(str("cannot write metrics file '", jsonl_path, "': check that the run directory is writable"));
 }

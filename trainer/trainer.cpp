@@ -8,6 +8,7 @@
 #include <iostream>
 #include <numeric>
 #include <thread>
+#include <tuple>
 
 #include "model/growth.h"
 #include "model/weights_io.h"
@@ -75,21 +76,26 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
-static void init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
-  const std::string file = resolve_weights_path(cfg.init_from);
+// Returns the weights file it read.
+static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  const std::string file = checkpoint_weights_path(cfg.init_from);
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
   const ModelConfig &a = stored.model, &b = cfg.model;
-  const std::pair<const char*, bool> same[] = {
-      {"model.n_layers", a.n_layers == b.n_layers}, {"model.dim", a.dim == b.dim},
-      {"model.n_heads", a.n_heads == b.n_heads},    {"model.ffn_dim", a.ffn_dim == b.ffn_dim},
-      {"model.vocab_size", a.vocab_size == b.vocab_size}, {"model.linear", a.linear.kind == b.linear.kind},
-      {"model.tie_embeddings", a.tie_embeddings == b.tie_embeddings}};
-  for (const auto& [key, ok] : same)
-    if (!ok)
-      throw Error(str("model.init_from = '", file, "' was saved with a different ", key,
-                      " than configured: make the model keys match the architecture the weights were saved with"));
+  const std::tuple<const char*, std::string, std::string> keys[] = {
+      {"model.n_layers", str(a.n_layers), str(b.n_layers)},
+      {"model.dim", str(a.dim), str(b.dim)},
+      {"model.n_heads", str(a.n_heads), str(b.n_heads)},
+      {"model.ffn_dim", str(a.ffn_dim), str(b.ffn_dim)},
+      {"model.vocab_size", str(a.vocab_size), str(b.vocab_size)},
+      {"model.linear", linear_kind_name(a.linear.kind), linear_kind_name(b.linear.kind)},
+      {"model.tie_embeddings", a.tie_embeddings ? "true" : "false", b.tie_embeddings ? "true" : "false"}};
+  for (const auto& [key, saved, configured] : keys)
+    if (saved != configured)
+      throw Error(str("model.init_from = '", file, "' was saved with ", key, " = ", saved, " but this run has ", key,
+                      " = ", configured, ": make the model keys match the architecture the weights were saved with"));
   load_model_weights(model, file);
+  return file;
 }
 
 Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : cfg_(std::move(cfg)), comm_(comm) {
@@ -99,11 +105,16 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   std::vector<std::string> val_paths;
   for (const auto* ds : data_->datasets()) val_paths.push_back(ds->path());
   val_paths.insert(val_paths.end(), cfg_.data.validate.begin(), cfg_.data.validate.end());
+  const TokenDataset& reference = *data_->datasets().front();
   for (const auto& path : val_paths) {
     TokenDataset ds = TokenDataset::open(path);
-    if (ds.vocab_size() != data_->vocab_size())
-      throw Error(str("validation dataset '", path, "' has vocabulary ", ds.vocab_size(), ", the training data ",
-                      data_->vocab_size(), ": prepare it with the same tokenizer"));
+    // Two SentencePiece models of one size give different ids: the vocabulary alone proves nothing.
+    if (ds.vocab_size() != data_->vocab_size() || ds.tokenizer_kind() != reference.tokenizer_kind() ||
+        ds.tokenizer_model() != reference.tokenizer_model())
+      throw Error(str("validation dataset '", path, "' (", ds.tokenizer_kind(), " tokenizer, vocabulary ",
+                      ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
+                      reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
+                      "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
     if (ds.val_tokens() <= cfg_.model.seq_len) continue;  // no validation split
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
@@ -128,7 +139,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
-  if (!cfg_.init_from.empty()) init_from_weights(*model_, cfg_);
+  if (!cfg_.init_from.empty()) init_weights_ = init_from_weights(*model_, cfg_);
   attach_model();
   if (cfg_.growth.at_tokens > 0) {
     // The step whose tokens cross at_tokens ends the small model's stage.
@@ -332,7 +343,7 @@ void Trainer::print_startup() {
   }
   std::cout << "data: " << data_->describe() << "\n";
   if (!cfg_.init_from.empty())
-    std::cout << "initial weights: " << resolve_weights_path(cfg_.init_from) << " (" << cfg_.training.tokens_before
+    std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
               << " tokens seen before this run)\n";
   if (comm_.size() > 1) {
     std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
@@ -353,6 +364,10 @@ void Trainer::print_startup() {
 void Trainer::run() {
   namespace fs = std::filesystem;
   const std::string& dir = cfg_.output.run_dir;
+  if (!resumed_) check_checkpoint_dir_unused();
+  if (state_.step > cfg_.training.steps)
+    throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,
+                    ": set training.steps to at least ", state_.step));
   if (comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -368,14 +383,12 @@ void Trainer::run() {
   const auto start = clock::now();
   auto interval_start = start;
   int64_t interval_tokens = 0;
-  double interval_loss = 0;
-  int64_t interval_steps = 0;
   while (state_.step < cfg_.training.steps) {
     const StepResult r = train_step();
     interval_tokens += global_batch() * cfg_.model.seq_len;
     if (!r.skipped) {
-      interval_loss += r.loss;
-      ++interval_steps;
+      state_.interval_loss += r.loss;
+      ++state_.interval_steps;
     }
     const auto now = clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
@@ -387,7 +400,7 @@ void Trainer::run() {
       nlohmann::json rec = {{"step", state_.step},
                             {"tokens", state_.tokens},
                             {"total_tokens", cfg_.training.tokens_before + state_.tokens},
-                            {"loss", interval_steps ? interval_loss / double(interval_steps) : double(r.loss)},
+                            {"loss", state_.interval_steps ? state_.interval_loss / double(state_.interval_steps) : double(r.loss)},
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
                             {"tokens_per_s", tps},
@@ -406,13 +419,14 @@ void Trainer::run() {
       log.log(rec);
       interval_start = clock::now();
       interval_tokens = 0;
-      interval_loss = 0;
-      interval_steps = 0;
+      state_.interval_loss = 0;
+      state_.interval_steps = 0;
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
     std::string ckpt;
-    if (cfg_.checkpoint.every > 0 && state_.step % cfg_.checkpoint.every == 0) {
+    // The last step too: a later run with more training.steps then continues from the end.
+    if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
       const auto t0 = clock::now();
       ckpt = save_checkpoint();
       log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));

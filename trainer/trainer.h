@@ -33,6 +33,10 @@ struct TrainerState {
   int64_t samples = 0;         // global samples consumed (the data cursor)
   int64_t tokens = 0;          // training tokens consumed by this run (growth does not reset it)
   int64_t skipped_steps = 0;   // non-finite steps skipped (training.skip_nonfinite)
+  // The log interval in progress (steps since the last metrics record), so that the first record
+  // after a resume averages the same steps as the uninterrupted run's.
+  double interval_loss = 0;     // sum of the losses of its non-skipped steps
+  int64_t interval_steps = 0;   // its non-skipped steps
 };
 
 struct StepResult {
@@ -51,9 +55,10 @@ class Trainer {
   ~Trainer();
 
   // Trains until training.steps, logging and validating as configured, checkpointing every
-  // checkpoint.every steps; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
+  // checkpoint.every steps and at the last step; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
   // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
-  // with stopped() true.
+  // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
+  // directory that already holds checkpoints: they are another run's.
   void run();
   bool stopped() const { return stopped_; }
 
@@ -110,6 +115,8 @@ class Trainer {
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
   void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
+  // Collective: throws Error when checkpoint_dir() holds checkpoints (for a run that did not resume).
+  void check_checkpoint_dir_unused();
 
   TrainConfig cfg_;
   Communicator& comm_;
@@ -129,6 +136,8 @@ class Trainer {
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;
   bool stopped_ = false;
+  bool resumed_ = false;  // a checkpoint was loaded
+  std::string init_weights_;  // the weights file model.init_from named
 };
 
 // Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.

@@ -67,6 +67,8 @@ std::string Trainer::save_checkpoint() {
   info.samples = state_.samples;
   info.tokens = state_.tokens;
   info.skipped_steps = state_.skipped_steps;
+  info.interval_loss = state_.interval_loss;
+  info.interval_steps = state_.interval_steps;
   info.world_size = comm_.size();
   info.optimizer = optimizer_->name();
   info.optimizer_steps = optimizer_->steps();
@@ -94,6 +96,16 @@ void Trainer::load_checkpoint(const std::string& path) {
   error = share(comm_, error);
   if (!error.empty()) throw Error(error);
   load_verified(share(comm_, dir), start);
+  if (comm_.rank() != 0) return;
+  // A roll-back: the newer checkpoints of the abandoned trajectory stay (nothing is deleted
+  // unasked), but `--resume auto` takes the newest.
+  const auto existing = checkpoint_list(checkpoint_dir());
+  if (existing.empty()) return;
+  const std::string newest = fs::path(existing.front()).filename().string();
+  if (std::stoll(newest.substr(5)) > state_.step)
+    std::cerr << "WARNING: '" << checkpoint_dir() << "' holds checkpoints newer than the resumed step " << state_.step
+              << " (newest: " << newest << "); after a stop, --resume auto would continue from them, not from this "
+              << "run's: move them away if they belong to an abandoned run" << std::endl;
 }
 
 bool Trainer::resume(const std::string& spec) {
@@ -117,6 +129,21 @@ bool Trainer::resume(const std::string& spec) {
   if (dir.empty()) return false;
   load_verified(dir, start);
   return true;
+}
+
+// Saves of a fresh run would interleave with the checkpoints already there, and a later
+// `--resume auto` would continue whichever is newest, possibly the other run.
+void Trainer::check_checkpoint_dir_unused() {
+  std::string error;
+  if (comm_.rank() == 0) {
+    const auto existing = checkpoint_list(checkpoint_dir());
+    if (!existing.empty())
+      error = str("checkpoint directory '", checkpoint_dir(), "' already holds checkpoints of an earlier run (newest: ",
+                  fs::path(existing.front()).filename().string(), "): continue that run with --resume auto, or start ",
+                  "this one in another output.run_dir (or checkpoint.dir), or move them away");
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
 }
 
 // Reads everything into host memory and checks it before the first change to the trainer.
@@ -147,6 +174,9 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   state_.samples = info.samples;
   state_.tokens = info.tokens;
   state_.skipped_steps = info.skipped_steps;
+  state_.interval_loss = info.interval_loss;
+  state_.interval_steps = info.interval_steps;
+  resumed_ = true;
   if (comm_.rank() != 0) return;
   std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
             << " tokens (saved by " << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ", now "

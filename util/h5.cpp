@@ -86,6 +86,10 @@ H5Handle open_attr(const H5Node& loc, const std::string& attr, const std::string
 
 void h5_silence_errors() {
   static const bool done = [] {
+    // No library shutdown at exit: after a failed write (disk full) HDF5 1.10 keeps the file whose
+    // close failed, and its shutdown crashes on it (SIGSEGV instead of cairn's error exit). Every
+    // file is closed explicitly (RAII) before exit, so the shutdown has nothing else to do.
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
