@@ -18,6 +18,12 @@
 namespace cairn {
 namespace {
 
+struct Variant {
+  const char* name;
+  LinearKind kind;
+  const char* optimizer;
+};
+
 class DeviceMemoryTest : public ScratchDirTest {
  protected:
   void SetUp() override {
@@ -33,31 +39,32 @@ class DeviceMemoryTest : public ScratchDirTest {
     c.checkpoint.every = 3;
     return c;
   }
+  // The run `run` with a variant's weight kind and optimizer (ranks 4, projections refreshed every
+  // 2 steps, SLTrain on the materialized path a GPU takes, on both backends).
+  TrainConfig config(const std::string& run, const Variant& v) const {
+    TrainConfig c = config(str(run, "_", v.name));
+    c.model.linear.kind = v.kind;
+    if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
+    if (v.kind == LinearKind::sltrain) {
+      c.model.linear.density = 0.1f;
+      c.model.linear.sltrain_path = "materialized";
+    }
+    c.optimizer.name = v.optimizer;
+    c.optimizer.rank = 4;
+    c.optimizer.update_gap = 2;
+    return c;
+  }
   std::unique_ptr<Communicator> comm_;
 };
 
 TEST_F(DeviceMemoryTest, EveryWeightKindAndOptimizerTrainsResumesAndSavesThroughTheBackend) {
-  struct Variant {
-    const char* name;
-    LinearKind kind;
-    const char* optimizer;
-  };
   for (const Variant& v : {Variant{"dense_adamw", LinearKind::dense, "adamw"},
                            Variant{"lowrank_adamw", LinearKind::lowrank, "adamw"},
                            Variant{"sltrain_adamw", LinearKind::sltrain, "adamw"},
                            Variant{"dense_fira", LinearKind::dense, "fira"},
                            Variant{"dense_galore", LinearKind::dense, "galore"}}) {
     SCOPED_TRACE(v.name);
-    TrainConfig c = config(str("run_", v.name));
-    c.model.linear.kind = v.kind;
-    if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
-    if (v.kind == LinearKind::sltrain) {
-      c.model.linear.density = 0.1f;
-      c.model.linear.sltrain_path = "materialized";  // the path a GPU takes, on both backends
-    }
-    c.optimizer.name = v.optimizer;
-    c.optimizer.rank = 4;
-    c.optimizer.update_gap = 2;
+    const TrainConfig c = config("run", v);
 
     std::vector<float> want;
     {
@@ -105,27 +112,13 @@ class OpRecorder final : public ForwardingBackend {
 // backward), and the gradient norm for clipping. Optimizer steps (AdamW, Fira's limiter, SLTrain's
 // sparse values) stay on the device; only a projection refresh (an SVD, every update_gap steps) waits.
 TEST_F(DeviceMemoryTest, AStepWaitsForTheDeviceOnlyForItsLossesAndGradientNorm) {
-  struct Variant {
-    const char* name;
-    LinearKind kind;
-    const char* optimizer;
-  };
   for (const Variant& v : {Variant{"dense_adamw", LinearKind::dense, "adamw"},
                            Variant{"sltrain_adamw", LinearKind::sltrain, "adamw"},
                            Variant{"dense_fira", LinearKind::dense, "fira"},
                            Variant{"lowrank_galore", LinearKind::lowrank, "galore"}}) {
     SCOPED_TRACE(v.name);
-    TrainConfig c = config(str("run_waits_", v.name));
+    TrainConfig c = config("run_waits", v);
     c.training.grad_accum = 2;
-    c.model.linear.kind = v.kind;
-    if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
-    if (v.kind == LinearKind::sltrain) {
-      c.model.linear.density = 0.1f;
-      c.model.linear.sltrain_path = "materialized";
-    }
-    c.optimizer.name = v.optimizer;
-    c.optimizer.rank = 4;
-    c.optimizer.update_gap = 2;
     const OpRecorder recorder;
     Trainer t(c, *comm_, &recorder);
     t.train_step();  // refreshes the projections
