@@ -23,7 +23,8 @@ static const CommandSpec kTrainSpec{
     "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
     "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
     "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"
-    "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"};
+    "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
+    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"};
 
 int cmd_train(int argc, char** argv) {
   Args args(kTrainSpec, argc, argv, 2);
@@ -45,6 +46,7 @@ int cmd_train(int argc, char** argv) {
       comm->all_gather_strings(comm->host());
     }
     Trainer trainer(cfg, *comm);
+    trainer.lock_checkpoint_dir();  // before a resume reads a checkpoint another run may be writing
     if (args.has("resume")) trainer.resume(args.get("resume"));
     trainer.run();
     if (trainer.stopped()) return 0;

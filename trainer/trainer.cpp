@@ -364,6 +364,14 @@ void Trainer::print_startup() {
 void Trainer::run() {
   namespace fs = std::filesystem;
   const std::string& dir = cfg_.output.run_dir;
+  lock_checkpoint_dir();
+  struct Unlock {  // however run() ends; a later run() in this process may take it again
+    Trainer& t;
+    ~Unlock() {
+      t.lock_.reset();
+      t.locked_ = false;
+    }
+  } unlock{*this};
   if (!resumed_) check_checkpoint_dir_unused();
   if (state_.step > cfg_.training.steps)
     throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,

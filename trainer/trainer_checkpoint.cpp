@@ -131,6 +131,35 @@ bool Trainer::resume(const std::string& spec) {
   return true;
 }
 
+void Trainer::lock_checkpoint_dir() {
+  if (locked_) return;
+  std::string error;
+  if (comm_.rank() == 0) {
+    try {
+      const std::string dir = checkpoint_dir();
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      if (ec) throw Error(str("cannot create checkpoint directory '", dir, "': ", ec.message()));
+      const std::string file = (fs::path(dir) / "LOCK").string();
+      auto lock = std::make_unique<FileLock>(file);
+      if (lock->status() == FileLock::Status::held_elsewhere)
+        throw Error(str("checkpoint directory '", dir, "' is in use by another cairn run (",
+                        lock->detail().empty() ? "holder not recorded" : lock->detail(), ", per ", file,
+                        "): wait for it to end or stop it, or give this run another output.run_dir (or checkpoint.dir)"));
+      if (lock->status() == FileLock::Status::unsupported)
+        std::cerr << "WARNING: cannot lock '" << file << "' (" << lock->detail()
+                  << "): this file system has no flock(); make sure no other run uses '" << dir << "'" << std::endl;
+      else
+        lock_ = std::move(lock);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
+  locked_ = true;
+}
+
 // Saves of a fresh run would interleave with the checkpoints already there, and a later
 // `--resume auto` would continue whichever is newest, possibly the other run.
 void Trainer::check_checkpoint_dir_unused() {
