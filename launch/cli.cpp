@@ -2,6 +2,7 @@
 #include "launch/cli.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include "util/error.h"
@@ -72,6 +73,11 @@ std::string command_help(const CommandSpec& spec) {
   os << "  --help                       this text\n";
   if (!spec.epilog.empty()) os << "\n" << spec.epilog;
   return os.str();
+}
+
+void require_new_output(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) throw Error(str("'", path, "' already exists: remove it or choose another --out"));
 }
 
 }  // namespace cairn

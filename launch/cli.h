@@ -40,4 +40,8 @@ class Args {
 
 std::string command_help(const CommandSpec& spec);
 
+// Commands never overwrite what --out names: throws Error ("'PATH' already exists: remove it or
+// choose another --out") when `path` exists.
+void require_new_output(const std::string& path);
+
 }  // namespace cairn

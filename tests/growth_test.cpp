@@ -6,8 +6,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "comm/communicator.h"
+#include "launch/commands.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "tests/test_support.h"
@@ -251,6 +255,28 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   const std::string e = error_of([&] { Trainer t(cfg_, *comm); });
   EXPECT_NE(e.find("model.n_layers = 4"), std::string::npos) << e;
   EXPECT_NE(e.find("model.n_layers = 2"), std::string::npos) << e;
+}
+
+TEST_F(GrowthRunTest, GrowRefusesAnExistingOutputLikeExport) {
+  namespace fs = std::filesystem;
+  cfg_.training.steps = 2;
+  auto comm = make_self_communicator();
+  Trainer(cfg_, *comm).run();
+  auto grow = [&](const std::string& out) {
+    std::vector<std::string> args{"cairn", "grow", "--from", path("run"), "--factor", "2", "--out", out};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return cmd_grow(int(argv.size()), argv.data());
+  };
+  ASSERT_EQ(grow(path("grown.h5")), 0);
+  const auto size = fs::file_size(path("grown.h5"));
+  const auto written = fs::last_write_time(path("grown.h5"));
+  const std::string e = error_of([&] { grow(path("grown.h5")); });
+  EXPECT_NE(e.find("'" + path("grown.h5") + "' already exists"), std::string::npos) << e;
+  EXPECT_EQ(fs::file_size(path("grown.h5")), size);
+  EXPECT_EQ(fs::last_write_time(path("grown.h5")), written);
+  // The source itself is an existing file too: growing onto it is refused, not a clobbered run.
+  EXPECT_NE(error_of([&] { grow(path("run/model.h5")); }).find("already exists"), std::string::npos);
 }
 
 }  // namespace
