@@ -1,6 +1,7 @@
 // Command-line parsing (see cli.h).
 #include "launch/cli.h"
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -53,6 +54,16 @@ double Args::get_number(const std::string& name, double fallback) const {
   const double d = std::strtod(v.c_str(), &end);
   if (end == v.c_str() || *end != '\0') throw Error(str("option --", name, " expects a number, got '", v, "'"));
   return d;
+}
+
+int64_t Args::get_integer(const std::string& name, int64_t fallback, int64_t min, int64_t max) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  int64_t x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || x < min || x > max)
+    throw Error(str("option --", name, " expects an integer in [", min, ", ", max, "], got '", v, "'"));
+  return x;
 }
 
 std::vector<std::string> Args::all(const std::string& name) const {

@@ -157,6 +157,23 @@ TEST_F(TrainTest, PrepareRejectsAnEmptyCorpus) {
   EXPECT_NE(out.find("no_such_dir"), std::string::npos) << out;
 }
 
+TEST_F(TrainTest, PrepareRejectsANegativeSeedAndAnIgnoredVocabSize) {
+  fs::create_directories(path("corpus"));
+  std::ofstream(path("corpus/a.txt")) << "some text to tokenize\n";
+  std::ofstream(path("corpus/b.txt")) << "and some more of it\n";
+  const std::string base = "prepare --input " + path("corpus") + " --out " + path("p.h5");
+  std::string out;
+  EXPECT_EQ(cairn(base + " --seed -1", out), 1);
+  EXPECT_NE(out.find("--seed"), std::string::npos) << out;
+  EXPECT_EQ(cairn(base + " --seed 1.5", out), 1);
+  EXPECT_NE(out.find("--seed"), std::string::npos) << out;
+  EXPECT_EQ(cairn(base + " --vocab-size 512", out), 1);  // byte tokenizer: its vocabulary is 256
+  EXPECT_NE(out.find("--vocab-size"), std::string::npos) << out;
+  EXPECT_NE(out.find("byte"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(path("p.h5")));
+  EXPECT_EQ(cairn(base + " --seed 3", out), 0) << out;
+}
+
 TEST_F(TrainTest, ARunWritesMetricsPlotAndWeights) {
   const std::string data = write_dataset("r.h5", "a short real run writes its outputs. ", 40);
   std::string out;
