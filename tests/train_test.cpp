@@ -174,6 +174,31 @@ TEST_F(TrainTest, PrepareRejectsANegativeSeedAndAnIgnoredVocabSize) {
   EXPECT_EQ(cairn(base + " --seed 3", out), 0) << out;
 }
 
+TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
+  // `prepare --val-fraction 0` gives no validation split; eval_every > 0 must not fail or print NaN.
+  const std::string data = write_byte_dataset(path("noval.h5"), 30, 0, "no held-out text here. ");
+  TrainConfig c = tiny(data);
+  c.training.steps = 4;
+  c.training.eval_every = 2;
+  c.training.log_every = 1;
+  auto comm = make_self_communicator();
+  Trainer t(c, *comm);
+  testing::internal::CaptureStdout();
+  t.run();
+  const std::string out = testing::internal::GetCapturedStdout();
+  const std::string note = "has no validation split longer than model.seq_len = 16 tokens: validation is skipped";
+  const auto at = out.find(note);
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_EQ(out.find(note, at + 1), std::string::npos) << out;
+  EXPECT_NE(out.find("'" + data + "' (0 validation tokens)"), std::string::npos) << out;
+  std::ifstream metrics(path("run/metrics.jsonl"));
+  int records = 0;
+  for (std::string line; std::getline(metrics, line); ++records)
+    EXPECT_EQ(line.find("val_loss"), std::string::npos) << line;
+  EXPECT_EQ(records, 4);
+  EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
 TEST_F(TrainTest, ARunWritesMetricsPlotAndWeights) {
   const std::string data = write_dataset("r.h5", "a short real run writes its outputs. ", 40);
   std::string out;

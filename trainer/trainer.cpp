@@ -115,7 +115,10 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
                       ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
                       reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
                       "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
-    if (ds.val_tokens() <= cfg_.model.seq_len) continue;  // no validation split
+    if (ds.val_tokens() <= cfg_.model.seq_len) {  // no window of T + 1 tokens: nothing to validate on
+      no_validation_.push_back(str("'", path, "' (", ds.val_tokens(), " validation tokens)"));
+      continue;
+    }
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
   }
@@ -342,6 +345,17 @@ void Trainer::print_startup() {
                                                  cfg_.optimizer.name, lc) << "\n";
   }
   std::cout << "data: " << data_->describe() << "\n";
+  // Said once here, not at every evaluation: the records then simply carry no val_loss.
+  if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
+    std::string which;
+    for (const auto& d : no_validation_) which += (which.empty() ? "" : ", ") + d;
+    std::cout << "validation: " << which << " " << (no_validation_.size() == 1 ? "has" : "have")
+              << " no validation split longer than model.seq_len = " << cfg_.model.seq_len << " tokens: "
+              << (val_sets_.empty() ? "validation is skipped (training.eval_every has nothing to evaluate; "
+                                      "prepare with --val-fraction > 0 for a validation loss)"
+                                    : "skipped for " + std::string(no_validation_.size() == 1 ? "it" : "them"))
+              << "\n";
+  }
   if (!cfg_.init_from.empty())
     std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
               << " tokens seen before this run)\n";
