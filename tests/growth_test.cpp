@@ -228,6 +228,28 @@ TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
   EXPECT_NE(host_params(c.model()), host_params(b.model()));
 }
 
+TEST_F(GrowthRunTest, ResumingPastTheGrowthDoesNotClaimAGrowthNow) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // grows after step 6
+  cfg_.growth.factor = 2;
+  auto comm = make_self_communicator();
+  std::string ckpt;
+  {
+    Trainer a(cfg_, *comm);
+    for (int s = 0; s < 8; ++s) a.train_step();
+    ckpt = a.save_checkpoint();
+  }
+  Trainer b(cfg_, *comm);
+  testing::internal::CaptureStdout();
+  b.load_checkpoint(ckpt);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.find("grew to"), std::string::npos) << out;  // it grew at step 6, in the earlier run
+  EXPECT_NE(out.find("past this run's growth at step 6"), std::string::npos) << out;
+  EXPECT_NE(out.find("grown 4-layer model"), std::string::npos) << out;
+  EXPECT_EQ(b.state().step, 8);
+  EXPECT_EQ(b.config().model.n_layers, 4);
+}
+
 TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   cfg_.training.steps = 3;
   auto comm = make_self_communicator();

@@ -186,6 +186,14 @@ float Trainer::lr_at(int64_t step) const {
 }
 
 void Trainer::grow(int64_t factor) {
+  deepen(factor);
+  if (comm_.rank() == 0)
+    std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
+              << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
+              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
+}
+
+void Trainer::deepen(int64_t factor) {
   const ModelConfig grown_cfg = grown_config(cfg_.model, factor);
   auto grown = std::make_unique<LlamaModel>(grown_cfg, model_->backend(), cfg_.training.micro_batch);
   grow_depthwise(*model_, *grown);
@@ -194,10 +202,6 @@ void Trainer::grow(int64_t factor) {
   model_ = std::move(grown);
   cfg_.model = grown_cfg;
   attach_model();
-  if (comm_.rank() == 0)
-    std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
-              << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
-              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
 }
 
 int64_t Trainer::global_batch() const {

@@ -113,6 +113,8 @@ class Trainer {
  private:
   void print_startup();
   void attach_model();  // gradient sync and optimizer of the current model_
+  // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
+  void deepen(int64_t factor);
 
   struct ValidationSet {
     std::string name;
