@@ -96,7 +96,7 @@ elif [ "$mode" = error ]; then
   touch "$work/not-a-directory"
   # name|config|run dir|cairn's message, which the job output must contain (extended regex)
   for case in "missing config|$work/missing.toml|$work/run1|error: cannot read config file '.*/missing.toml'" \
-              "unwritable run dir|$src/configs/tiny-test.toml|$work/not-a-directory/run|error: .*'[^']*/not-a-directory/run'"; do
+              "unwritable run dir|$src/configs/tiny-test.toml|$work/not-a-directory/run|error: .*'[^']*/not-a-directory/run(/checkpoints)?'"; do
     IFS='|' read -r name config run_dir pattern <<<"$case"
     out=$work/error-${name// /-}.out
     jid=$(CAIRN_LAUNCHER=srun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
