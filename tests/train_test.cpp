@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
@@ -197,6 +200,37 @@ TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
     EXPECT_EQ(line.find("val_loss"), std::string::npos) << line;
   EXPECT_EQ(records, 4);
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
+TEST_F(TrainTest, AFinishedRunResumedAutoIsDoneAtItsStepsAndContinuesWithMore) {
+  // A resubmitted job (slurm/cairn.sbatch always passes --resume auto) of a finished run.
+  const std::string data = write_dataset("f.h5", "finished runs may continue. ", 30);
+  const std::string run = path("cli_run");
+  auto complete_step = [&] {
+    std::ifstream in(run + "/COMPLETE");
+    return nlohmann::json::parse(in)["step"].get<int64_t>();
+  };
+  auto file_text = [](const std::string& f) {
+    std::ifstream in(f);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string out;
+  ASSERT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --resume auto"), out), 0) << out;
+  ASSERT_EQ(complete_step(), 3);
+  const auto weights_written = fs::last_write_time(run + "/model.h5");
+  const std::string metrics = file_text(run + "/metrics.jsonl");
+  EXPECT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --resume auto"), out), 0) << out;
+  EXPECT_NE(out.find("is already complete (3 steps"), std::string::npos) << out;
+  EXPECT_EQ(fs::last_write_time(run + "/model.h5"), weights_written);  // nothing retrained or rewritten
+  EXPECT_EQ(file_text(run + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --set training.steps=5 --resume auto"), out), 0) << out;
+  EXPECT_NE(out.find("step 3,"), std::string::npos) << out;  // "resumed from ...: step 3, ..."
+  EXPECT_EQ(complete_step(), 5);
+  // Without a checkpoint, --resume auto would silently train the finished run again from step 0.
+  const std::string other = " --set checkpoint.every=0 --set output.run_dir=" + path("no_ckpt");
+  ASSERT_EQ(cairn(train_args(data, other), out), 0) << out;
+  EXPECT_EQ(cairn(train_args(data, other + " --set training.steps=5 --resume auto"), out), 1);
+  EXPECT_NE(out.find("holds no checkpoint to continue from"), std::string::npos) << out;
 }
 
 TEST_F(TrainTest, ARunWritesMetricsPlotAndWeights) {
