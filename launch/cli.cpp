@@ -1,7 +1,9 @@
 // Command-line parsing (see cli.h).
 #include "launch/cli.h"
 
+#include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include "util/error.h"
@@ -54,6 +56,16 @@ double Args::get_number(const std::string& name, double fallback) const {
   return d;
 }
 
+int64_t Args::get_integer(const std::string& name, int64_t fallback, int64_t min, int64_t max) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  int64_t x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || x < min || x > max)
+    throw Error(str("option --", name, " expects an integer in [", min, ", ", max, "], got '", v, "'"));
+  return x;
+}
+
 std::vector<std::string> Args::all(const std::string& name) const {
   std::vector<std::string> out;
   auto [lo, hi] = values_.equal_range(name);
@@ -72,6 +84,11 @@ std::string command_help(const CommandSpec& spec) {
   os << "  --help                       this text\n";
   if (!spec.epilog.empty()) os << "\n" << spec.epilog;
   return os.str();
+}
+
+void require_new_output(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) throw Error(str("'", path, "' already exists: remove it or choose another --out"));
 }
 
 }  // namespace cairn

@@ -2,6 +2,7 @@
 // whether it takes a value, help); unknown options and missing values are errors that name them.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,6 +30,8 @@ class Args {
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;
   double get_number(const std::string& name, double fallback) const;
+  // An integer option in [min, max]; otherwise an Error naming the option and the range.
+  int64_t get_integer(const std::string& name, int64_t fallback, int64_t min, int64_t max) const;
   std::vector<std::string> all(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
@@ -39,5 +42,9 @@ class Args {
 };
 
 std::string command_help(const CommandSpec& spec);
+
+// Commands never overwrite what --out names: throws Error ("'PATH' already exists: remove it or
+// choose another --out") when `path` exists.
+void require_new_output(const std::string& path);
 
 }  // namespace cairn

@@ -23,7 +23,7 @@ static const CommandSpec kGrowSpec{
     "warmup) and --set training.tokens_before=<tokens the small model saw>.",
     {{"from", "WEIGHTS", "weights file, or a run/checkpoint directory holding model.h5"},
      {"factor", "G", "growth factor, an integer >= 1 (default 4, the paper's)"},
-     {"out", "OUT.h5", "grown weights file (its stored config has n_layers = G·L)"},
+     {"out", "OUT.h5", "grown weights file to create (must not exist; its stored config has n_layers = G·L)"},
      {"plan", "", "print the growth timing for a target model instead of growing"},
      {"params", "N", "--plan: parameters of the target (grown) model"},
      {"tokens", "D", "--plan: training tokens of the target model"},
@@ -67,6 +67,7 @@ int cmd_grow(int argc, char** argv) {
   if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
   if (args.has("plan")) return plan(args);
   if (!args.has("from") || !args.has("out")) throw Error("--from WEIGHTS and --out OUT.h5 are required (or --plan)");
+  require_new_output(args.get("out"));  // as export: fail before the work, never overwrite
   const int64_t g = integer_factor(args);
   const std::string src_path = checkpoint_weights_path(args.get("from"));
 

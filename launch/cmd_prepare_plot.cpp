@@ -1,4 +1,5 @@
 // `cairn prepare` (text to a token dataset) and `cairn plot` (metrics to a PNG).
+#include <cstdint>
 #include <filesystem>
 #include <iostream>
 
@@ -18,10 +19,10 @@ static const CommandSpec kPrepareSpec{
     {{"input", "PATH", "a text file or a directory of them", true},
      {"out", "FILE", "the dataset to write (.h5)"},
      {"tokenizer", "KIND", "\"byte\" (default), \"sentencepiece\" (trained here) or \"sentencepiece:MODEL\""},
-     {"vocab-size", "N", "vocabulary of a trained SentencePiece model (default 8000)"},
+     {"vocab-size", "N", "vocabulary of a SentencePiece model trained here (--tokenizer sentencepiece; default 8000)"},
      {"split-on", "LINE", "documents are separated by lines equal to LINE (default: one per file)"},
      {"val-fraction", "F", "fraction of tokens held out for validation (default 0.05)"},
-     {"seed", "N", "seed of the document shuffle (default 0)"}},
+     {"seed", "N", "seed of the document shuffle, an integer >= 0 (default 0)"}},
     ""};
 
 int cmd_prepare(int argc, char** argv) {
@@ -40,9 +41,14 @@ int cmd_prepare(int argc, char** argv) {
   o.output = args.get("out");
   if (o.output.empty()) throw Error("--out FILE.h5 is required");
   o.tokenizer = args.get("tokenizer", o.tokenizer);
-  o.vocab_size = int(args.get_number("vocab-size", o.vocab_size));
+  // Only a SentencePiece model trained here has a vocabulary to choose: the byte tokenizer's is 256
+  // and a given model's is its own, so the option would be silently ignored.
+  if (args.has("vocab-size") && o.tokenizer != "sentencepiece")
+    throw Error(str("option --vocab-size applies only to --tokenizer sentencepiece (a model trained here), not to \"",
+                    o.tokenizer, "\": drop it"));
+  o.vocab_size = int(args.get_integer("vocab-size", o.vocab_size, 1, INT32_MAX));
   o.val_fraction = args.get_number("val-fraction", o.val_fraction);
-  o.seed = uint64_t(args.get_number("seed", 0));
+  o.seed = uint64_t(args.get_integer("seed", 0, 0, INT64_MAX));
   const auto parent = std::filesystem::path(o.output).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   const PrepareSummary s = prepare_dataset(o);

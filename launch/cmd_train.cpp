@@ -1,6 +1,8 @@
 // `cairn train`: one data-parallel rank of a training run (alone, or under mpirun / srun).
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "comm/communicator.h"
 #include "launch/cli.h"
@@ -23,7 +25,26 @@ static const CommandSpec kTrainSpec{
     "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
     "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
     "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"
-    "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"};
+    "With --resume auto, a run whose COMPLETE records training.steps exits 0 at once (nothing to do);\n"
+    "given more training.steps it continues from the checkpoint of its last step.\n"
+    "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
+    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"};
+
+// The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
+static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {
+  int64_t step = -1;
+  if (comm.rank() == 0) {
+    std::ifstream in(run_dir + "/COMPLETE");
+    if (in) {
+      const auto j = nlohmann::json::parse(in, nullptr, false);
+      if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer())
+        throw Error(str("'", run_dir, "/COMPLETE' is damaged (no integer \"step\"): remove it and continue with --resume auto"));
+      step = j["step"].get<int64_t>();
+    }
+  }
+  comm.broadcast(&step, sizeof step, 0);
+  return step;
+}
 
 int cmd_train(int argc, char** argv) {
   Args args(kTrainSpec, argc, argv, 2);
@@ -44,8 +65,23 @@ int cmd_train(int argc, char** argv) {
     } else if (comm->size() > 1) {
       comm->all_gather_strings(comm->host());
     }
+    // `--resume auto` on a finished run (a resubmitted job): nothing to do at the same
+    // training.steps; with more, continue from the checkpoint of its last step.
+    const bool resume_auto = args.get("resume") == "auto";
+    const int64_t done = resume_auto ? completed_steps(cfg.output.run_dir, *comm) : -1;
+    if (done >= 0 && done == cfg.training.steps) {
+      if (comm->rank() == 0)
+        std::cout << "cairn train: run " << cfg.output.run_dir << " is already complete (" << done
+                  << " steps, see its COMPLETE): nothing to do; raise training.steps to continue it" << std::endl;
+      return 0;
+    }
     Trainer trainer(cfg, *comm);
-    if (args.has("resume")) trainer.resume(args.get("resume"));
+    trainer.lock_checkpoint_dir();  // before a resume reads a checkpoint another run may be writing
+    const bool resumed = args.has("resume") && trainer.resume(args.get("resume"));
+    if (done >= 0 && !resumed)  // --resume auto found nothing: it would train the finished run again from step 0
+      throw Error(str("run '", cfg.output.run_dir, "' finished ", done, " steps (its COMPLETE) but '",
+                      trainer.checkpoint_dir(), "' holds no checkpoint to continue from (was checkpoint.every 0?): ",
+                      "continue from its weights with model.init_from instead, or use another output.run_dir"));
     trainer.run();
     if (trainer.stopped()) return 0;
     if (comm->rank() == 0) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sentencepiece_processor.h>
 
+#include "launch/cli.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -140,8 +141,8 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
   const ModelConfig& cfg = model.config();
   const fs::path out = fs::path(out_dir).lexically_normal();
   if (out.empty() || out.filename().empty()) throw Error(str("--out '", out_dir, "' is not a directory name"));
+  require_new_output(out_dir);
   std::error_code ec;
-  if (fs::exists(out, ec)) throw Error(str("'", out_dir, "' already exists: remove it or choose another --out"));
   if (tokenizer.vocab_size() > cfg.vocab_size)
     throw Error(str("the tokenizer has vocabulary ", tokenizer.vocab_size(), " but the model ", cfg.vocab_size));
   const fs::path tmp = out.string() + ".tmp";

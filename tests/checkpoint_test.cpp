@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
+#include "util/file_lock.h"
 
 namespace cairn {
 namespace {
@@ -369,6 +371,77 @@ TEST_F(CheckpointTest, FreshRunRefusesADirectoryHoldingAnEarlierRunsCheckpoints)
   EXPECT_TRUE(resumed.resume("auto"));
   resumed.run();
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
+TEST_F(CheckpointTest, ASecondRunOnALockedCheckpointDirectoryFailsAtStartAndTouchesNothing) {
+  TrainConfig c = config();
+  c.training.steps = 4;
+  c.checkpoint.every = 2;
+  const std::string ckpt = trained_checkpoint(2, c);
+  const auto written = fs::last_write_time(ckpt + "/trainer.json");
+  const std::string lock_file = ckpt_root() + "/LOCK";
+  {
+    FileLock holder(lock_file);  // another run's rank 0 (a separate open file, so flock() conflicts)
+    ASSERT_EQ(holder.status(), FileLock::Status::acquired);
+    Trainer t(c, *comm_);
+    const std::string e = error_of([&] {
+      t.lock_checkpoint_dir();
+      t.resume("auto");
+      t.run();
+    });
+    EXPECT_NE(e.find("'" + ckpt_root() + "' is in use by another cairn run"), std::string::npos) << e;
+    EXPECT_NE(e.find(str("pid ", ::getpid(), " on host ")), std::string::npos) << e;
+    // The real command exits non-zero with the same message.
+    const std::string cmd = str("'" CAIRN_BINARY_DIR "/cairn' train --config '" CAIRN_SOURCE_DIR "/configs/tiny-test.toml'",
+                                " --set data.train=", path("data.h5"), " --set output.run_dir=", path("run"),
+                                " --set training.steps=4 --set training.eval_every=0 --set training.threads=1",
+                                " --set training.peak_flops=1e9 --set output.plot=false --set model.seq_len=16",
+                                " --set training.micro_batch=2 --set checkpoint.every=2 --resume auto > ", path("out.txt"),
+                                " 2>&1");
+    EXPECT_NE(std::system(cmd.c_str()), 0);
+    std::ifstream out(path("out.txt"));
+    const std::string said((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+    EXPECT_NE(said.find("is in use by another cairn run"), std::string::npos) << said;
+    const auto left = checkpoint_list(ckpt_root());
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(fs::path(left[0]).filename(), fs::path(ckpt).filename());
+    EXPECT_EQ(fs::last_write_time(ckpt + "/trainer.json"), written);
+    EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+  }
+  Trainer t(c, *comm_);  // the holder is gone: the run continues
+  t.lock_checkpoint_dir();
+  ASSERT_TRUE(t.resume("auto"));
+  t.run();
+  EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+  FileLock after(lock_file);  // run() released it
+  EXPECT_EQ(after.status(), FileLock::Status::acquired);
+}
+
+TEST(FileLock, AKilledHolderLeavesNoStaleLock) {
+  const std::string file = (fs::temp_directory_path() / str("cairn_lock_", ::getpid())).string();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    FileLock held(file);
+    const char c = held.status() == FileLock::Status::acquired ? 'y' : 'n';
+    if (::write(ready[1], &c, 1) != 1) ::_exit(1);
+    for (;;) ::pause();
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  {
+    FileLock second(file);
+    EXPECT_EQ(second.status(), FileLock::Status::held_elsewhere);
+    EXPECT_EQ(second.detail().rfind(str("pid ", pid, " on host "), 0), 0u) << second.detail();
+  }
+  ::kill(pid, SIGKILL);  // like a crash or a Slurm requeue: no destructor runs
+  ::waitpid(pid, nullptr, 0);
+  FileLock third(file);
+  EXPECT_EQ(third.status(), FileLock::Status::acquired);
+  fs::remove(file);
 }
 
 // Losses by step from metrics.jsonl; a resumed run appends, so a later record of a step wins.

@@ -6,8 +6,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "comm/communicator.h"
+#include "launch/commands.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "tests/test_support.h"
@@ -224,6 +228,28 @@ TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
   EXPECT_NE(host_params(c.model()), host_params(b.model()));
 }
 
+TEST_F(GrowthRunTest, ResumingPastTheGrowthDoesNotClaimAGrowthNow) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // grows after step 6
+  cfg_.growth.factor = 2;
+  auto comm = make_self_communicator();
+  std::string ckpt;
+  {
+    Trainer a(cfg_, *comm);
+    for (int s = 0; s < 8; ++s) a.train_step();
+    ckpt = a.save_checkpoint();
+  }
+  Trainer b(cfg_, *comm);
+  testing::internal::CaptureStdout();
+  b.load_checkpoint(ckpt);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out.find("grew to"), std::string::npos) << out;  // it grew at step 6, in the earlier run
+  EXPECT_NE(out.find("past this run's growth at step 6"), std::string::npos) << out;
+  EXPECT_NE(out.find("grown 4-layer model"), std::string::npos) << out;
+  EXPECT_EQ(b.state().step, 8);
+  EXPECT_EQ(b.config().model.n_layers, 4);
+}
+
 TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   cfg_.training.steps = 3;
   auto comm = make_self_communicator();
@@ -251,6 +277,28 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   const std::string e = error_of([&] { Trainer t(cfg_, *comm); });
   EXPECT_NE(e.find("model.n_layers = 4"), std::string::npos) << e;
   EXPECT_NE(e.find("model.n_layers = 2"), std::string::npos) << e;
+}
+
+TEST_F(GrowthRunTest, GrowRefusesAnExistingOutputLikeExport) {
+  namespace fs = std::filesystem;
+  cfg_.training.steps = 2;
+  auto comm = make_self_communicator();
+  Trainer(cfg_, *comm).run();
+  auto grow = [&](const std::string& out) {
+    std::vector<std::string> args{"cairn", "grow", "--from", path("run"), "--factor", "2", "--out", out};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return cmd_grow(int(argv.size()), argv.data());
+  };
+  ASSERT_EQ(grow(path("grown.h5")), 0);
+  const auto size = fs::file_size(path("grown.h5"));
+  const auto written = fs::last_write_time(path("grown.h5"));
+  const std::string e = error_of([&] { grow(path("grown.h5")); });
+  EXPECT_NE(e.find("'" + path("grown.h5") + "' already exists"), std::string::npos) << e;
+  EXPECT_EQ(fs::file_size(path("grown.h5")), size);
+  EXPECT_EQ(fs::last_write_time(path("grown.h5")), written);
+  // The source itself is an existing file too: growing onto it is refused, not a clobbered run.
+  EXPECT_NE(error_of([&] { grow(path("run/model.h5")); }).find("already exists"), std::string::npos);
 }
 
 }  // namespace

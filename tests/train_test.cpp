@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
 
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
@@ -155,6 +158,79 @@ TEST_F(TrainTest, PrepareRejectsAnEmptyCorpus) {
   EXPECT_FALSE(fs::exists(path("e.h5")));
   EXPECT_EQ(cairn("prepare --input " + path("no_such_dir") + " --out " + path("e.h5"), out), 1);
   EXPECT_NE(out.find("no_such_dir"), std::string::npos) << out;
+}
+
+TEST_F(TrainTest, PrepareRejectsANegativeSeedAndAnIgnoredVocabSize) {
+  fs::create_directories(path("corpus"));
+  std::ofstream(path("corpus/a.txt")) << "some text to tokenize\n";
+  std::ofstream(path("corpus/b.txt")) << "and some more of it\n";
+  const std::string base = "prepare --input " + path("corpus") + " --out " + path("p.h5");
+  std::string out;
+  EXPECT_EQ(cairn(base + " --seed -1", out), 1);
+  EXPECT_NE(out.find("--seed"), std::string::npos) << out;
+  EXPECT_EQ(cairn(base + " --seed 1.5", out), 1);
+  EXPECT_NE(out.find("--seed"), std::string::npos) << out;
+  EXPECT_EQ(cairn(base + " --vocab-size 512", out), 1);  // byte tokenizer: its vocabulary is 256
+  EXPECT_NE(out.find("--vocab-size"), std::string::npos) << out;
+  EXPECT_NE(out.find("byte"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(path("p.h5")));
+  EXPECT_EQ(cairn(base + " --seed 3", out), 0) << out;
+}
+
+TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
+  // `prepare --val-fraction 0` gives no validation split; eval_every > 0 must not fail or print NaN.
+  const std::string data = write_byte_dataset(path("noval.h5"), 30, 0, "no held-out text here. ");
+  TrainConfig c = tiny(data);
+  c.training.steps = 4;
+  c.training.eval_every = 2;
+  c.training.log_every = 1;
+  auto comm = make_self_communicator();
+  Trainer t(c, *comm);
+  testing::internal::CaptureStdout();
+  t.run();
+  const std::string out = testing::internal::GetCapturedStdout();
+  const std::string note = "has no validation split longer than model.seq_len = 16 tokens: validation is skipped";
+  const auto at = out.find(note);
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_EQ(out.find(note, at + 1), std::string::npos) << out;
+  EXPECT_NE(out.find("'" + data + "' (0 validation tokens)"), std::string::npos) << out;
+  std::ifstream metrics(path("run/metrics.jsonl"));
+  int records = 0;
+  for (std::string line; std::getline(metrics, line); ++records)
+    EXPECT_EQ(line.find("val_loss"), std::string::npos) << line;
+  EXPECT_EQ(records, 4);
+  EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
+TEST_F(TrainTest, AFinishedRunResumedAutoIsDoneAtItsStepsAndContinuesWithMore) {
+  // A resubmitted job (slurm/cairn.sbatch always passes --resume auto) of a finished run.
+  const std::string data = write_dataset("f.h5", "finished runs may continue. ", 30);
+  const std::string run = path("cli_run");
+  auto complete_step = [&] {
+    std::ifstream in(run + "/COMPLETE");
+    return nlohmann::json::parse(in)["step"].get<int64_t>();
+  };
+  auto file_text = [](const std::string& f) {
+    std::ifstream in(f);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string out;
+  ASSERT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --resume auto"), out), 0) << out;
+  ASSERT_EQ(complete_step(), 3);
+  const auto weights_written = fs::last_write_time(run + "/model.h5");
+  const std::string metrics = file_text(run + "/metrics.jsonl");
+  EXPECT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --resume auto"), out), 0) << out;
+  EXPECT_NE(out.find("is already complete (3 steps"), std::string::npos) << out;
+  EXPECT_EQ(fs::last_write_time(run + "/model.h5"), weights_written);  // nothing retrained or rewritten
+  EXPECT_EQ(file_text(run + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(cairn(train_args(data, "--set checkpoint.every=2 --set training.steps=5 --resume auto"), out), 0) << out;
+  EXPECT_NE(out.find("step 3,"), std::string::npos) << out;  // "resumed from ...: step 3, ..."
+  EXPECT_EQ(complete_step(), 5);
+  // Without a checkpoint, --resume auto would silently train the finished run again from step 0.
+  const std::string other = " --set checkpoint.every=0 --set output.run_dir=" + path("no_ckpt");
+  ASSERT_EQ(cairn(train_args(data, other), out), 0) << out;
+  EXPECT_EQ(cairn(train_args(data, other + " --set training.steps=5 --resume auto"), out), 1);
+  EXPECT_NE(out.find("holds no checkpoint to continue from"), std::string::npos) << out;
 }
 
 TEST_F(TrainTest, ARunWritesMetricsPlotAndWeights) {

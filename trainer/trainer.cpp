@@ -115,7 +115,10 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
                       ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
                       reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
                       "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
-    if (ds.val_tokens() <= cfg_.model.seq_len) continue;  // no validation split
+    if (ds.val_tokens() <= cfg_.model.seq_len) {  // no window of T + 1 tokens: nothing to validate on
+      no_validation_.push_back(str("'", path, "' (", ds.val_tokens(), " validation tokens)"));
+      continue;
+    }
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
   }
@@ -183,6 +186,14 @@ float Trainer::lr_at(int64_t step) const {
 }
 
 void Trainer::grow(int64_t factor) {
+  deepen(factor);
+  if (comm_.rank() == 0)
+    std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
+              << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
+              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
+}
+
+void Trainer::deepen(int64_t factor) {
   const ModelConfig grown_cfg = grown_config(cfg_.model, factor);
   auto grown = std::make_unique<LlamaModel>(grown_cfg, model_->backend(), cfg_.training.micro_batch);
   grow_depthwise(*model_, *grown);
@@ -191,10 +202,6 @@ void Trainer::grow(int64_t factor) {
   model_ = std::move(grown);
   cfg_.model = grown_cfg;
   attach_model();
-  if (comm_.rank() == 0)
-    std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
-              << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
-              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
 }
 
 int64_t Trainer::global_batch() const {
@@ -342,6 +349,17 @@ void Trainer::print_startup() {
                                                  cfg_.optimizer.name, lc) << "\n";
   }
   std::cout << "data: " << data_->describe() << "\n";
+  // Said once here, not at every evaluation: the records then simply carry no val_loss.
+  if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
+    std::string which;
+    for (const auto& d : no_validation_) which += (which.empty() ? "" : ", ") + d;
+    std::cout << "validation: " << which << " " << (no_validation_.size() == 1 ? "has" : "have")
+              << " no validation split longer than model.seq_len = " << cfg_.model.seq_len << " tokens: "
+              << (val_sets_.empty() ? "validation is skipped (training.eval_every has nothing to evaluate; "
+                                      "prepare with --val-fraction > 0 for a validation loss)"
+                                    : "skipped for " + std::string(no_validation_.size() == 1 ? "it" : "them"))
+              << "\n";
+  }
   if (!cfg_.init_from.empty())
     std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
               << " tokens seen before this run)\n";
@@ -364,6 +382,14 @@ void Trainer::print_startup() {
 void Trainer::run() {
   namespace fs = std::filesystem;
   const std::string& dir = cfg_.output.run_dir;
+  lock_checkpoint_dir();
+  struct Unlock {  // however run() ends; a later run() in this process may take it again
+    Trainer& t;
+    ~Unlock() {
+      t.lock_.reset();
+      t.locked_ = false;
+    }
+  } unlock{*this};
   if (!resumed_) check_checkpoint_dir_unused();
   if (state_.step > cfg_.training.steps)
     throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,

@@ -23,6 +23,7 @@
 #include "trainer/optim/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
+#include "util/file_lock.h"
 
 namespace cairn {
 
@@ -58,7 +59,8 @@ class Trainer {
   // checkpoint.every steps and at the last step; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
   // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
   // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
-  // directory that already holds checkpoints: they are another run's.
+  // directory that already holds checkpoints: they are another run's. Takes the checkpoint
+  // directory's lock (lock_checkpoint_dir) if not yet held and releases it when it returns or throws.
   void run();
   bool stopped() const { return stopped_; }
 
@@ -75,6 +77,12 @@ class Trainer {
   bool resume(const std::string& spec);
   // checkpoint.dir, or <output.run_dir>/checkpoints.
   std::string checkpoint_dir() const;
+  // Collective: rank 0 creates checkpoint_dir() and takes an exclusive lock on its LOCK file (see
+  // util/file_lock.h), recording its pid and host there, so that two runs (or the lingering ranks
+  // of a killed job) never write one checkpoint directory at once. Throws Error on every rank,
+  // naming the directory and the recorded holder, when another process holds it. Does nothing
+  // when already held. `cairn train` calls it before resuming; run() releases it.
+  void lock_checkpoint_dir();
   // One optimizer step (exposed for tests).
   StepResult train_step();
   // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split)
@@ -105,6 +113,8 @@ class Trainer {
  private:
   void print_startup();
   void attach_model();  // gradient sync and optimizer of the current model_
+  // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
+  void deepen(int64_t factor);
 
   struct ValidationSet {
     std::string name;
@@ -122,6 +132,7 @@ class Trainer {
   Communicator& comm_;
   std::unique_ptr<TrainingData> data_;
   std::vector<ValidationSet> val_sets_;
+  std::vector<std::string> no_validation_;  // datasets without a usable validation split, described
   std::unique_ptr<LlamaModel> model_;
   // With device = "cuda" and several ranks: NCCL over the GPUs' gradient buffers (comm_, on the
   // host, still carries everything else). Declared before sync_, whose requests it must outlive.
@@ -137,6 +148,8 @@ class Trainer {
   double flops_per_token_ = 0, peak_flops_ = 0;
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
+  std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
+  bool locked_ = false;             // on every rank: lock_checkpoint_dir() succeeded
   std::string init_weights_;  // the weights file model.init_from named
 };
 

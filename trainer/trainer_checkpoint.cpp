@@ -131,6 +131,35 @@ bool Trainer::resume(const std::string& spec) {
   return true;
 }
 
+void Trainer::lock_checkpoint_dir() {
+  if (locked_) return;
+  std::string error;
+  if (comm_.rank() == 0) {
+    try {
+      const std::string dir = checkpoint_dir();
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      if (ec) throw Error(str("cannot create checkpoint directory '", dir, "': ", ec.message()));
+      const std::string file = (fs::path(dir) / "LOCK").string();
+      auto lock = std::make_unique<FileLock>(file);
+      if (lock->status() == FileLock::Status::held_elsewhere)
+        throw Error(str("checkpoint directory '", dir, "' is in use by another cairn run (",
+                        lock->detail().empty() ? "holder not recorded" : lock->detail(), ", per ", file,
+                        "): wait for it to end or stop it, or give this run another output.run_dir (or checkpoint.dir)"));
+      if (lock->status() == FileLock::Status::unsupported)
+        std::cerr << "WARNING: cannot lock '" << file << "' (" << lock->detail()
+                  << "): this file system has no flock(); make sure no other run uses '" << dir << "'" << std::endl;
+      else
+        lock_ = std::move(lock);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  error = share(comm_, error);
+  if (!error.empty()) throw Error(error);
+  locked_ = true;
+}
+
 // Saves of a fresh run would interleave with the checkpoints already there, and a later
 // `--resume auto` would continue whichever is newest, possibly the other run.
 void Trainer::check_checkpoint_dir_unused() {
@@ -151,10 +180,11 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   const CheckpointInfo info = checkpoint_read_info(dir);
   const auto saved = config_entries(info.config_toml);
   // A run that grew in place (growth.at_tokens) before this checkpoint resumes as the grown model.
+  // Not grow(): no growth happens now, and its message would claim one at step 0.
   const auto saved_layers = saved.find("model.n_layers");
-  if (growth_step_ >= 0 && info.step >= growth_step_ && saved_layers != saved.end() &&
-      saved_layers->second == std::to_string(cfg_.model.n_layers * cfg_.growth.factor))
-    grow(cfg_.growth.factor);
+  const bool grown = growth_step_ >= 0 && info.step >= growth_step_ && saved_layers != saved.end() &&
+                     saved_layers->second == std::to_string(cfg_.model.n_layers * cfg_.growth.factor);
+  if (grown) deepen(cfg_.growth.factor);
   const auto now = config_entries(config_to_toml(cfg_));
   const bool reset = cfg_.training.reset_optimizer;
   for (const char* key : kShapeKeys) {
@@ -181,6 +211,10 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   std::cout << "resumed from " << dir << ": step " << info.step << ", " << info.samples << " samples, " << info.tokens
             << " tokens (saved by " << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ", now "
             << comm_.size() << "; verified and read in " << seconds_since(start) << " s)\n";
+  if (grown)
+    std::cout << "G_stack: the checkpoint is past this run's growth at step " << growth_step_ << " (growth.at_tokens = "
+              << cfg_.growth.at_tokens << "): continuing as the grown " << cfg_.model.n_layers << "-layer model ("
+              << model_->params().count() << " parameters), LR " << grown_schedule_->describe() << "\n";
   std::string changed;
   for (const auto& [k, v] : now) {
     if (k.rfind("output.", 0) == 0 || k.rfind("checkpoint.", 0) == 0) continue;

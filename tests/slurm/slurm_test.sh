@@ -4,6 +4,8 @@
 #   requeue: a 2-rank run (mpirun launcher) gets the preemption signal mid-run, checkpoints, requeues
 #            itself, resumes from its checkpoint and finishes; its loss at every step equals, bit for
 #            bit, that of the same run under plain `mpirun -np 2` without Slurm.
+#            Resubmitted, the finished run ends at once at the same training.steps and continues
+#            from its last checkpoint with more.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
@@ -91,12 +93,32 @@ if [ "$mode" = requeue ]; then
   [ "$(wc -l <"$work/ref.losses")" = $steps ] || fail "the reference run logged $(wc -l <"$work/ref.losses") steps, not $steps"
   diff "$work/ref.losses" "$work/run.losses" >"$work/losses.diff" ||
     fail "per-step losses differ from the uninterrupted run (< reference, > preempted):$(echo; head -n 20 "$work/losses.diff")"
-  echo "slurm_test: PASS: preempted at step ~$resumed, requeued once, resumed, finished; $steps per-step losses bit-identical"
+  echo "slurm_test: preempted at step ~$resumed, requeued once, resumed, finished; $steps per-step losses bit-identical"
+
+  # Resubmitting the finished run: at the same training.steps the job ends at once, touching
+  # nothing; with more steps it continues from the checkpoint of the last step.
+  resubmit() {  # OUT KEY=VALUE...: submits the run again, waits for its end, which must be COMPLETED
+    local out=$1 jid state
+    shift
+    jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
+          "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}" "$@")
+    wait_for 120 "job $jid (resubmitted) to end" job_ended "$jid"
+    state=$(job_field "$jid" JobState)
+    [ "$state" = COMPLETED ] || fail "resubmitted job $jid ended $state"
+  }
+  cp "$work/run/metrics.jsonl" "$work/metrics.before"
+  resubmit "$work/same.out"
+  grep -q "is already complete ($steps steps" "$work/same.out" || fail "the same-steps resubmission did not say it is complete"
+  cmp -s "$work/metrics.before" "$work/run/metrics.jsonl" || fail "the same-steps resubmission changed metrics.jsonl"
+  resubmit "$work/more.out" training.steps=$((steps + 20))
+  grep -q "resumed from .*: step $steps," "$work/more.out" || fail "the resubmission with more steps did not resume from step $steps"
+  grep -q "\"step\":$((steps + 20))," "$work/run/COMPLETE" || fail "COMPLETE is not at step $((steps + 20)): $(cat "$work/run/COMPLETE")"
+  echo "slurm_test: PASS: also a resubmission with the same steps ends at once, one with 20 more continues to $((steps + 20))"
 elif [ "$mode" = error ]; then
   touch "$work/not-a-directory"
   # name|config|run dir|cairn's message, which the job output must contain (extended regex)
   for case in "missing config|$work/missing.toml|$work/run1|error: cannot read config file '.*/missing.toml'" \
-              "unwritable run dir|$src/configs/tiny-test.toml|$work/not-a-directory/run|error: .*'[^']*/not-a-directory/run'"; do
+              "unwritable run dir|$src/configs/tiny-test.toml|$work/not-a-directory/run|error: .*'[^']*/not-a-directory/run(/checkpoints)?'"; do
     IFS='|' read -r name config run_dir pattern <<<"$case"
     out=$work/error-${name// /-}.out
     jid=$(CAIRN_LAUNCHER=srun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
