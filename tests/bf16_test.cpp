@@ -136,12 +136,7 @@ TEST(Bf16, EmulatedTrainingFollowsFp32) {
   for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) {
     const ModelConfig cfg = check_model_config(kind);
     const int64_t b = 3, n = b * cfg.seq_len;
-    std::vector<int32_t> in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
-    Rng r(11);
-    for (int64_t i = 0; i < n; ++i) {
-      in[size_t(i)] = int32_t(r.next_u64() % 97);
-      tg[size_t(i)] = int32_t(r.next_u64() % 97);
-    }
+    const auto [in, tg] = check_tokens(n, 11);
     const Bf16EmulationBackend emulation;
     std::vector<float> losses[2];
     const Backend* backends[2] = {&cpu_backend(), &emulation};

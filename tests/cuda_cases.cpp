@@ -527,12 +527,7 @@ CudaCheck bf16_training_check(LinearKind kind) {
   return {str("model_", linear_kind_name(kind), "_bf16_training"), [kind](Checker& c) {
             const ModelConfig cfg = check_model_config(kind);
             const int64_t b = 3, n = b * cfg.seq_len, steps = 5;
-            Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
-            Rng r(11);
-            for (int64_t i = 0; i < n; ++i) {
-              in[size_t(i)] = int32_t(r.next_u64() % 97);
-              tg[size_t(i)] = int32_t(r.next_u64() % 97);
-            }
+            const auto [in, tg] = check_tokens(n, 11);
             std::vector<float> losses[2];
             Vec grads[2];
             const Backend* backends[2] = {&cpu_backend(), &backend_under_test(CudaMath::bf16)};
@@ -781,12 +776,7 @@ std::vector<CudaCheck> cuda_checks() {
     out.push_back({str("model_", linear_kind_name(kind)), [kind](Checker& c) {
                      const ModelConfig cfg = check_model_config(kind);
                      const int64_t b = 3, n = b * cfg.seq_len;
-                     Ints in(static_cast<size_t>(n)), tg(static_cast<size_t>(n));
-                     Rng r(11);
-                     for (int64_t i = 0; i < n; ++i) {
-                       in[size_t(i)] = int32_t(r.next_u64() % 97);
-                       tg[size_t(i)] = int32_t(r.next_u64() % 97);
-                     }
+                     const auto [in, tg] = check_tokens(n, 11);
                      std::vector<float> losses[2];
                      std::vector<Vec> grads;
                      const Backend* backends[2] = {&cpu_backend(), &backend_under_test()};

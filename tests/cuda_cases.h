@@ -5,12 +5,14 @@
 // tolerances stated per check. Calling a check needs a CUDA device (or a substitute, below).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "model/backend.h"
 #include "model/llama.h"
+#include "util/rng.h"
 
 namespace cairn {
 
@@ -35,6 +37,21 @@ inline ModelConfig check_model_config(LinearKind kind = LinearKind::dense) {
   if (kind != LinearKind::dense) cfg.linear.rank = 16;
   if (kind == LinearKind::sltrain) cfg.linear.density = 0.05f;
   return cfg;
+}
+
+// Inputs and targets for n token positions of a check model (ids below its vocabulary of 97),
+// drawn alternately from one seeded generator.
+struct CheckTokens {
+  std::vector<int32_t> inputs, targets;
+};
+inline CheckTokens check_tokens(int64_t n, uint64_t seed) {
+  CheckTokens t{std::vector<int32_t>(static_cast<size_t>(n)), std::vector<int32_t>(static_cast<size_t>(n))};
+  Rng r(seed);
+  for (size_t i = 0; i < size_t(n); ++i) {
+    t.inputs[i] = int32_t(r.next_u64() % 97);
+    t.targets[i] = int32_t(r.next_u64() % 97);
+  }
+  return t;
 }
 
 // Collects comparisons; a check fails when any comparison fails.

@@ -48,12 +48,7 @@ class Run {
   // Optimizer step `s` (0-based): forward/backward on step s's tokens, then AdamW at t = s + 1.
   float step(int64_t s) {
     const int64_t n_tok = kBatch * check_model_config().seq_len;
-    std::vector<int32_t> in(static_cast<size_t>(n_tok)), tg(static_cast<size_t>(n_tok));
-    Rng r(1000 + uint64_t(s));
-    for (int64_t i = 0; i < n_tok; ++i) {
-      in[size_t(i)] = int32_t(r.next_u64() % 97);
-      tg[size_t(i)] = int32_t(r.next_u64() % 97);
-    }
+    const auto [in, tg] = check_tokens(n_tok, 1000 + uint64_t(s));
     model_.zero_grads();
     const float loss = model_.forward_backward(in.data(), tg.data(), kBatch, 1.0f);
     const float b1 = 0.9f, b2 = 0.95f;
