@@ -18,8 +18,15 @@ AdamW::AdamW(const ParamTable& table, std::vector<int> owned_rows, const Optimiz
     : table_(table), rows_(std::move(owned_rows)), cfg_(cfg), be_(be) {
   int64_t n = 0;
   for (int r : rows_) {
+    const ParamRow& row = table_.row(r);
+    const float wd = decays(cfg_, row.role) ? cfg_.weight_decay : 0.0f;
+    if (!spans_.empty() && spans_.back().param_offset + spans_.back().numel == row.offset &&
+        spans_.back().weight_decay == wd)
+      spans_.back().numel += row.numel;
+    else
+      spans_.push_back({row.offset, n, row.numel, wd});
     state_offset_.push_back(n);
-    n += table_.row(r).numel;
+    n += row.numel;
   }
   m_ = DeviceArray<float>(be_, n);
   v_ = DeviceArray<float>(be_, n);
@@ -31,12 +38,10 @@ void AdamW::step(std::span<float> params, std::span<const float> grads, float lr
   ++steps_;
   const float bc1 = 1.0f - std::pow(cfg_.beta1, float(steps_));
   const float bc2 = 1.0f - std::pow(cfg_.beta2, float(steps_));
-  for (size_t i = 0; i < rows_.size(); ++i) {
-    const ParamRow& r = table_.row(rows_[i]);
-    const float wd = decays(cfg_, r.role) ? cfg_.weight_decay : 0.0f;
-    be_.adamw_update(params.data() + r.offset, grads.data() + r.offset, m_.data() + state_offset_[i],
-                     v_.data() + state_offset_[i], r.numel, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, wd, bc1, bc2);
-  }
+  for (const Span& s : spans_)
+    be_.adamw_update(params.data() + s.param_offset, grads.data() + s.param_offset, m_.data() + s.state_offset,
+                     v_.data() + s.state_offset, s.numel, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, s.weight_decay, bc1,
+                     bc2);
 }
 
 std::vector<StateTensor> AdamW::state() {
