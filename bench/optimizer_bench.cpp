@@ -1,7 +1,7 @@
 // Optimizer step time and state memory of AdamW, GaLore and Fira on the 60M preset's shapes
 // (d 512, 8 layers, FFN 1376, vocabulary 32000, untied embeddings), rank 128. The projection
 // refresh step (an SVD per matrix) is timed separately from ordinary steps.
-// Usage: optimizer_bench [layers=8] [ordinary_reps=5] [refresh_reps=1]; fastest repetition shown.
+// Usage: optimizer_bench [layers=8] [ordinary_reps=5] [refresh_reps=1, at least 1]; fastest repetition shown.
 #include <omp.h>
 
 #include <algorithm>
@@ -53,7 +53,8 @@ struct Tensor {
 int main(int argc, char** argv) {
   const int layers = argc > 1 ? std::atoi(argv[1]) : 8;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 5;
-  const int refresh_reps = argc > 3 ? std::atoi(argv[3]) : 1;
+  // Ordinary steps are timed after the first refresh, so there is always one.
+  const int refresh_reps = std::max(1, argc > 3 ? std::atoi(argv[3]) : 1);
   LowRankConfig base;  // rank 128, alpha 0.25, gap 200, code residual form
   std::vector<Shape> shapes = {{"embed_tokens", 32000, 512, false}, {"lm_head", 32000, 512, false}};
   for (int l = 0; l < layers; ++l) {
