@@ -2,7 +2,8 @@
 # The one GPU check, for a machine with an NVIDIA GPU, nvcc and CMake but none of cairn's Debian
 # libraries (no MPI, HDF5, SentencePiece, toml++, GoogleTest; OpenBLAS optional): builds the
 # CAIRN_CUDA_ONLY configuration, runs every CUDA-vs-CPU check (tests/cuda_cases.cpp) and the
-# synthetic-data throughput benchmark (130M and 350M; bf16, TF32 and fp32). About 3-5 minutes on an H200.
+# synthetic-data throughput benchmark (130M and 350M; bf16, TF32 and fp32; then 350M with Fira and
+# a per-op profile, last). About 5-8 minutes on an H200.
 # cuDNN attention (bf16 mode) is built when cuDNN is found (CUDNN_ROOT, else PyTorch's nvidia-cudnn
 # wheel when python3 can import it, else next to the toolkit) and the cudnn_frontend headers are in
 # third_party/cudnn_frontend/include (tools/setup.sh fetches them; carry that folder to the machine).
