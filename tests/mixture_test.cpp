@@ -92,6 +92,10 @@ TEST_F(MixtureTest, BadEntriesAndDifferentVocabulariesAreRefused) {
   EXPECT_THROW(parse_mixture({a}), Error);
   EXPECT_THROW(parse_mixture({a + ":0"}), Error);
   EXPECT_THROW(parse_mixture({a + ":x"}), Error);
+  // Weights that are not finite, or whose sum is not, would normalize to NaN sampling intervals.
+  EXPECT_THROW(parse_mixture({a + ":inf"}), Error);
+  EXPECT_THROW(parse_mixture({a + ":nan"}), Error);
+  EXPECT_THROW(parse_mixture({a + ":1e308", a + ":1e308"}), Error);
   EXPECT_THROW(MixtureData(parse_mixture({path("missing.h5") + ":1"}), 8, 1), Error);
   // A byte-kind tokenizer with a larger vocabulary stands in for a different tokenizer.
   struct Wider final : Tokenizer {
