@@ -147,6 +147,21 @@ TEST_F(MixtureTest, ValidationDatasetWithAnotherTokenizerOfTheSameSizeIsRefused)
   EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
 }
 
+// Two datasets with one file stem (en/data.h5, de/data.h5) both reported as val_loss/data: the
+// second overwrote the first in every metrics record.
+TEST_F(MixtureTest, ValidationNamesOfDatasetsWithOneStemDiffer) {
+  fs::create_directories(path("en"));
+  fs::create_directories(path("de"));
+  const auto a = write("en/data.h5", 10), b = write("de/data.h5", 100), c = write("extra.h5", 50);
+  TrainConfig cfg = tiny_train_config(a, path("run"));
+  cfg.data.train.clear();
+  cfg.data.mixture = {a + ":0.5", b + ":0.5"};
+  cfg.data.validate = {c};
+  auto comm = make_self_communicator();
+  Trainer trainer(cfg, *comm);
+  EXPECT_EQ(trainer.validation_names(), (std::vector<std::string>{"en/data", "de/data", "extra"}));
+}
+
 TEST_F(MixtureTest, TrainerReportsValidationLossPerDataset) {
   const auto a = write("en.h5", 10), b = write("de.h5", 100), c = write("extra.h5", 50);
   TrainConfig cfg;
