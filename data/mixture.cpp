@@ -2,6 +2,7 @@
 #include "data/mixture.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -17,11 +18,13 @@ std::vector<MixtureSource> parse_mixture(const std::vector<std::string>& entries
     const auto colon = e.rfind(':');
     char* end = nullptr;
     const double w = colon == std::string::npos ? 0 : std::strtod(e.c_str() + colon + 1, &end);
-    if (colon == std::string::npos || colon == 0 || end == e.c_str() + colon + 1 || *end != '\0' || !(w > 0))
+    if (colon == std::string::npos || colon == 0 || end == e.c_str() + colon + 1 || *end != '\0' || !(w > 0) ||
+        !std::isfinite(w))
       throw Error(str("data.mixture entry '", e, "' must be \"path.h5:weight\" with a positive weight, e.g. \"old.h5:0.25\""));
     out.push_back({e.substr(0, colon), w});
     total += w;
   }
+  if (!std::isfinite(total)) throw Error("data.mixture: the weights sum to infinity: give weights like 0.75 and 0.25");
   for (auto& s : out) s.weight /= total;
   return out;
 }

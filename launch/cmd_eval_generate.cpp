@@ -2,6 +2,7 @@
 // `cairn generate` (sampled text, streamed as it comes).
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -100,11 +101,12 @@ int cmd_generate(int argc, char** argv) {
   if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   if (!args.has("prompt")) throw Error("--prompt TEXT is required");
   GenerateOptions o;
-  o.max_tokens = int64_t(args.get_number("max-tokens", double(o.max_tokens)));
+  constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+  o.max_tokens = args.get_integer("max-tokens", o.max_tokens, 0, kMaxInt);
   o.sampling.temperature = float(args.get_number("temperature", o.sampling.temperature));
-  o.sampling.top_k = int64_t(args.get_number("top-k", double(o.sampling.top_k)));
+  o.sampling.top_k = args.get_integer("top-k", o.sampling.top_k, 0, kMaxInt);
   o.sampling.top_p = float(args.get_number("top-p", o.sampling.top_p));
-  o.seed = uint64_t(args.get_number("seed", 0));
+  o.seed = uint64_t(args.get_integer("seed", 0, 0, kMaxInt));
   o.sampling.validate();
   const std::string weights = checkpoint_weights_path(args.positional()[0]);
   TrainedModel m = load_trained_model(weights, 1);
@@ -112,6 +114,7 @@ int cmd_generate(int argc, char** argv) {
   std::cerr << "tokenizer: " << tok.source << "\n";
   const std::vector<uint32_t> prompt = encode_prompt(*tok.tokenizer, args.get("prompt"));
   o.stop_token = tok.tokenizer->eos_id();
+  o.sample_vocab = tok.tokenizer->vocab_size();
   IncrementalDecoder decoder(*tok.tokenizer, prompt);
   std::cout << args.get("prompt") << std::flush;
   generate_tokens(*m.model, prompt, o, [&](uint32_t id) { std::cout << decoder.push(id) << std::flush; });

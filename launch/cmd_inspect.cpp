@@ -14,7 +14,8 @@ namespace cairn {
 static const CommandSpec kInspectSpec{
     "inspect", "CKPT",
     "Prints what a checkpoint holds and verifies the checksum of every file. CKPT is a step\n"
-    "directory (runs/x/checkpoints/step_00000120) or a checkpoint directory with a `latest` pointer.",
+    "directory (runs/x/checkpoints/step_00000120), a checkpoint directory with a `latest` pointer, or\n"
+    "a run directory (its checkpoints/).",
     {},
     ""};
 
@@ -32,7 +33,15 @@ int cmd_inspect(int argc, char** argv) {
     return 0;
   }
   if (args.positional().size() != 1) throw Error("give one checkpoint directory (see --help)");
-  const std::string dir = checkpoint_resolve(args.positional()[0]);
+  // Like eval, generate and export, take a run directory for its checkpoints/ (the default
+  // checkpoint.dir); say what a file is instead of calling it missing.
+  fs::path target = args.positional()[0];
+  if (fs::is_regular_file(target))
+    throw Error(str("'", target.string(), "' is a file: inspect reads a checkpoint (a step_N directory, a checkpoints ",
+                    "directory or a run directory holding checkpoints/)"));
+  if (!fs::exists(target / "trainer.json") && !fs::exists(target / "latest") && fs::is_directory(target / "checkpoints"))
+    target /= "checkpoints";
+  const std::string dir = checkpoint_resolve(target.string());
   const CheckpointInfo info = checkpoint_read_info(dir);
   std::cout << "checkpoint " << dir << " (" << kCheckpointFormat << " v" << info.format_version << ")\n"
             << "step " << info.step << ", samples " << info.samples << ", tokens " << info.tokens << ", skipped steps "

@@ -83,6 +83,10 @@ std::vector<uint32_t> generate_tokens(LlamaModel& model, std::span<const uint32_
   if (prompt.empty()) throw Error("generation needs a prompt of at least one token");
   if (opts.max_tokens < 0) throw Error(str("--max-tokens ", opts.max_tokens, " must be >= 0"));
   const int64_t T = model.config().seq_len, V = model.config().vocab_size;
+  if (opts.sample_vocab < 0 || opts.sample_vocab > V)
+    throw Error(str("the tokenizer's vocabulary of ", opts.sample_vocab, " does not fit the model's of ", V));
+  // Padding ids past the tokenizer's vocabulary have logits too; no tokenizer can decode them.
+  const int64_t Vs = opts.sample_vocab > 0 ? opts.sample_vocab : V;
   for (uint32_t id : prompt)
     if (int64_t(id) >= V) throw Error(str("prompt token ", id, " is outside the model's vocabulary of ", V));
   std::vector<uint32_t> context(prompt.begin(), prompt.end()), out;
@@ -93,7 +97,7 @@ std::vector<uint32_t> generate_tokens(LlamaModel& model, std::span<const uint32_
     std::fill(window.begin(), window.end(), 0);
     std::copy(context.end() - n, context.end(), window.begin());
     const std::vector<float> logits = model.forward_logits(window.data(), 1);
-    const uint32_t id = sample_token(std::span(logits).subspan(size_t((n - 1) * V), size_t(V)), opts.sampling, rng);
+    const uint32_t id = sample_token(std::span(logits).subspan(size_t((n - 1) * V), size_t(Vs)), opts.sampling, rng);
     out.push_back(id);
     context.push_back(id);
     if (on_token) on_token(id);

@@ -36,6 +36,8 @@ struct GenerateOptions {
   SamplingOptions sampling;
   uint64_t seed = 0;
   std::optional<uint32_t> stop_token;  // generation ends after sampling it (usually EOS)
+  int64_t sample_vocab = 0;            // sample only ids below it (the tokenizer's vocabulary, when
+                                       // the model's is padded beyond it); 0: the model's vocabulary
 };
 
 // Samples up to max_tokens tokens after `prompt` (non-empty, ids < vocab) and returns them,

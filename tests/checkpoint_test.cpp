@@ -17,6 +17,7 @@
 
 #include "comm/communicator.h"
 #include "tests/test_support.h"
+#include "launch/commands.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
@@ -281,6 +282,25 @@ TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   EXPECT_EQ(fs::path(left[0]).filename(), "step_00000004");
   EXPECT_EQ(fs::path(left[1]).filename(), "step_00000003");
   EXPECT_EQ(checkpoint_resolve(ckpt_root()), left[0]);  // through the `latest` pointer
+}
+
+// `cairn inspect runs/x` said "not a checkpoint: it has no trainer.json" although eval, generate and
+// export take a run directory, and a weights file or dataset was "does not exist or is not a directory".
+TEST_F(CheckpointTest, InspectTakesARunDirectoryAndSaysWhatAFileIs) {
+  trained_checkpoint(2, config());
+  const auto inspect = [](std::string target) {
+    std::vector<std::string> args = {"cairn", "inspect", std::move(target)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return cmd_inspect(int(argv.size()), argv.data());
+  };
+  testing::internal::CaptureStdout();
+  const std::string e = error_of([&] { EXPECT_EQ(inspect(path("run")), 0); });
+  const std::string printed = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(e, "");
+  EXPECT_NE(printed.find("step 2,"), std::string::npos) << printed;
+  const std::string f = error_of([&] { inspect(path("data.h5")); });
+  EXPECT_NE(f.find("is a file"), std::string::npos) << f;
 }
 
 TEST_F(CheckpointTest, TheLastStepIsCheckpointedSoALongerRunContinuesFromTheEnd) {

@@ -32,6 +32,15 @@ TEST(Config, UnknownKeyIsNamedWithTheSectionsKeys) {
   EXPECT_NE(error_of([&] { config_apply_override(c, "trainig.steps=3"); }).find("trainig.steps"), std::string::npos);
 }
 
+// `--config runs/x` (a directory) read as an empty file: training went on with the defaults.
+TEST(Config, AConfigPathThatIsNotAFileIsRefused) {
+  TrainConfig c;
+  const std::string dir = std::string(CAIRN_SOURCE_DIR) + "/configs";
+  const std::string msg = error_of([&] { config_apply_file(c, dir); });
+  EXPECT_NE(msg.find("is a directory"), std::string::npos) << msg;
+  EXPECT_NE(error_of([&] { config_apply_file(c, dir + "/missing.toml"); }).find("no such file"), std::string::npos);
+}
+
 TEST(Config, WrongTypesAreNamed) {
   TrainConfig c;
   EXPECT_NE(error_of([&] { config_apply_toml(c, "[model]\ndim = \"wide\"\n", "t"); }).find("'model.dim'"), std::string::npos);

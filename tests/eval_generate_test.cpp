@@ -151,6 +151,39 @@ TEST_F(UseModelTest, GreedyGenerationIsTheArgmaxChainOfForwardLogits) {
   EXPECT_NE(error_of([&] { generate_tokens(*model, outside, o); }).find("outside"), std::string::npos);
 }
 
+int run(int (*cmd)(int, char**), std::vector<std::string> args);
+
+// A model whose vocabulary is padded beyond its tokenizer's (model.vocab_size = 300 on byte data)
+// must never sample a padding id: the tokenizer cannot decode it, and `cairn generate` stopped
+// mid-stream with "token id 290 is outside the vocabulary of 257".
+TEST_F(UseModelTest, GenerationSamplesOnlyTheTokenizersIds) {
+  cfg_.model.vocab_size = 300;
+  auto model = make_model(8);
+  const std::vector<uint32_t> prompt = {'a'};
+  GenerateOptions o;
+  o.max_tokens = 40;
+  o.sampling = {1.0f, 0, 1.0f};
+  o.seed = 3;
+  const auto unrestricted = generate_tokens(*model, prompt, o);
+  EXPECT_TRUE(std::any_of(unrestricted.begin(), unrestricted.end(), [](uint32_t id) { return id >= 257; }));
+  o.sample_vocab = 257;
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    o.seed = seed;
+    for (uint32_t id : generate_tokens(*model, prompt, o)) EXPECT_LT(id, 257u);
+  }
+  o.sampling.temperature = 0;
+  for (uint32_t id : generate_tokens(*model, prompt, o)) EXPECT_LT(id, 257u);
+  // The command restricts sampling to the tokenizer's vocabulary.
+  write_dataset();
+  testing::internal::CaptureStdout();
+  const std::string e = error_of([&] {
+    run(cmd_generate, {path("model.h5"), "--prompt", "a", "--temperature", "1", "--top-k", "0", "--top-p", "1",
+                       "--max-tokens", "40"});
+  });
+  testing::internal::GetCapturedStdout();
+  EXPECT_EQ(e, "");
+}
+
 TEST(Sampling, TopKTopPAndTemperature) {
   const std::vector<float> logits = {std::log(0.3f), std::log(0.5f), std::log(0.05f), std::log(0.15f)};
   SamplingOptions o;
@@ -362,6 +395,17 @@ TEST_F(UseModelTest, EvalAndGenerateCommands) {
     const std::string e = error_of([&] { run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--batches", bad}); });
     EXPECT_NE(e.find("--batches " + std::string(bad) + " must be a positive integer"), std::string::npos) << e;
   }
+  // --max-tokens -1, 1e30 or 2.5 and --top-k 2.5 are refused before anything is printed (1e30 read
+  // as "-9223372036854775808", 2.5 silently truncated).
+  for (const char* bad : {"-1", "1e30", "2.5"}) {
+    testing::internal::CaptureStdout();
+    const std::string e = error_of([&] { run(cmd_generate, {path("model.h5"), "--prompt", "x", "--max-tokens", bad}); });
+    EXPECT_EQ(testing::internal::GetCapturedStdout(), "") << bad;
+    EXPECT_NE(e.find("--max-tokens"), std::string::npos) << e;
+    EXPECT_NE(e.find(std::string("'") + bad + "'"), std::string::npos) << e;
+  }
+  EXPECT_NE(error_of([&] { run(cmd_generate, {path("model.h5"), "--prompt", "x", "--top-k", "2.5"}); }).find("--top-k"),
+            std::string::npos);
   // main() prefixes "cairn eval: error: "; the message must not repeat the command.
   EXPECT_EQ(error_of([&] { run(cmd_eval, {path("model.h5"), "--bogus"}); }).rfind("unknown option --bogus", 0), 0u);
 }

@@ -92,6 +92,10 @@ TEST_F(MixtureTest, BadEntriesAndDifferentVocabulariesAreRefused) {
   EXPECT_THROW(parse_mixture({a}), Error);
   EXPECT_THROW(parse_mixture({a + ":0"}), Error);
   EXPECT_THROW(parse_mixture({a + ":x"}), Error);
+  // Weights that are not finite, or whose sum is not, would normalize to NaN sampling intervals.
+  EXPECT_THROW(parse_mixture({a + ":inf"}), Error);
+  EXPECT_THROW(parse_mixture({a + ":nan"}), Error);
+  EXPECT_THROW(parse_mixture({a + ":1e308", a + ":1e308"}), Error);
   EXPECT_THROW(MixtureData(parse_mixture({path("missing.h5") + ":1"}), 8, 1), Error);
   // A byte-kind tokenizer with a larger vocabulary stands in for a different tokenizer.
   struct Wider final : Tokenizer {
@@ -141,6 +145,21 @@ TEST_F(MixtureTest, ValidationDatasetWithAnotherTokenizerOfTheSameSizeIsRefused)
   const std::string e = error_of([&] { Trainer t(cfg, *comm); });
   EXPECT_NE(e.find("other.h5"), std::string::npos) << e;
   EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
+}
+
+// Two datasets with one file stem (en/data.h5, de/data.h5) both reported as val_loss/data: the
+// second overwrote the first in every metrics record.
+TEST_F(MixtureTest, ValidationNamesOfDatasetsWithOneStemDiffer) {
+  fs::create_directories(path("en"));
+  fs::create_directories(path("de"));
+  const auto a = write("en/data.h5", 10), b = write("de/data.h5", 100), c = write("extra.h5", 50);
+  TrainConfig cfg = tiny_train_config(a, path("run"));
+  cfg.data.train.clear();
+  cfg.data.mixture = {a + ":0.5", b + ":0.5"};
+  cfg.data.validate = {c};
+  auto comm = make_self_communicator();
+  Trainer trainer(cfg, *comm);
+  EXPECT_EQ(trainer.validation_names(), (std::vector<std::string>{"en/data", "de/data", "extra"}));
 }
 
 TEST_F(MixtureTest, TrainerReportsValidationLossPerDataset) {

@@ -219,6 +219,9 @@ void config_apply_toml(TrainConfig& cfg, const std::string& text, const std::str
 }
 
 void config_apply_file(TrainConfig& cfg, const std::string& path) {
+  // An ifstream opens a directory and reads it as empty: the run would silently use the defaults.
+  if (std::filesystem::is_directory(path))
+    throw Error(str("config file '", path, "' is a directory: give a TOML file (configs/ has presets)"));
   std::ifstream in(path);
   if (!in) throw Error(str("cannot read config file '", path, "': ", std::filesystem::exists(path) ? "permission denied" : "no such file"));
   std::stringstream ss;

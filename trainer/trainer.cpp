@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <thread>
 #include <tuple>
@@ -122,6 +123,13 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
   }
+  // Metrics key each set by its name (val_loss/<name>): datasets sharing a file stem (en/data.h5,
+  // de/data.h5) take their directory's name too, or one would overwrite the other.
+  std::map<std::string, int> stem_count;
+  for (const auto& v : val_sets_) ++stem_count[v.name];
+  for (auto& v : val_sets_)
+    if (stem_count[v.name] > 1)
+      v.name = std::filesystem::absolute(v.data.path()).parent_path().filename().string() + "/" + v.name;
 
   const int threads = cfg_.training.threads > 0
                           ? int(cfg_.training.threads)

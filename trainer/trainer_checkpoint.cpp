@@ -222,6 +222,21 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
     if (s == saved.end() || s->second != v) changed += str("\n  ", k, ": ", s == saved.end() ? "(absent)" : s->second, " -> ", v);
   }
   if (!changed.empty()) std::cout << "note: this run's config differs from the checkpoint's in:" << changed << "\n";
+  // The global batch is micro_batch x grad_accum x ranks: a different rank count changes it without
+  // any config key changing, and the run silently stops being the one that was checkpointed.
+  const auto saved_int = [&](const char* key, int64_t fallback) {
+    const auto it = saved.find(key);
+    return it == saved.end() ? fallback : std::stoll(it->second);
+  };
+  const int64_t saved_batch = saved_int("training.micro_batch", cfg_.training.micro_batch) *
+                              saved_int("training.grad_accum", cfg_.training.grad_accum) * info.world_size;
+  const int64_t batch = cfg_.training.micro_batch * cfg_.training.grad_accum * comm_.size();
+  if (saved_batch != batch)
+    std::cout << "WARNING: the global batch changes from " << saved_batch << " sequences per step (saved by "
+              << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ") to " << batch << " ("
+              << comm_.size() << " x micro_batch " << cfg_.training.micro_batch << " x grad_accum "
+              << cfg_.training.grad_accum << "): to continue the same run, set training.micro_batch x "
+              << "training.grad_accum x ranks = " << saved_batch << "\n";
   std::cout << std::flush;
 }
 

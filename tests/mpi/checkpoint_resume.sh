@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-rank resume: a 2-rank run checkpointed at step 6 of 12 is resumed at 2 ranks (must equal
 # the uninterrupted run bit for bit), at 1 rank and at 4 ranks (same global batch through the
-# micro-batch; must match within tolerance: the reduction order changes).
+# micro-batch; must match within tolerance: the reduction order changes); at 3 ranks with the same
+# micro-batch it must warn that the global batch changed.
 # usage: checkpoint_resume.sh CAIRN COMPARE CONFIG WORKDIR MPIEXEC [MPIEXEC ARGS...] (without -np)
 set -euo pipefail
 cairn=$1 compare=$2 config=$3 work=$4
@@ -33,4 +34,10 @@ train 1 4 resume1 --resume "$ckpt"
 check resume1 1e-5
 train 4 1 resume4 --resume "$ckpt"
 check resume4 1e-5
+# Another rank count with the same micro-batch changes the global batch (4 -> 6) without any config
+# key changing: resuming must say so; the resumes above keep it and must not.
+train 3 2 resume3 --resume "$ckpt" --set training.steps=7
+grep -q "WARNING: the global batch changes from 4 sequences per step (saved by 2 ranks) to 6" "$work/resume3.log" ||
+  { echo "no warning about the changed global batch"; cat "$work/resume3.log"; exit 1; }
+if grep -q "global batch changes" "$work"/resume[124].log; then echo "warning where the batch is kept"; exit 1; fi
 echo "all resumes match"
