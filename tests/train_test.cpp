@@ -202,6 +202,25 @@ TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
 }
 
+TEST_F(TrainTest, AWarmupAsLongAsTheRunIsSaidAtStart) {
+  const std::string data = write_byte_dataset(path("w.h5"), 30, 3, "warm up slowly, then train. ");
+  auto start_warnings = [&](int64_t steps, double warmup) {
+    TrainConfig c = tiny(data);
+    c.training.steps = steps;
+    c.schedule.warmup = warmup;
+    c.output.run_dir = path(str("run_w", steps, "_", warmup));
+    auto comm = make_self_communicator();
+    Trainer t(c, *comm);
+    testing::internal::CaptureStderr();
+    t.run();
+    return testing::internal::GetCapturedStderr();
+  };
+  const std::string said = "is not shorter than the stage (6 steps): the LR never reaches schedule.lr";
+  EXPECT_NE(start_warnings(6, 10).find(said), std::string::npos);
+  EXPECT_NE(start_warnings(6, 6).find(said), std::string::npos);
+  EXPECT_EQ(start_warnings(6, 5).find("LR warmup"), std::string::npos);
+}
+
 TEST_F(TrainTest, AFinishedRunResumedAutoIsDoneAtItsStepsAndContinuesWithMore) {
   // A resubmitted job (slurm/cairn.sbatch always passes --resume auto) of a finished run.
   const std::string data = write_dataset("f.h5", "finished runs may continue. ", 30);

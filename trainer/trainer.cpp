@@ -380,6 +380,21 @@ void Trainer::print_startup() {
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
+  // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
+  // may want it), but said: the LR line above reads as if the peak were reached.
+  auto check_warmup = [&](int64_t first, int64_t end, const char* which) {
+    const int64_t stage = end - first, w = warmup_steps(cfg_.schedule, stage);
+    if (w >= stage)
+      std::cerr << "WARNING: the LR warmup of " << which << " (" << w << " steps) is not shorter than the stage ("
+                << stage << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
+                << "; lower schedule.warmup or train longer" << std::endl;
+  };
+  if (growth_step_ > 0) {
+    check_warmup(0, growth_step_, "the small model");
+    check_warmup(growth_step_, cfg_.training.steps, "the grown model");
+  } else {
+    check_warmup(cfg_.schedule.stage_start, cfg_.training.steps, "this run");
+  }
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
             << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
             << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
