@@ -129,7 +129,7 @@ TEST_F(TrainTest, SequenceLongerThanTheDataIsAClearError) {
   EXPECT_NE(out.find("needs at least"), std::string::npos) << out;
 }
 
-TEST_F(TrainTest, NonFiniteLossStopsNamingTheStepUnlessSkipped) {
+TEST_F(TrainTest, NonFiniteLossStopsNamingTheStepUnlessSkippedAndNotForever) {
   const std::string data = write_dataset("n.h5", "diverge diverge diverge diverge diverge. ", 40);
   std::string out;
   const std::string blowup = "--set schedule.lr=1e30 --set schedule.warmup=0 --set optimizer.grad_clip=0 --set training.steps=6";
@@ -137,6 +137,9 @@ TEST_F(TrainTest, NonFiniteLossStopsNamingTheStepUnlessSkipped) {
   EXPECT_NE(out.find("non-finite"), std::string::npos) << out;
   EXPECT_NE(out.find("at step"), std::string::npos) << out;
   EXPECT_EQ(cairn(train_args(data, blowup + " --set training.skip_nonfinite=true"), out), 0) << out;
+  // Skipping keeps the diverged weights: a streak of 10 ends the run rather than "completing" it.
+  EXPECT_EQ(cairn(train_args(data, blowup + " --set training.skip_nonfinite=true --set training.steps=20"), out), 1);
+  EXPECT_NE(out.find("10 steps in a row (to step 11)"), std::string::npos) << out;
 }
 
 TEST_F(TrainTest, BadConfigKeyAndBadCommandAreClearErrors) {

@@ -256,7 +256,14 @@ StepResult Trainer::train_step() {
                       "): lower schedule.lr or set training.skip_nonfinite = true to skip such steps"));
     res.skipped = true;
     ++state_.skipped_steps;
+    // Skipping leaves the weights as they were, so a streak means they, not a batch, are broken.
+    if (++skips_in_a_row_ >= kMaxSkipsInARow)
+      throw Error(str(kMaxSkipsInARow, " steps in a row (to step ", state_.step + 1,
+                      ") had a non-finite loss or gradient norm: training.skip_nonfinite skips isolated bad "
+                      "batches, but this run has diverged; resume from an earlier checkpoint with a lower "
+                      "schedule.lr"));
   } else {
+    skips_in_a_row_ = 0;
     optimizer_->step(model_->param_span(), model_->grad_span(), res.lr);
     sync_->gather_params(model_->param_data());
     // The gather wrote parameters other ranks updated, outside the backend's own ops.

@@ -142,6 +142,9 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<LrSchedule> grown_schedule_;  // with growth.at_tokens: from growth_step_ on
+  // Non-finite steps skipped in a row (training.skip_nonfinite), counted from this process's start.
+  static constexpr int kMaxSkipsInARow = 10;
+  int skips_in_a_row_ = 0;
   int64_t growth_step_ = -1;
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
