@@ -201,7 +201,7 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
-static int64_t step_of(const std::string& name) {
+int64_t checkpoint_step(const std::string& name) {
   if (name.size() < 13 || name.rfind("step_", 0) != 0) return -1;
   for (size_t i = 5; i < name.size(); ++i)
     if (name[i] < '0' || name[i] > '9') return -1;
@@ -227,7 +227,7 @@ std::vector<std::string> checkpoint_list(const std::string& root) {
   std::vector<std::pair<int64_t, std::string>> found;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root, ec)) {
-    const int64_t s = step_of(e.path().filename().string());
+    const int64_t s = checkpoint_step(e.path().filename().string());
     if (s >= 0 && e.is_directory()) found.emplace_back(s, e.path().string());
   }
   std::sort(found.rbegin(), found.rend());
@@ -420,7 +420,7 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
     // checkpoint): they are not counted, so `keep` never deletes what was just written.
     int64_t kept = 0;
     for (const auto& dir : checkpoint_list(root)) {
-      if (keep <= 0 || step_of(fs::path(dir).filename().string()) > info.step) continue;
+      if (keep <= 0 || checkpoint_step(fs::path(dir).filename().string()) > info.step) continue;
       if (++kept > keep) fs::remove_all(dir);
     }
     for (const auto& e : fs::directory_iterator(root))

@@ -60,6 +60,8 @@ struct CheckpointInfo {
 
 // "step_00000120".
 std::string checkpoint_name(int64_t step);
+// The step of a checkpoint directory's name (step_XXXXXXXX), or -1 for any other name.
+int64_t checkpoint_step(const std::string& name);
 // Directory named by a checkpoint path: the directory itself, or, for a checkpoint root holding a
 // `latest` pointer, the checkpoint it names.
 std::string checkpoint_resolve(const std::string& path);

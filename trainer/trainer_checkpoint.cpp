@@ -102,7 +102,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   const auto existing = checkpoint_list(checkpoint_dir());
   if (existing.empty()) return;
   const std::string newest = fs::path(existing.front()).filename().string();
-  if (std::stoll(newest.substr(5)) > state_.step)
+  if (checkpoint_step(newest) > state_.step)
     std::cerr << "WARNING: '" << checkpoint_dir() << "' holds checkpoints newer than the resumed step " << state_.step
               << " (newest: " << newest << "); after a stop, --resume auto would continue from them, not from this "
               << "run's: move them away if they belong to an abandoned run" << std::endl;
