@@ -159,14 +159,8 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     if (growth_step_ >= cfg_.training.steps)
       throw Error(str("growth.at_tokens = ", cfg_.growth.at_tokens, " is reached at step ", growth_step_,
                       ", not before training.steps = ", cfg_.training.steps, ": lower it or train longer"));
-    if (cfg_.schedule.stage_start != 0) throw Error("growth.at_tokens and schedule.stage_start cannot be combined");
-    schedule_ = make_schedule(cfg_.schedule, growth_step_);
-    ScheduleConfig grown = cfg_.schedule;
-    grown.stage_start = growth_step_;
-    grown_schedule_ = make_schedule(grown, cfg_.training.steps);
-  } else {
-    schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
   }
+  schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps, growth_step_);
 
   const int64_t T = cfg_.model.seq_len, B = cfg_.training.micro_batch;
   inputs_.resize(size_t(B * T));
@@ -189,16 +183,12 @@ void Trainer::attach_model() {
   flops_per_token_ = training_flops_per_token(cfg_.model);
 }
 
-float Trainer::lr_at(int64_t step) const {
-  return growth_step_ >= 0 && step >= growth_step_ ? grown_schedule_->lr(step) : schedule_->lr(step);
-}
-
 void Trainer::grow(int64_t factor) {
   deepen(factor);
   if (comm_.rank() == 0)
     std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
               << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
-              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
+              << schedule_->stages().back().describe() << std::endl;
 }
 
 void Trainer::deepen(int64_t factor) {
@@ -389,19 +379,12 @@ void Trainer::print_startup() {
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
   // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
   // may want it), but said: the LR line above reads as if the peak were reached.
-  auto check_warmup = [&](int64_t first, int64_t end, const char* which) {
-    const int64_t stage = end - first, w = warmup_steps(cfg_.schedule, stage);
-    if (w >= stage)
-      std::cerr << "WARNING: the LR warmup of " << which << " (" << w << " steps) is not shorter than the stage ("
-                << stage << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
+  for (const auto& stage : schedule_->stages())
+    if (stage.warmup >= stage.end - stage.start)
+      std::cerr << "WARNING: the LR warmup of " << stage.label << " (" << stage.warmup
+                << " steps) is not shorter than the stage (" << stage.end - stage.start
+                << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
                 << "; lower schedule.warmup or train longer" << std::endl;
-  };
-  if (growth_step_ > 0) {
-    check_warmup(0, growth_step_, "the small model");
-    check_warmup(growth_step_, cfg_.training.steps, "the grown model");
-  } else {
-    check_warmup(cfg_.schedule.stage_start, cfg_.training.steps, "this run");
-  }
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
             << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
             << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
