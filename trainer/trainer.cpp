@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <numeric>
 #include <thread>
 #include <tuple>
@@ -106,30 +105,9 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   std::vector<std::string> val_paths;
   for (const auto* ds : data_->datasets()) val_paths.push_back(ds->path());
   val_paths.insert(val_paths.end(), cfg_.data.validate.begin(), cfg_.data.validate.end());
-  const TokenDataset& reference = *data_->datasets().front();
-  for (const auto& path : val_paths) {
-    TokenDataset ds = TokenDataset::open(path);
-    // Two SentencePiece models of one size give different ids: the vocabulary alone proves nothing.
-    if (ds.vocab_size() != data_->vocab_size() || ds.tokenizer_kind() != reference.tokenizer_kind() ||
-        ds.tokenizer_model() != reference.tokenizer_model())
-      throw Error(str("validation dataset '", path, "' (", ds.tokenizer_kind(), " tokenizer, vocabulary ",
-                      ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
-                      reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
-                      "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
-    if (ds.val_tokens() <= cfg_.model.seq_len) {  // no window of T + 1 tokens: nothing to validate on
-      no_validation_.push_back(str("'", path, "' (", ds.val_tokens(), " validation tokens)"));
-      continue;
-    }
-    const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
-    val_sets_.push_back({dataset_name(path), std::move(ds), split});
-  }
-  // Metrics key each set by its name (val_loss/<name>): datasets sharing a file stem (en/data.h5,
-  // de/data.h5) take their directory's name too, or one would overwrite the other.
-  std::map<std::string, int> stem_count;
-  for (const auto& v : val_sets_) ++stem_count[v.name];
-  for (auto& v : val_sets_)
-    if (stem_count[v.name] > 1)
-      v.name = std::filesystem::absolute(v.data.path()).parent_path().filename().string() + "/" + v.name;
+  ValidationSets validation = open_validation_sets(val_paths, *data_->datasets().front(), cfg_.model.seq_len);
+  val_sets_ = std::move(validation.sets);
+  no_validation_ = std::move(validation.unusable);
 
   const int threads = cfg_.training.threads > 0
                           ? int(cfg_.training.threads)
@@ -278,22 +256,11 @@ std::vector<std::string> Trainer::validation_names() const {
 
 double Trainer::validate(size_t set) {
   if (set >= val_sets_.size()) return NAN;
-  const WindowSplit& split = val_sets_[set].split;
-  const TokenDataset& ds = val_sets_[set].data;
-  const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len;
-  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, split.count / B);
-  double sum_count[2] = {0, 0};
-  for (int64_t k = comm_.rank(); k < std::max<int64_t>(batches, 1); k += comm_.size()) {
-    const int64_t rows = batches > 0 ? B : std::min(B, split.count);
-    for (int64_t b = 0; b < rows; ++b) {
-      ds.read(split.start(k * B + b), T + 1, window_.data());
-      split_window(window_, T, inputs_.data() + b * T, targets_.data() + b * T);
-    }
-    sum_count[0] += double(model_->forward_loss(inputs_.data(), targets_.data(), rows)) * double(rows);
-    sum_count[1] += double(rows);
-  }
-  comm_.all_reduce(sum_count, 2, ReduceOp::sum);
-  return sum_count[0] / sum_count[1];
+  const ValidationSet& v = val_sets_[set];
+  const int64_t B = cfg_.training.micro_batch;
+  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, v.split.count / B);
+  const int64_t windows = batches > 0 ? batches * B : std::min(B, v.split.count);
+  return evaluate_windows(*model_, v.data, v.split, windows, B, comm_).loss;
 }
 
 // FNV-1a over the bytes of each row: cheap, and any bit difference shows.

@@ -23,6 +23,7 @@
 #include "trainer/optim/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
+#include "trainer/validation.h"
 #include "util/file_lock.h"
 
 namespace cairn {
@@ -115,12 +116,6 @@ class Trainer {
   void attach_model();  // gradient sync and optimizer of the current model_
   // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
   void deepen(int64_t factor);
-
-  struct ValidationSet {
-    std::string name;
-    TokenDataset data;
-    WindowSplit split;
-  };
 
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
