@@ -7,8 +7,12 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "comm/communicator.h"
 #include "launch/commands.h"
@@ -198,6 +202,54 @@ TEST_F(GrowthRunTest, InRunGrowthDeepensTheModelAndKeepsTraining) {
   for (int s = 6; s < 12; ++s) EXPECT_TRUE(std::isfinite(t.train_step().loss));
   EXPECT_EQ(t.state().step, 12);
   EXPECT_EQ(t.config().model.n_layers, 6);
+}
+
+// What a user plotting metrics.jsonl sees at the growth: the growth step ends a record of the
+// small model (its loss and a val_loss of its own, even off log_every and eval_every), the next
+// record is the grown model's, and the messages count run steps as the records do.
+TEST_F(GrowthRunTest, TheGrowthStepRecordIsTheSmallModelsAndMessagesCountRunSteps) {
+  cfg_.training.steps = 12;
+  cfg_.growth.at_tokens = 5 * 4 * 16 + 1;  // grows after step 6
+  cfg_.training.log_every = 4;             // records at 4, 8, 12
+  cfg_.training.eval_every = 5;            // validation at 5, 10, 12
+  struct Run {
+    std::map<int64_t, nlohmann::json> records;
+    std::string out;
+  };
+  auto run = [&](int64_t factor) {
+    TrainConfig c = cfg_;
+    c.growth.factor = factor;
+    c.output.run_dir = path(str("run_g", factor));
+    auto comm = make_self_communicator();
+    Trainer t(c, *comm);
+    Run r;
+    testing::internal::CaptureStdout();
+    t.run();
+    r.out = testing::internal::GetCapturedStdout();
+    std::ifstream in(c.output.run_dir + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      r.records[j["step"].get<int64_t>()] = j;
+    }
+    return r;
+  };
+  // Growing by 1 keeps the small model: its step-6 values are the small model's whatever the order.
+  const Run same = run(1), grown = run(2);
+  ASSERT_TRUE(grown.records.count(6)) << grown.out;
+  const auto& at = grown.records.at(6);
+  ASSERT_TRUE(at.contains("val_loss")) << at.dump();
+  EXPECT_EQ(at["val_loss"].get<double>(), same.records.at(6)["val_loss"].get<double>());
+  EXPECT_EQ(at["loss"].get<double>(), same.records.at(6)["loss"].get<double>());  // steps 5 and 6 only
+  EXPECT_FALSE(grown.records.count(7));
+  EXPECT_NE(grown.records.at(8)["loss"].get<double>(), same.records.at(8)["loss"].get<double>());
+  // The record line comes before the growth message, and the grown stage's LR is said in run steps.
+  const size_t record = grown.out.find("step 6/12"), message = grown.out.find("G_stack: grew to 4 layers at step 6 (");
+  ASSERT_NE(message, std::string::npos) << grown.out;
+  EXPECT_LT(record, message) << grown.out;
+  EXPECT_NE(grown.out.find("LR from step 6: linear warmup over 1 steps to 0.003, cosine to 0.0003 at step 12",
+                           message),
+            std::string::npos)
+      << grown.out;
 }
 
 TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {

@@ -26,15 +26,15 @@ float WarmupCosine::lr(int64_t step) const {
   return float(cosine_between(peak_, min_, progress));
 }
 
-std::string WarmupCosine::describe() const {
-  return str("linear warmup over ", warmup_, " steps to ", peak_, ", cosine to ", min_, " at step ", total_);
+std::string WarmupCosine::describe(int64_t first_step) const {
+  return str("linear warmup over ", warmup_, " steps to ", peak_, ", cosine to ", min_, " at step ", first_step + total_);
 }
 
 float WarmupConstant::lr(int64_t step) const {
   return step < warmup_ ? warmup_lr(peak_, step, warmup_) : peak_;
 }
 
-std::string WarmupConstant::describe() const {
+std::string WarmupConstant::describe(int64_t) const {
   return str("linear warmup over ", warmup_, " steps to ", peak_, ", then constant");
 }
 
@@ -49,9 +49,9 @@ float Rewarm::lr(int64_t step) const {
   return float(cosine_between(peak_, min_, std::min(1.0, double(step - warmup_) / double(span))));
 }
 
-std::string Rewarm::describe() const {
+std::string Rewarm::describe(int64_t first_step) const {
   return str("re-warm from ", start_, " over ", warmup_, " steps to ", peak_, ", cosine re-decay to ", min_,
-             " at the stage's step ", total_);
+             " at step ", first_step + total_);
 }
 
 Infinite::Infinite(float peak, float const_lr, float min, int64_t warmup_steps, int64_t cooldown_steps,
@@ -78,12 +78,12 @@ float Infinite::lr(int64_t step) const {
   return const_;
 }
 
-std::string Infinite::describe() const {
+std::string Infinite::describe(int64_t first_step) const {
   static const char* names[] = {"cosine", "linear", "inv_sqrt"};
   return str("linear warmup over ", warmup_, " steps to ", peak_, ", ", names[int(shape_)], " cooldown over ",
              cooldown_, " steps to ", const_, ", constant",
-             anneal_start_ >= 0 ? str(", exponential anneal from the stage's step ", anneal_start_, " to ", min_,
-                                      " at step ", total_)
+             anneal_start_ >= 0 ? str(", exponential anneal from step ", first_step + anneal_start_, " to ", min_,
+                                      " at step ", first_step + total_)
                                 : std::string(""));
 }
 
@@ -128,7 +128,7 @@ ScheduleStage make_stage(const ScheduleConfig& cfg, int64_t start, int64_t end, 
 }
 
 std::string ScheduleStage::describe() const {
-  return start == 0 ? schedule->describe() : str(schedule->describe(), " (stage from run step ", start, ")");
+  return start == 0 ? schedule->describe(0) : str("from step ", start, ": ", schedule->describe(start));
 }
 
 StagedSchedule::StagedSchedule(std::vector<ScheduleStage> stages) : stages_(std::move(stages)) {

@@ -21,7 +21,8 @@ class LrSchedule {
   virtual ~LrSchedule() = default;
   // LR of optimizer step `step` (0-based, counted from the stage's start).
   virtual float lr(int64_t step) const = 0;
-  virtual std::string describe() const = 0;
+  // In words, every position a run step: the stage's step 0 is the run's step first_step.
+  virtual std::string describe(int64_t first_step) const = 0;
 };
 
 // Linear warmup from lr/W to lr over W steps, then cosine to lr·min_lr_ratio at total_steps.
@@ -29,7 +30,7 @@ class WarmupCosine final : public LrSchedule {
  public:
   WarmupCosine(float peak, float min_ratio, int64_t warmup_steps, int64_t total_steps);
   float lr(int64_t step) const override;
-  std::string describe() const override;
+  std::string describe(int64_t first_step) const override;
 
  private:
   float peak_, min_;
@@ -41,7 +42,7 @@ class WarmupConstant final : public LrSchedule {
  public:
   WarmupConstant(float peak, int64_t warmup_steps) : peak_(peak), warmup_(warmup_steps) {}
   float lr(int64_t step) const override;
-  std::string describe() const override;
+  std::string describe(int64_t first_step) const override;
 
  private:
   float peak_;
@@ -55,7 +56,7 @@ class Rewarm final : public LrSchedule {
  public:
   Rewarm(float start, float peak, float min, int64_t warmup_steps, int64_t total_steps);
   float lr(int64_t step) const override;
-  std::string describe() const override;
+  std::string describe(int64_t first_step) const override;
 
  private:
   float start_, peak_, min_;
@@ -76,7 +77,7 @@ class Infinite final : public LrSchedule {
   Infinite(float peak, float const_lr, float min, int64_t warmup_steps, int64_t cooldown_steps,
            CooldownShape shape, int64_t anneal_start, int64_t total_steps);
   float lr(int64_t step) const override;
-  std::string describe() const override;
+  std::string describe(int64_t first_step) const override;
 
  private:
   float peak_, const_, min_;
@@ -91,7 +92,7 @@ struct ScheduleStage {
   int64_t warmup = 0;     // warmup steps of the stage
   std::string label;      // whose stage, for messages: "this run", "the small model", "the grown model"
   std::unique_ptr<LrSchedule> schedule;  // queried with step − start
-  std::string describe() const;
+  std::string describe() const;  // positions in run steps, as metrics and messages count them
 };
 
 // A run's LR: the stage holding a step gives it. A step before the first stage takes that stage's

@@ -191,6 +191,12 @@ static void split_window(const std::vector<int32_t>& window, int64_t T, int32_t*
 }
 
 StepResult Trainer::train_step() {
+  const StepResult r = advance();
+  if (grow_due_) grow(cfg_.growth.factor);
+  return r;
+}
+
+StepResult Trainer::advance() {
   const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len, A = cfg_.training.grad_accum;
   const int64_t world = comm_.size(), rank = comm_.rank();
   StepResult res;
@@ -243,8 +249,8 @@ StepResult Trainer::train_step() {
   state_.tokens += global_batch() * T;
   // Growing when the step crosses at_tokens (not whenever tokens >= at_tokens) makes a run resumed
   // after the growth, whose stored config already has the grown depth, not grow again.
-  if (cfg_.growth.at_tokens > 0 && tokens_before_step < cfg_.growth.at_tokens && state_.tokens >= cfg_.growth.at_tokens)
-    grow(cfg_.growth.factor);
+  grow_due_ = cfg_.growth.at_tokens > 0 && tokens_before_step < cfg_.growth.at_tokens &&
+              state_.tokens >= cfg_.growth.at_tokens;
   return res;
 }
 
@@ -329,7 +335,7 @@ void Trainer::run() {
   auto interval_start = start;
   int64_t interval_tokens = 0;
   while (state_.step < cfg_.training.steps) {
-    const StepResult r = train_step();
+    const StepResult r = advance();
     interval_tokens += global_batch() * cfg_.model.seq_len;
     if (!r.skipped) {
       state_.interval_loss += r.loss;
@@ -338,8 +344,12 @@ void Trainer::run() {
     const auto now = clock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     const bool last = state_.step == cfg_.training.steps;
-    const bool do_eval = cfg_.training.eval_every > 0 && (state_.step % cfg_.training.eval_every == 0 || last);
-    if (state_.step % cfg_.training.log_every == 0 || last || do_eval) {
+    // The growth step always ends a record, and it is the small model's: its mean loss covers no
+    // step of the grown model, and its val_loss (evaluated even off eval_every) is the small
+    // model's last. The model grows after it; the next record is the grown model's.
+    const bool do_eval =
+        cfg_.training.eval_every > 0 && (state_.step % cfg_.training.eval_every == 0 || last || grow_due_);
+    if (state_.step % cfg_.training.log_every == 0 || last || do_eval || grow_due_) {
       const double dt = std::chrono::duration<double>(now - interval_start).count();
       const double tps = double(interval_tokens) / dt;
       nlohmann::json rec = {{"step", state_.step},
@@ -367,6 +377,7 @@ void Trainer::run() {
       state_.interval_loss = 0;
       state_.interval_steps = 0;
     }
+    if (grow_due_) grow(cfg_.growth.factor);
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
     log.progress(state_.step, elapsed);
     std::string ckpt;

@@ -84,7 +84,8 @@ class Trainer {
   // naming the directory and the recorded holder, when another process holds it. Does nothing
   // when already held. `cairn train` calls it before resuming; run() releases it.
   void lock_checkpoint_dir();
-  // One optimizer step (exposed for tests).
+  // One optimizer step, then the growth when the step crosses growth.at_tokens (exposed for tests;
+  // run() validates between the two).
   StepResult train_step();
   // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split)
   // of validation set `set`: the training datasets' validation splits in configuration order,
@@ -95,7 +96,7 @@ class Trainer {
   // G_stack in place: the model becomes factor·n_layers layers deep (layer i a copy of layer
   // i mod L), with a fresh optimizer and the schedule restarted from warmup over the remaining
   // steps; config().model.n_layers reports the grown depth (and so does a checkpoint's config).
-  // train_step calls it when this run's tokens cross growth.at_tokens.
+  // train_step and run() call it after the step whose tokens cross growth.at_tokens.
   void grow(int64_t factor);
   // LR of a step: the configured schedule, or with growth.at_tokens the small model's stage
   // [0, growth step) and the grown model's [growth step, training.steps), each from warmup.
@@ -113,6 +114,8 @@ class Trainer {
 
  private:
   void print_startup();
+  // train_step without the growth: sets grow_due_ when this step crossed growth.at_tokens.
+  StepResult advance();
   void attach_model();  // gradient sync and optimizer of the current model_
   // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
   void deepen(int64_t factor);
@@ -140,6 +143,7 @@ class Trainer {
   static constexpr int kMaxSkipsInARow = 10;
   int skips_in_a_row_ = 0;
   int64_t growth_step_ = -1;  // with growth.at_tokens: the step after which the model grows
+  bool grow_due_ = false;     // the last advance() crossed growth.at_tokens
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;
