@@ -17,7 +17,7 @@ mkdir -p $OUT
 [ -f out/de.h5 ] || $CAIRN prepare --input /usr/share/games/fortunes/de --split-on % --out out/de.h5
 COMMON=(--config configs/tiny.toml --set model.dim=64 --set model.ffn_dim=176 --set model.n_layers=4
         --set model.seq_len=64 --set training.micro_batch=8 --set training.eval_every=50
-        --set training.eval_batches=16 --set training.log_every=50 --set training.threads=${THREADS:-1}
+        --set training.eval_windows=128 --set training.log_every=50 --set training.threads=${THREADS:-1}
         --set training.peak_flops=1e10 --set schedule.lr=$LR --set schedule.min_lr_ratio=0.1
         --set output.plot=false)
 run() {  # name, then extra args

@@ -18,13 +18,15 @@ namespace cairn {
 
 static const CommandSpec kEvalSpec{
     "eval",
-    "WEIGHTS_OR_CHECKPOINT --data X.h5 [--data Y.h5 ...] [--split val|train] [--batches N] [--micro-batch B]",
+    "WEIGHTS_OR_CHECKPOINT --data X.h5 [--data Y.h5 ...] [--split val|train] [--windows N] [--micro-batch B]",
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
-    "Windows of seq_len + 1 tokens are taken in order (as training's validation does); under mpirun\n"
-    "or srun the ranks share them.",
+    "Windows of seq_len + 1 tokens are taken in order, as training's validation takes them (the first\n"
+    "training.eval_windows of the val split give its val_loss); under mpirun or srun the ranks share\n"
+    "them. The result does not depend on the rank count or --micro-batch.",
     {{"data", "FILE", "token dataset written by cairn prepare", true},
      {"split", "SPLIT", "val (default: the held-out split) or train"},
-     {"batches", "N", "evaluate the first N micro-batches of windows (default: all windows)"},
+     {"windows", "N", "evaluate the first N windows (default: all windows)"},
+     {"batches", "N", "the first N x micro-batch windows (older form of --windows)"},
      {"micro-batch", "B", "windows per forward pass (default 8)"},
      {"json", "FILE", "also write the results as JSON"}},
     ""};
@@ -38,12 +40,16 @@ int cmd_eval(int argc, char** argv) {
   if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   const std::vector<std::string> data = args.all("data");
   if (data.empty()) throw Error("give at least one --data DATASET.h5");
-  const double batches_arg = args.get_number("batches", 0);
-  if (args.has("batches") && !(batches_arg >= 1 && batches_arg == double(int64_t(batches_arg))))
-    throw Error(str("--batches ", args.get("batches"), " must be a positive integer (leave it out for all windows)"));
-  const int64_t batches = int64_t(batches_arg);
   const int64_t micro_batch = int64_t(args.get_number("micro-batch", 8));
   if (micro_batch <= 0) throw Error("--micro-batch must be positive");
+  if (args.has("windows") && args.has("batches")) throw Error("give --windows or --batches, not both");
+  auto count = [&](const char* name) {  // a positive integer option; 0 (all windows) when absent
+    const double v = args.get_number(name, 0);
+    if (args.has(name) && !(v >= 1 && v <= 1e15 && v == double(int64_t(v))))
+      throw Error(str("--", name, " ", args.get(name), " must be a positive integer (leave it out for all windows)"));
+    return int64_t(v);
+  };
+  const int64_t windows = args.has("batches") ? count("batches") * micro_batch : count("windows");
   const std::string split = args.get("split", "val");
   auto comm = make_communicator(&argc, &argv);
   try {
@@ -56,7 +62,7 @@ int cmd_eval(int argc, char** argv) {
       if (!check_dataset_tokenizer(m.config, ds) && comm->rank() == 0)
         std::cerr << "note: the model's training dataset '" << m.config.data.train
                   << "' is not available, so the tokenizer of " << path << " is not checked against it\n";
-      const EvalResult r = evaluate_dataset(*m.model, ds, split, batches, micro_batch, *comm);
+      const EvalResult r = evaluate_dataset(*m.model, ds, split, windows, micro_batch, *comm);
       if (comm->rank() == 0) {
         std::cout << path << " (" << split << "): loss " << r.loss << "  perplexity " << r.perplexity() << "  ("
                   << r.windows << " windows, " << r.tokens << " tokens" << (comm->size() > 1 ? str(", ", comm->size(), " ranks") : "")

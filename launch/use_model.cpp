@@ -117,7 +117,7 @@ std::string IncrementalDecoder::advance(bool final) {
   return fresh;
 }
 
-EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split, int64_t batches,
+EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split, int64_t windows,
                             int64_t micro_batch, Communicator& comm) {
   if (split != "val" && split != "train") throw Error(str("--split ", split, " must be \"val\" or \"train\""));
   if (micro_batch <= 0 || micro_batch > model.max_batch())
@@ -126,9 +126,8 @@ EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std
   if (ds.vocab_size() > V)
     throw Error(str("dataset '", ds.path(), "' has vocabulary ", ds.vocab_size(), " but the model ", V,
                     ": it was not prepared with the model's tokenizer"));
-  const WindowSplit windows = split == "val" ? val_windows(ds, T) : train_windows(ds, T);
-  const int64_t used = batches > 0 ? std::min(windows.count, batches * micro_batch) : windows.count;
-  EvalResult r = evaluate_windows(model, ds, windows, used, micro_batch, comm);
+  const WindowSplit all = split == "val" ? val_windows(ds, T) : train_windows(ds, T);
+  EvalResult r = evaluate_windows(model, ds, all, windows > 0 ? std::min(windows, all.count) : all.count, micro_batch, comm);
   r.split = split;
   return r;
 }

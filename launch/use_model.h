@@ -63,11 +63,11 @@ class IncrementalDecoder {
   std::string emitted_;  // decode(context) followed by every returned piece
 };
 
-// Mean loss over the split's windows ("val" or "train", taken in order) of `ds`: the first
-// batches·micro_batch windows, or all when batches <= 0, with the ranks sharing them
+// Collective: mean loss over the split's windows ("val" or "train", taken in order) of `ds`: the
+// first `windows` of them (all when fewer, or when windows <= 0), with the ranks sharing them
 // (evaluate_windows), so every rank returns the same result. Throws Error for a bad split,
 // micro-batch (model.max_batch() >= micro_batch) or vocabulary.
 EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split,
-                            int64_t batches, int64_t micro_batch, Communicator& comm);
+                            int64_t windows, int64_t micro_batch, Communicator& comm);
 
 }  // namespace cairn

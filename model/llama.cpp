@@ -294,6 +294,16 @@ float LlamaModel::forward_loss(const int32_t* inputs, const int32_t* targets, in
   return mean_of(be_, losses_.data(), N);
 }
 
+std::vector<float> LlamaModel::forward_token_losses(const int32_t* inputs, const int32_t* targets, int64_t B) {
+  upload_tokens(inputs, targets, B);
+  forward(B);
+  const int64_t N = B * cfg_.seq_len;
+  be_.crossentropy_forward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size);
+  std::vector<float> host(static_cast<size_t>(N));
+  be_.copy_to_host(host.data(), losses_.data(), N * 4);
+  return host;
+}
+
 std::vector<float> LlamaModel::forward_logits(const int32_t* inputs, int64_t B) {
   upload_tokens(inputs, nullptr, B);
   forward(B);

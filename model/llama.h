@@ -78,6 +78,10 @@ class LlamaModel {
   float forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale);
   // Mean loss without gradients (validation).
   float forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B);
+  // The loss of every target without gradients: [B, T] (host copy). A sequence's losses do not
+  // depend on the others in its batch, up to rounding (a GEMM of another height may round
+  // differently).
+  std::vector<float> forward_token_losses(const int32_t* inputs, const int32_t* targets, int64_t B);
   // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
   std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
 

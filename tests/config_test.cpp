@@ -96,6 +96,30 @@ TEST(Config, PrecisionIsCheckedAgainstTheDevice) {
   EXPECT_EQ(c.training.precision, "bf16");
 }
 
+// Configs written before training.eval_windows (presets people copied, configs stored in
+// checkpoints and weights files) still load: eval_batches is read and rewritten as the windows it
+// meant, with a note; it is never written again, and both together are refused.
+TEST(Config, TheDeprecatedEvalBatchesOfOldConfigsBecomesEvalWindows) {
+  TrainConfig c;
+  config_apply_toml(c, "[training]\nmicro_batch = 4\neval_batches = 3\n", "old.toml");
+  c.data.train = "x.h5";
+  config_validate(c);
+  const auto notes = config_upgrade(c);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("set training.eval_windows = 12 instead"), std::string::npos) << notes[0];
+  EXPECT_EQ(c.training.eval_windows, 12);
+  EXPECT_TRUE(config_upgrade(c).empty());
+  const std::string text = config_to_toml(c);
+  EXPECT_EQ(text.find("eval_batches"), std::string::npos) << text;
+  EXPECT_NE(text.find("eval_windows = 12\n"), std::string::npos) << text;
+  EXPECT_EQ(config_describe().find("eval_batches"), std::string::npos);
+
+  TrainConfig both;
+  config_apply_toml(both, "[training]\neval_batches = 3\neval_windows = 10\n", "both.toml");
+  both.data.train = "x.h5";
+  EXPECT_NE(error_of([&] { config_validate(both); }).find("remove eval_batches"), std::string::npos);
+}
+
 TEST(Config, PrintedConfigReadsBackIdentically) {
   TrainConfig c;
   config_apply_toml(c, "[optimizer]\nbeta2 = 0.95\n[schedule]\nlr = 0.0003\n[model]\nlinear = \"lowrank\"\n", "t");

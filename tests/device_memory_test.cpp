@@ -35,7 +35,7 @@ class DeviceMemoryTest : public ScratchDirTest {
     TrainConfig c = tiny_train_config(path("data.h5"), path(run));
     c.training.steps = 6;
     c.training.eval_every = 3;
-    c.training.eval_batches = 2;
+    c.training.eval_windows = 4;
     c.checkpoint.every = 3;
     return c;
   }

@@ -306,11 +306,12 @@ TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
   load(0, 4);
   model->zero_grads();
   const double train_loss = model->forward_backward(in.data(), tg.data(), 4, 1.0f);
-  EvalResult r = evaluate_dataset(*model, ds, "train", 1, 4, *comm);
+  EvalResult r = evaluate_dataset(*model, ds, "train", 4, 4, *comm);
   EXPECT_EQ(r.windows, 4);
   EXPECT_EQ(r.tokens, 4 * T);
   EXPECT_NEAR(r.loss, train_loss, 1e-6);
-  EXPECT_NEAR(r.perplexity(), std::exp(train_loss), 1e-4);
+  // (relative: train_loss is a float, the evaluation sums in double)
+  EXPECT_NEAR(r.perplexity(), std::exp(train_loss), 1e-6 * std::exp(train_loss));
 
   // Micro-batches of 3 over 9 windows (the last one partial) = the mean of per-window losses.
   double sum = 0;
@@ -318,7 +319,7 @@ TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
     load(i, 1);
     sum += model->forward_loss(in.data(), tg.data(), 1);
   }
-  r = evaluate_dataset(*model, ds, "train", 3, 3, *comm);
+  r = evaluate_dataset(*model, ds, "train", 9, 3, *comm);
   EXPECT_EQ(r.windows, 9);
   EXPECT_NEAR(r.loss, sum / 9, 1e-6);
   r = evaluate_dataset(*model, ds, "train", 0, 4, *comm);  // every window
@@ -352,6 +353,21 @@ TEST_F(UseModelTest, EvalEqualsTrainingLossOnTheSameWindows) {
   EXPECT_NE(error_of([&] { evaluate_dataset(small, ds, "val", 0, 2, *comm); }).find("vocabulary"), std::string::npos);
 }
 
+// Weights and checkpoints store their run's config; those written before training.eval_windows
+// carry training.eval_batches, and eval, generate and model.init_from must still read them.
+TEST_F(UseModelTest, AStoredConfigWithTheDeprecatedEvalBatchesStillLoads) {
+  write_dataset();
+  auto model = make_model(2);
+  std::string stored = config_to_toml(cfg_);
+  const size_t at = stored.find("eval_windows = ");
+  ASSERT_NE(at, std::string::npos);
+  stored.replace(at, stored.find('\n', at) - at, "eval_batches = 8");
+  save_model_weights(*model, path("old.h5"), stored);
+  const TrainedModel m = load_trained_model(path("old.h5"), 2);
+  EXPECT_EQ(m.config.training.eval_batches, 8);
+  EXPECT_EQ(m.model->params().total(), model->params().total());
+}
+
 int run(int (*cmd)(int, char**), std::vector<std::string> args) {
   args.insert(args.begin(), {"cairn", "cmd"});
   std::vector<char*> argv;
@@ -368,9 +384,19 @@ TEST_F(UseModelTest, EvalAndGenerateCommands) {
   const auto j = nlohmann::json::parse(std::ifstream(path("eval.json")));
   ASSERT_EQ(j["results"].size(), 2u);
   auto comm = make_self_communicator();
-  const EvalResult r = evaluate_dataset(*model, TokenDataset::open(path("data.h5")), "train", 2, 3, *comm);
+  const EvalResult r = evaluate_dataset(*model, TokenDataset::open(path("data.h5")), "train", 6, 3, *comm);
   EXPECT_EQ(j["results"][1]["windows"], 6);
   EXPECT_DOUBLE_EQ(j["results"][1]["loss"].get<double>(), r.loss);
+  // --windows N: the first N windows, the number training.eval_windows names.
+  ASSERT_EQ(run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--split", "train", "--windows", "5",
+                           "--micro-batch", "2", "--json", path("eval5.json")}),
+            0);
+  const auto j5 = nlohmann::json::parse(std::ifstream(path("eval5.json")));
+  EXPECT_EQ(j5["results"][0]["windows"], 5);
+  EXPECT_NE(error_of([&] {
+              run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--windows", "5", "--batches", "1"});
+            }).find("--windows or --batches"),
+            std::string::npos);
 
   // Greedy generation prints the prompt and then the decoded greedy continuation.
   testing::internal::CaptureStdout();

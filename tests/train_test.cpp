@@ -3,6 +3,7 @@
 // non-zero exit (run through the real binary).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -203,6 +204,26 @@ TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
     EXPECT_EQ(line.find("val_loss"), std::string::npos) << line;
   EXPECT_EQ(records, 4);
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
+}
+
+// val_loss is the loss of training.eval_windows windows whatever the micro-batch (the last one
+// partial or not): runs with other batch sizes can be compared by it. Equal to rounding only: the
+// BLAS rounds a GEMM of another height differently (bit for bit across rank counts: trainer_mpi).
+TEST_F(TrainTest, ValidationLossDependsOnTheWindowsNotTheMicroBatch) {
+  const std::string data = write_byte_dataset(path("v.h5"), 40, 8, "held-out windows are the same windows. ");
+  auto val = [&](int64_t micro_batch, int64_t windows) {
+    TrainConfig c = tiny(data);
+    c.training.micro_batch = micro_batch;
+    c.training.eval_windows = windows;
+    auto comm = make_self_communicator();
+    Trainer t(c, *comm);  // the same training.seed: the same initial weights at any micro-batch
+    return t.validate();
+  };
+  const double v = val(2, 7);
+  ASSERT_TRUE(std::isfinite(v));
+  for (int64_t b : {1, 3, 7, 16}) EXPECT_NEAR(val(b, 7), v, 1e-6 * v) << "micro_batch " << b;
+  EXPECT_GT(std::abs(val(2, 6) - v), 1e-5 * v);               // the windows decide it
+  EXPECT_NEAR(val(4, 100000), val(3, 100000), 1e-6 * v);      // more than the split holds: all of them
 }
 
 TEST_F(TrainTest, AWarmupAsLongAsTheRunIsSaidAtStart) {

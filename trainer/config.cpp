@@ -26,6 +26,9 @@ struct Key {
   std::string name;  // "section.key"
   Field field;
   std::string doc;
+  // Read from old configs (stored ones included) and rewritten by config_upgrade; never written
+  // or listed.
+  bool deprecated = false;
 };
 
 // The one table of keys. Adding a field to TrainConfig means adding one line here.
@@ -88,7 +91,9 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.reset_optimizer", &t.reset_optimizer, "on --resume: fresh optimizer state (weights and step kept)"},
       {"training.log_every", &t.log_every, "steps between log lines"},
       {"training.eval_every", &t.eval_every, "steps between validations (0: off)"},
-      {"training.eval_batches", &t.eval_batches, "micro-batches per validation"},
+      {"training.eval_windows", &t.eval_windows,
+       "windows of seq_len + 1 tokens per validation set and evaluation (all when fewer), shared by the ranks"},
+      {"training.eval_batches", &t.eval_batches, "deprecated: eval_batches x micro_batch windows", true},
       {"training.skip_nonfinite", &t.skip_nonfinite,
        "skip steps with non-finite loss instead of stopping (10 in a row still stop the run)"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
@@ -121,7 +126,7 @@ Key* find_key(std::vector<Key>& keys, const std::string& name) {
   std::string section = name.substr(0, name.find('.'));
   std::string known;
   for (const auto& k : keys_of(probe))
-    if (k.name.rfind(section + ".", 0) == 0) known += (known.empty() ? "" : ", ") + k.name;
+    if (k.name.rfind(section + ".", 0) == 0 && !k.deprecated) known += (known.empty() ? "" : ", ") + k.name;
   throw Error(str("unknown config key '", name, "' in ", origin,
                   known.empty() ? std::string("") : str(" (keys of [", section, "]: ", known, ")")));
 }
@@ -252,6 +257,7 @@ std::string config_to_toml(const TrainConfig& cfg) {
   std::ostringstream os;
   std::string section = "";
   for (const auto& k : keys_of(copy)) {
+    if (k.deprecated) continue;
     const auto dot = k.name.find('.');
     const std::string sec = dot == std::string::npos ? "" : k.name.substr(0, dot);
     const std::string leaf = dot == std::string::npos ? k.name : k.name.substr(dot + 1);
@@ -295,7 +301,12 @@ void config_validate(const TrainConfig& c) {
   if (t.steps <= 0) throw Error("training.steps must be positive");
   if (t.log_every <= 0) throw Error("training.log_every must be positive");
   if (t.eval_every < 0) throw Error("training.eval_every must be 0 (off) or positive");
-  if (t.eval_batches <= 0) throw Error("training.eval_batches must be positive");
+  if (t.eval_windows <= 0) throw Error("training.eval_windows must be positive");
+  if (t.eval_batches < 0) throw Error("training.eval_batches (deprecated) must not be negative: set training.eval_windows instead");
+  if (t.eval_batches > 0 && t.eval_windows != TrainingConfig{}.eval_windows)
+    throw Error(str("training.eval_batches (deprecated) and training.eval_windows are both set: remove eval_batches (",
+                    t.eval_batches, " x micro_batch ", t.micro_batch, " = ", t.eval_batches * t.micro_batch,
+                    " windows) and keep training.eval_windows"));
   if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
   if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");
   if (!(c.schedule.lr > 0) || !std::isfinite(c.schedule.lr)) throw Error("schedule.lr must be positive and finite");
@@ -328,6 +339,21 @@ void config_validate(const TrainConfig& c) {
     throw Error("optimizer.residual_form must be \"code\" or \"paper\"");
 }
 
+std::vector<std::string> config_upgrade(TrainConfig& c) {
+  std::vector<std::string> notes;
+  auto& t = c.training;
+  if (t.eval_batches > 0) {
+    const int64_t windows = t.eval_batches * t.micro_batch;
+    notes.push_back(str("training.eval_batches = ", t.eval_batches, " is deprecated (it made val_loss depend on ",
+                        "micro_batch and the rank count): read as training.eval_windows = ", windows, " (",
+                        t.eval_batches, " x micro_batch ", t.micro_batch, "); set training.eval_windows = ", windows,
+                        " instead"));
+    t.eval_windows = windows;
+    t.eval_batches = 0;
+  }
+  return notes;
+}
+
 TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides) {
   TrainConfig cfg;
   if (!path.empty()) config_apply_file(cfg, path);
@@ -340,6 +366,7 @@ std::string config_describe() {
   TrainConfig defaults;
   std::ostringstream os;
   for (const auto& k : keys_of(defaults)) {
+    if (k.deprecated) continue;
     std::string line = "  " + k.name + " = " + format_field(k.field);
     if (line.size() < 44) line.resize(44, ' ');
     os << line << "  " << k.doc << "\n";

@@ -23,6 +23,10 @@ std::string config_to_toml(const TrainConfig& cfg);
 TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides);
 // Cross-field checks (throws Error naming the key).
 void config_validate(const TrainConfig& cfg);
+// Rewrites deprecated keys of an old config into their replacements (training.eval_batches into
+// training.eval_windows = eval_batches x micro_batch); returns one note per rewritten key for the
+// user. Call after config_validate.
+std::vector<std::string> config_upgrade(TrainConfig& cfg);
 // "key  (type)  meaning" lines for --help.
 std::string config_describe();
 

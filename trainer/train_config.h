@@ -63,7 +63,8 @@ struct TrainingConfig {
   bool reset_optimizer = false;  // on --resume: start the optimizer state fresh (keep weights and step)
   int64_t log_every = 10;
   int64_t eval_every = 100;      // 0 disables periodic validation
-  int64_t eval_batches = 8;      // validation micro-batches per evaluation
+  int64_t eval_windows = 64;     // windows of seq_len + 1 tokens per validation set (all when fewer)
+  int64_t eval_batches = 0;      // deprecated (old configs): eval_batches x micro_batch windows; 0: unset
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
   double peak_flops = 0;         // for MFU; 0: measure the fp32 GEMM peak at start

@@ -100,6 +100,7 @@ static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) 
 
 Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : cfg_(std::move(cfg)), comm_(comm) {
   config_validate(cfg_);
+  config_notes_ = config_upgrade(cfg_);
   data_ = make_training_data(cfg_.data.train, cfg_.data.mixture, cfg_.model.seq_len, cfg_.data.seed);
   cfg_ = resolve(cfg_, *data_);
   std::vector<std::string> val_paths;
@@ -263,10 +264,8 @@ std::vector<std::string> Trainer::validation_names() const {
 double Trainer::validate(size_t set) {
   if (set >= val_sets_.size()) return NAN;
   const ValidationSet& v = val_sets_[set];
-  const int64_t B = cfg_.training.micro_batch;
-  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, v.split.count / B);
-  const int64_t windows = batches > 0 ? batches * B : std::min(B, v.split.count);
-  return evaluate_windows(*model_, v.data, v.split, windows, B, comm_).loss;
+  const int64_t windows = std::min(cfg_.training.eval_windows, v.split.count);
+  return evaluate_windows(*model_, v.data, v.split, windows, cfg_.training.micro_batch, comm_).loss;
 }
 
 // FNV-1a over the bytes of each row: cheap, and any bit difference shows.

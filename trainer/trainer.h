@@ -87,9 +87,10 @@ class Trainer {
   // One optimizer step, then the growth when the step crosses growth.at_tokens (exposed for tests;
   // run() validates between the two).
   StepResult train_step();
-  // Mean validation loss over training.eval_batches micro-batches (NaN without a validation split)
-  // of validation set `set`: the training datasets' validation splits in configuration order,
-  // then data.validate's.
+  // Collective: mean validation loss over the first training.eval_windows windows (all when
+  // fewer; NaN without a validation split) of validation set `set`: the training datasets'
+  // validation splits in configuration order, then data.validate's. The same for any rank count
+  // and micro_batch (evaluate_windows).
   double validate(size_t set = 0);
   // Names (file stems) of the validation sets.
   std::vector<std::string> validation_names() const;
@@ -152,6 +153,7 @@ class Trainer {
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
   bool locked_ = false;             // on every rank: lock_checkpoint_dir() succeeded
   std::string init_weights_;  // the weights file model.init_from named
+  std::vector<std::string> config_notes_;  // deprecated keys rewritten (config_upgrade), said at start
 };
 
 // Global L2 norm of grads[0, n); when clip > 0 and the norm exceeds it, scales grads to norm clip.

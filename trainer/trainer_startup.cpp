@@ -14,6 +14,7 @@ void Trainer::print_startup() {
   if (comm_.rank() != 0) return;
   const auto& t = model_->params();
   std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
+  for (const auto& note : config_notes_) std::cerr << "WARNING: " << note << std::endl;
   std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
             << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
             << ", seq " << cfg_.model.seq_len << ": " << t.count() << " parameters ("

@@ -17,27 +17,39 @@ EvalResult evaluate_windows(LlamaModel& model, const TokenDataset& ds, const Win
                             int64_t micro_batch, Communicator& comm) {
   CAIRN_ASSERT(windows >= 0 && windows <= split.count && micro_batch > 0 && micro_batch <= model.max_batch(),
                "windows ", windows, " of ", split.count, ", micro_batch ", micro_batch);
-  const int64_t T = model.config().seq_len;
-  const int64_t num_batches = (windows + micro_batch - 1) / micro_batch;
+  const int64_t T = model.config().seq_len, P = comm.size(), r = comm.rank();
   std::vector<int32_t> inputs(size_t(micro_batch * T)), targets(size_t(micro_batch * T)), window(size_t(T + 1));
-  double sums[2] = {0, 0};  // loss·tokens, tokens
-  for (int64_t k = comm.rank(); k < num_batches; k += comm.size()) {
-    const int64_t rows = std::min(micro_batch, windows - k * micro_batch);
-    for (int64_t b = 0; b < rows; ++b) {
-      ds.read(split.start(k * micro_batch + b), T + 1, window.data());
-      std::copy_n(window.begin(), T, inputs.begin() + b * T);
-      std::copy_n(window.begin() + 1, T, targets.begin() + b * T);
+  std::vector<double> loss(size_t(std::min(windows, kEvalChunk)));  // per window of the chunk
+  double total = 0;
+  for (int64_t first = 0; first < windows; first += kEvalChunk) {
+    const int64_t n = std::min(kEvalChunk, windows - first);
+    std::fill(loss.begin(), loss.end(), 0.0);
+    // Micro-batch k of the chunk (the last one partial) on rank k mod P: the same batches for any
+    // number of ranks.
+    for (int64_t w = r * micro_batch; w < n; w += P * micro_batch) {
+      const int64_t rows = std::min(micro_batch, n - w);
+      for (int64_t b = 0; b < rows; ++b) {
+        ds.read(split.start(first + w + b), T + 1, window.data());
+        std::copy_n(window.begin(), T, inputs.begin() + b * T);
+        std::copy_n(window.begin() + 1, T, targets.begin() + b * T);
+      }
+      const std::vector<float> token_loss = model.forward_token_losses(inputs.data(), targets.data(), rows);
+      for (int64_t b = 0; b < rows; ++b) {
+        double sum = 0;
+        for (int64_t t = 0; t < T; ++t) sum += token_loss[size_t(b * T + t)];
+        loss[size_t(w + b)] = sum;
+      }
     }
-    sums[0] += double(model.forward_loss(inputs.data(), targets.data(), rows)) * double(rows * T);
-    sums[1] += double(rows * T);
+    // Every window's sum comes from one rank and zeros from the others: exact, whatever the ranks.
+    comm.all_reduce(loss.data(), n, ReduceOp::sum);
+    for (int64_t w = 0; w < n; ++w) total += loss[size_t(w)];
   }
-  comm.all_reduce(sums, 2, ReduceOp::sum);
-  EvalResult r;
-  r.dataset = ds.path();
-  r.windows = windows;
-  r.tokens = int64_t(sums[1]);
-  r.loss = sums[0] / sums[1];
-  return r;
+  EvalResult res;
+  res.dataset = ds.path();
+  res.windows = windows;
+  res.tokens = windows * T;
+  res.loss = total / double(res.tokens);
+  return res;
 }
 
 ValidationSets open_validation_sets(const std::vector<std::string>& paths, const TokenDataset& reference,

@@ -22,9 +22,14 @@ struct EvalResult {
 };
 
 // Collective: mean loss over the first `windows` (≤ split.count) windows of `split` in `ds`, taken
-// in order in micro-batches of micro_batch windows (the last one partial). Micro-batch k goes to
-// rank k mod size; sums are all-reduced, so every rank returns the same result. Fills every field
-// but `split`. model.max_batch() >= micro_batch.
+// in order, in chunks of kEvalChunk windows cut into micro-batches of micro_batch windows (the last
+// one partial), micro-batch k of a chunk on rank k mod size. Each window's loss sum is shared with
+// every rank and the sums are added in window order, so every rank returns the same result, and
+// the same bit for bit for any number of ranks. Another micro_batch changes it only by rounding: a
+// BLAS may round a sequence's products differently in a GEMM of another height (CPU: about 1e-7
+// relative). Memory: one chunk of sums. Fills every field but `split`; 0 windows give a NaN loss.
+// model.max_batch() >= micro_batch.
+inline constexpr int64_t kEvalChunk = 4096;
 EvalResult evaluate_windows(LlamaModel& model, const TokenDataset& ds, const WindowSplit& split, int64_t windows,
                             int64_t micro_batch, Communicator& comm);
 

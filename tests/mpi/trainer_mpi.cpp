@@ -1,6 +1,7 @@
 // Data-parallel training under mpirun (see trainer.cmake): N ranks with micro-batch b match one
 // rank with micro-batch N·b, ZeRO-1 matches replicated optimizer state bit for bit, and the
-// cross-rank parameter check names a deliberately perturbed parameter. With --device=cuda the same
+// cross-rank parameter check names a deliberately perturbed parameter, and validation gives one
+// rank's value. With --device=cuda the same
 // tests run on one GPU per rank with NCCL (exit 77, skipped, without a GPU for every local rank).
 #include <gtest/gtest.h>
 
@@ -84,6 +85,36 @@ TEST(TrainerMpi, ZeroOneShardsOptimizerState) {
   EXPECT_EQ(total, double(replicated.optimizer().state_bytes()));
   // Balanced by size: no rank holds more than twice its share.
   EXPECT_LT(mine, 2.0 * total / world->size());
+}
+
+// val_loss is comparable across rank counts and batch sizes: after training on N ranks, each rank
+// alone with the same weights validates to the same value, bit for bit at the same micro-batch on
+// the CPU (a GPU's GEMMs may differ in rounding), and to rounding at another micro-batch.
+TEST(TrainerMpi, ValidationMatchesOneRank) {
+  for (int64_t windows : {7, 1000}) {  // some windows, the last micro-batch partial; all of them
+    TrainConfig cfg = tiny_config();
+    cfg.training.eval_windows = windows;
+    Trainer dp(cfg, *world);
+    for (int s = 0; s < 2; ++s) dp.train_step();
+    const double shared = dp.validate();
+    ASSERT_TRUE(std::isfinite(shared));
+    std::vector<float> params(static_cast<size_t>(dp.model().params().total()));
+    dp.model().backend().copy_to_host(params.data(), dp.model().param_data(), int64_t(params.size()) * 4);
+    for (int64_t micro_batch : {cfg.training.micro_batch, int64_t(3)}) {
+      cfg.training.micro_batch = micro_batch;
+      auto self = make_self_communicator();
+      Trainer alone(cfg, *self);
+      LlamaModel& m = alone.model();
+      ASSERT_EQ(m.params().total(), int64_t(params.size()));
+      m.backend().copy_to_device(m.param_data(), params.data(), int64_t(params.size()) * 4);
+      m.backend().parameters_changed(m.param_data(), int64_t(params.size()));
+      const double v = alone.validate();
+      if (device == "cpu" && micro_batch == tiny_config().training.micro_batch)
+        EXPECT_EQ(v, shared) << "eval_windows " << windows;
+      else
+        EXPECT_NEAR(v, shared, 1e-6 * shared) << "eval_windows " << windows << ", micro_batch " << micro_batch;
+    }
+  }
 }
 
 TEST(TrainerMpi, ConsistencyCheckNamesThePerturbedParameter) {
