@@ -5,6 +5,8 @@
 # usage: launch/cairn-mpirun.sh [-n RANKS] [--hostfile FILE] [--per-node R] [--net-if IF] [--bind core|none]
 #                               [--] CAIRN_ARGS...      e.g. ... -n 2 -- train --config configs/tiny.toml
 # env:   CAIRN_BIN (default: build/cairn beside this script), CAIRN_MPIRUN (default: mpirun)
+#        CAIRN_PROGRESS  0 turns cairn's progress bar off; set to 0 here when this script's output is
+#                        not a terminal (mpirun gives each rank a pty: the bar would fill the log)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 ranks=2 hostfile="" per_node="" net_if="" bind=none
@@ -23,7 +25,9 @@ done
 bin=${CAIRN_BIN:-$here/build/cairn}
 [ -x "$bin" ] || { echo "cairn-mpirun: $bin not found: build it with tools/setup.sh or set CAIRN_BIN" >&2; exit 2; }
 
+[ -t 1 ] || export CAIRN_PROGRESS=0
 cmd=("${CAIRN_MPIRUN:-mpirun}" -np "$ranks" --bind-to "$bind")
+[ -n "${CAIRN_PROGRESS:-}" ] && cmd+=(-x CAIRN_PROGRESS)  # also to ranks on other hosts
 [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
 # A single host with more ranks than cores is fine for cairn (it splits threads per rank).
 [ -z "$hostfile" ] && cmd+=(--oversubscribe)

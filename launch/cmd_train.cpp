@@ -1,4 +1,5 @@
 // `cairn train`: one data-parallel rank of a training run (alone, or under mpirun / srun).
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -28,7 +29,8 @@ static const CommandSpec kTrainSpec{
     "With --resume auto, a run whose COMPLETE records training.steps exits 0 at once (nothing to do);\n"
     "given more training.steps it continues from the checkpoint of its last step.\n"
     "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
-    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"};
+    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"
+    "CAIRN_PROGRESS=0 turns the progress bar off (output.progress = false).\n"};
 
 // The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
 static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {
@@ -53,7 +55,10 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
-  const TrainConfig cfg = config_load(args.get("config"), args.all("set"));
+  TrainConfig cfg = config_load(args.get("config"), args.all("set"));
+  // Set by launch/cairn-mpirun.sh and slurm/launch.sh when their own output is not a terminal:
+  // mpirun gives each rank a pty, so the bar's escape codes would fill the log file.
+  if (const char* p = std::getenv("CAIRN_PROGRESS"); p && std::string(p) == "0") cfg.output.progress = false;
   CommOptions comm_options;
   comm_options.timeout_seconds = cfg.training.comm_timeout_s;
   auto comm = make_communicator(&argc, &argv, comm_options);

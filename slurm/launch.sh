@@ -11,6 +11,8 @@
 #        CAIRN_MPIRUN        the mpirun executable (default mpirun)
 #        CAIRN_MPIRUN_ARGS   extra mpirun arguments (word-split), e.g. "--mca btl ^openib"
 #        CAIRN_NET_IF        network interface(s) for MPI traffic, e.g. ib0 or eth0,eth1 (Open MPI)
+#        CAIRN_PROGRESS      0 turns cairn's progress bar off; set to 0 here when this script's output
+#                            is not a terminal (mpirun gives each rank a pty: the bar would fill the log)
 set -euo pipefail
 fail() { echo "launch.sh: error: $*" >&2; exit 2; }
 [ $# -ge 1 ] || fail "usage: launch.sh COMMAND [ARGS...]"
@@ -32,6 +34,8 @@ if [ -n "${CAIRN_NET_IF:-}" ]; then
   export OMPI_MCA_btl_tcp_if_include=$CAIRN_NET_IF OMPI_MCA_oob_tcp_if_include=$CAIRN_NET_IF
 fi
 
+[ -t 1 ] || export CAIRN_PROGRESS=0
+
 launcher=${CAIRN_LAUNCHER:-srun}
 echo "launch.sh: $size ranks on $nodes node(s), $per_node per node, through $launcher"
 case $launcher in
@@ -41,7 +45,9 @@ case $launcher in
               --ntasks-per-node="$per_node" ${CAIRN_SRUN_ARGS:-} "$@" ;;
   mpirun)
     # Inside an allocation Open MPI reads the nodes from Slurm and starts its daemons through srun.
+    mpirun_args=(-np "$size" --map-by "ppr:$per_node:node")
+    [ -n "${CAIRN_PROGRESS:-}" ] && mpirun_args+=(-x CAIRN_PROGRESS)  # also to ranks on other nodes
     # shellcheck disable=SC2086
-    exec "${CAIRN_MPIRUN:-mpirun}" -np "$size" --map-by "ppr:$per_node:node" ${CAIRN_MPIRUN_ARGS:-} "$@" ;;
+    exec "${CAIRN_MPIRUN:-mpirun}" "${mpirun_args[@]}" ${CAIRN_MPIRUN_ARGS:-} "$@" ;;
   *) fail "CAIRN_LAUNCHER='$launcher': use srun or mpirun" ;;
 esac

@@ -6,6 +6,7 @@
 #            bit, that of the same run under plain `mpirun -np 2` without Slurm.
 #            Resubmitted, the finished run ends at once at the same training.steps and continues
 #            from its last checkpoint with more.
+#            Its job log carries no progress-bar escape codes.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
@@ -80,6 +81,7 @@ if [ "$mode" = requeue ]; then
   echo "slurm_test: resumed from step $resumed; the job's own account:"
   grep -E '^(cairn.sbatch|launch.sh|mpirun)|resumed from|checkpoint|CANCELLED' "$work/job.out" | sed 's/^/  | /'
   [ -f "$work/run/COMPLETE" ] || fail "no $work/run/COMPLETE"
+  ! grep -q $'\033' "$work/job.out" || fail "the job log holds terminal escape codes (the progress bar)"
 
   # The same run without Slurm, uninterrupted.
   ref_args=(--config "$src/configs/tiny-test.toml" --set output.run_dir="$work/ref")
