@@ -47,6 +47,7 @@ case $launcher in
     # Inside an allocation Open MPI reads the nodes from Slurm and starts its daemons through srun.
     mpirun_args=(-np "$size" --map-by "ppr:$per_node:node")
     [ -n "${CAIRN_PROGRESS:-}" ] && mpirun_args+=(-x CAIRN_PROGRESS)  # also to ranks on other nodes
+    [ "$(id -u)" = 0 ] && mpirun_args+=(--allow-run-as-root)  # Open MPI refuses root without it
     # shellcheck disable=SC2086
     exec "${CAIRN_MPIRUN:-mpirun}" "${mpirun_args[@]}" ${CAIRN_MPIRUN_ARGS:-} "$@" ;;
   *) fail "CAIRN_LAUNCHER='$launcher': use srun or mpirun" ;;

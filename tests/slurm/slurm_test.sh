@@ -9,6 +9,7 @@
 #            Its job log carries no progress-bar escape codes.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
+# The jobs run as root without OMPI_ALLOW_RUN_AS_ROOT: launch.sh must pass mpirun its root flag.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
 # usage: slurm_test.sh requeue|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
 set -euo pipefail
@@ -36,7 +37,7 @@ trap 'exit 130' INT TERM
 "$src/slurm/test-cluster/start.sh" "$cluster"
 # shellcheck source=/dev/null
 source "$cluster/env.sh"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+unset OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
 export CAIRN_HOME=$src CAIRN_BIN=$cairn
 
 job_field() { scontrol show job "$1" | grep -oE "(^|[[:space:]])$2=[^[:space:]]*" | head -n 1 | sed 's/.*=//'; }
@@ -86,7 +87,7 @@ if [ "$mode" = requeue ]; then
   # The same run without Slurm, uninterrupted.
   ref_args=(--config "$src/configs/tiny-test.toml" --set output.run_dir="$work/ref")
   for kv in "${sets[@]}"; do ref_args+=(--set "$kv"); done
-  timeout 300 mpirun --oversubscribe -np 2 "$cairn" train "${ref_args[@]}" >"$work/ref.out" 2>&1 ||
+  timeout 300 mpirun --allow-run-as-root --oversubscribe -np 2 "$cairn" train "${ref_args[@]}" >"$work/ref.out" 2>&1 ||
     fail "the reference run failed"
   # step -> loss, the last record of each step (a resumed run may repeat the steps after its checkpoint).
   losses() { sed -nE 's/.*"loss":([^,}]*).*"step":([0-9]+).*/\2 \1/p' "$1" | awk '{l[$1] = $2} END {for (s in l) print s, l[s]}' | sort -n; }
