@@ -30,7 +30,9 @@ static const CommandSpec kTrainSpec{
     "given more training.steps it continues from the checkpoint of its last step.\n"
     "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
     "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"
-    "CAIRN_PROGRESS=0 turns the progress bar off (output.progress = false).\n"};
+    "A stopped run also writes its stop message to <run_dir>/STOPPED (for job scripts whose launcher\n"
+    "exits on the signal and loses the ranks' output). CAIRN_PROGRESS=0 turns the progress bar off\n"
+    "(output.progress = false).\n"};
 
 // The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
 static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {

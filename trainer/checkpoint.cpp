@@ -503,14 +503,24 @@ StopSignals::StopSignals() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART | SA_RESETHAND;  // interrupted I/O resumes; a second signal acts as usual
+  // Interrupted I/O resumes. A repeated signal changes nothing: under a scheduler one stop request
+  // arrives several times (Slurm signals every process of the job, and the launcher forwards its
+  // own copy), and ending the rank on the second would lose the checkpoint being written. Slurm
+  // and mpirun follow with SIGKILL when they stop waiting.
+  sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, &g_old_term);
   sigaction(SIGUSR1, &sa, &g_old_usr1);
 }
 
 StopSignals::~StopSignals() {
-  sigaction(SIGTERM, &g_old_term, nullptr);
-  sigaction(SIGUSR1, &g_old_usr1, nullptr);
+  // After a stop request, more copies of it may still be on their way (see above): they are the
+  // request already acted on, so they are ignored rather than ending the stopping process non-zero.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  const bool stopping = received() != 0;
+  sigaction(SIGTERM, stopping ? &ignore : &g_old_term, nullptr);
+  sigaction(SIGUSR1, stopping ? &ignore : &g_old_usr1, nullptr);
 }
 
 int StopSignals::received() { return g_stop_signal.load(); }

@@ -112,8 +112,10 @@ ShardContents checkpoint_read_shard(const std::string& path);
 std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_read_params(const std::string& path);
 
 // While one exists, SIGTERM and SIGUSR1 only set a flag (received() returns the signal number)
-// instead of ending the process; a second such signal ends it the usual way. The previous
-// handlers come back on destruction. One at a time per process.
+// instead of ending the process, however often they come (SIGKILL still ends it). The previous
+// handlers come back on destruction, unless one of the two was received: then both stay ignored
+// for the rest of the process (late copies of the stop request must not end it non-zero).
+// One at a time per process.
 class StopSignals {
  public:
   StopSignals();

@@ -323,6 +323,7 @@ void Trainer::run() {
     fs::create_directories(dir, ec);
     if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
     fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
+    fs::remove(dir + "/STOPPED", ec);   // this run's stop report, if it stops
   }
   comm_.barrier();
   print_startup();
@@ -388,8 +389,16 @@ void Trainer::run() {
     }
     if (stop_requested()) {
       if (ckpt.empty()) ckpt = save_checkpoint();
-      log.message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
-                      "; continue with `cairn train ... --resume auto`"));
+      const std::string stopped = str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
+                                      "; continue with `cairn train ... --resume auto`");
+      // First into a file: a launcher that exits on the signal (mpirun on a second SIGTERM) takes
+      // the ranks' output with it, so a job script reports the stop from there (slurm/cairn.sbatch).
+      if (comm_.rank() == 0) {
+        std::error_code ec;
+        std::ofstream(dir + "/STOPPED.tmp") << stopped << "\n";
+        fs::rename(dir + "/STOPPED.tmp", dir + "/STOPPED", ec);
+      }
+      log.message(stopped);
       stopped_ = true;
       return;
     }

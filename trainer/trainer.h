@@ -58,10 +58,11 @@ class Trainer {
 
   // Trains until training.steps, logging and validating as configured, checkpointing every
   // checkpoint.every steps and at the last step; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
-  // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint and return
-  // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
-  // directory that already holds checkpoints: they are another run's. Takes the checkpoint
-  // directory's lock (lock_checkpoint_dir) if not yet held and releases it when it returns or throws.
+  // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint, write the
+  // stop message to <run_dir>/STOPPED too and return with stopped() true. A run that did not
+  // resume refuses (Error, nothing written) a checkpoint directory that already holds checkpoints:
+  // they are another run's. Takes the checkpoint directory's lock (lock_checkpoint_dir) if not yet
+  // held and releases it when it returns or throws.
   void run();
   bool stopped() const { return stopped_; }
 

@@ -7,11 +7,15 @@
 #            Resubmitted, the finished run ends at once at the same training.steps and continues
 #            from its last checkpoint with more.
 #            Its job log carries no progress-bar escape codes.
+#   sigterm: `scontrol requeue` (SIGTERM to the whole job, mpirun launcher) mid-run: the job log says
+#            at which step and into which checkpoint cairn stopped (mpirun exits on SIGTERM and
+#            takes the ranks' output with it: cairn.sbatch reports it from RUN_DIR/STOPPED), and the
+#            requeued job resumes from that step.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
 # The jobs run as root without OMPI_ALLOW_RUN_AS_ROOT: launch.sh must pass mpirun its root flag.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
-# usage: slurm_test.sh requeue|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
+# usage: slurm_test.sh requeue|sigterm|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
 set -euo pipefail
 mode=$1 src=$(cd "$2" && pwd) build=$(cd "$3" && pwd)
 cairn=$build/cairn
@@ -117,6 +121,24 @@ if [ "$mode" = requeue ]; then
   grep -q "resumed from .*: step $steps," "$work/more.out" || fail "the resubmission with more steps did not resume from step $steps"
   grep -q "\"step\":$((steps + 20))," "$work/run/COMPLETE" || fail "COMPLETE is not at step $((steps + 20)): $(cat "$work/run/COMPLETE")"
   echo "slurm_test: PASS: also a resubmission with the same steps ends at once, one with 20 more continues to $((steps + 20))"
+elif [ "$mode" = sigterm ]; then
+  # More steps than the test waits for: it cancels the job once the requeued start has resumed.
+  sets=(data.train="$work/data.h5" training.steps=1000000 training.log_every=1 training.eval_every=0
+        checkpoint.every=1000000 output.plot=false training.peak_flops=1e9)
+  jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
+        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}")
+  wait_for 120 "job $jid to log 20 steps" logged "$work/run" 20
+  scontrol requeue "$jid"
+  resumed() { grep -q "resumed from " "$work/job.out"; }
+  wait_for 120 "job $jid to start again and resume" resumed
+  scancel "$jid"
+  wait_for 60 "job $jid to end" job_ended "$jid"
+  line=$(grep -m1 -E '^cairn.sbatch: .*cairn: stopped by signal at step [0-9]+: checkpoint ' "$work/job.out") ||
+    fail "no 'stopped by signal' line in the job log after scontrol requeue"
+  stopped=$(echo "$line" | sed -E 's/.*at step ([0-9]+):.*/\1/')
+  grep -q "resumed from .*/step_$(printf %08d "$stopped"): step $stopped," "$work/job.out" ||
+    fail "the requeued job did not resume from step $stopped, where it said it stopped"
+  echo "slurm_test: PASS: requeued (SIGTERM) at step $stopped, said so in the job log and resumed there"
 elif [ "$mode" = error ]; then
   touch "$work/not-a-directory"
   # name|config|run dir|cairn's message, which the job output must contain (extended regex)
@@ -156,5 +178,5 @@ elif [ "$mode" = error ]; then
   echo "slurm_test: requeue cap: job $jid checkpointed, then FAILED: $(grep -m1 'CAIRN_MAX_REQUEUES=0' "$out")"
   echo "slurm_test: PASS"
 else
-  fail "unknown mode '$mode': use requeue or error"
+  fail "unknown mode '$mode': use requeue, sigterm or error"
 fi
