@@ -1,9 +1,7 @@
 // Checkpoint format, write protocol and verification (see checkpoint.h and docs/formats.md).
 #include "trainer/checkpoint.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +14,7 @@
 
 #include "model/weights_io.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/h5.h"
 
 namespace cairn {
@@ -103,29 +102,6 @@ constexpr const char* kShardFormat = "cairn-optimizer-shard";
 constexpr const char* kInfoFile = "trainer.json";
 
 std::string shard_name(int64_t rank) { return str("optimizer_rank", rank, ".h5"); }
-
-// Data (and, for a directory, its entries) reach the disk before anything that depends on them.
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw Error(str("cannot open '", path, "' to flush it: ", std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw Error(str("cannot flush '", path, "' to disk: ", std::strerror(err)));
-}
-
-// Writes text to path through path.tmp + fsync + rename, so readers see the old or the new file.
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error(str("cannot write '", tmp, "': check free space and permissions"));
-  }
-  fsync_path(tmp, false);
-  fs::rename(tmp, path);
-}
 
 void fault(const std::string& stage) {
   if (checkpoint_fault_hook) checkpoint_fault_hook(stage);
