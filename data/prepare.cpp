@@ -11,6 +11,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -159,10 +160,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opts) {
 
   if (trained) {
     sum.model_path = opts.output + ".model";
-    std::ofstream out(sum.model_path, std::ios::binary);
-    std::string model = tok->serialized();
-    out.write(model.data(), std::streamsize(model.size()));
-    if (!out) throw Error(str("cannot write SentencePiece model '", sum.model_path, "'"));
+    write_file_atomic(sum.model_path, tok->serialized());
   }
   sum.documents = int64_t(docs.size());
   sum.train_documents = int64_t(n_train);

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "comm/collective_error.h"
 #include "comm/communicator.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -84,15 +85,23 @@ int cmd_train(int argc, char** argv) {
                       "continue from its weights with model.init_from instead, or use another output.run_dir"));
     trainer.run();
     if (trainer.stopped()) return 0;
+    const std::string dir = trainer.config().output.run_dir;
+    std::string error;
     if (comm->rank() == 0) {
-      const std::string dir = trainer.config().output.run_dir;
       std::cout << "metrics: " << dir << "/metrics.jsonl\n";
       if (trainer.config().output.plot) {
-        plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{});
-        std::cout << "loss curves: " << dir << "/loss.png\n";
+        error = capture_error([&] { plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{}); });
+        if (error.empty()) std::cout << "loss curves: " << dir << "/loss.png\n";
       }
       std::cout << "final weights: " << dir << "/model.h5" << std::endl;
     }
+    // The run is complete either way, but a failed plot fails the command on every rank.
+    if (!error.empty()) error += str(" (the run itself is complete: draw the plot later with `cairn plot ", dir, "`)");
+    throw_if_any_failed(*comm, error);
+  } catch (const CollectiveError&) {
+    // Every rank stopped at the same point: each ends normally (MPI finalized), rank 0 says why.
+    if (comm->rank() != 0) return 1;
+    throw;
   } catch (const std::exception& e) {
     // One rank failing must end every rank, never leave the others waiting in a collective.
     if (comm->size() > 1) comm->abort(str("cairn train: rank ", comm->rank(), ": error: ", e.what()));

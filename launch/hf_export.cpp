@@ -5,13 +5,13 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <sentencepiece_processor.h>
 
 #include "launch/cli.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -53,10 +53,9 @@ std::vector<ExportItem> export_items(const LlamaModel& model) {
 }
 
 void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
+  OutputFile out(path.string(), OutputFile::Mode::truncate);
+  out.write(text);
   out.close();
-  if (!out) throw Error(str("cannot write '", path.string(), "' (disk full or not writable?)"));
 }
 
 // A float config value as the double with the float's shortest decimal (1e-05, not 9.99999974e-06).

@@ -37,12 +37,11 @@ static void drop_incomplete_last_line(const std::string& path) {
   std::filesystem::resize_file(path, 0);  // no complete line at all
 }
 
-MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar)
-    : enabled_(enabled), tty_(enabled && progress_bar && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
+MetricsLog::MetricsLog(const Options& o, bool enabled)
+    : enabled_(enabled), tty_(enabled && o.progress_bar && isatty(STDOUT_FILENO)), total_steps_(o.total_steps) {
   if (!enabled_) return;
-  drop_incomplete_last_line(jsonl_path);
-  out_.open(jsonl_path, std::ios::app);
-  if (!out_) throw Error(str("cannot write metrics file '", jsonl_path, "': check that the run directory is writable"));
+  drop_incomplete_last_line(o.jsonl_path);
+  out_ = std::make_unique<OutputFile>(o.jsonl_path, OutputFile::Mode::append);
 }
 
 MetricsLog::~MetricsLog() {
@@ -80,8 +79,7 @@ static std::string si(double v) {
 
 void MetricsLog::log(const nlohmann::json& r) {
   if (!enabled_) return;
-  out_ << r.dump() << "\n";
-  out_.flush();
+  out_->write(r.dump() + "\n");
   std::string line = str("step ", r.value("step", 0), "/", total_steps_);
   if (r.contains("loss")) line += " | loss " + fixed(r["loss"].get<double>(), 4);
   for (const auto& [k, v] : r.items())

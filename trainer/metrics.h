@@ -4,21 +4,29 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "model/backend.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
 class MetricsLog {
  public:
-  // enabled = false (ranks other than 0) makes every call a no-op.
-  MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar = true);
+  struct Options {
+    std::string jsonl_path;       // appended to (a resumed run's records follow the stopped run's)
+    int64_t total_steps = 0;
+    bool progress_bar = true;
+  };
+  // enabled = false (ranks other than 0) makes every call a no-op. Throws Error naming the file
+  // when an output cannot be opened.
+  MetricsLog(const Options& options, bool enabled);
   ~MetricsLog();
-  // Appends a record and prints it as a console line.
+  // Appends a record and prints it as a console line. Throws Error naming the file and the reason
+  // when a write fails (a full disk); the record is then whole or absent in the file.
   void log(const nlohmann::json& record);
   // Redraws the progress bar (terminal only) after step `step` of total.
   void progress(int64_t step, double elapsed_s);
@@ -29,7 +37,7 @@ class MetricsLog {
   void clear_bar();
   bool enabled_, tty_;
   int64_t total_steps_;
-  std::ofstream out_;
+  std::unique_ptr<OutputFile> out_;
   bool bar_shown_ = false;
 };
 

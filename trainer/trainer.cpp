@@ -4,13 +4,14 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <tuple>
 
+#include "comm/collective_error.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
@@ -18,6 +19,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/fira.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -424,15 +426,21 @@ void Trainer::run() {
   if (state_.step > cfg_.training.steps)
     throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,
                     ": set training.steps to at least ", state_.step));
+  std::string error;
   if (comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
+    if (ec) error = str("cannot create run directory '", dir, "': ", ec.message());
     fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
   }
-  comm_.barrier();
+  throw_if_any_failed(comm_, error);
   print_startup();
-  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps, cfg_.output.progress);  // appends on resume
+  std::optional<MetricsLog> log;
+  const MetricsLog::Options outputs{dir + "/metrics.jsonl", cfg_.training.steps, cfg_.output.progress};
+  throw_if_any_failed(comm_, capture_error([&] { log.emplace(outputs, comm_.rank() == 0); }));
+  // Rank 0's first failed write of an output (a full disk): every rank stops at the step boundary.
+  std::string output_error;
+  std::string ckpt;  // the checkpoint written at the current step, if any
   const StopSignals signals;
   const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
@@ -472,38 +480,63 @@ void Trainer::run() {
         }
       }
       if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
-      log.log(rec);
+      if (output_error.empty()) output_error = capture_error([&] { log->log(rec); });
       interval_start = clock::now();
       interval_tokens = 0;
       state_.interval_loss = 0;
       state_.interval_steps = 0;
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
-    log.progress(state_.step, elapsed);
-    std::string ckpt;
+    log->progress(state_.step, elapsed);
+    ckpt.clear();
     // The last step too: a later run with more training.steps then continues from the end.
     if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
       const auto t0 = clock::now();
-      ckpt = save_checkpoint();
-      log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
+      try {
+        ckpt = save_checkpoint();
+      } catch (const CollectiveError& e) {  // checkpoint_save fails on every rank alike
+        throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
+                        "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
+                        "' are intact: make room, then continue with `cairn train ... --resume auto`"));
+      }
+      log->message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
     }
-    if (stop_requested()) {
+    const StopFlags stop = stop_flags(!output_error.empty());
+    if (stop.output_failed) stop_after_failed_write(output_error, ckpt);
+    if (stop.signal) {
       if (ckpt.empty()) ckpt = save_checkpoint();
-      log.message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
-                      "; continue with `cairn train ... --resume auto`"));
+      log->message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
+                       "; continue with `cairn train ... --resume auto`"));
       stopped_ = true;
       return;
     }
   }
-  if (comm_.rank() == 0) {
-    save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
-    const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
-                                 {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
-    std::ofstream(dir + "/COMPLETE.tmp") << done.dump() << "\n";
-    fs::rename(dir + "/COMPLETE.tmp", dir + "/COMPLETE");
-    log.message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
-                    format_duration(std::chrono::duration<double>(clock::now() - start).count())));
-  }
+  if (comm_.rank() == 0)
+    error = capture_error([&] {
+      save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
+      const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
+                                   {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
+      write_file_atomic(dir + "/COMPLETE", done.dump() + "\n");
+    });
+  stop_after_failed_write(error, ckpt);
+  log->message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
+                   format_duration(std::chrono::duration<double>(clock::now() - start).count())));
+}
+
+void Trainer::stop_after_failed_write(const std::string& my_error, std::string saved) {
+  std::string error;
+  for (const auto& e : comm_.all_gather_strings(my_error))
+    if (error.empty()) error = e;
+  if (error.empty()) return;
+  std::string outcome;
+  const std::string ckpt_error = saved.empty() ? capture_error([&] { saved = save_checkpoint(); }) : "";
+  if (ckpt_error.empty())
+    outcome = str("checkpoint ", saved, " holds step ", state_.step, ": make room, then continue with `cairn train ",
+                  "... --resume auto`");
+  else
+    outcome = str("the checkpoint attempt failed too (", ckpt_error, "); `--resume auto` continues from the newest ",
+                  "complete checkpoint in '", checkpoint_dir(), "' once there is room");
+  throw CollectiveError(str(error, "; training stopped at step ", state_.step, ": ", outcome));
 }
 
 }  // namespace cairn

@@ -61,6 +61,9 @@ class Trainer {
   // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
   // directory that already holds checkpoints: they are another run's. Takes the checkpoint
   // directory's lock (lock_checkpoint_dir) if not yet held and releases it when it returns or throws.
+  // A failed write of an output (metrics.jsonl, the TensorBoard file, model.h5, COMPLETE, a
+  // checkpoint: a full disk) stops every rank at the step boundary: after a checkpoint attempt,
+  // run() throws Error on every rank naming the file and the reason.
   void run();
   bool stopped() const { return stopped_; }
 
@@ -122,8 +125,15 @@ class Trainer {
     WindowSplit split;
   };
 
-  // Collective: true when any rank received a stop signal.
-  bool stop_requested();
+  // Collective: whether any rank received a stop signal, and whether any rank failed to write an output.
+  struct StopFlags {
+    bool signal = false, output_failed = false;
+  };
+  StopFlags stop_flags(bool output_failed);
+  // Collective: `my_error` is this rank's failed write of an output ("" for none). When any rank
+  // has one, every rank attempts a checkpoint (unless `saved` is one of the current step) and
+  // throws Error naming the failed file, the reason and where the run can continue from.
+  void stop_after_failed_write(const std::string& my_error, std::string saved);
   void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
   // Collective: throws Error when checkpoint_dir() holds checkpoints (for a run that did not resume).
   void check_checkpoint_dir_unused();
