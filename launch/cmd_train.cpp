@@ -89,6 +89,7 @@ int cmd_train(int argc, char** argv) {
     std::string error;
     if (comm->rank() == 0) {
       std::cout << "metrics: " << dir << "/metrics.jsonl\n";
+      if (trainer.config().output.tensorboard) std::cout << "TensorBoard: tensorboard --logdir " << dir << "/tb\n";
       if (trainer.config().output.plot) {
         error = capture_error([&] { plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{}); });
         if (error.empty()) std::cout << "loss curves: " << dir << "/loss.png\n";

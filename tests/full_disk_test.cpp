@@ -160,5 +160,27 @@ TEST_F(FullDiskTest, AFullDiskKeepsThePreviousCheckpointAndTheRunContinuesWithRo
   EXPECT_EQ(losses(path("disk/run/metrics.jsonl")), losses(path("uninterrupted/metrics.jsonl")));
 }
 
+TEST_F(FullDiskTest, AFailedTensorBoardWriteStopsTheRunAfterACheckpoint) {
+  if (!mount_small_disk(64)) GTEST_SKIP() << "mounting a tmpfs is not permitted here (needs root)";
+  fs::create_directories(path("run"));
+  fs::create_directory_symlink(path("disk"), path("run/tb"));  // only the event files are on the small disk
+  TrainConfig c = config(path("run"));
+  c.training.steps = 60;  // the event file's last page takes at most ~30 more records
+  checkpoint_fault_hook = [&](const std::string& stage) {
+    if (stage == "latest") fill(path("disk"));
+  };
+  Trainer t(c, *comm_);
+  const std::string e = error_of([&] { t.run(); });
+  checkpoint_fault_hook = nullptr;
+  EXPECT_TRUE(has(e, "cannot write '" + path("run/tb") + "/events.out.tfevents.")) << e;
+  EXPECT_TRUE(has(e, "No space left on device")) << e;
+  const int64_t step = t.state().step;
+  EXPECT_GT(step, 4);
+  EXPECT_LT(step, 60);
+  // Checkpoints are on another disk: the attempt at the failed step succeeds.
+  EXPECT_TRUE(has(e, str("checkpoint ", path("run/checkpoints/") + checkpoint_name(step), " holds step ", step))) << e;
+  EXPECT_TRUE(fs::exists(path("run/checkpoints/") + checkpoint_name(step)));
+}
+
 }  // namespace
 }  // namespace cairn

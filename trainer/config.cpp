@@ -104,6 +104,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"output.run_dir", &c.output.run_dir, "directory for metrics, plots and weights"},
       {"output.plot", &c.output.plot, "draw loss.png at the end"},
       {"output.progress", &c.output.progress, "progress bar when stdout is a terminal (mpirun gives ranks one)"},
+      {"output.tensorboard", &c.output.tensorboard, "also write the metrics as TensorBoard event files in <run_dir>/tb"},
       {"checkpoint.every", &c.checkpoint.every, "steps between checkpoints, and one at the last step (0: off; SIGTERM/SIGUSR1 still save)"},
       {"checkpoint.keep", &c.checkpoint.keep, "newest checkpoints kept (0: all)"},
       {"checkpoint.dir", &c.checkpoint.dir, "checkpoint directory (\"\": <run_dir>/checkpoints)"},

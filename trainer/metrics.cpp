@@ -42,6 +42,7 @@ MetricsLog::MetricsLog(const Options& o, bool enabled)
   if (!enabled_) return;
   drop_incomplete_last_line(o.jsonl_path);
   out_ = std::make_unique<OutputFile>(o.jsonl_path, OutputFile::Mode::append);
+  if (!o.tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(o.tensorboard_dir, o.first_step);
 }
 
 MetricsLog::~MetricsLog() {
@@ -80,6 +81,13 @@ static std::string si(double v) {
 void MetricsLog::log(const nlohmann::json& r) {
   if (!enabled_) return;
   out_->write(r.dump() + "\n");
+  if (tensorboard_) {
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& [k, v] : r.items())
+      if (k != "step" && v.is_number()) scalars.emplace_back(k, v.get<double>());
+    const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    tensorboard_->scalars(r.value("step", int64_t(0)), wall, scalars);
+  }
   std::string line = str("step ", r.value("step", 0), "/", total_steps_);
   if (r.contains("loss")) line += " | loss " + fixed(r["loss"].get<double>(), 4);
   for (const auto& [k, v] : r.items())

@@ -79,6 +79,7 @@ struct OutputConfig {
   std::string run_dir = "runs/default";
   bool plot = true;              // draw loss.png at the end
   bool progress = true;          // live progress bar when stdout is a terminal
+  bool tensorboard = true;       // TensorBoard event files in <run_dir>/tb
 };
 
 struct CheckpointConfig {

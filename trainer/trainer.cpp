@@ -436,7 +436,8 @@ void Trainer::run() {
   throw_if_any_failed(comm_, error);
   print_startup();
   std::optional<MetricsLog> log;
-  const MetricsLog::Options outputs{dir + "/metrics.jsonl", cfg_.training.steps, cfg_.output.progress};
+  const MetricsLog::Options outputs{dir + "/metrics.jsonl", cfg_.output.tensorboard ? dir + "/tb" : "", state_.step,
+                                    cfg_.training.steps, cfg_.output.progress};
   throw_if_any_failed(comm_, capture_error([&] { log.emplace(outputs, comm_.rank() == 0); }));
   // Rank 0's first failed write of an output (a full disk): every rank stops at the step boundary.
   std::string output_error;
