@@ -61,11 +61,11 @@ int cmd_prepare(int argc, char** argv) {
 
 static const CommandSpec kPlotSpec{
     "plot",
-    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--y KEY ...] [--log-y]",
+    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--x KEY] [--y KEY ...] [--log-y]",
     "Draws loss curves (training and validation) of one or more runs into a PNG.",
     {{"out", "FILE", "PNG to write (default: loss.png in the first run directory)"},
      {"y", "KEY", "metric to draw (default: loss and every val_loss*)", true},
-     {"x", "KEY", "x axis: step (default) or tokens"},
+     {"x", "KEY", "x axis: step (default), tokens, or total_tokens (a stage-2 run continues stage 1's curve)"},
      {"log-y", "", "logarithmic y axis"}},
     ""};
 
