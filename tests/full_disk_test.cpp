@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include "comm/communicator.h"
+#include "model/safetensors.h"
+#include "model/weights_io.h"
 #include "tests/test_support.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
@@ -180,6 +182,32 @@ TEST_F(FullDiskTest, AFailedTensorBoardWriteStopsTheRunAfterACheckpoint) {
   // Checkpoints are on another disk: the attempt at the failed step succeeds.
   EXPECT_TRUE(has(e, str("checkpoint ", path("run/checkpoints/") + checkpoint_name(step), " holds step ", step))) << e;
   EXPECT_TRUE(fs::exists(path("run/checkpoints/") + checkpoint_name(step)));
+}
+
+TEST_F(FullDiskTest, DatasetsWeightsAndExportsOnAFullDiskNameTheFileAndLeaveNoPart) {
+  if (!mount_small_disk(256)) GTEST_SKIP() << "mounting a tmpfs is not permitted here (needs root)";
+  fill(path("disk"));
+  auto no_space = [](const std::string& e, const std::string& file) {
+    EXPECT_TRUE(has(e, file)) << e;
+    EXPECT_TRUE(has(e, "No space left on device")) << e;
+  };
+  // cairn prepare's dataset: written as .tmp, removed on failure.
+  no_space(error_of([&] { write_byte_dataset(path("disk/d.h5"), 50, 5, random_letter_docs(1, 200, 10)); }),
+           path("disk/d.h5.tmp"));
+  EXPECT_FALSE(fs::exists(path("disk/d.h5")));
+  EXPECT_FALSE(fs::exists(path("disk/d.h5.tmp")));
+  // model.h5 (final weights, cairn grow): the same.
+  ModelConfig m = tiny_train_config("", "").model;
+  m.vocab_size = 257;
+  LlamaModel model(m, cpu_backend(), 1);
+  no_space(error_of([&] { save_model_weights(model, path("disk/model.h5"), ""); }), path("disk/model.h5.tmp"));
+  EXPECT_FALSE(fs::exists(path("disk/model.h5.tmp")));
+  // The export's model.safetensors (inside the export's .tmp directory, which the export removes).
+  no_space(error_of([&] {
+             write_safetensors(path("disk/model.safetensors"), {{"w", {64, 64}}}, TensorDtype::f32, {},
+                               [](size_t, std::span<float> v) { std::fill(v.begin(), v.end(), 1.0f); });
+           }),
+           path("disk/model.safetensors"));
 }
 
 }  // namespace
