@@ -331,6 +331,16 @@ void Trainer::run() {
   // Rank 0's first failed write of an output (a full disk): every rank stops at the step boundary.
   std::string output_error;
   std::string ckpt;  // the checkpoint written at the current step, if any
+  // A failed checkpoint throws on every rank alike (checkpoint_save fails together).
+  const auto checkpoint_or_stop = [&] {
+    try {
+      return save_checkpoint();
+    } catch (const CollectiveError& e) {
+      throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
+                                "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
+                                "' are intact: make room, then continue with `cairn train ... --resume auto`"));
+    }
+  };
   const StopSignals signals;
   const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
@@ -382,19 +392,13 @@ void Trainer::run() {
     // The last step too: a later run with more training.steps then continues from the end.
     if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
       const auto t0 = clock::now();
-      try {
-        ckpt = save_checkpoint();
-      } catch (const CollectiveError& e) {  // checkpoint_save fails on every rank alike
-        throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
-                        "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
-                        "' are intact: make room, then continue with `cairn train ... --resume auto`"));
-      }
+      ckpt = checkpoint_or_stop();
       log->message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
     }
     const StopFlags stop = stop_flags(!output_error.empty());
     if (stop.output_failed) stop_after_failed_write(output_error, ckpt);
     if (stop.signal) {
-      if (ckpt.empty()) ckpt = save_checkpoint();
+      if (ckpt.empty()) ckpt = checkpoint_or_stop();
       log->message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
                        "; continue with `cairn train ... --resume auto`"));
       stopped_ = true;
