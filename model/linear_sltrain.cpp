@@ -170,7 +170,7 @@ void SLTrainLinear::declare(ParamTable& params, BufferTable& buffers) {
 }
 
 void SLTrainLinear::init(std::span<float> params, BufferTable& buffers, Rng& rng) const {
-  LowRankLinear::init(params, buffers, rng);
+  init_factors(params, rng, /*zero_B=*/true);  // the paper's init: S alone carries W at step 0
   Rng support_rng(rng.next_u64(), /*stream=*/0x5117a1);
   buffers.rows()[size_t(index_row_)].data = sltrain_support(out_, in_, nnz_, support_rng);
   const float a = 1.0f / std::sqrt(float(in_));

@@ -47,8 +47,8 @@ class SLTrainLinear final : public LowRankLinear {
                 float density, const std::string& path);
 
   void declare(ParamTable& params, BufferTable& buffers) override;
-  // LowRankLinear's init; then the support from a stream seeded by one draw of rng, and values
-  // uniform in ±1/sqrt(in). So W = S at start.
+  // As the official code: A as LowRankLinear's, B = 0; then the support from a stream seeded by
+  // one draw of rng, and values uniform in ±1/sqrt(in). So W = S at start.
   void init(std::span<float> params, BufferTable& buffers, Rng& rng) const override;
   void forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                const BufferTable& buffers, float* workspace) const override;
