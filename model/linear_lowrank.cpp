@@ -57,6 +57,13 @@ void LowRankLinear::lowrank_backward(const Backend& be, float* dx, bool accumula
   be.matmul(dx, ws, A, N, in_, rank_, false, false, scale_, accumulate_dx ? 1.0f : 0.0f);  // dx = s·u·A
 }
 
+LinearFlops LowRankLinear::lowrank_flops(int64_t N) const {
+  const double nr = 2.0 * double(N) * double(rank_), i = double(in_), o = double(out_);
+  return {nr * (i + o), nr * (3.0 * i + 2.0 * o)};
+}
+
+LinearFlops LowRankLinear::flops(const Backend&, int64_t N) const { return lowrank_flops(N); }
+
 void LowRankLinear::forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                             const BufferTable&, float* workspace) const {
   lowrank_forward(be, y, x, N, params, workspace);

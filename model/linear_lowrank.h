@@ -25,6 +25,8 @@ class LowRankLinear : public Linear {
                 const float* x, int64_t N, const float* params, const BufferTable& buffers,
                 float* workspace) const override;
   int64_t workspace_floats(int64_t N) const override { return N * rank_; }
+  // Forward x·Aᵀ, ·Bᵀ: 2·N·r·(in + out); backward x·Aᵀ again, dB, dy·B, dA, dx: 2·N·r·(3·in + 2·out).
+  LinearFlops flops(const Backend& be, int64_t N) const override;
   void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const override;
 
   int64_t rank() const { return rank_; }
@@ -39,6 +41,8 @@ class LowRankLinear : public Linear {
   void lowrank_forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                        float* workspace) const;
   // dB += s·dyᵀ·(x·Aᵀ), dA += s·(dy·B)ᵀ·x, dx (+)= s·(dy·B)·A; workspace: N·r floats.
+  // lowrank_flops counts both.
+  LinearFlops lowrank_flops(int64_t N) const;
   void lowrank_backward(const Backend& be, float* dx, bool accumulate_dx, float* grads, const float* dy,
                         const float* x, int64_t N, const float* params, float* workspace) const;
 

@@ -219,6 +219,18 @@ const int32_t* SLTrainLinear::support_on(const Backend& be, const BufferTable& b
   return device_support_.data();
 }
 
+LinearFlops SLTrainLinear::flops(const Backend& be, int64_t N) const {
+  const double n = double(N), o = double(out_), i = double(in_), r = double(rank_), z = double(nnz_);
+  if (path_on(be, N) == SLTrainPath::factored) {
+    LinearFlops f = lowrank_flops(N);
+    f.forward += 2.0 * n * z;
+    f.backward += 4.0 * n * z;
+    return f;
+  }
+  const double form = 2.0 * o * i * r + z;
+  return {form + 2.0 * n * o * i, form + 4.0 * n * o * i + 4.0 * o * i * r + z};
+}
+
 // W = s·B·A + S in the workspace.
 void SLTrainLinear::form_weight(const Backend& be, float* W, const float* params, const int32_t* idx) const {
   be.matmul(W, params + offset_B_, params + offset_A_, out_, in_, rank_, false, false, scale_, 0.0f);

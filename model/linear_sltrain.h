@@ -56,6 +56,11 @@ class SLTrainLinear final : public LowRankLinear {
                 const float* x, int64_t N, const float* params, const BufferTable& buffers,
                 float* workspace) const override;
   int64_t workspace_floats(int64_t N) const override;
+  // On the path taken on `be` for N rows. materialized: forward forms W (2·out·in·r + nnz) and
+  // multiplies (2·N·out·in); backward forms W again, dx and dW (4·N·out·in), dB and dA from dW
+  // (4·out·in·r), the gather (nnz). factored: the low-rank part's work plus 2·N·nnz for each of
+  // x·Sᵀ, dy·S and the sampled value gradient.
+  LinearFlops flops(const Backend& be, int64_t N) const override;
   void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const override;
 
   // The path "auto" (or the configured one) takes on the CPU backend for N rows.

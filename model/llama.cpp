@@ -51,10 +51,15 @@ int64_t model_param_count(const ModelConfig& c) {
   return embeddings + norms + linear_param_count(c);
 }
 
-double training_flops_per_token(const ModelConfig& c) {
-  const double C = double(c.dim), F = double(c.ffn_dim), L = double(c.n_layers);
-  const double matrix_params = L * (4 * C * C + 3 * C * F) + double(c.vocab_size) * C;
-  return 6.0 * matrix_params + 12.0 * L * C * double(c.seq_len);
+double training_flops_per_token(const ModelConfig& c, const Backend& be, int64_t rows) {
+  CAIRN_ASSERT(rows > 0);
+  auto per_token = [&](int64_t out, int64_t in) {
+    const LinearFlops f = make_linear(c.linear, "flops", out, in, 0)->flops(be, rows);
+    return (f.forward + f.backward) / double(rows);
+  };
+  const double C = double(c.dim), L = double(c.n_layers);
+  const double blocks = L * (4 * per_token(c.dim, c.dim) + 2 * per_token(c.ffn_dim, c.dim) + per_token(c.dim, c.ffn_dim));
+  return blocks + 6.0 * double(c.vocab_size) * C + 12.0 * L * C * double(c.seq_len);
 }
 
 struct LlamaModel::Layer {

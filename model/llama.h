@@ -38,9 +38,11 @@ struct ModelConfig {
   void validate() const;  // throws Error naming the offending key
 };
 
-// FLOPs of one training token (forward + backward) of the dense-equivalent model: 6·(matrix
-// parameters incl. the LM head) + 12·L·C·T for attention scores and values (the PaLM convention).
-double training_flops_per_token(const ModelConfig& cfg);
+// FLOPs of one training token (forward + backward) as the model computes them on `be` with `rows`
+// (= micro-batch · T) rows per call: each projection's own work (Linear::flops: 6 per weight for
+// dense ones, so 6·N overall; the factored or materialized GEMMs for low-rank and SLTrain ones),
+// 6·V·C for the LM head, and 12·L·C·T for attention scores and values (the PaLM convention).
+double training_flops_per_token(const ModelConfig& cfg, const Backend& be, int64_t rows);
 
 // Closed-form trainable parameter counts (what the parameter table must hold): of the q, k, v, o,
 // gate, up, down weights of all layers (per weight linear_weight_param_count), and of the whole

@@ -148,6 +148,8 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
                                               : cpu_backend();
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  // Before the model exists: a measurement then has the machine's memory and cores to itself.
+  peak_ = resolve_peak_flops(cfg_.training.peak_flops, be, threads);
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
   if (!cfg_.init_from.empty()) init_weights_ = init_from_weights(*model_, cfg_);
@@ -172,7 +174,6 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   inputs_.resize(size_t(B * T));
   targets_.resize(size_t(B * T));
   window_.resize(size_t(T + 1));
-  peak_flops_ = cfg_.training.peak_flops > 0 ? cfg_.training.peak_flops : measure_matmul_peak(be);
 }
 
 Trainer::~Trainer() = default;
@@ -186,7 +187,7 @@ void Trainer::attach_model() {
     if (sync_armed_) sync_->ready_from(offset);
   });
   optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
-  flops_per_token_ = training_flops_per_token(cfg_.model);
+  flops_per_token_ = training_flops_per_token(cfg_.model, model_->backend(), cfg_.training.micro_batch * cfg_.model.seq_len);
 }
 
 float Trainer::lr_at(int64_t step) const {
@@ -403,9 +404,8 @@ void Trainer::print_startup() {
     check_warmup(cfg_.schedule.stage_start, cfg_.training.steps, "this run");
   }
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
-            << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
-            << "\n"
+            << " MFLOP per token (" << linear_kind_name(cfg_.model.linear.kind) << " projections' own work), peak "
+            << peak_.flops / 1e9 << " GFLOP/s per rank (" << peak_.source << ")\n"
             << std::endl;
 }
 
@@ -460,7 +460,7 @@ void Trainer::run() {
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
                             {"tokens_per_s", tps},
-                            {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
+                            {"mfu", tps * flops_per_token_ / (peak_.flops * double(comm_.size()))},
                             {"elapsed_s", elapsed},
                             {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;

@@ -21,6 +21,7 @@
 #include "trainer/grad_sync.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/peak_flops.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
 #include "util/file_lock.h"
@@ -148,7 +149,8 @@ class Trainer {
   int64_t growth_step_ = -1;
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
-  double flops_per_token_ = 0, peak_flops_ = 0;
+  double flops_per_token_ = 0;
+  PeakFlops peak_;
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
