@@ -197,10 +197,10 @@ int64_t SLTrainLinear::workspace_floats(int64_t N) const {
   return std::max(out_ * in_, N * rank_);
 }
 
-static bool on_host(const Backend& be) { return &be == &cpu_backend(); }
+bool sltrain_host_backend(const Backend& be) { return &be == &cpu_backend(); }
 
 SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
-  if (on_host(be)) return path_for(N);
+  if (sltrain_host_backend(be)) return path_for(N);
   // The factored path's sparse kernels are host code; elsewhere W is formed and GEMMs do the rest.
   if (path_ == "factored")
     throw Error(str("model.sltrain_path = \"factored\" runs its sparse kernels on the host; the ", be.name(),
@@ -210,7 +210,7 @@ SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
 
 const int32_t* SLTrainLinear::support_on(const Backend& be, const BufferTable& buffers) const {
   const int32_t* host = support(buffers);
-  if (on_host(be)) return host;
+  if (sltrain_host_backend(be)) return host;
   if (device_support_.size() != nnz_ || device_support_version_ != buffers.version()) {
     if (device_support_.size() != nnz_) device_support_ = DeviceArray<int32_t>(be, nnz_);
     be.copy_to_device(device_support_.data(), host, nnz_ * int64_t(sizeof(int32_t)));

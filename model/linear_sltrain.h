@@ -40,6 +40,10 @@ std::vector<int32_t> sltrain_support(int64_t out, int64_t in, int64_t nnz, Rng& 
 // materialized one (GEMM FLOPs of each, sparse work weighted by a measured cost per nonzero).
 SLTrainPath sltrain_auto_path(int64_t out, int64_t in, int64_t rank, int64_t nnz, int64_t N);
 
+// Whether `be` runs the sparse kernels on the host (the CPU backend itself): then the support is
+// used where it lies; any other backend gets a copy of it in its own memory.
+bool sltrain_host_backend(const Backend& be);
+
 class SLTrainLinear final : public LowRankLinear {
  public:
   // path: "auto" | "materialized" | "factored" (Error otherwise).

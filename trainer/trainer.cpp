@@ -75,6 +75,18 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
   return cfg;
 }
 
+// device and training.precision's backend.
+static const Backend& configured_backend(const TrainConfig& cfg) {
+  return cfg.device == "cuda" ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
+}
+
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
+  config_validate(cfg);
+  const auto data = make_training_data(cfg.data.train, cfg.data.mixture, cfg.model.seq_len, cfg.data.seed);
+  cfg = resolve(cfg, *data);
+  return check_memory(cfg, configured_backend(cfg), comm);
+}
+
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
 // Returns the weights file it read.
@@ -143,11 +155,12 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     options.timeout_seconds = cfg_.training.comm_timeout_s;
     device_comm_ = make_nccl_communicator(comm_, options);
   }
-  const Backend& be = backend                 ? *backend
-                      : cfg_.device == "cuda" ? cuda_backend(cuda_math(cfg_.training.precision))
-                                              : cpu_backend();
+  const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  // Before anything is allocated: a run that cannot fit is refused now, not killed later.
+  memory_ = check_memory(cfg_, be, comm_);
+  if (!memory_.refusal.empty()) throw Error(memory_.refusal);
   // Before the model exists: a measurement then has the machine's memory and cores to itself.
   peak_ = resolve_peak_flops(cfg_.training.peak_flops, be, threads);
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
@@ -354,9 +367,7 @@ void Trainer::print_startup() {
             << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
             << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
             << t.count(ParamRole::norm) << " norm)\n";
-  std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
-            << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
-            << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  std::cout << memory_summary(memory_) << "\n";
   if (const std::string device = model_->backend().device_summary(); !device.empty())
     std::cout << "device: " << device << "\n";
   if (cfg_.optimizer.name != "adamw") {

@@ -19,6 +19,7 @@
 #include "data/token_dataset.h"
 #include "model/llama.h"
 #include "trainer/grad_sync.h"
+#include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/peak_flops.h"
@@ -151,6 +152,7 @@ class Trainer {
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0;
   PeakFlops peak_;
+  MemoryCheck memory_;  // the plan checked at start
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
@@ -165,6 +167,10 @@ double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 struct LowRankConfig;
 // Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
 LowRankConfig lowrank_config(const OptimizerConfig& o);
+
+// `cairn train --dry-run`: validates cfg, opens its datasets (for the vocabulary) and checks the
+// memory plan (check_memory) on the configured backend; allocates nothing for the model. Collective.
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm);
 
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
