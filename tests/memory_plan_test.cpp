@@ -8,7 +8,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 
@@ -178,12 +177,7 @@ TEST_F(MemoryPlanTest, AvailableHostMemoryIsAtMostTheMachines) {
 class DryRunTest : public MemoryPlanTest {
  protected:
   int cairn(const std::string& args, std::string& output, const std::string& env = "") {
-    const std::string log = path("out.txt");
-    const std::string cmd = env + " " + std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
-    const int status = std::system(cmd.c_str());
-    std::ifstream in(log);
-    output.assign(std::istreambuf_iterator<char>(in), {});
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return run_cairn(args, path("out.txt"), output, env);
   }
   std::string args() const {
     return "train --set data.train=" + path("data.h5") +
