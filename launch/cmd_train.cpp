@@ -17,19 +17,25 @@ namespace cairn {
 
 static const CommandSpec kTrainSpec{
     "train",
-    "--config FILE [--set section.key=value ...] [--resume auto|PATH]",
+    "--config FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]",
     "Trains a LLaMA-style model on a token dataset. Under mpirun or srun every rank runs this\n"
     "command and they train one model data-parallel; only rank 0 prints and writes metrics.",
     {{"config", "FILE", "TOML run configuration (configs/ has presets)"},
      {"set", "KEY=VALUE", "override one config key, e.g. --set training.steps=200", true},
-     {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"}},
+     {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"},
+     {"dry-run", "", "print the memory plan and whether it fits, then exit (0: fits, 1: would be refused); "
+                     "allocates no model and leaves the run directory alone"}},
     "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
     "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
     "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"
     "With --resume auto, a run whose COMPLETE records training.steps exits 0 at once (nothing to do);\n"
     "given more training.steps it continues from the checkpoint of its last step.\n"
     "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
-    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"};
+    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"
+    "Before allocating, each rank plans its memory (parameters, gradients, optimizer state, activations,\n"
+    "logits) and a run that does not fit the host's available memory (MemAvailable, cgroup limit) or the\n"
+    "GPU's free memory is refused, naming the largest training.micro_batch that fits.\n"
+    "CAIRN_MEMORY_LIMIT_BYTES=N replaces the measured available memory (host or GPU) with N bytes.\n"};
 
 // The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
 static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {
@@ -65,6 +71,11 @@ int cmd_train(int argc, char** argv) {
       for (size_t r = 0; r < hosts.size(); ++r) std::cout << "  rank " << r << " on " << hosts[r] << "\n";
     } else if (comm->size() > 1) {
       comm->all_gather_strings(comm->host());
+    }
+    if (args.has("dry-run")) {
+      const MemoryCheck check = plan_training_memory(cfg, *comm);
+      if (comm->rank() == 0) std::cout << describe_memory_check(check) << std::flush;
+      return check.refusal.empty() ? 0 : 1;
     }
     // `--resume auto` on a finished run (a resubmitted job): nothing to do at the same
     // training.steps; with more, continue from the checkpoint of its last step.

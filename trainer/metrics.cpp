@@ -124,25 +124,4 @@ void MetricsLog::progress(int64_t step, double elapsed_s) {
   bar_shown_ = true;
 }
 
-double measure_matmul_peak(const Backend& be) {
-  const int64_t n = 1536;
-  DeviceArray<float> a(be, n * n), b(be, n * n), c(be, n * n);
-  std::vector<float> host(static_cast<size_t>(n * n), 0.5f);
-  be.copy_to_device(a.data(), host.data(), n * n * 4);
-  be.copy_to_device(b.data(), host.data(), n * n * 4);
-  // A GPU backend returns before the GEMM ends: copying one result back waits for it.
-  float sink = 0;
-  be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);  // warm up
-  be.copy_to_host(&sink, c.data(), 4);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {  // best of 5: robust to a busy machine
-    const auto t0 = std::chrono::steady_clock::now();
-    be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);
-    be.copy_to_host(&sink, c.data(), 4);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * double(n * n * n) / s);
-  }
-  return best;
-}
-
 }  // namespace cairn

@@ -49,7 +49,5 @@ class MetricsLog {
 
 // "1h02m", "3m05s", "12.3s".
 std::string format_duration(double seconds);
-// Measured fp32 GEMM throughput (FLOP/s) of the backend with its current threads.
-double measure_matmul_peak(const Backend& be);
 
 }  // namespace cairn

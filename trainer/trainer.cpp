@@ -76,6 +76,18 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
   return cfg;
 }
 
+// device and training.precision's backend.
+static const Backend& configured_backend(const TrainConfig& cfg) {
+  return cfg.device == "cuda" ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
+}
+
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
+  config_validate(cfg);
+  const auto data = make_training_data(cfg.data.train, cfg.data.mixture, cfg.model.seq_len, cfg.data.seed);
+  cfg = resolve(cfg, *data);
+  return check_memory(cfg, configured_backend(cfg), comm);
+}
+
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
 // Returns the weights file it read.
@@ -123,11 +135,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     options.timeout_seconds = cfg_.training.comm_timeout_s;
     device_comm_ = make_nccl_communicator(comm_, options);
   }
-  const Backend& be = backend                 ? *backend
-                      : cfg_.device == "cuda" ? cuda_backend(cuda_math(cfg_.training.precision))
-                                              : cpu_backend();
+  const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  // Before anything is allocated: a run that cannot fit is refused now, not killed later.
+  memory_ = check_memory(cfg_, be, comm_);
+  if (!memory_.refusal.empty()) throw Error(memory_.refusal);
+  // Before the model exists: a measurement then has the machine's memory and cores to itself.
+  peak_ = resolve_peak_flops(cfg_.training.peak_flops, be, threads);
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
   if (!cfg_.init_from.empty()) init_weights_ = init_from_weights(*model_, cfg_);
@@ -146,7 +161,6 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   inputs_.resize(size_t(B * T));
   targets_.resize(size_t(B * T));
   window_.resize(size_t(T + 1));
-  peak_flops_ = cfg_.training.peak_flops > 0 ? cfg_.training.peak_flops : measure_matmul_peak(be);
 }
 
 Trainer::~Trainer() = default;
@@ -160,7 +174,7 @@ void Trainer::attach_model() {
     if (sync_armed_) sync_->ready_from(offset);
   });
   optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
-  flops_per_token_ = training_flops_per_token(cfg_.model);
+  flops_per_token_ = training_flops_per_token(cfg_.model, model_->backend(), cfg_.training.micro_batch * cfg_.model.seq_len);
 }
 
 void Trainer::grow(int64_t factor) {
@@ -368,7 +382,7 @@ void Trainer::run() {
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
                             {"tokens_per_s", tps},
-                            {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
+                            {"mfu", tps * flops_per_token_ / (peak_.flops * double(comm_.size()))},
                             {"elapsed_s", elapsed},
                             {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;

@@ -19,8 +19,10 @@
 #include "data/token_dataset.h"
 #include "model/llama.h"
 #include "trainer/grad_sync.h"
+#include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/peak_flops.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
 #include "trainer/validation.h"
@@ -152,7 +154,9 @@ class Trainer {
   int64_t growth_step_ = -1;  // with growth.at_tokens: the step after which the model grows
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
-  double flops_per_token_ = 0, peak_flops_ = 0;
+  double flops_per_token_ = 0;
+  PeakFlops peak_;
+  MemoryCheck memory_;  // the plan checked at start
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
@@ -167,6 +171,10 @@ double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 struct LowRankConfig;
 // Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
 LowRankConfig lowrank_config(const OptimizerConfig& o);
+
+// `cairn train --dry-run`: validates cfg, opens its datasets (for the vocabulary) and checks the
+// memory plan (check_memory) on the configured backend; allocates nothing for the model. Collective.
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm);
 
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
