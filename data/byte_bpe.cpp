@@ -4,16 +4,15 @@
 // cheap, and repeated pieces come from the per-thread cache.
 #include "data/byte_bpe.h"
 
-#include <optional>
 #include <algorithm>
+#include <cstring>
+#include <optional>
 
 #include "util/error.h"
 
 namespace cairn {
 
 namespace {
-
-constexpr size_t kCacheEntries = 1 << 16;
 
 bool stands_for_itself(uint32_t b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
 
@@ -88,8 +87,24 @@ ByteBpe::ByteBpe(const std::vector<std::pair<std::string, uint32_t>>& vocab, con
     if (never_from_text.count(merged->second))
       throw Error(str("model.merges[", rank, "] produces the special token '", merged->first,
                       "', which cairn never produces from text"));
-    merges_[pair_key(left->second, right->second)] = {uint32_t(rank), merged->second};
   }
+  size_t capacity = 16;
+  while (capacity < 2 * merges.size()) capacity *= 2;
+  merges_.resize(capacity);
+  for (size_t rank = 0; rank < merges.size(); ++rank) {
+    const uint64_t key = pair_key(id_of.at(merges[rank].left), id_of.at(merges[rank].right));
+    MergeSlot& slot = merges_[merge_slot(key)];
+    slot.key = key;
+    slot.value = {uint32_t(rank), id_of.at(merges[rank].left + merges[rank].right)};
+  }
+}
+
+size_t ByteBpe::merge_slot(uint64_t key) const {
+  const size_t mask = merges_.size() - 1;
+  const uint64_t h = key * 0x9e3779b97f4a7c15ull;
+  size_t i = size_t(h ^ (h >> 32)) & mask;
+  while (merges_[i].key != key && merges_[i].key != kNoPair) i = (i + 1) & mask;
+  return i;
 }
 
 const std::string& ByteBpe::bytes_of(uint32_t id) const {
@@ -98,28 +113,58 @@ const std::string& ByteBpe::bytes_of(uint32_t id) const {
 }
 
 const std::pair<uint32_t, uint32_t>* ByteBpe::find_merge(uint32_t left, uint32_t right) const {
-  const auto it = merges_.find(pair_key(left, right));
-  return it == merges_.end() ? nullptr : &it->second;
+  const MergeSlot& slot = merges_[merge_slot(pair_key(left, right))];
+  return slot.key == pair_key(left, right) ? &slot.value : nullptr;
 }
 
-void ByteBpe::encode_piece(std::string_view piece, std::vector<uint32_t>& out, WordIdsCache& cache) const {
+size_t PieceCache::slot_of(std::string_view piece) {
+  // 8 bytes at a time, multiply and fold (the pieces are short).
+  uint64_t h = piece.size() * 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < piece.size(); i += 8) {
+    uint64_t word = 0;
+    std::memcpy(&word, piece.data() + i, std::min<size_t>(8, piece.size() - i));
+    h = (h ^ word) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  return size_t(h & (kSlots - 1));
+}
+
+std::span<const uint32_t> PieceCache::find(std::string_view piece) const {
+  if (piece.size() > kMaxBytes) return {};
+  const Slot& s = slots_[slot_of(piece)];
+  if (s.bytes != piece.size() || s.n_ids == 0 || std::memcmp(s.key, piece.data(), piece.size()) != 0) return {};
+  return {s.ids, s.n_ids};
+}
+
+void PieceCache::insert(std::string_view piece, std::span<const uint32_t> ids) {
+  if (piece.size() > kMaxBytes || ids.empty() || ids.size() > kMaxIds) return;
+  Slot& s = slots_[slot_of(piece)];
+  s.bytes = uint8_t(piece.size());
+  s.n_ids = uint8_t(ids.size());
+  std::memcpy(s.key, piece.data(), piece.size());
+  std::copy(ids.begin(), ids.end(), s.ids);
+}
+
+void ByteBpe::encode_piece(std::string_view piece, std::vector<uint32_t>& out, PieceCache& cache) const {
   if (piece.empty()) return;
   if (piece.size() == 1) {
     out.push_back(byte_ids_[uint8_t(piece[0])]);
     return;
   }
-  if (const auto hit = cache.find(piece); hit != cache.end()) {
-    out.insert(out.end(), hit->second.begin(), hit->second.end());
+  if (const auto hit = cache.find(piece); !hit.empty()) {
+    out.insert(out.end(), hit.begin(), hit.end());
     return;
   }
   const size_t first = out.size();
-  const auto whole = ignore_merges_ ? whole_.find(piece) : whole_.end();
-  if (whole != whole_.end())
-    out.push_back(whole->second);
-  else
-    merge(piece, out);
-  if (cache.size() >= kCacheEntries) cache.clear();
-  cache.emplace(std::string(piece), std::vector<uint32_t>(out.begin() + std::ptrdiff_t(first), out.end()));
+  merge(piece, out);
+  // ignore_merges: a piece in the vocabulary is that one token. Merging gives one token only
+  // when it is that token, so the lookup is needed only when merging gave several.
+  if (ignore_merges_ && out.size() - first > 1)
+    if (const auto whole = whole_.find(piece); whole != whole_.end()) {
+      out.resize(first);
+      out.push_back(whole->second);
+    }
+  cache.insert(piece, std::span<const uint32_t>(out).subspan(first));
 }
 
 void ByteBpe::merge(std::string_view piece, std::vector<uint32_t>& out) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,7 +24,30 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using WordIdsCache = std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>>;
+
+// The ids of recently encoded pieces, for one thread: a direct-mapped table of fixed size whose
+// slots hold short pieces and their ids inline, so a hit costs one hash and one memory access, and
+// nothing is allocated or freed while encoding. A new piece replaces the one in its slot.
+class PieceCache {
+ public:
+  // 32-byte slots: 99% of the pieces of English and German text have at most 14 bytes.
+  static constexpr size_t kMaxBytes = 14, kMaxIds = 4;
+  PieceCache() : slots_(kSlots) {}
+  // The cached ids of `piece`, or an empty span.
+  std::span<const uint32_t> find(std::string_view piece) const;
+  // Remembers ids for piece (ignored unless piece.size() <= kMaxBytes and ids.size() <= kMaxIds).
+  void insert(std::string_view piece, std::span<const uint32_t> ids);
+
+ private:
+  static constexpr size_t kSlots = 1 << 16;
+  struct Slot {
+    uint32_t ids[kMaxIds];
+    uint8_t bytes = 0, n_ids = 0;  // n_ids 0: empty
+    char key[kMaxBytes];
+  };
+  static size_t slot_of(std::string_view piece);
+  std::vector<Slot> slots_;
+};
 
 class ByteBpe {
  public:
@@ -38,8 +62,8 @@ class ByteBpe {
           bool ignore_merges, const std::unordered_set<uint32_t>& never_from_text);
 
   // Appends the ids of one pre-tokenized piece (raw bytes). `cache` (one per thread) remembers
-  // the ids of pieces seen before; it is cleared when it grows past a bound.
-  void encode_piece(std::string_view piece, std::vector<uint32_t>& out, WordIdsCache& cache) const;
+  // the ids of pieces seen before.
+  void encode_piece(std::string_view piece, std::vector<uint32_t>& out, PieceCache& cache) const;
   uint32_t byte_id(uint8_t b) const { return byte_ids_[b]; }
   // The bytes a vocabulary id stands for; ids of entries outside the byte-level alphabet give
   // the entry's own UTF-8 (as the `tokenizers` ByteLevel decoder does). Empty for unknown ids.
@@ -58,11 +82,19 @@ class ByteBpe {
   };
   void merge(std::string_view piece, std::vector<uint32_t>& out) const;
   const std::pair<uint32_t, uint32_t>* find_merge(uint32_t left, uint32_t right) const;
+  // The index of key's slot, or of the empty slot where it would go.
+  size_t merge_slot(uint64_t key) const;
 
   uint32_t byte_ids_[256];
   std::vector<std::string> bytes_;  // by id
-  // (left id << 32 | right id) -> (rank, merged id)
-  std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> merges_;
+  // Open addressing with linear probing, (left id << 32 | right id) -> (rank, merged id): one
+  // memory access per lookup, where std::unordered_map's nodes cost two or more.
+  struct MergeSlot {
+    uint64_t key = kNoPair;
+    std::pair<uint32_t, uint32_t> value;
+  };
+  static constexpr uint64_t kNoPair = ~uint64_t(0);
+  std::vector<MergeSlot> merges_;
   bool ignore_merges_;
   std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> whole_;  // for ignore_merges
 };

@@ -265,14 +265,14 @@ class HfBpeTokenizer final : public Tokenizer {
   struct ThreadState {
     uint64_t owner = 0;
     std::vector<std::unique_ptr<RegexSplitter::Scratch, void (*)(RegexSplitter::Scratch*)>> scratch;
-    WordIdsCache cache;
+    PieceCache cache;
   };
   ThreadState& thread_state() const {
     thread_local ThreadState st;
     if (st.owner != serial_) {
       st.scratch.clear();
       for (const auto& re : steps_.regexes) st.scratch.push_back(re->make_scratch());
-      st.cache.clear();
+      st.cache = PieceCache();
       st.owner = serial_;
     }
     return st;
