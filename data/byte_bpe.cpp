@@ -25,8 +25,11 @@ struct ByteOfChar {
   }
 };
 
-// The bytes a byte-level string stands for, or nullopt when a character is outside the alphabet.
-std::optional<std::string> to_bytes(const std::string& token) {
+uint64_t pair_key(uint32_t left, uint32_t right) { return (uint64_t(left) << 32) | right; }
+
+}  // namespace
+
+std::optional<std::string> byte_level_bytes(const std::string& token) {
   static const ByteOfChar table;
   std::string out;
   for (size_t i = 0; i < token.size();) {
@@ -47,10 +50,6 @@ std::optional<std::string> to_bytes(const std::string& token) {
   return out;
 }
 
-uint64_t pair_key(uint32_t left, uint32_t right) { return (uint64_t(left) << 32) | right; }
-
-}  // namespace
-
 uint32_t byte_level_char(uint8_t b) {
   if (stands_for_itself(b)) return b;
   uint32_t n = 0;  // b is the n-th byte that does not stand for itself
@@ -65,9 +64,7 @@ ByteBpe::ByteBpe(const std::vector<std::pair<std::string, uint32_t>>& vocab, con
   std::fill(std::begin(byte_ids_), std::end(byte_ids_), UINT32_MAX);
   for (const auto& [token, id] : vocab) {
     id_of.emplace(token, id);
-    if (bytes_.size() <= id) bytes_.resize(size_t(id) + 1);
-    const std::optional<std::string> bytes = to_bytes(token);
-    bytes_[id] = bytes ? *bytes : token;
+    const std::optional<std::string> bytes = byte_level_bytes(token);
     if (!bytes) continue;
     if (bytes->size() == 1) byte_ids_[uint8_t((*bytes)[0])] = id;
     if (ignore_merges && !never_from_text.count(id)) whole_.emplace(*bytes, id);
@@ -105,11 +102,6 @@ size_t ByteBpe::merge_slot(uint64_t key) const {
   size_t i = size_t(h ^ (h >> 32)) & mask;
   while (merges_[i].key != key && merges_[i].key != kNoPair) i = (i + 1) & mask;
   return i;
-}
-
-const std::string& ByteBpe::bytes_of(uint32_t id) const {
-  static const std::string kNone;
-  return id < bytes_.size() ? bytes_[id] : kNone;
 }
 
 const std::pair<uint32_t, uint32_t>* ByteBpe::find_merge(uint32_t left, uint32_t right) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,6 +19,9 @@ namespace cairn {
 // The character that stands for byte b in a byte-level vocabulary (GPT-2's bytes_to_unicode):
 // printable Latin-1 bytes stand for themselves, the others for U+0100 onwards.
 uint32_t byte_level_char(uint8_t b);
+// The bytes a byte-level string stands for, or nullopt when one of its characters is outside the
+// alphabet (such a vocabulary entry never comes out of merging bytes).
+std::optional<std::string> byte_level_bytes(const std::string& token);
 
 // Hash and equality that look up std::string keys by std::string_view without a copy.
 struct StringHash {
@@ -65,9 +69,6 @@ class ByteBpe {
   // the ids of pieces seen before.
   void encode_piece(std::string_view piece, std::vector<uint32_t>& out, PieceCache& cache) const;
   uint32_t byte_id(uint8_t b) const { return byte_ids_[b]; }
-  // The bytes a vocabulary id stands for; ids of entries outside the byte-level alphabet give
-  // the entry's own UTF-8 (as the `tokenizers` ByteLevel decoder does). Empty for unknown ids.
-  const std::string& bytes_of(uint32_t id) const;
 
  private:
   struct Symbol {
@@ -77,7 +78,7 @@ class ByteBpe {
   };
   struct Candidate {
     uint32_t rank, pos, new_id;
-    // std::priority_queue pops the largest: make that the lowest rank, then the leftmost.
+    // std::pop_heap takes the largest: make that the lowest rank, then the leftmost.
     bool operator<(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   void merge(std::string_view piece, std::vector<uint32_t>& out) const;
@@ -86,7 +87,6 @@ class ByteBpe {
   size_t merge_slot(uint64_t key) const;
 
   uint32_t byte_ids_[256];
-  std::vector<std::string> bytes_;  // by id
   // Open addressing with linear probing, (left id << 32 | right id) -> (rank, merged id): one
   // memory access per lookup, where std::unordered_map's nodes cost two or more.
   struct MergeSlot {

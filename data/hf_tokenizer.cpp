@@ -226,7 +226,8 @@ class HfBpeTokenizer final : public Tokenizer {
     bpe_ = std::make_unique<ByteBpe>(vocab, read_merges(r, r.get(model, "merges", "model")),
                                      r.boolean(r.optional(model, "ignore_merges", false), "model.ignore_merges"),
                                      special);
-    for (const auto& v : vocab) decode_[v.second] = bpe_->bytes_of(v.second);
+    // An entry outside the byte-level alphabet decodes to its own UTF-8, as `tokenizers` does.
+    for (const auto& [token, id] : vocab) decode_[id] = byte_level_bytes(token).value_or(token);
     for (const AddedToken& t : added) decode_[t.id] = t.content;
     eos_ = choose_eos(origin, eos, added, special);
   }

@@ -16,8 +16,8 @@ std::string pcre2_message(int code) {
   return reinterpret_cast<const char*>(buf);
 }
 
-// Long whitespace runs make `\s+(?!\S)` backtrack far; PCRE2's default 32 KiB JIT stack is not
-// enough for the megabyte-long runs real corpora have.
+// A repeated group keeps a backtracking frame per repetition on the JIT stack: PCRE2's default
+// 32 KiB ends at a few thousand, real corpora have megabyte-long runs of letters or spaces.
 constexpr size_t kJitStackMax = 64 << 20;
 
 // Oniguruma's \s (used by `tokenizers`) is Unicode White_Space; PCRE2's also matches U+180E,

@@ -220,6 +220,32 @@ TEST_F(HfTokenizerTest, IgnoreMergesTakesWholeVocabularyWords) {
   EXPECT_EQ(whole->decode(whole->encode("x abc")), "x abc");
 }
 
+// A vocabulary entry outside the byte-level alphabet never comes from text and decodes to itself.
+TEST_F(HfTokenizerTest, EntryOutsideTheAlphabetDecodesToItsText) {
+  json j = tiny_tokenizer({"ab"}, {});
+  j["model"]["vocab"]["\u20ac x"] = 258;
+  const auto tok = load_hf_tokenizer_serialized(j.dump(), 257, "test");
+  const std::vector<uint32_t> id = {258};
+  EXPECT_EQ(tok->decode(id), "\u20ac x");
+  const auto ids = tok->encode("\u20ac x");
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 258u), 0);
+  EXPECT_EQ(tok->decode(ids), "\u20ac x");
+}
+
+// A Split on a plain string isolates it (as a string, not a regex); without the Split the merge
+// across it applies.
+TEST_F(HfTokenizerTest, SplitOnAStringIsolatesIt) {
+  json j = tiny_tokenizer({"a,", "+a"}, {{"a", ","}, {"+", "a"}});
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"use_regex", false}};
+  EXPECT_EQ(load_hf_tokenizer_serialized(j.dump(), 258, "test")->encode("a,a,"), (std::vector<uint32_t>{256, 256}));
+  j["pre_tokenizer"] = {{"type", "Sequence"},
+                        {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"String", "x+"}}}, {"behavior", "Isolated"}},
+                                           {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  // Pieces "a", "x+", "a"; the regex x+ would give "a", "x", "+a" and merge "+a".
+  EXPECT_EQ(load_hf_tokenizer_serialized(j.dump(), 258, "test")->encode("ax+a"),
+            (std::vector<uint32_t>{'a', 'x', '+', 'a'}));
+}
+
 // Merges apply lowest rank first and leftmost first among equal ranks ("aaa" -> "aa" "a").
 TEST_F(HfTokenizerTest, MergeOrder) {
   const auto tok = load_hf_tokenizer_serialized(
@@ -327,7 +353,8 @@ TEST_F(HfTokenizerTest, ThreadsEncodeLikeOne) {
   for (int m : mismatches) EXPECT_EQ(m, 0);
 }
 
-// Megabyte-long pieces (a whitespace run, a letter run) encode without a PCRE2 stack failure.
+// Megabyte-long pieces (a whitespace run, a letter run, a repeated group) encode without a PCRE2
+// stack failure.
 TEST_F(HfTokenizerTest, LongPieces) {
   for (const char* name : {"gpt2_style", "llama3_style"}) {
     const auto tok = load_hf_tokenizer(golden_tokenizer(name));
@@ -335,6 +362,14 @@ TEST_F(HfTokenizerTest, LongPieces) {
                              std::string(1 << 19, '\n');
     EXPECT_EQ(tok->decode(tok->encode(text)), text) << name;
   }
+  // A repeated group keeps a backtracking frame per repetition on PCRE2's JIT stack.
+  json j = tiny_tokenizer({}, {});
+  j["pre_tokenizer"] = {{"type", "Sequence"},
+                        {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "(?:\\p{L}|')+"}}}, {"behavior", "Isolated"}},
+                                           {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  const auto tok = load_hf_tokenizer_serialized(j.dump(), 256, "test");
+  const std::string letters(1 << 20, 'x');
+  EXPECT_EQ(tok->encode(letters).size(), letters.size());
 }
 
 TEST_F(HfTokenizerTest, PreparedDatasetCarriesTheTokenizer) {
