@@ -346,7 +346,7 @@ TEST_F(HfTokenizerTest, ThreadsEncodeLikeOne) {
   std::vector<int> mismatches(4, 0);
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
-      for (int rep = 0; rep < 50; ++rep)
+      for (int rep = 0; rep < 300; ++rep)
         for (size_t i = 0; i < lines.size(); ++i) mismatches[size_t(t)] += tok->encode(lines[(i + size_t(t)) % lines.size()]) != want[(i + size_t(t)) % lines.size()];
     });
   for (auto& th : threads) th.join();
