@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/hf_tokenizer.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
@@ -55,8 +56,9 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opts, const std:
   }
   const std::string prefix = "sentencepiece:";
   if (opts.tokenizer.rfind(prefix, 0) == 0) return load_sentencepiece(opts.tokenizer.substr(prefix.size()));
+  if (opts.tokenizer.rfind("hf:", 0) == 0) return load_hf_tokenizer(opts.tokenizer.substr(3));
   throw Error(str("unknown tokenizer '", opts.tokenizer,
-                  "': use \"byte\", \"sentencepiece\" or \"sentencepiece:<model path>\""));
+                  "': use \"byte\", \"sentencepiece\", \"sentencepiece:<model path>\" or \"hf:<tokenizer.json>\""));
 }
 
 }  // namespace

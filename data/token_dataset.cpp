@@ -130,8 +130,8 @@ TokenDataset TokenDataset::open(const std::string& path) {
   ds.eos_id_ = uint32_t(eos);
   if (ds.val_start_ < 0 || ds.val_start_ > n)
     throw bad(str("has val_start ", ds.val_start_, " outside [0, ", n, "]"));
-  if (ds.kind_ == "sentencepiece" && !f.has("tokenizer_model"))
-    throw bad("uses a SentencePiece tokenizer but has no /tokenizer_model");
+  if (ds.kind_ != "byte" && !f.has("tokenizer_model"))
+    throw bad(str("uses a ", ds.kind_, " tokenizer but has no /tokenizer_model"));
   H5Dataset1D offsets = H5Dataset1D::open(f, "doc_offsets");
   int64_t last = -1;
   if (offsets.size() > 0) offsets.read(offsets.size() - 1, 1, &last);
