@@ -502,6 +502,29 @@ TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
   EXPECT_EQ(resumed, full);
 }
 
+TEST_F(CheckpointTest, AStopReportThatCannotBeWrittenIsAWarningAndTheStopStaysClean) {
+  // <run_dir>/STOPPED cannot replace a non-empty directory: the checkpoint is written, so the run
+  // still stops cleanly (stopped(), no exception) and says why the report is missing.
+  TrainConfig c = config();
+  c.checkpoint.every = 6;
+  fs::create_directories(path("run/STOPPED/in-the-way"));
+  checkpoint_fault_hook = [](const std::string& stage) {
+    if (stage == "latest") std::raise(SIGUSR1);  // a stop request while the step-6 checkpoint is written
+  };
+  Trainer t(c, *comm_);
+  testing::internal::CaptureStdout();
+  EXPECT_NO_THROW(t.run());
+  const std::string out = testing::internal::GetCapturedStdout();
+  checkpoint_fault_hook = nullptr;
+  EXPECT_TRUE(t.stopped());
+  EXPECT_EQ(t.state().step, 6);
+  EXPECT_NE(out.find("stopped by signal at step 6: checkpoint "), std::string::npos) << out;
+  EXPECT_NE(out.find("warning: no stop report in the run directory: "), std::string::npos) << out;
+  EXPECT_NE(out.find("STOPPED"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(path("run/STOPPED.tmp")));
+  EXPECT_EQ(checkpoint_list(path("run/checkpoints")).size(), 1u);
+}
+
 TEST_F(CheckpointTest, AnIncompleteLastMetricsLineIsDroppedWhenTheRunContinues) {
   // A record cut short (full disk, crash mid-write) has no newline: the resumed run's first record
   // was glued to it, so both were lost and `cairn plot` (and the plot at the end of cairn train)
