@@ -21,13 +21,26 @@ static const CommandSpec kEvalSpec{
     "WEIGHTS_OR_CHECKPOINT --data X.h5 [--data Y.h5 ...] [--split val|train] [--batches N] [--micro-batch B]",
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
     "Windows of seq_len + 1 tokens are taken in order (as training's validation does); under mpirun\n"
-    "or srun the ranks share them.",
+    "or srun the ranks share them. --skip-layer measures what layers contribute: a skipped layer\n"
+    "passes its input through unchanged (the model keeps its other layers' positions and norms).",
     {{"data", "FILE", "token dataset written by cairn prepare", true},
      {"split", "SPLIT", "val (default: the held-out split) or train"},
      {"batches", "N", "evaluate the first N micro-batches of windows (default: all windows)"},
      {"micro-batch", "B", "windows per forward pass (default 8)"},
-     {"json", "FILE", "also write the results as JSON"}},
+     {"json", "FILE", "also write the results as JSON"},
+     {"skip-layer", "L|each", "skip layer L (0-based); each: the whole model, then every layer skipped in turn"}},
     ""};
+
+// The layers to skip, one evaluation each: -1 is none (the whole model).
+static std::vector<int64_t> skip_plan(const Args& args, int64_t n_layers) {
+  if (!args.has("skip-layer")) return {-1};
+  if (args.get("skip-layer") == "each") {
+    std::vector<int64_t> plan{-1};
+    for (int64_t l = 0; l < n_layers; ++l) plan.push_back(l);
+    return plan;
+  }
+  return {args.get_integer("skip-layer", -1, 0, n_layers - 1)};
+}
 
 int cmd_eval(int argc, char** argv) {
   Args args(kEvalSpec, argc, argv, 2);
@@ -50,19 +63,28 @@ int cmd_eval(int argc, char** argv) {
     cpu_set_threads(threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
     const std::string weights = checkpoint_weights_path(args.positional()[0]);
     TrainedModel m = load_trained_model(weights, micro_batch);
+    const std::vector<int64_t> skips = skip_plan(args, m.config.model.n_layers);
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const auto& path : data) {
       const TokenDataset ds = TokenDataset::open(path);
       if (!check_dataset_tokenizer(m.config, ds) && comm->rank() == 0)
         std::cerr << "note: the model's training dataset '" << m.config.data.train
                   << "' is not available, so the tokenizer of " << path << " is not checked against it\n";
-      const EvalResult r = evaluate_dataset(*m.model, ds, split, batches, micro_batch, *comm);
-      if (comm->rank() == 0) {
-        std::cout << path << " (" << split << "): loss " << r.loss << "  perplexity " << r.perplexity() << "  ("
-                  << r.windows << " windows, " << r.tokens << " tokens" << (comm->size() > 1 ? str(", ", comm->size(), " ranks") : "")
+      double whole = 0;
+      for (const int64_t skip : skips) {
+        m.model->set_skipped_layer(skip);
+        const EvalResult r = evaluate_dataset(*m.model, ds, split, batches, micro_batch, *comm);
+        if (skip < 0) whole = r.loss;
+        if (comm->rank() != 0) continue;
+        std::cout << path << " (" << split << (skip >= 0 ? str(", layer ", skip, " skipped") : "") << "): loss "
+                  << r.loss << "  perplexity " << r.perplexity() << "  ("
+                  << (skip >= 0 && skips.front() < 0 ? str("loss change ", r.loss - whole, ", ") : "") << r.windows
+                  << " windows, " << r.tokens << " tokens" << (comm->size() > 1 ? str(", ", comm->size(), " ranks") : "")
                   << ")" << std::endl;
-        results.push_back({{"data", path}, {"split", split}, {"windows", r.windows}, {"tokens", r.tokens},
-                           {"loss", r.loss}, {"perplexity", r.perplexity()}});
+        nlohmann::ordered_json result = {{"data", path}, {"split", split}, {"windows", r.windows}, {"tokens", r.tokens},
+                                         {"loss", r.loss}, {"perplexity", r.perplexity()}};
+        if (skip >= 0) result["skipped_layer"] = skip;
+        results.push_back(result);
       }
     }
     if (comm->rank() == 0 && args.has("json")) {

@@ -19,6 +19,7 @@ static const CommandSpec kGrowSpec{
     "--from WEIGHTS --factor G --out OUT.h5 | --plan --params N --tokens D [--layers L] [--factor G]",
     "Grows an L-layer model into G·L layers of the same width by repeating the whole stack in order\n"
     "(G_stack: layer i is a copy of layer i mod L; embeddings, final norm and LM head unchanged).\n"
+    "The norm keys are kept: a Mix-LN model keeps model.mix_ln_alpha, so its Post-LN prefix grows.\n"
     "Train the grown weights with --set model.init_from=OUT.h5 (fresh optimizer, schedule from\n"
     "warmup) and --set training.tokens_before=<tokens the small model saw>.",
     {{"from", "WEIGHTS", "weights file, or a run/checkpoint directory holding model.h5"},
@@ -76,6 +77,7 @@ int cmd_grow(int argc, char** argv) {
   const Backend& be = cpu_backend();
   LlamaModel src(cfg.model, be, 1);
   load_model_weights(src, src_path);
+  const std::vector<int64_t> changed = layers_changing_layout(cfg.model, g);
   cfg.model = grown_config(cfg.model, g);
   LlamaModel dst(cfg.model, be, 1);
   grow_depthwise(src, dst);
@@ -83,6 +85,13 @@ int cmd_grow(int argc, char** argv) {
   std::cout << "grew " << src_path << " (" << src.config().n_layers << " layers, " << src.params().count()
             << " parameters) x" << g << " -> " << args.get("out") << " (" << dst.config().n_layers << " layers, "
             << dst.params().count() << " parameters)" << std::endl;
+  if (!changed.empty()) {
+    std::cout << "Mix-LN: the grown model keeps model.mix_ln_alpha = " << cfg.model.mix_ln_alpha << " ("
+              << cfg.model.post_ln_layers() << " Post-LN layers); " << changed.size()
+              << " layers change layout from their source layer's and take its two norm gains in order:";
+    for (int64_t i : changed) std::cout << " " << i;
+    std::cout << std::endl;
+  }
   return 0;
 }
 

@@ -1,6 +1,9 @@
 // LLaMA forward and backward, layer by layer (see llama.h). Names of saved activations follow
-// the math: ln1 = RMSNorm(x), q/k/v projections (q, k after RoPE), att = softmax(qkᵀ)v,
-// xmid = x + o_proj(att), ln2 = RMSNorm(xmid), h = silu(gate)·up, x' = xmid + down_proj(h).
+// the math of a Pre-LN block: ln1 = s·RMSNorm(x), q/k/v projections (q, k after RoPE),
+// att = softmax(qkᵀ)v, xmid = x + o_proj(att), ln2 = s·RMSNorm(xmid), h = silu(gate)·up,
+// x' = xmid + down_proj(h), with s = norm_scale(l) (1 unless LayerNorm Scaling).
+// A Post-LN block (Mix-LN) has no ln1 (attention reads x), ln2 = RMSNorm_a(xmid) is again the
+// MLP's input, ffn_out = ln2 + down_proj(h) and x' = RMSNorm_f(ffn_out).
 #include "model/llama.h"
 
 #include <algorithm>
@@ -32,11 +35,34 @@ void ModelConfig::validate() const {
     if (linear.rank > std::min(dim, ffn_dim))
       throw Error(str("model.rank = ", linear.rank, " exceeds the smallest projection side ", std::min(dim, ffn_dim)));
   }
+  if (norm_layout != "pre" && norm_layout != "mix")
+    throw Error(str("model.norm_layout = \"", norm_layout, "\" is not a layout: use \"pre\" (Pre-LN) or \"mix\" (Mix-LN)"));
+  if (!(mix_ln_alpha >= 0 && mix_ln_alpha <= 1))
+    throw Error(str("model.mix_ln_alpha = ", mix_ln_alpha, " must be in [0, 1] (the fraction of Post-LN layers)"));
+  if (norm_scaling && norm_layout == "mix")
+    throw Error("model.norm_scaling = true cannot be combined with model.norm_layout = \"mix\": LayerNorm Scaling "
+                "scales pre-norm outputs, which Mix-LN's Post-LN layers do not have, and neither paper's code "
+                "combines the two; choose one");
   if (linear.kind == LinearKind::sltrain && !(linear.density >= 0 && linear.density < 1))
     throw Error(str("model.density = ", linear.density, " must be in [0, 1)"));
   if (linear.kind == LinearKind::sltrain && linear.sltrain_path != "auto" && linear.sltrain_path != "materialized" &&
       linear.sltrain_path != "factored")
     throw Error(str("model.sltrain_path = \"", linear.sltrain_path, "\" is not a path: use \"auto\", \"materialized\" or \"factored\""));
+}
+
+int64_t ModelConfig::post_ln_layers() const {
+  if (norm_layout != "mix") return 0;
+  return std::min(n_layers, int64_t(std::floor(mix_ln_alpha * double(n_layers) + 1e-9)));
+}
+
+float ModelConfig::norm_scale(int64_t layer) const {
+  return norm_scaling ? float(1.0 / std::sqrt(double(layer + 1))) : 1.0f;
+}
+
+const char* layer_norm_name(bool post_ln, int which) {
+  CAIRN_ASSERT(which == 1 || which == 2, "a block has norms 1 and 2, not ", which);
+  if (post_ln) return which == 1 ? "post_attention_layernorm" : "post_feedforward_layernorm";
+  return which == 1 ? "input_layernorm" : "post_attention_layernorm";
 }
 
 int64_t linear_param_count(const ModelConfig& c) {
@@ -51,16 +77,26 @@ int64_t model_param_count(const ModelConfig& c) {
   return embeddings + norms + linear_param_count(c);
 }
 
+int64_t non_embedding_param_count(const ModelConfig& c) {
+  return model_param_count(c) - (c.tie_embeddings ? 1 : 2) * c.vocab_size * c.dim;
+}
+
 double training_flops_per_token(const ModelConfig& c) {
   const double C = double(c.dim), F = double(c.ffn_dim), L = double(c.n_layers);
   const double matrix_params = L * (4 * C * C + 3 * C * F) + double(c.vocab_size) * C;
   return 6.0 * matrix_params + 12.0 * L * C * double(c.seq_len);
 }
 
+// ln1_offset and ln2_offset are the gains of the block's first and second norm: input_layernorm
+// and post_attention_layernorm in a Pre-LN block, post_attention_layernorm and
+// post_feedforward_layernorm in a Post-LN one. rstd1/rstd2 belong to the same norms. A Pre-LN
+// block has no ffn_out, a Post-LN block no ln1.
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
+  bool post_ln;
+  float scale;  // on the pre-norm outputs ln1, ln2 (1 without LayerNorm Scaling)
   int64_t ln1_offset, ln2_offset;
-  DeviceArray<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h;
+  DeviceArray<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h, ffn_out;
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch)
@@ -80,12 +116,15 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   for (int l = 0; l < int(cfg_.n_layers); ++l) {
     const std::string p = str("model.layers.", l, ".");
     Layer L{};
-    L.ln1_offset = table_.row(table_.add(p + "input_layernorm.weight", {C}, ParamRole::norm, l)).offset;
+    L.post_ln = cfg_.post_ln(l);
+    L.scale = cfg_.norm_scale(l);
+    // The first norm's gain comes first in either layout: backward reports it as the block's start.
+    L.ln1_offset = table_.row(table_.add(p + layer_norm_name(L.post_ln, 1) + ".weight", {C}, ParamRole::norm, l)).offset;
     L.q = linear(p + "self_attn.q_proj", C, C, l);
     L.k = linear(p + "self_attn.k_proj", C, C, l);
     L.v = linear(p + "self_attn.v_proj", C, C, l);
     L.o = linear(p + "self_attn.o_proj", C, C, l);
-    L.ln2_offset = table_.row(table_.add(p + "post_attention_layernorm.weight", {C}, ParamRole::norm, l)).offset;
+    L.ln2_offset = table_.row(table_.add(p + layer_norm_name(L.post_ln, 2) + ".weight", {C}, ParamRole::norm, l)).offset;
     L.gate = linear(p + "mlp.gate_proj", F, C, l);
     L.up = linear(p + "mlp.up_proj", F, C, l);
     L.down = linear(p + "mlp.down_proj", C, F, l);
@@ -121,7 +160,9 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   targets_ = DeviceArray<int32_t>(be_, N);
   residual_ = act((cfg_.n_layers + 1) * N * C);
   for (auto& L : layers_) {
-    L.ln1 = act(N * C); L.rstd1 = act(N);
+    if (L.post_ln) L.ffn_out = act(N * C);
+    else L.ln1 = act(N * C);
+    L.rstd1 = act(N);
     L.qa = act(N * C); L.ka = act(N * C); L.va = act(N * C);
     L.att_saved = act(be_.attention_saved_floats(max_batch, T, NH, HS));
     L.att = act(N * C); L.xmid = act(N * C);
@@ -136,7 +177,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   dq_ = act(N * C); dk_ = act(N * C); dv_ = act(N * C); datt_ = act(N * C);
   dgate_ = act(N * F); dup_ = act(N * F); dh_ = act(N * F);
   att_scratch_ = act(be_.attention_scratch_floats(max_batch, T, NH, HS));
-  tmp_ = act(N * std::max(C, F));
+  tmp_ = act(N * std::max(C, F));  // backward of a Post-LN block: d ffn_out
   int64_t ws = 1;
   for (const auto& lin : linears_) ws = std::max(ws, lin->workspace_floats(N));
   linear_ws_ = act(ws);
@@ -151,7 +192,8 @@ int64_t LlamaModel::activation_bytes() const {
               linear_ws_.size() + tmp_.size();
   for (const auto& L : layers_)
     n += L.ln1.size() + L.rstd1.size() + L.qa.size() + L.ka.size() + L.va.size() + L.att_saved.size() +
-         L.att.size() + L.xmid.size() + L.ln2.size() + L.rstd2.size() + L.ga.size() + L.ua.size() + L.h.size();
+         L.att.size() + L.xmid.size() + L.ln2.size() + L.rstd2.size() + L.ga.size() + L.ua.size() + L.h.size() +
+         L.ffn_out.size();
   return n * 4;
 }
 
@@ -203,21 +245,44 @@ void LlamaModel::forward(int64_t B) {
     Layer& L = layers_[l];
     const float* x = residual_.data() + int64_t(l) * N * C;
     float* x_next = residual_.data() + int64_t(l + 1) * N * C;
-    be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
-    L.q->forward(be_, L.qa.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->forward(be_, L.ka.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->forward(be_, L.va.data(), L.ln1.data(), N, P, bufs, ws);
+    if (int64_t(l) == skipped_layer_) {  // x' = x
+      be_.zero(x_next, N * C * 4);
+      be_.add_inplace(x_next, x, N * C);
+      continue;
+    }
+    // Attention: Pre-LN reads ln1 = s·RMSNorm(x), Post-LN reads x itself.
+    const float* attn_in = x;
+    if (!L.post_ln) {
+      be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
+      if (L.scale != 1.0f) be_.scale_inplace(L.ln1.data(), L.scale, N * C);
+      attn_in = L.ln1.data();
+    }
+    L.q->forward(be_, L.qa.data(), attn_in, N, P, bufs, ws);
+    L.k->forward(be_, L.ka.data(), attn_in, N, P, bufs, ws);
+    L.v->forward(be_, L.va.data(), attn_in, N, P, bufs, ws);
     be_.rope_forward(L.qa.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_forward(L.ka.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.attention_forward(L.att.data(), L.att_saved.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
-    be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+    // MLP input ln2: Pre-LN s·RMSNorm₂(xmid); Post-LN h = RMSNorm₁(xmid), which is also the residual.
+    if (L.post_ln) {
+      be_.rmsnorm_forward(L.ln2.data(), L.rstd1.data(), L.xmid.data(), P + L.ln1_offset, N, C, cfg_.norm_eps);
+    } else {
+      be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+      if (L.scale != 1.0f) be_.scale_inplace(L.ln2.data(), L.scale, N * C);
+    }
     L.gate->forward(be_, L.ga.data(), L.ln2.data(), N, P, bufs, ws);
     L.up->forward(be_, L.ua.data(), L.ln2.data(), N, P, bufs, ws);
     be_.swiglu_forward(L.h.data(), L.ga.data(), L.ua.data(), N * F);
-    L.down->forward(be_, x_next, L.h.data(), N, P, bufs, ws);
-    be_.add_inplace(x_next, L.xmid.data(), N * C);
+    if (L.post_ln) {  // x' = RMSNorm₂(h + down(·))
+      L.down->forward(be_, L.ffn_out.data(), L.h.data(), N, P, bufs, ws);
+      be_.add_inplace(L.ffn_out.data(), L.ln2.data(), N * C);
+      be_.rmsnorm_forward(x_next, L.rstd2.data(), L.ffn_out.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+    } else {          // x' = xmid + down(·)
+      L.down->forward(be_, x_next, L.h.data(), N, P, bufs, ws);
+      be_.add_inplace(x_next, L.xmid.data(), N * C);
+    }
   }
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_forward(final_norm_.data(), final_rstd_.data(), x_last, P + final_norm_offset_, N, C, cfg_.norm_eps);
@@ -244,23 +309,46 @@ void LlamaModel::backward(int64_t B) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     const float* x = residual_.data() + int64_t(li) * N * C;
-    // MLP: x' = xmid + down(h); dres is d x' and becomes d xmid.
-    L.down->backward(be_, dh_.data(), false, G, dres_.data(), L.h.data(), N, P, bufs, ws);
+    // MLP. Pre-LN: x' = xmid + down(h), so d down-output = dres = d x', which stays as d xmid's
+    // residual part. Post-LN: x' = RMSNorm₂(ffn_out), d ffn_out goes to tmp_.
+    float* dmlp_out = dres_.data();
+    if (L.post_ln) {
+      dmlp_out = tmp_.data();
+      be_.zero(dmlp_out, N * C * 4);
+      be_.rmsnorm_backward(dmlp_out, G + L.ln2_offset, dres_.data(), L.ffn_out.data(), P + L.ln2_offset,
+                           L.rstd2.data(), N, C);
+    }
+    L.down->backward(be_, dh_.data(), false, G, dmlp_out, L.h.data(), N, P, bufs, ws);
     be_.swiglu_backward(dgate_.data(), dup_.data(), dh_.data(), L.ga.data(), L.ua.data(), N * F);
     L.gate->backward(be_, dln_.data(), false, G, dgate_.data(), L.ln2.data(), N, P, bufs, ws);
     L.up->backward(be_, dln_.data(), true, G, dup_.data(), L.ln2.data(), N, P, bufs, ws);
-    be_.rmsnorm_backward(dres_.data(), G + L.ln2_offset, dln_.data(), L.xmid.data(), P + L.ln2_offset,
-                         L.rstd2.data(), N, C);
+    // dln is d ln2 through the MLP; dres becomes d xmid.
+    if (L.post_ln) {  // ln2 = h is also ffn_out's residual; xmid reaches x' only through RMSNorm₁
+      be_.add_inplace(dln_.data(), dmlp_out, N * C);
+      be_.zero(dres_.data(), N * C * 4);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), L.xmid.data(), P + L.ln1_offset,
+                           L.rstd1.data(), N, C);
+    } else {
+      if (L.scale != 1.0f) be_.scale_inplace(dln_.data(), L.scale, N * C);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln2_offset, dln_.data(), L.xmid.data(), P + L.ln2_offset,
+                           L.rstd2.data(), N, C);
+    }
     // Attention: xmid = x + o(att); dres becomes d x.
+    const float* attn_in = L.post_ln ? x : L.ln1.data();
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
     be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), att_scratch_.data(), datt_.data(), L.qa.data(),
                            L.ka.data(), L.va.data(), L.att.data(), L.att_saved.data(), B, T, NH, HS);
     be_.rope_backward(dq_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_backward(dk_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    L.q->backward(be_, dln_.data(), false, G, dq_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->backward(be_, dln_.data(), true, G, dk_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->backward(be_, dln_.data(), true, G, dv_.data(), L.ln1.data(), N, P, bufs, ws);
-    be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
+    L.q->backward(be_, dln_.data(), false, G, dq_.data(), attn_in, N, P, bufs, ws);
+    L.k->backward(be_, dln_.data(), true, G, dk_.data(), attn_in, N, P, bufs, ws);
+    L.v->backward(be_, dln_.data(), true, G, dv_.data(), attn_in, N, P, bufs, ws);
+    if (L.post_ln) {
+      be_.add_inplace(dres_.data(), dln_.data(), N * C);
+    } else {
+      if (L.scale != 1.0f) be_.scale_inplace(dln_.data(), L.scale, N * C);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
+    }
     if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
   }
   be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C);
@@ -275,7 +363,14 @@ static float mean_of(const Backend& be, const float* losses, int64_t N) {
   return float(s / double(N));
 }
 
+void LlamaModel::set_skipped_layer(int64_t layer) {
+  if (layer < -1 || layer >= cfg_.n_layers)
+    throw Error(str("cannot skip layer ", layer, ": the model has layers 0..", cfg_.n_layers - 1));
+  skipped_layer_ = layer;
+}
+
 float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale) {
+  CAIRN_ASSERT(skipped_layer_ < 0, "forward_backward with layer ", skipped_layer_, " skipped (an evaluation-only option)");
   upload_tokens(inputs, targets, B);
   forward(B);
   const int64_t N = B * cfg_.seq_len;
