@@ -17,6 +17,7 @@
 #include "trainer/config.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/fira.h"
+#include "trainer/step_law.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -391,6 +392,7 @@ void Trainer::print_startup() {
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
+  if (const std::string hint = step_law_hint(cfg_, comm_.size()); !hint.empty()) std::cout << hint << "\n";
   // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
   // may want it), but said: the LR line above reads as if the peak were reached.
   auto check_warmup = [&](int64_t first, int64_t end, const char* which) {
