@@ -3,21 +3,22 @@
 # the fortunes corpus with Pre-LN, Mix-LN (alpha 0.25: 4 Post-LN layers) and LayerNorm Scaling, the
 # same seed, data order and tokens. Prints each run's validation loss along the way and at the end.
 # The papers' claim to compare with: both methods end below Pre-LN at equal tokens.
-# Usage: bash bench/depth_repro.sh [build dir]   (STEPS=1500: about 5 minutes a run on 2 idle cores)
-# The trained runs stay in runs/bench-depth/ for bench/depth_layer_skip.sh.
+# Usage: bash bench/depth_repro.sh [build dir]   (STEPS=1200: about 6 minutes a run on one core)
+# The trained runs stay in runs/bench-depth/ for bench/depth_layer_skip.sh. THREADS defaults to 1:
+# with other work on a 2-core machine, 2 OpenMP threads ran 20x slower (179 against 3.3k tokens/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 CAIRN=$BUILD/cairn
 OUT=runs/bench-depth
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-1200}
 LR=${LR:-1e-3}              # both papers' scripts: Adam, LR 1e-3, weight decay 0
 mkdir -p $OUT
 [ -f out/fortunes.h5 ] || $CAIRN prepare --out out/fortunes.h5
 COMMON=(--config configs/tiny.toml --set data.train=out/fortunes.h5 --set model.n_layers=16 --set model.dim=64
         --set model.ffn_dim=176 --set model.n_heads=4 --set model.seq_len=64 --set training.micro_batch=16
         --set training.steps=$STEPS --set training.eval_every=$((STEPS / 10)) --set training.eval_batches=32
-        --set training.log_every=100 --set training.threads=${THREADS:-2} --set training.peak_flops=1e10
+        --set training.log_every=100 --set training.threads=${THREADS:-1} --set training.peak_flops=1e10
         --set schedule.lr=$LR --set schedule.warmup=0.1 --set optimizer.weight_decay=0
         --set training.seed=${SEED:-42} --set output.plot=false)
 declare -A LAYOUT=([pre]="" [mix]="--set model.norm_layout=mix --set model.mix_ln_alpha=0.25"
