@@ -4,11 +4,12 @@
 # bench/depth_repro.sh (Pre-LN, Mix-LN, LayerNorm Scaling). The papers' claim to compare with: in
 # Pre-LN the deeper layers matter least (small increases), and both methods raise the deeper
 # layers' share. Prints the table and the mean increase over the first and the second half.
-# Usage: bash bench/depth_layer_skip.sh [build dir]   (after bench/depth_repro.sh; about a minute)
+# Usage: [OUT=runs/bench-depth] bash bench/depth_layer_skip.sh [build dir]   (after bench/depth_repro.sh
+# with the same OUT; a few minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-OUT=runs/bench-depth
+OUT=${OUT:-runs/bench-depth}
 for run in pre mix lns; do
   [ -f $OUT/$run/model.h5 ] || { echo "no $OUT/$run/model.h5: run bench/depth_repro.sh first" >&2; exit 1; }
   $BUILD/cairn eval $OUT/$run --data out/fortunes.h5 --skip-layer each --batches ${BATCHES:-16} \

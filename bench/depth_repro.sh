@@ -3,14 +3,15 @@
 # the fortunes corpus with Pre-LN, Mix-LN (alpha 0.25: 4 Post-LN layers) and LayerNorm Scaling, the
 # same seed, data order and tokens. Prints each run's validation loss along the way and at the end.
 # The papers' claim to compare with: both methods end below Pre-LN at equal tokens.
-# Usage: bash bench/depth_repro.sh [build dir]   (STEPS=1200: about 6 minutes a run on one core)
-# The trained runs stay in runs/bench-depth/ for bench/depth_layer_skip.sh. THREADS defaults to 1:
-# with other work on a 2-core machine, 2 OpenMP threads ran 20x slower (179 against 3.3k tokens/s).
+# Usage: [SEED=42] [OUT=runs/bench-depth] bash bench/depth_repro.sh [build dir]
+# (STEPS=1200: 2 to 6 minutes a run on one core.) The trained runs stay in $OUT for
+# bench/depth_layer_skip.sh. THREADS defaults to 1: with other work on a 2-core machine, 2 OpenMP
+# threads ran 20x slower (179 against 3.3k tokens/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 CAIRN=$BUILD/cairn
-OUT=runs/bench-depth
+OUT=${OUT:-runs/bench-depth}
 STEPS=${STEPS:-1200}
 LR=${LR:-1e-3}              # both papers' scripts: Adam, LR 1e-3, weight decay 0
 mkdir -p $OUT
