@@ -22,14 +22,28 @@ static const CommandSpec kEvalSpec{
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
     "Windows of seq_len + 1 tokens are taken in order, as training's validation takes them (the first\n"
     "training.eval_windows of the val split give its val_loss); under mpirun or srun the ranks share\n"
-    "them. The result does not depend on the rank count or --micro-batch.",
+    "them. The result does not depend on the rank count or --micro-batch. --skip-layer measures what\n"
+    "layers contribute: a skipped layer passes its input through unchanged (the model keeps its other\n"
+    "layers' positions and norms).",
     {{"data", "FILE", "token dataset written by cairn prepare", true},
      {"split", "SPLIT", "val (default: the held-out split) or train"},
      {"windows", "N", "evaluate the first N windows (default: all windows)"},
      {"batches", "N", "the first N x micro-batch windows (older form of --windows)"},
      {"micro-batch", "B", "windows per forward pass (default 8)"},
-     {"json", "FILE", "also write the results as JSON"}},
+     {"json", "FILE", "also write the results as JSON"},
+     {"skip-layer", "L|each", "skip layer L (0-based); each: the whole model, then every layer skipped in turn"}},
     ""};
+
+// The layers to skip, one evaluation each: -1 is none (the whole model).
+static std::vector<int64_t> skip_plan(const Args& args, int64_t n_layers) {
+  if (!args.has("skip-layer")) return {-1};
+  if (args.get("skip-layer") == "each") {
+    std::vector<int64_t> plan{-1};
+    for (int64_t l = 0; l < n_layers; ++l) plan.push_back(l);
+    return plan;
+  }
+  return {args.get_integer("skip-layer", -1, 0, n_layers - 1)};
+}
 
 int cmd_eval(int argc, char** argv) {
   Args args(kEvalSpec, argc, argv, 2);
@@ -56,19 +70,28 @@ int cmd_eval(int argc, char** argv) {
     cpu_set_threads(threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
     const std::string weights = checkpoint_weights_path(args.positional()[0]);
     TrainedModel m = load_trained_model(weights, micro_batch);
+    const std::vector<int64_t> skips = skip_plan(args, m.config.model.n_layers);
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const auto& path : data) {
       const TokenDataset ds = TokenDataset::open(path);
       if (!check_dataset_tokenizer(m.config, ds) && comm->rank() == 0)
         std::cerr << "note: the model's training dataset '" << m.config.data.train
                   << "' is not available, so the tokenizer of " << path << " is not checked against it\n";
-      const EvalResult r = evaluate_dataset(*m.model, ds, split, windows, micro_batch, *comm);
-      if (comm->rank() == 0) {
-        std::cout << path << " (" << split << "): loss " << r.loss << "  perplexity " << r.perplexity() << "  ("
-                  << r.windows << " windows, " << r.tokens << " tokens" << (comm->size() > 1 ? str(", ", comm->size(), " ranks") : "")
+      double whole = 0;
+      for (const int64_t skip : skips) {
+        m.model->set_skipped_layer(skip);
+        const EvalResult r = evaluate_dataset(*m.model, ds, split, windows, micro_batch, *comm);
+        if (skip < 0) whole = r.loss;
+        if (comm->rank() != 0) continue;
+        std::cout << path << " (" << split << (skip >= 0 ? str(", layer ", skip, " skipped") : "") << "): loss "
+                  << r.loss << "  perplexity " << r.perplexity() << "  ("
+                  << (skip >= 0 && skips.front() < 0 ? str("loss change ", r.loss - whole, ", ") : "") << r.windows
+                  << " windows, " << r.tokens << " tokens" << (comm->size() > 1 ? str(", ", comm->size(), " ranks") : "")
                   << ")" << std::endl;
-        results.push_back({{"data", path}, {"split", split}, {"windows", r.windows}, {"tokens", r.tokens},
-                           {"loss", r.loss}, {"perplexity", r.perplexity()}});
+        nlohmann::ordered_json result = {{"data", path}, {"split", split}, {"windows", r.windows}, {"tokens", r.tokens},
+                                         {"loss", r.loss}, {"perplexity", r.perplexity()}};
+        if (skip >= 0) result["skipped_layer"] = skip;
+        results.push_back(result);
       }
     }
     if (comm->rank() == 0 && args.has("json")) {

@@ -15,8 +15,9 @@ static const CommandSpec kExportSpec{
     "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16] [--tokenizer-from DATASET.h5]",
     "Writes a directory that Hugging Face transformers loads with LlamaForCausalLM.from_pretrained\n"
     "(no custom code): config.json, model.safetensors, generation_config.json and the tokenizer.\n"
-    "Low-rank and SLTrain projections are written as the dense matrices they define. DIR appears\n"
-    "only once it is complete.",
+    "Low-rank and SLTrain projections are written as the dense matrices they define; LayerNorm\n"
+    "Scaling (model.norm_scaling) is folded into the norm gains; Mix-LN models (model.norm_layout =\n"
+    "\"mix\") are refused: LlamaForCausalLM has no Post-LN layers. DIR appears only once it is complete.",
     {{"format", "FMT", "export format: hf (the only one)"},
      {"out", "DIR", "directory to create (must not exist)"},
      {"dtype", "TYPE", "fp32 (default) or bf16 (round to nearest even)"},
@@ -35,6 +36,7 @@ int cmd_export(int argc, char** argv) {
   const TensorDtype dtype = tensor_dtype_from_option(args.get("dtype", "fp32"));
   const std::string weights = checkpoint_weights_path(args.positional()[0]);
   TrainedModel m = load_trained_model(weights, 1);
+  hf_check_exportable(m.config.model);  // before looking for the tokenizer
   const ModelTokenizer tok = tokenizer_for_model(m.config, args.get("tokenizer-from"));
   std::cout << "tokenizer: " << tok.source << "\n";
   export_hf(*m.model, *tok.tokenizer, args.get("out"), dtype, weights);

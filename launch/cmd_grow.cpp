@@ -1,7 +1,5 @@
 // `cairn grow`: G_stack depthwise growth of a weights file (or a checkpoint's model.h5) into a
 // deeper model of the same width, and `--plan`, the paper's recommended growth timing.
-#include <cmath>
-#include <cstdio>
 #include <iostream>
 
 #include "launch/cli.h"
@@ -19,42 +17,21 @@ static const CommandSpec kGrowSpec{
     "--from WEIGHTS --factor G --out OUT.h5 | --plan --params N --tokens D [--layers L] [--factor G]",
     "Grows an L-layer model into G·L layers of the same width by repeating the whole stack in order\n"
     "(G_stack: layer i is a copy of layer i mod L; embeddings, final norm and LM head unchanged).\n"
+    "The norm keys are kept: a Mix-LN model keeps model.mix_ln_alpha, so its Post-LN prefix grows.\n"
     "Train the grown weights with --set model.init_from=OUT.h5 (fresh optimizer, schedule from\n"
     "warmup) and --set training.tokens_before=<tokens the small model saw>.",
     {{"from", "WEIGHTS", "weights file, or a run/checkpoint directory holding model.h5"},
      {"factor", "G", "growth factor, an integer >= 1 (default 4, the paper's)"},
      {"out", "OUT.h5", "grown weights file to create (must not exist; its stored config has n_layers = G·L)"},
-     {"plan", "", "print the growth timing for a target model instead of growing"},
+     {"plan", "", "print the growth timing for a target model instead of growing (`cairn plan` adds Step Law)"},
      {"params", "N", "--plan: parameters of the target (grown) model"},
      {"tokens", "D", "--plan: training tokens of the target model"},
      {"layers", "L", "--plan: layers of the target model (prints the small model's depth)"}},
     ""};
 
-static int64_t integer_factor(const Args& args) {
-  const double g = args.get_number("factor", 4);
-  if (!(g >= 1) || g != std::floor(g) || g > 1e6)
-    throw Error(str("--factor must be an integer >= 1, got ", args.get("factor")));
-  return int64_t(g);
-}
-
 static int plan(const Args& args) {
-  const double n = args.get_number("params", 0), d = args.get_number("tokens", 0);
-  const int64_t g = integer_factor(args);
-  const double grow_at = gstack_growth_tokens(n, d);
-  std::printf("target: %.4g parameters, %.4g tokens (C = 6ND = %.4g FLOPs)\n", n, d, 6 * n * d);
-  std::printf("grow after d = %.4g tokens on the small model "
-              "(log10 d = 0.88 log10 N + 163.27 / log10 C - 5.74)\n", grow_at);
-  std::printf("small model: about %.4g parameters (N / %lld): the target's width", n / double(g), (long long)g);
-  const double layers = args.get_number("layers", 0);
-  if (layers > 0) {
-    if (std::fmod(layers, double(g)) != 0)
-      throw Error(str("--layers ", layers, " is not a multiple of --factor ", g));
-    std::printf(", %lld layers (grown to %lld)", (long long)(layers / double(g)), (long long)layers);
-  } else {
-    std::printf(", L / %lld layers", (long long)g);
-  }
-  std::printf("\nthen train the grown model on the remaining %.4g tokens (fresh optimizer, schedule from warmup)\n",
-              d - grow_at);
+  print_growth_plan(args.get_number("params", 0), args.get_number("tokens", 0), growth_factor_option(args),
+                    args.get_number("layers", 0));
   return 0;
 }
 
@@ -68,7 +45,7 @@ int cmd_grow(int argc, char** argv) {
   if (args.has("plan")) return plan(args);
   if (!args.has("from") || !args.has("out")) throw Error("--from WEIGHTS and --out OUT.h5 are required (or --plan)");
   require_new_output(args.get("out"));  // as export: fail before the work, never overwrite
-  const int64_t g = integer_factor(args);
+  const int64_t g = growth_factor_option(args);
   const std::string src_path = checkpoint_weights_path(args.get("from"));
 
   TrainConfig cfg;
@@ -76,6 +53,7 @@ int cmd_grow(int argc, char** argv) {
   const Backend& be = cpu_backend();
   LlamaModel src(cfg.model, be, 1);
   load_model_weights(src, src_path);
+  const std::vector<int64_t> changed = layers_changing_layout(cfg.model, g);
   cfg.model = grown_config(cfg.model, g);
   LlamaModel dst(cfg.model, be, 1);
   grow_depthwise(src, dst);
@@ -83,6 +61,13 @@ int cmd_grow(int argc, char** argv) {
   std::cout << "grew " << src_path << " (" << src.config().n_layers << " layers, " << src.params().count()
             << " parameters) x" << g << " -> " << args.get("out") << " (" << dst.config().n_layers << " layers, "
             << dst.params().count() << " parameters)" << std::endl;
+  if (!changed.empty()) {
+    std::cout << "Mix-LN: the grown model keeps model.mix_ln_alpha = " << cfg.model.mix_ln_alpha << " ("
+              << cfg.model.post_ln_layers() << " Post-LN layers); " << changed.size()
+              << " layers change layout from their source layer's and take its two norm gains in order:";
+    for (int64_t i : changed) std::cout << " " << i;
+    std::cout << std::endl;
+  }
   return 0;
 }
 

@@ -141,6 +141,14 @@ std::string write_hf_tokenizer(const fs::path& dir, const Tokenizer& tokenizer, 
 
 }  // namespace
 
+void hf_check_exportable(const ModelConfig& cfg) {
+  if (cfg.post_ln_layers() > 0)
+    throw Error(str("model.norm_layout = \"mix\" (Mix-LN, ", cfg.post_ln_layers(), " Post-LN layers) cannot be "
+                    "exported to Hugging Face: transformers' LlamaForCausalLM normalizes only before attention and "
+                    "MLP (Pre-LN), so it has no form for the Post-LN layers' post_attention_layernorm and "
+                    "post_feedforward_layernorm; use the model with cairn eval and cairn generate instead"));
+}
+
 std::vector<TensorSpec> hf_tensor_specs(const LlamaModel& model) {
   std::vector<TensorSpec> specs;
   for (auto& item : export_items(model)) specs.push_back(std::move(item.spec));
@@ -164,6 +172,7 @@ class TmpDirGuard {
 void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string& out_dir, TensorDtype dtype,
                const std::string& source) {
   const ModelConfig& cfg = model.config();
+  hf_check_exportable(cfg);
   const fs::path out = fs::path(out_dir).lexically_normal();
   if (out.empty() || out.filename().empty()) throw Error(str("--out '", out_dir, "' is not a directory name"));
   require_new_output(out_dir);
@@ -227,9 +236,13 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
   for (const auto& item : items) specs.push_back(item.spec);
   write_safetensors((tmp / "model.safetensors").string(), specs, dtype, {{"format", "pt"}},
                     [&](size_t i, std::span<float> dst) {
-                      if (items[i].row) {
-                        const auto src = row_span(flat, *items[i].row);
+                      if (const ParamRow* r = items[i].row) {
+                        const auto src = row_span(flat, *r);
                         std::copy(src.begin(), src.end(), dst.begin());
+                        // LayerNorm Scaling: s·(x̂ ⊙ w) = x̂ ⊙ (s·w), so the gain carries the factor.
+                        const float scale = r->role == ParamRole::norm && r->layer >= 0 ? cfg.norm_scale(r->layer) : 1.0f;
+                        if (scale != 1.0f)
+                          for (float& w : dst) w *= scale;
                       } else {
                         items[i].linear->dense_weight(dst.data(), flat, model.buffers());
                       }
@@ -244,6 +257,9 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
                  cfg.linear.kind != LinearKind::dense
                      ? str(" (trained as ", linear_kind_name(cfg.linear.kind), " factors, exported as the dense matrices they define)")
                      : std::string(),
+                 cfg.norm_scaling ? "\n- trained with LayerNorm Scaling: each layer l's (1-based) two norm gains are "
+                                    "exported times 1/sqrt(l), which is the same function in LlamaForCausalLM"
+                                  : "",
                  "\n- tokenizer: ", tokenizer_note));
 
   fs::rename(tmp, out, ec);

@@ -4,6 +4,8 @@
 // SentencePiece; tokenizer.json + tokenizer_config.json for a Hugging Face byte-level BPE; a
 // README note for the byte-level tokenizer) and a README.md.
 // Factored projection weights (low-rank, SLTrain) are exported as the dense W they define.
+// LayerNorm Scaling is folded into the norm gains (layer l's two pre-norm gains times 1/sqrt(l),
+// exactly the same function); Mix-LN's Post-LN layers have no LlamaForCausalLM form and are refused.
 #pragma once
 
 #include <string>
@@ -18,6 +20,10 @@ namespace cairn {
 // The tensors of model.safetensors in order: every ParamTable row that is not a factor or sparse
 // part of a projection, under its own name, and every projection as "<prefix>.weight" [out, in].
 std::vector<TensorSpec> hf_tensor_specs(const LlamaModel& model);
+
+// Throws Error, naming the key, when transformers' LlamaForCausalLM cannot represent the model
+// (Mix-LN with Post-LN layers).
+void hf_check_exportable(const ModelConfig& cfg);
 
 // Writes out_dir: built in "<out_dir>.tmp" (a stale one is removed) and renamed at the end, so
 // out_dir appears only when complete; on any error the temporary directory is removed. out_dir

@@ -19,6 +19,7 @@ const Command kCommands[] = {
     {"prepare", cairn::cmd_prepare, "tokenize text into an HDF5 token dataset"},
     {"plot", cairn::cmd_plot, "draw loss curves of runs into a PNG"},
     {"grow", cairn::cmd_grow, "G_stack: grow a model's depth by repeating its layers (or --plan)"},
+    {"plan", cairn::cmd_plan, "Step Law LR and batch size, and G_stack growth timing, for a budget"},
     {"inspect", cairn::cmd_inspect, "show and verify what a checkpoint holds"},
     {"export", cairn::cmd_export, "write a trained model as a Hugging Face transformers directory"},
     {"eval", cairn::cmd_eval, "loss and perplexity of a trained model on token datasets"},

@@ -22,13 +22,19 @@ namespace {
 constexpr const char* kLayerPrefix = "model.layers.";
 
 // The source row name of a target row: layer index i becomes i mod L, other names are unchanged.
-std::string source_name(const std::string& name, int64_t src_layers) {
+// A norm gain whose layer changes layout (Mix-LN: the grown model keeps mix_ln_alpha, so its
+// Post-LN prefix is longer) comes from the source layer's norm in the same slot, first or second.
+std::string source_name(const std::string& name, const ModelConfig& src, const ModelConfig& dst) {
   if (name.rfind(kLayerPrefix, 0) != 0) return name;
   const size_t start = std::char_traits<char>::length(kLayerPrefix);
   const size_t dot = name.find('.', start);
   CAIRN_ASSERT(dot != std::string::npos, "layer row without a field: ", name);
-  const int64_t layer = std::stoll(name.substr(start, dot - start));
-  return kLayerPrefix + std::to_string(layer % src_layers) + name.substr(dot);
+  const int64_t layer = std::stoll(name.substr(start, dot - start)), from = layer % src.n_layers;
+  const std::string field = name.substr(dot + 1);
+  for (int slot : {1, 2})
+    if (field == std::string(layer_norm_name(dst.post_ln(layer), slot)) + ".weight")
+      return kLayerPrefix + std::to_string(from) + "." + layer_norm_name(src.post_ln(from), slot) + ".weight";
+  return kLayerPrefix + std::to_string(from) + "." + field;
 }
 
 void check_same(const char* what, int64_t src, int64_t dst) {
@@ -52,6 +58,11 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
     throw Error(str("G_stack growth keeps the linear kind: model.linear would change from ",
                     linear_kind_name(s.linear.kind), " to ", linear_kind_name(d.linear.kind)));
   check_same("model.rank", s.linear.rank, d.linear.rank);
+  if (s.norm_layout != d.norm_layout || s.mix_ln_alpha != d.mix_ln_alpha || s.norm_scaling != d.norm_scaling)
+    throw Error(str("G_stack growth keeps the norm layout: model.norm_layout, model.mix_ln_alpha and "
+                    "model.norm_scaling would change from \"", s.norm_layout, "\", ", s.mix_ln_alpha, ", ",
+                    s.norm_scaling ? "true" : "false", " to \"", d.norm_layout, "\", ", d.mix_ln_alpha, ", ",
+                    d.norm_scaling ? "true" : "false"));
   if (d.n_layers < s.n_layers || d.n_layers % s.n_layers != 0)
     throw Error(str("G_stack growth needs n_layers = g·", s.n_layers, " for an integer g >= 1, got ", d.n_layers));
 
@@ -59,7 +70,7 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
   std::vector<float> from(size_t(st.total())), to(size_t(dst.params().total()), 0.0f);
   src.backend().copy_to_host(from.data(), const_cast<LlamaModel&>(src).param_data(), st.total() * 4);
   for (const auto& r : dst.params().rows()) {
-    const std::string name = source_name(r.name, s.n_layers);
+    const std::string name = source_name(r.name, s, d);
     const int i = st.find(name);
     if (i < 0) throw Error(str("cannot grow: the source model has no parameter '", name, "' for '", r.name, "'"));
     const ParamRow& sr = st.row(i);
@@ -67,7 +78,7 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
     std::copy_n(from.begin() + sr.offset, r.numel, to.begin() + r.offset);
   }
   for (auto& b : dst.buffers().rows()) {
-    const std::string name = source_name(b.name, s.n_layers);
+    const std::string name = source_name(b.name, s, d);
     const int i = src.buffers().find(name);
     if (i < 0) throw Error(str("cannot grow: the source model has no buffer '", name, "' for '", b.name, "'"));
     const BufferRow& sb = src.buffers().rows()[size_t(i)];
@@ -75,6 +86,14 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
     b.data = sb.data;
   }
   dst.backend().copy_to_device(dst.param_data(), to.data(), int64_t(to.size()) * 4);
+}
+
+std::vector<int64_t> layers_changing_layout(const ModelConfig& src, int64_t factor) {
+  const ModelConfig dst = grown_config(src, factor);
+  std::vector<int64_t> changed;
+  for (int64_t i = 0; i < dst.n_layers; ++i)
+    if (dst.post_ln(i) != src.post_ln(i % src.n_layers)) changed.push_back(i);
+  return changed;
 }
 
 double gstack_growth_tokens(double params, double tokens) {

@@ -2,10 +2,14 @@
 // a g·L-layer model of the same width by repeating the whole stack in order — target layer i is a
 // copy of source layer i mod L — with embeddings, final norm and LM head copied unchanged. Works
 // on rows by name, so every linear kind (dense, low-rank, SLTrain values and supports) grows alike.
+// The grown model keeps the norm keys: a Mix-LN model stays Mix-LN with the same mix_ln_alpha, so
+// its first floor(alpha·g·L) layers are Post-LN, and a layer whose layout differs from its source
+// layer's takes the source's first and second norm gains as its own first and second.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/llama.h"
 
@@ -21,6 +25,10 @@ ModelConfig grown_config(const ModelConfig& src, int64_t factor);
 // sequence length, linear kind) is an Error naming it.
 void grow_depthwise(const LlamaModel& src, LlamaModel& dst);
 
+
+// The layers of the grown model (factor g) that are Post-LN where their source layer i mod L is
+// Pre-LN, or the reverse (none unless model.norm_layout = "mix").
+std::vector<int64_t> layers_changing_layout(const ModelConfig& src, int64_t factor);
 
 // The paper's growth timing for a target of `params` parameters trained on `tokens` tokens:
 // log10(d) = 0.88·log10(N) + 163.27/log10(C) − 5.74 with C = 6·N·D. Returns d (tokens of the

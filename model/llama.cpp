@@ -1,6 +1,9 @@
 // LLaMA forward and backward, layer by layer (see llama.h). Names of saved activations follow
-// the math: ln1 = RMSNorm(x), q/k/v projections (q, k after RoPE), att = softmax(qkᵀ)v,
-// xmid = x + o_proj(att), ln2 = RMSNorm(xmid), h = silu(gate)·up, x' = xmid + down_proj(h).
+// the math of a Pre-LN block: ln1 = s·RMSNorm(x), q/k/v projections (q, k after RoPE),
+// att = softmax(qkᵀ)v, xmid = x + o_proj(att), ln2 = s·RMSNorm(xmid), h = silu(gate)·up,
+// x' = xmid + down_proj(h), with s = norm_scale(l) (1 unless LayerNorm Scaling).
+// A Post-LN block (Mix-LN) has no ln1 (attention reads x), ln2 = RMSNorm_a(xmid) is again the
+// MLP's input, ffn_out = ln2 + down_proj(h) and x' = RMSNorm_f(ffn_out).
 #include "model/llama.h"
 
 #include <algorithm>
@@ -33,11 +36,34 @@ void ModelConfig::validate() const {
     if (linear.rank > std::min(dim, ffn_dim))
       throw Error(str("model.rank = ", linear.rank, " exceeds the smallest projection side ", std::min(dim, ffn_dim)));
   }
+  if (norm_layout != "pre" && norm_layout != "mix")
+    throw Error(str("model.norm_layout = \"", norm_layout, "\" is not a layout: use \"pre\" (Pre-LN) or \"mix\" (Mix-LN)"));
+  if (!(mix_ln_alpha >= 0 && mix_ln_alpha <= 1))
+    throw Error(str("model.mix_ln_alpha = ", mix_ln_alpha, " must be in [0, 1] (the fraction of Post-LN layers)"));
+  if (norm_scaling && norm_layout == "mix")
+    throw Error("model.norm_scaling = true cannot be combined with model.norm_layout = \"mix\": LayerNorm Scaling "
+                "scales pre-norm outputs, which Mix-LN's Post-LN layers do not have, and neither paper's code "
+                "combines the two; choose one");
   if (linear.kind == LinearKind::sltrain && !(linear.density >= 0 && linear.density < 1))
     throw Error(str("model.density = ", linear.density, " must be in [0, 1)"));
   if (linear.kind == LinearKind::sltrain && linear.sltrain_path != "auto" && linear.sltrain_path != "materialized" &&
       linear.sltrain_path != "factored")
     throw Error(str("model.sltrain_path = \"", linear.sltrain_path, "\" is not a path: use \"auto\", \"materialized\" or \"factored\""));
+}
+
+int64_t ModelConfig::post_ln_layers() const {
+  if (norm_layout != "mix") return 0;
+  return std::min(n_layers, int64_t(std::floor(mix_ln_alpha * double(n_layers) + 1e-9)));
+}
+
+float ModelConfig::norm_scale(int64_t layer) const {
+  return norm_scaling ? float(1.0 / std::sqrt(double(layer + 1))) : 1.0f;
+}
+
+const char* layer_norm_name(bool post_ln, int which) {
+  CAIRN_ASSERT(which == 1 || which == 2, "a block has norms 1 and 2, not ", which);
+  if (post_ln) return which == 1 ? "post_attention_layernorm" : "post_feedforward_layernorm";
+  return which == 1 ? "input_layernorm" : "post_attention_layernorm";
 }
 
 int64_t linear_param_count(const ModelConfig& c) {
@@ -50,6 +76,10 @@ int64_t model_param_count(const ModelConfig& c) {
   const int64_t embeddings = (c.tie_embeddings ? 1 : 2) * c.vocab_size * c.dim;
   const int64_t norms = (2 * c.n_layers + 1) * c.dim;
   return embeddings + norms + linear_param_count(c);
+}
+
+int64_t non_embedding_param_count(const ModelConfig& c) {
+  return model_param_count(c) - (c.tie_embeddings ? 1 : 2) * c.vocab_size * c.dim;
 }
 
 double training_flops_per_token(const ModelConfig& c, const Backend& be, int64_t rows) {
@@ -91,12 +121,13 @@ std::vector<std::unique_ptr<Linear>> declare_parameters(const ModelConfig& cfg, 
   table.add("model.embed_tokens.weight", {V, C}, ParamRole::embedding, -1);
   for (int l = 0; l < int(cfg.n_layers); ++l) {
     const std::string p = str("model.layers.", l, ".");
-    table.add(p + "input_layernorm.weight", {C}, ParamRole::norm, l);
+    // The first norm's gain comes first in either layout: backward reports it as the block's start.
+    table.add(p + layer_norm_name(cfg.post_ln(l), 1) + ".weight", {C}, ParamRole::norm, l);
     linear(p + "self_attn.q_proj", C, C, l);
     linear(p + "self_attn.k_proj", C, C, l);
     linear(p + "self_attn.v_proj", C, C, l);
     linear(p + "self_attn.o_proj", C, C, l);
-    table.add(p + "post_attention_layernorm.weight", {C}, ParamRole::norm, l);
+    table.add(p + layer_norm_name(cfg.post_ln(l), 2) + ".weight", {C}, ParamRole::norm, l);
     linear(p + "mlp.gate_proj", F, C, l);
     linear(p + "mlp.up_proj", F, C, l);
     linear(p + "mlp.down_proj", C, F, l);
@@ -132,7 +163,9 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
   add("residual", R::saved, (L + 1) * N * C);  // x[0..L]
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = str("layers.", l, ".");
-    for (const char* name : {"ln1", "q", "k", "v", "att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
+    // A Post-LN block's attention reads x itself (no ln1) and it keeps its MLP's pre-norm sum.
+    add(p + (cfg.post_ln(l) ? "ffn_out" : "ln1"), R::saved, N * C);
+    for (const char* name : {"q", "k", "v", "att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
     add(p + "rstd1", R::saved, N);
     add(p + "rstd2", R::saved, N);
     add(p + "attention_saved", R::saved, be.attention_saved_floats(max_batch, T, NH, HS));
@@ -144,6 +177,7 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
   add("losses", R::logits, N);
   for (const char* name : {"dres", "dln", "dq", "dk", "dv", "datt"}) add(name, R::scratch, N * C);
   for (const char* name : {"dgate", "dup", "dh"}) add(name, R::scratch, N * F);
+  if (cfg.post_ln_layers() > 0) add("dffn_out", R::scratch, N * C);
   add("attention_scratch", R::scratch, be.attention_scratch_floats(max_batch, T, NH, HS));
   // One workspace serves every projection (they run one at a time): the largest shape's.
   int64_t ws = 1;
@@ -195,10 +229,16 @@ class LlamaModel::ArenaBinder {
   std::map<std::string, Entry> entries_;
 };
 
+// ln1_offset and ln2_offset are the gains of the block's first and second norm: input_layernorm
+// and post_attention_layernorm in a Pre-LN block, post_attention_layernorm and
+// post_feedforward_layernorm in a Post-LN one. rstd1/rstd2 belong to the same norms. A Pre-LN
+// block has no ffn_out, a Post-LN block no ln1.
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
+  bool post_ln;
+  float scale;  // on the pre-norm outputs ln1, ln2 (1 without LayerNorm Scaling)
   int64_t ln1_offset, ln2_offset;
-  Slice<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h;
+  Slice<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h, ffn_out;
 };
 
 LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch)
@@ -213,9 +253,11 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     const std::string p = str("model.layers.", l, ".");
     const auto at = [&](size_t i) { return linears_[size_t(l) * kLinearsPerLayer + i].get(); };
     Layer L{};
+    L.post_ln = cfg_.post_ln(l);
+    L.scale = cfg_.norm_scale(l);
     L.q = at(0), L.k = at(1), L.v = at(2), L.o = at(3), L.gate = at(4), L.up = at(5), L.down = at(6);
-    L.ln1_offset = table_.at(p + "input_layernorm.weight").offset;
-    L.ln2_offset = table_.at(p + "post_attention_layernorm.weight").offset;
+    L.ln1_offset = table_.at(p + layer_norm_name(L.post_ln, 1) + ".weight").offset;
+    L.ln2_offset = table_.at(p + layer_norm_name(L.post_ln, 2) + ".weight").offset;
     layers_.push_back(std::move(L));
   }
   final_norm_offset_ = table_.at("model.norm.weight").offset;
@@ -240,7 +282,9 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     Layer& L = layers_[l];
     const std::string p = str("layers.", l, ".");
     auto take = [&](const char* name) { return arena.take<float>(p + name); };
-    L.ln1 = take("ln1"), L.rstd1 = take("rstd1"), L.qa = take("q"), L.ka = take("k"), L.va = take("v");
+    if (L.post_ln) L.ffn_out = take("ffn_out");
+    else L.ln1 = take("ln1");
+    L.rstd1 = take("rstd1"), L.qa = take("q"), L.ka = take("k"), L.va = take("v");
     L.att_saved = take("attention_saved"), L.att = take("att"), L.xmid = take("xmid");
     L.ln2 = take("ln2"), L.rstd2 = take("rstd2"), L.ga = take("gate"), L.ua = take("up"), L.h = take("h");
   }
@@ -252,6 +296,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   dq_ = arena.take<float>("dq"), dk_ = arena.take<float>("dk"), dv_ = arena.take<float>("dv");
   datt_ = arena.take<float>("datt");
   dgate_ = arena.take<float>("dgate"), dup_ = arena.take<float>("dup"), dh_ = arena.take<float>("dh");
+  if (cfg_.post_ln_layers() > 0) dffn_out_ = arena.take<float>("dffn_out");
   att_scratch_ = arena.take<float>("attention_scratch");
   linear_ws_ = arena.take<float>("linear_workspace");
   arena.check_all_taken();
@@ -319,21 +364,44 @@ void LlamaModel::forward(int64_t B) {
     Layer& L = layers_[l];
     const float* x = residual_.data() + int64_t(l) * N * C;
     float* x_next = residual_.data() + int64_t(l + 1) * N * C;
-    be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
-    L.q->forward(be_, L.qa.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->forward(be_, L.ka.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->forward(be_, L.va.data(), L.ln1.data(), N, P, bufs, ws);
+    if (int64_t(l) == skipped_layer_) {  // x' = x
+      be_.zero(x_next, N * C * 4);
+      be_.add_inplace(x_next, x, N * C);
+      continue;
+    }
+    // Attention: Pre-LN reads ln1 = s·RMSNorm(x), Post-LN reads x itself.
+    const float* attn_in = x;
+    if (!L.post_ln) {
+      be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
+      if (L.scale != 1.0f) be_.scale_inplace(L.ln1.data(), L.scale, N * C);
+      attn_in = L.ln1.data();
+    }
+    L.q->forward(be_, L.qa.data(), attn_in, N, P, bufs, ws);
+    L.k->forward(be_, L.ka.data(), attn_in, N, P, bufs, ws);
+    L.v->forward(be_, L.va.data(), attn_in, N, P, bufs, ws);
     be_.rope_forward(L.qa.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_forward(L.ka.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.attention_forward(L.att.data(), L.att_saved.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
-    be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+    // MLP input ln2: Pre-LN s·RMSNorm₂(xmid); Post-LN h = RMSNorm₁(xmid), which is also the residual.
+    if (L.post_ln) {
+      be_.rmsnorm_forward(L.ln2.data(), L.rstd1.data(), L.xmid.data(), P + L.ln1_offset, N, C, cfg_.norm_eps);
+    } else {
+      be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+      if (L.scale != 1.0f) be_.scale_inplace(L.ln2.data(), L.scale, N * C);
+    }
     L.gate->forward(be_, L.ga.data(), L.ln2.data(), N, P, bufs, ws);
     L.up->forward(be_, L.ua.data(), L.ln2.data(), N, P, bufs, ws);
     be_.swiglu_forward(L.h.data(), L.ga.data(), L.ua.data(), N * F);
-    L.down->forward(be_, x_next, L.h.data(), N, P, bufs, ws);
-    be_.add_inplace(x_next, L.xmid.data(), N * C);
+    if (L.post_ln) {  // x' = RMSNorm₂(h + down(·))
+      L.down->forward(be_, L.ffn_out.data(), L.h.data(), N, P, bufs, ws);
+      be_.add_inplace(L.ffn_out.data(), L.ln2.data(), N * C);
+      be_.rmsnorm_forward(x_next, L.rstd2.data(), L.ffn_out.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
+    } else {          // x' = xmid + down(·)
+      L.down->forward(be_, x_next, L.h.data(), N, P, bufs, ws);
+      be_.add_inplace(x_next, L.xmid.data(), N * C);
+    }
   }
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_forward(final_norm_.data(), final_rstd_.data(), x_last, P + final_norm_offset_, N, C, cfg_.norm_eps);
@@ -360,23 +428,46 @@ void LlamaModel::backward(int64_t B) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     const float* x = residual_.data() + int64_t(li) * N * C;
-    // MLP: x' = xmid + down(h); dres is d x' and becomes d xmid.
-    L.down->backward(be_, dh_.data(), false, G, dres_.data(), L.h.data(), N, P, bufs, ws);
+    // MLP. Pre-LN: x' = xmid + down(h), so d down-output = dres = d x', which stays as d xmid's
+    // residual part. Post-LN: x' = RMSNorm₂(ffn_out), d ffn_out goes to dffn_out_.
+    float* dmlp_out = dres_.data();
+    if (L.post_ln) {
+      dmlp_out = dffn_out_.data();
+      be_.zero(dmlp_out, N * C * 4);
+      be_.rmsnorm_backward(dmlp_out, G + L.ln2_offset, dres_.data(), L.ffn_out.data(), P + L.ln2_offset,
+                           L.rstd2.data(), N, C);
+    }
+    L.down->backward(be_, dh_.data(), false, G, dmlp_out, L.h.data(), N, P, bufs, ws);
     be_.swiglu_backward(dgate_.data(), dup_.data(), dh_.data(), L.ga.data(), L.ua.data(), N * F);
     L.gate->backward(be_, dln_.data(), false, G, dgate_.data(), L.ln2.data(), N, P, bufs, ws);
     L.up->backward(be_, dln_.data(), true, G, dup_.data(), L.ln2.data(), N, P, bufs, ws);
-    be_.rmsnorm_backward(dres_.data(), G + L.ln2_offset, dln_.data(), L.xmid.data(), P + L.ln2_offset,
-                         L.rstd2.data(), N, C);
+    // dln is d ln2 through the MLP; dres becomes d xmid.
+    if (L.post_ln) {  // ln2 = h is also ffn_out's residual; xmid reaches x' only through RMSNorm₁
+      be_.add_inplace(dln_.data(), dmlp_out, N * C);
+      be_.zero(dres_.data(), N * C * 4);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), L.xmid.data(), P + L.ln1_offset,
+                           L.rstd1.data(), N, C);
+    } else {
+      if (L.scale != 1.0f) be_.scale_inplace(dln_.data(), L.scale, N * C);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln2_offset, dln_.data(), L.xmid.data(), P + L.ln2_offset,
+                           L.rstd2.data(), N, C);
+    }
     // Attention: xmid = x + o(att); dres becomes d x.
+    const float* attn_in = L.post_ln ? x : L.ln1.data();
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
     be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), att_scratch_.data(), datt_.data(), L.qa.data(),
                            L.ka.data(), L.va.data(), L.att.data(), L.att_saved.data(), B, T, NH, HS);
     be_.rope_backward(dq_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
     be_.rope_backward(dk_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    L.q->backward(be_, dln_.data(), false, G, dq_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->backward(be_, dln_.data(), true, G, dk_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->backward(be_, dln_.data(), true, G, dv_.data(), L.ln1.data(), N, P, bufs, ws);
-    be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
+    L.q->backward(be_, dln_.data(), false, G, dq_.data(), attn_in, N, P, bufs, ws);
+    L.k->backward(be_, dln_.data(), true, G, dk_.data(), attn_in, N, P, bufs, ws);
+    L.v->backward(be_, dln_.data(), true, G, dv_.data(), attn_in, N, P, bufs, ws);
+    if (L.post_ln) {
+      be_.add_inplace(dres_.data(), dln_.data(), N * C);
+    } else {
+      if (L.scale != 1.0f) be_.scale_inplace(dln_.data(), L.scale, N * C);
+      be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
+    }
     if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
   }
   be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C);
@@ -391,7 +482,14 @@ static float mean_of(const Backend& be, const float* losses, int64_t N) {
   return float(s / double(N));
 }
 
+void LlamaModel::set_skipped_layer(int64_t layer) {
+  if (layer < -1 || layer >= cfg_.n_layers)
+    throw Error(str("cannot skip layer ", layer, ": the model has layers 0..", cfg_.n_layers - 1));
+  skipped_layer_ = layer;
+}
+
 float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale) {
+  CAIRN_ASSERT(skipped_layer_ < 0, "forward_backward with layer ", skipped_layer_, " skipped (an evaluation-only option)");
   upload_tokens(inputs, targets, B);
   forward(B);
   const int64_t N = B * cfg_.seq_len;

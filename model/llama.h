@@ -3,6 +3,12 @@
 // (untied unless tie_embeddings); mean next-token cross-entropy. Parameter names and shapes are
 // Hugging Face LLaMA's.
 //
+// Two depth methods change the blocks (docs/methods.md): Mix-LN (norm_layout = "mix") makes the
+// first post_ln_layers() blocks Post-LN — h = RMSNorm_a(x + attn(x)), x' = RMSNorm_f(h + mlp(h)),
+// gains named post_attention_layernorm and post_feedforward_layernorm as in the official code —
+// and LayerNorm Scaling (norm_scaling) multiplies both pre-norm outputs of block l (1-based) by
+// 1/sqrt(l). The final norm is the same in every layout.
+//
 // The model owns its flat parameter and gradient buffers and one activation arena, sized once for
 // `max_batch` sequences of `seq_len` tokens from a size table (LlamaModel::activation_sizes) that
 // the memory plan reads too: nothing is allocated inside a step. Forward and backward are
@@ -35,10 +41,25 @@ struct ModelConfig {
   bool tie_embeddings = false;
   float init_std = 0.02f;
   LinearConfig linear;     // kind of the q,k,v,o,gate,up,down weights
+  std::string norm_layout = "pre";  // "pre" | "mix" (Mix-LN)
+  double mix_ln_alpha = 0.25;       // mix: the first floor(alpha·L) blocks are Post-LN
+  bool norm_scaling = false;        // LayerNorm Scaling: pre-norm outputs of block l times 1/sqrt(l)
 
   int64_t head_size() const { return dim / n_heads; }
+  // Post-LN blocks, the first ones: floor(mix_ln_alpha·n_layers) for "mix" (alpha·L rounded to
+  // 1e-9 first, so 0.29·100 gives 29), 0 for "pre".
+  int64_t post_ln_layers() const;
+  bool post_ln(int64_t layer) const { return layer < post_ln_layers(); }
+  // The factor on block `layer`'s (0-based) pre-norm outputs: 1/sqrt(layer + 1) with
+  // norm_scaling, else 1.
+  float norm_scale(int64_t layer) const;
   void validate() const;  // throws Error naming the offending key
 };
+
+// The gain names (without "model.layers.{i}." and ".weight") of a block's first and second norm:
+// input_layernorm and post_attention_layernorm for Pre-LN, post_attention_layernorm and
+// post_feedforward_layernorm for Post-LN (the official Mix-LN code's names).
+const char* layer_norm_name(bool post_ln, int which);  // which: 1 or 2
 
 // FLOPs of one training token (forward + backward) as the model computes them on `be` with `rows`
 // (= micro-batch · T) rows per call: each projection's own work (Linear::flops: 6 per weight for
@@ -51,6 +72,8 @@ double training_flops_per_token(const ModelConfig& cfg, const Backend& be, int64
 // model (plus embeddings, norms and the untied LM head).
 int64_t linear_param_count(const ModelConfig& cfg);
 int64_t model_param_count(const ModelConfig& cfg);
+// Without the embedding and the untied LM head (the vocabulary matrices): Step Law's N.
+int64_t non_embedding_param_count(const ModelConfig& cfg);
 
 // What an activation buffer holds, for the memory plan.
 enum class ActivationRole {
@@ -116,6 +139,12 @@ class LlamaModel {
   // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
   std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
 
+  // Evaluation only: block `layer` (0-based) is skipped — its output is its input — by the
+  // forward passes until reset with -1 (for measuring what each layer contributes).
+  // forward_backward refuses to run while a layer is skipped.
+  void set_skipped_layer(int64_t layer);
+  int64_t skipped_layer() const { return skipped_layer_; }
+
   // Called during backward with an offset: gradients [offset, end of the flat buffer) are final
   // for this micro-batch (backward completes them from the end towards the start). Used to start
   // gradient communication early. Empty: no calls.
@@ -141,6 +170,7 @@ class LlamaModel {
   std::vector<std::unique_ptr<Linear>> linears_;
   std::vector<Layer> layers_;
   int64_t embed_offset_ = 0, final_norm_offset_ = 0, lm_head_offset_ = -1;
+  int64_t skipped_layer_ = -1;
 
   // A typed buffer inside the arena.
   template <typename T>
@@ -161,6 +191,7 @@ class LlamaModel {
   Slice<float> residual_, final_norm_, final_rstd_, logits_, losses_;
   // Backward scratch shared by all layers.
   Slice<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, att_scratch_, linear_ws_;
+  Slice<float> dffn_out_;  // only with Post-LN layers (Mix-LN): d of a block's pre-norm MLP output
 };
 
 }  // namespace cairn

@@ -517,6 +517,39 @@ CudaCheck bf16_rounding_check() {
           }};
 }
 
+// The whole model: same seed on both backends, one forward/backward, then an AdamW step over the
+// flat buffers and a loss on the updated weights.
+CudaCheck whole_model_check(const std::string& name, const ModelConfig& cfg) {
+  return {name, [cfg](Checker& c) {
+            const int64_t b = 3, n = b * cfg.seq_len;
+            const auto [in, tg] = check_tokens(n, 11);
+            std::vector<float> losses[2];
+            std::vector<Vec> grads;
+            const Backend* backends[2] = {&cpu_backend(), &backend_under_test()};
+            for (const Backend* be : backends) {
+              LlamaModel m(cfg, *be, b);
+              m.init_weights(5);
+              const int64_t total = m.params().total();
+              auto& l = losses[be == backends[0] ? 0 : 1];
+              l.push_back(m.forward_backward(in.data(), tg.data(), b, 1.0f));
+              Vec g(static_cast<size_t>(total));
+              be->copy_to_host(g.data(), m.grad_data(), total * 4);
+              grads.push_back(g);
+              DeviceArray<float> mom(*be, total), var(*be, total);
+              mom.zero();
+              var.zero();
+              be->adamw_update(m.param_data(), m.grad_data(), mom.data(), var.data(), total, 1e-2f, 0.9f, 0.95f,
+                               1e-8f, 0.1f, 0.1f, 0.05f);
+              l.push_back(m.forward_loss(in.data(), tg.data(), b));
+            }
+            c.expect_close("loss", losses[0][0], losses[1][0], 1e-4, 0);
+            c.expect_close("loss after AdamW", losses[0][1], losses[1][1], 1e-4, 0);
+            float gmax = 0;
+            for (float e : grads[0]) gmax = std::max(gmax, std::abs(e));
+            c.expect_close("gradients", grads[0], grads[1], 1e-3, 1e-4 * gmax);
+          }};
+}
+
 // A few training steps of a tiny model, bf16 GPU against fp32 CPU from the same initialization:
 // forward/backward, AdamW over the flat buffers (which rewrites the bf16 copy), repeated. bf16
 // GEMM inputs perturb the losses by ~1e-4 relative (5e-5 with the CPU emulation of the roundings,
@@ -769,40 +802,18 @@ std::vector<CudaCheck> cuda_checks() {
   out.push_back(bf16_rounding_check());
   for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank}) out.push_back(bf16_training_check(kind));
 
-  // The whole model: same seed on both backends, one forward/backward, then an AdamW step over the
-  // flat buffers and a loss on the updated weights. Dense, low-rank and SLTrain projections (the
-  // CPU may take SLTrain's factored path, the GPU always the materialized one).
-  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain}) {
-    out.push_back({str("model_", linear_kind_name(kind)), [kind](Checker& c) {
-                     const ModelConfig cfg = check_model_config(kind);
-                     const int64_t b = 3, n = b * cfg.seq_len;
-                     const auto [in, tg] = check_tokens(n, 11);
-                     std::vector<float> losses[2];
-                     std::vector<Vec> grads;
-                     const Backend* backends[2] = {&cpu_backend(), &backend_under_test()};
-                     for (const Backend* be : backends) {
-                       LlamaModel m(cfg, *be, b);
-                       m.init_weights(5);
-                       const int64_t total = m.params().total();
-                       auto& l = losses[be == backends[0] ? 0 : 1];
-                       l.push_back(m.forward_backward(in.data(), tg.data(), b, 1.0f));
-                       Vec g(static_cast<size_t>(total));
-                       be->copy_to_host(g.data(), m.grad_data(), total * 4);
-                       grads.push_back(g);
-                       DeviceArray<float> mom(*be, total), var(*be, total);
-                       mom.zero();
-                       var.zero();
-                       be->adamw_update(m.param_data(), m.grad_data(), mom.data(), var.data(), total, 1e-2f, 0.9f,
-                                        0.95f, 1e-8f, 0.1f, 0.1f, 0.05f);
-                       l.push_back(m.forward_loss(in.data(), tg.data(), b));
-                     }
-                     c.expect_close("loss", losses[0][0], losses[1][0], 1e-4, 0);
-                     c.expect_close("loss after AdamW", losses[0][1], losses[1][1], 1e-4, 0);
-                     float gmax = 0;
-                     for (float e : grads[0]) gmax = std::max(gmax, std::abs(e));
-                     c.expect_close("gradients", grads[0], grads[1], 1e-3, 1e-4 * gmax);
-                   }});
-  }
+  // The whole model (whole_model_check): dense, low-rank and SLTrain projections (the CPU may take
+  // SLTrain's factored path, the GPU always the materialized one), and the norm layouts: Mix-LN
+  // (layer 0 of 2 Post-LN) and LayerNorm Scaling.
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain})
+    out.push_back(whole_model_check(str("model_", linear_kind_name(kind)), check_model_config(kind)));
+  ModelConfig mix = check_model_config();
+  mix.norm_layout = "mix";
+  mix.mix_ln_alpha = 0.5;
+  out.push_back(whole_model_check("model_mix_ln", mix));
+  ModelConfig scaled = check_model_config();
+  scaled.norm_scaling = true;
+  out.push_back(whole_model_check("model_ln_scaling", scaled));
   for (CudaCheck& check : cuda_training_checks()) out.push_back(std::move(check));
   return out;
 }

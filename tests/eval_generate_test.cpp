@@ -436,5 +436,44 @@ TEST_F(UseModelTest, EvalAndGenerateCommands) {
   EXPECT_EQ(error_of([&] { run(cmd_eval, {path("model.h5"), "--bogus"}); }).rfind("unknown option --bogus", 0), 0u);
 }
 
+// eval and generate rebuild the stored norm layout (Mix-LN's Post-LN layers, LayerNorm Scaling's
+// factors), and --skip-layer each evaluates the whole model, then each layer passed through.
+TEST_F(UseModelTest, EvalAndGenerateRebuildTheNormLayoutAndSkipLayers) {
+  write_dataset();
+  auto comm = make_self_communicator();
+  const TokenDataset ds = TokenDataset::open(path("data.h5"));
+  for (const char* layout : {"mix", "scaled"}) {
+    SCOPED_TRACE(layout);
+    cfg_.model.norm_layout = std::string(layout) == "mix" ? "mix" : "pre";
+    cfg_.model.mix_ln_alpha = 0.5;  // layer 0 of 2 Post-LN
+    cfg_.model.norm_scaling = std::string(layout) == "scaled";
+    const std::string file = str(layout, ".h5"), json = path(str(layout, ".json"));
+    auto model = make_model(8, file);
+    ASSERT_EQ(run(cmd_eval, {path(file), "--data", path("data.h5"), "--windows", "6", "--micro-batch", "3",
+                             "--skip-layer", "each", "--json", json}),
+              0);
+    const auto j = nlohmann::json::parse(std::ifstream(json))["results"];
+    ASSERT_EQ(j.size(), 3u);  // the whole model, layer 0 skipped, layer 1 skipped
+    for (int64_t skip = -1; skip < 2; ++skip) {
+      model->set_skipped_layer(skip);
+      const auto& r = j[size_t(skip + 1)];
+      EXPECT_EQ(r.contains("skipped_layer"), skip >= 0);
+      EXPECT_DOUBLE_EQ(r["loss"].get<double>(), evaluate_dataset(*model, ds, "val", 6, 3, *comm).loss) << skip;
+    }
+    EXPECT_NE(j[0]["loss"], j[1]["loss"]);
+    model->set_skipped_layer(-1);
+
+    testing::internal::CaptureStdout();
+    ASSERT_EQ(run(cmd_generate, {path(file), "--prompt", "abc", "--temperature", "0", "--max-tokens", "8"}), 0);
+    const std::string printed = testing::internal::GetCapturedStdout();
+    GenerateOptions o;
+    o.max_tokens = 8;
+    o.sampling.temperature = 0;
+    o.stop_token = 256;
+    const std::vector<uint32_t> prompt = {'a', 'b', 'c'};
+    EXPECT_EQ(printed, "abc" + make_byte_tokenizer()->decode(generate_tokens(*model, prompt, o)) + "\n");
+  }
+}
+
 }  // namespace
 }  // namespace cairn

@@ -1,7 +1,8 @@
 // The safetensors format (round trips, bf16 rounding, corrupted headers) and the Hugging Face
 // export: tensor names and shapes, values, config, tokenizer files (a Hugging Face tokenizer.json
 // checked with the `tokenizers` package when Python has it), factored weights exported as their
-// dense W, and the export directory appearing only when complete.
+// dense W, LayerNorm Scaling folded into the norm gains, Mix-LN refused, and the export directory
+// appearing only when complete.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -20,7 +21,9 @@
 #include "launch/commands.h"
 #include "launch/hf_export.h"
 #include "model/safetensors.h"
+#include "model/weights_io.h"
 #include "tests/test_support.h"
+#include "trainer/config.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -375,6 +378,44 @@ TEST_F(ExportTest, ExportDirectoryAppearsOnlyWhenComplete) {
             std::string::npos);
 }
 
+// The exported gains of layer l are the trained ones times 1/sqrt(l + 1), and a plain Pre-LN
+// model built from the exported tensors computes the LayerNorm Scaling model's logits.
+TEST_F(ExportTest, NormScalingIsFoldedIntoTheNormGains) {
+  ModelConfig c = tiny_config();
+  c.n_layers = 3;
+  c.norm_scaling = true;
+  LlamaModel model(c, cpu_backend(), 1);
+  model.init_weights(6);
+  Rng rng(2);
+  for (auto& p : model.param_span()) p += 0.2f * rng.normal();  // norm gains away from 1
+  auto tok = make_byte_tokenizer();
+  export_hf(model, *tok, path("scaled"), TensorDtype::f32, "test");
+  const SafetensorsFile f = SafetensorsFile::open(path("scaled/model.safetensors"));
+  std::set<std::string> names;
+  for (const auto& e : f.entries()) names.insert(e.name);
+  EXPECT_EQ(names, expected_hf_names(c));
+  for (const auto& r : model.params().rows()) {
+    if (r.role != ParamRole::norm) continue;
+    const float s = r.layer >= 0 ? float(1.0 / std::sqrt(double(r.layer + 1))) : 1.0f;
+    const auto got = f.read(r.name);
+    for (int64_t i = 0; i < r.numel; ++i) EXPECT_EQ(got[size_t(i)], model.param_data()[r.offset + i] * s) << r.name;
+  }
+  std::stringstream readme;
+  readme << std::ifstream(path("scaled/README.md")).rdbuf();
+  EXPECT_NE(readme.str().find("LayerNorm Scaling"), std::string::npos);
+
+  ModelConfig plain = c;
+  plain.norm_scaling = false;
+  LlamaModel hf(plain, cpu_backend(), 1);
+  for (const auto& r : hf.params().rows()) {
+    const auto v = f.read(r.name);
+    std::copy(v.begin(), v.end(), hf.param_data() + r.offset);
+  }
+  const auto tokens = random_tokens(c.seq_len, c.vocab_size, 3);
+  const auto a = model.forward_logits(tokens.data(), 1), b = hf.forward_logits(tokens.data(), 1);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5 + 1e-5 * std::abs(a[i])) << i;
+}
+
 int run_export(std::vector<std::string> args) {
   args.insert(args.begin(), {"cairn", "export"});
   std::vector<char*> argv;
@@ -395,6 +436,33 @@ TEST_F(ExportTest, CommandRefusesIncompleteCheckpointsAndBadOptions) {
   EXPECT_NE(error_of([&] { run_export({path("ckpt"), "--out", path("o"), "--dtype", "fp16"}); }).find("fp32 or bf16"),
             std::string::npos);
   EXPECT_NE(error_of([&] { run_export({path("ckpt")}); }).find("--out"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("o")));
+}
+
+// Mix-LN's Post-LN layers have no LlamaForCausalLM form: export_hf and the command refuse, naming
+// the key, before writing anything (the command before looking for a tokenizer). With no Post-LN
+// layer (alpha·L < 1) the model is Pre-LN and exports.
+TEST_F(ExportTest, MixLnIsRefusedNamingTheKey) {
+  ModelConfig c = tiny_config();
+  c.norm_layout = "mix";
+  LlamaModel model(c, cpu_backend(), 1);  // alpha 0.25 of 2 layers: no Post-LN layer
+  model.init_weights(1);
+  auto tok = make_byte_tokenizer();
+  export_hf(model, *tok, path("pre"), TensorDtype::f32, "t");
+  c.mix_ln_alpha = 0.5;
+  LlamaModel mix(c, cpu_backend(), 1);
+  mix.init_weights(1);
+  const std::string e = error_of([&] { export_hf(mix, *tok, path("mix"), TensorDtype::f32, "t"); });
+  EXPECT_NE(e.find("model.norm_layout = \"mix\""), std::string::npos) << e;
+  EXPECT_NE(e.find("Post-LN"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(path("mix")));
+  EXPECT_FALSE(fs::exists(path("mix.tmp")));
+  TrainConfig stored;
+  stored.model = c;
+  stored.data.train = path("absent.h5");  // no tokenizer to find: the refusal must come first
+  save_model_weights(mix, path("mix.h5"), config_to_toml(stored));
+  const std::string cmd = error_of([&] { run_export({path("mix.h5"), "--out", path("o")}); });
+  EXPECT_NE(cmd.find("model.norm_layout"), std::string::npos) << cmd;
   EXPECT_FALSE(fs::exists(path("o")));
 }
 

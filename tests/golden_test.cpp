@@ -1,5 +1,6 @@
 // cairn against the PyTorch reference (tools/reference/llama_reference.py): logits, loss and
-// every gradient of a tiny LLaMA for one batch, and a 10-step AdamW loss curve with clipping.
+// every gradient of a tiny LLaMA for one batch, and a 10-step AdamW loss curve with clipping, for
+// the Pre-LN model and the depth methods (Mix-LN, LayerNorm Scaling), one golden file each.
 // The golden values are float64 from float32 weights; cairn computes in float32.
 #include <gtest/gtest.h>
 
@@ -14,15 +15,13 @@
 namespace cairn {
 namespace {
 
-const std::string kGolden = std::string(CAIRN_SOURCE_DIR) + "/tests/golden/tiny_llama.h5";
-
 struct Golden {
-  H5File f = H5File::open(kGolden);
+  H5File f;
   ModelConfig cfg;
   int64_t B;
   OptimizerConfig opt;
   float lr;
-  Golden() {
+  explicit Golden(const std::string& file) : f(H5File::open(std::string(CAIRN_SOURCE_DIR) + "/tests/golden/" + file)) {
     cfg.vocab_size = read_attr_int(f, "vocab_size");
     cfg.dim = read_attr_int(f, "dim");
     cfg.n_layers = read_attr_int(f, "n_layers");
@@ -32,6 +31,9 @@ struct Golden {
     cfg.norm_eps = float(read_attr_double(f, "norm_eps"));
     cfg.rope_theta = float(read_attr_double(f, "rope_theta"));
     cfg.tie_embeddings = read_attr_int(f, "tied") != 0;
+    if (has_attr(f, "norm_layout")) cfg.norm_layout = read_attr_string(f, "norm_layout");
+    if (has_attr(f, "mix_ln_alpha")) cfg.mix_ln_alpha = read_attr_double(f, "mix_ln_alpha");
+    if (has_attr(f, "norm_scaling")) cfg.norm_scaling = read_attr_int(f, "norm_scaling") != 0;
     B = read_attr_int(f, "batch");
     opt.beta1 = float(read_attr_double(f, "beta1"));
     opt.beta2 = float(read_attr_double(f, "beta2"));
@@ -61,8 +63,21 @@ struct Golden {
   }
 };
 
-TEST(Golden, LogitsLossAndGradientsMatchPyTorch) {
-  Golden g;
+// The golden files: the Pre-LN model, Mix-LN (4 layers, alpha 0.25: layer 0 Post-LN), LayerNorm
+// Scaling (4 layers).
+class GoldenFile : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenFile, ::testing::Values("tiny_llama.h5", "tiny_mix_ln.h5", "tiny_ln_scaling.h5"),
+                         [](const auto& info) { return info.param.substr(5, info.param.size() - 8); });
+
+TEST_P(GoldenFile, FileHoldsTheLayoutItIsNamedFor) {
+  Golden g(GetParam());
+  const ModelConfig& c = g.cfg;
+  EXPECT_EQ(c.post_ln_layers(), GetParam() == "tiny_mix_ln.h5" ? 1 : 0);
+  EXPECT_EQ(c.norm_scaling, GetParam() == "tiny_ln_scaling.h5");
+}
+
+TEST_P(GoldenFile, LogitsLossAndGradientsMatchPyTorch) {
+  Golden g(GetParam());
   LlamaModel m(g.cfg, cpu_backend(), g.B);
   g.load_params(m, "params");
   std::vector<int32_t> in, tg;
@@ -85,8 +100,8 @@ TEST(Golden, LogitsLossAndGradientsMatchPyTorch) {
   }
 }
 
-TEST(Golden, TenAdamWStepsMatchPyTorch) {
-  Golden g;
+TEST_P(GoldenFile, TenAdamWStepsMatchPyTorch) {
+  Golden g(GetParam());
   LlamaModel m(g.cfg, cpu_backend(), g.B);
   g.load_params(m, "params");
   std::vector<int> rows(m.params().rows().size());

@@ -1,7 +1,8 @@
 // G_stack growth: grown layer i equals source layer i mod L bit for bit (every parameter and
 // buffer row), non-layer tensors equal, the grown weights run forward, growth through weights
 // files and `model.init_from`, in-run growth (growth.at_tokens) in a short training run, refusals
-// of bad requests, and the paper's growth-timing formula.
+// of bad requests, the paper's growth-timing formula, and the norm keys (Mix-LN, LayerNorm
+// Scaling) kept by growth, weights files, checkpoints and init_from.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,6 +23,7 @@
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
+#include "util/rng.h"
 
 namespace cairn {
 namespace {
@@ -105,6 +107,49 @@ TEST(Growth, SLTrainSupportsAndValuesGrowWithTheirLayer) {
   }
   std::vector<int32_t> tokens(8, 5), targets(8, 6);
   EXPECT_TRUE(std::isfinite(dst.forward_loss(tokens.data(), targets.data(), 1)));
+}
+
+// Mix-LN 4 layers, alpha 0.25 (layer 0 Post-LN) grown x2: 8 layers, alpha kept, so layers 0, 1
+// are Post-LN. Layer 1 (Post) comes from Pre-LN layer 1 and layer 4 (Pre) from Post-LN layer 0:
+// each takes its source's first and second norm gains as its own first and second.
+TEST(Growth, MixLnKeepsAlphaAndTakesNormGainsBySlot) {
+  const Backend& be = cpu_backend();
+  ModelConfig c = small_config();
+  c.n_layers = 4;
+  c.norm_layout = "mix";
+  c.mix_ln_alpha = 0.25;
+  LlamaModel src(c, be, 1);
+  src.init_weights(3);
+  Rng rng(5);
+  for (auto& p : src.param_span()) p += 0.1f * rng.normal();  // distinct norm gains
+  const ModelConfig grown = grown_config(c, 2);
+  EXPECT_EQ(grown.mix_ln_alpha, 0.25);
+  EXPECT_EQ(grown.post_ln_layers(), 2);
+  EXPECT_EQ(layers_changing_layout(c, 2), (std::vector<int64_t>{1, 4}));
+  LlamaModel dst(grown, be, 1);
+  grow_depthwise(src, dst);
+  const auto s = host_params(src), d = host_params(dst);
+  auto same = [&](const std::string& to, const std::string& from) {
+    const ParamRow &a = dst.params().at(to), &b = src.params().at(from);
+    return std::memcmp(d.data() + a.offset, s.data() + b.offset, size_t(a.numel) * 4) == 0;
+  };
+  EXPECT_TRUE(same("model.layers.1.post_attention_layernorm.weight", "model.layers.1.input_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.1.post_feedforward_layernorm.weight", "model.layers.1.post_attention_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.4.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.4.post_attention_layernorm.weight", "model.layers.0.post_feedforward_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.0.post_feedforward_layernorm.weight", "model.layers.0.post_feedforward_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.5.input_layernorm.weight", "model.layers.1.input_layernorm.weight"));
+  EXPECT_TRUE(same("model.layers.4.mlp.up_proj.weight", "model.layers.0.mlp.up_proj.weight"));
+  // Every row came from somewhere: the grown model equals none of its fresh init.
+  std::vector<int32_t> tokens(8, 5), targets(8, 6);
+  EXPECT_TRUE(std::isfinite(dst.forward_loss(tokens.data(), targets.data(), 1)));
+  // Growth cannot change the norm keys.
+  ModelConfig scaled = grown;
+  scaled.norm_layout = "pre";
+  scaled.norm_scaling = true;
+  LlamaModel other(scaled, be, 1);
+  EXPECT_NE(error_of([&] { grow_depthwise(src, other); }).find("model.norm_layout"), std::string::npos);
+  EXPECT_TRUE(layers_changing_layout(small_config(), 4).empty());
 }
 
 TEST(Growth, BufferRowsGrowWithTheirLayer) {
@@ -329,6 +374,65 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   const std::string e = error_of([&] { Trainer t(cfg_, *comm); });
   EXPECT_NE(e.find("model.n_layers = 4"), std::string::npos) << e;
   EXPECT_NE(e.find("model.n_layers = 2"), std::string::npos) << e;
+}
+
+// The norm keys are stored with the weights, kept by `cairn grow`, checked by init_from and by
+// --resume (a model cannot silently change what its norms do).
+TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
+  cfg_.training.steps = 2;
+  cfg_.model.n_layers = 4;
+  cfg_.model.norm_layout = "mix";
+  cfg_.model.mix_ln_alpha = 0.5;
+  auto comm = make_self_communicator();
+  std::string ckpt;
+  {
+    Trainer t(cfg_, *comm);
+    t.train_step();
+    ckpt = t.save_checkpoint();
+  }
+  TrainConfig finished = cfg_;
+  finished.output.run_dir = path("finished");
+  Trainer(finished, *comm).run();
+  std::vector<std::string> args{"cairn", "grow", "--from", path("finished"), "--factor", "2", "--out", path("grown.h5")};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  testing::internal::CaptureStdout();
+  ASSERT_EQ(cmd_grow(int(argv.size()), argv.data()), 0);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("keeps model.mix_ln_alpha = 0.5 (4 Post-LN layers)"), std::string::npos) << out;
+  TrainConfig stored;
+  config_apply_toml(stored, read_weights_config(path("grown.h5")), "stored");
+  EXPECT_EQ(stored.model.n_layers, 8);
+  EXPECT_EQ(stored.model.norm_layout, "mix");
+  EXPECT_EQ(stored.model.mix_ln_alpha, 0.5);
+  LlamaModel grown(stored.model, cpu_backend(), 1);
+  load_model_weights(grown, path("grown.h5"));
+  EXPECT_GE(grown.params().find("model.layers.3.post_feedforward_layernorm.weight"), 0);
+
+  // Resuming with another layout, alpha or scaling is refused, naming the key.
+  for (const char* change : {"model.norm_layout=\"pre\"", "model.mix_ln_alpha=0.25"}) {
+    TrainConfig other = cfg_;
+    config_apply_override(other, change);
+    Trainer t(other, *comm);
+    const std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+    EXPECT_NE(e.find(std::string(change).substr(0, std::string(change).find('='))), std::string::npos) << e;
+  }
+  // init_from with a different norm_scaling: the weights would mean something else.
+  TrainConfig scaled = cfg_;
+  scaled.model.norm_layout = "pre";
+  scaled.model.norm_scaling = true;
+  scaled.output.run_dir = path("run_scaled");
+  scaled.training.steps = 1;
+  Trainer(scaled, *comm).run();
+  TrainConfig plain = scaled;
+  plain.model.norm_scaling = false;
+  plain.init_from = path("run_scaled");
+  plain.output.run_dir = path("run_plain");
+  const std::string e = error_of([&] { Trainer t(plain, *comm); });
+  EXPECT_NE(e.find("model.norm_scaling = true"), std::string::npos) << e;
+  TrainConfig stored_scaled;
+  config_apply_toml(stored_scaled, read_weights_config(path("run_scaled/model.h5")), "stored");
+  EXPECT_TRUE(stored_scaled.model.norm_scaling);
 }
 
 TEST_F(GrowthRunTest, GrowRefusesAnExistingOutputLikeExport) {

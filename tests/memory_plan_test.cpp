@@ -1,6 +1,6 @@
 // The memory plan: it equals, byte for byte, what the model and the optimizer allocate in the
-// backend (for every weight kind and optimizer, the SLTrain support copies of an off-host backend,
-// and the peak of an in-run G_stack growth); a run that does not fit is refused before anything is
+// backend (for every weight kind, optimizer and norm layout, the SLTrain support copies of an
+// off-host backend, and the peak of an in-run G_stack growth); a run that does not fit is refused before anything is
 // allocated, naming the largest micro_batch that fits and a grad_accum that keeps the global batch;
 // `cairn train --dry-run` prints the plan, exits and leaves the run directory alone.
 #include <gtest/gtest.h>
@@ -90,6 +90,31 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAndOptimizerAllocate) {
       }
       EXPECT_EQ(be.live(), 0);
     }
+}
+
+// Mix-LN's Post-LN layers keep ffn_out instead of ln1 and need one more backward buffer; LayerNorm
+// Scaling allocates what Pre-LN does. The plan follows each layout.
+TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
+  for (const char* layout : {"pre", "mix", "scaled"}) {
+    SCOPED_TRACE(layout);
+    TrainConfig c = config(LinearKind::dense, "adamw");
+    c.model.norm_layout = std::string(layout) == "mix" ? "mix" : "pre";
+    c.model.mix_ln_alpha = 0.5;  // layer 0 of 2 Post-LN
+    c.model.norm_scaling = std::string(layout) == "scaled";
+    const CountingBackend be;
+    {
+      Trainer t(c, *comm_, &be);
+      t.train_step();
+      EXPECT_EQ(be.live(), plan_memory(t.config(), be, 1, 0, t.config().training.micro_batch).bytes(MemoryPlace::backend));
+    }
+    std::map<std::string, int64_t> sizes;
+    for (const auto& b : LlamaModel::activation_sizes(c.model, be, 2)) sizes[b.name] = b.count;
+    const bool mix = c.model.norm_layout == "mix";
+    EXPECT_EQ(sizes.count("layers.0.ln1"), mix ? 0u : 1u);
+    EXPECT_EQ(sizes.count("layers.0.ffn_out"), mix ? 1u : 0u);
+    EXPECT_EQ(sizes.count("layers.1.ln1"), 1u);
+    EXPECT_EQ(sizes.count("dffn_out"), mix ? 1u : 0u);
+  }
 }
 
 // The real CPU backend: no support copies, and the model's own buffers are the plan's model items.

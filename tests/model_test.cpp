@@ -1,8 +1,10 @@
-// Whole-model checks: finite-difference gradients of every parameter row, the loss of uniform
-// logits, determinism, and the error for out-of-vocabulary tokens.
+// Whole-model checks: finite-difference gradients of every parameter row (Pre-LN, Mix-LN, all
+// Post-LN, LayerNorm Scaling), the norm layouts' names and equivalences, skipping a layer, the loss
+// of uniform logits, determinism, and the error for out-of-vocabulary tokens.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "model/llama.h"
@@ -30,6 +32,145 @@ TEST(Model, TiedEmbeddingGradientsMatchFiniteDifferences) {
   ModelConfig c = tiny_config();
   c.tie_embeddings = true;
   check_model_gradients(c);
+}
+
+ModelConfig mix_config(double alpha) {
+  ModelConfig c = tiny_config();
+  c.n_layers = 3;
+  c.norm_layout = "mix";
+  c.mix_ln_alpha = alpha;
+  return c;
+}
+
+TEST(Model, MixLnGradientsMatchFiniteDifferences) {
+  const ModelConfig c = mix_config(0.34);  // floor(1.02): layer 0 Post-LN, layers 1, 2 Pre-LN
+  ASSERT_EQ(c.post_ln_layers(), 1);
+  check_model_gradients(c);
+}
+
+TEST(Model, AllPostLnGradientsMatchFiniteDifferences) {
+  ModelConfig c = mix_config(1.0);
+  c.tie_embeddings = true;
+  ASSERT_EQ(c.post_ln_layers(), 3);
+  check_model_gradients(c);
+}
+
+TEST(Model, NormScalingGradientsMatchFiniteDifferences) {
+  ModelConfig c = tiny_config();
+  c.n_layers = 3;
+  c.norm_scaling = true;
+  check_model_gradients(c);
+}
+
+TEST(Model, PostLnLayersAndNormScales) {
+  ModelConfig c = tiny_config();
+  c.n_layers = 12;
+  EXPECT_EQ(c.post_ln_layers(), 0);  // "pre" ignores mix_ln_alpha
+  c.norm_layout = "mix";
+  EXPECT_EQ(c.post_ln_layers(), 3);  // the official 71M/130M runs: POST_NUM = 3 of 12
+  c.mix_ln_alpha = 0;
+  EXPECT_EQ(c.post_ln_layers(), 0);
+  c.mix_ln_alpha = 1;
+  EXPECT_EQ(c.post_ln_layers(), 12);
+  c.n_layers = 100;
+  c.mix_ln_alpha = 0.29;  // 0.29·100 is 28.999999999999996 in double
+  EXPECT_EQ(c.post_ln_layers(), 29);
+  EXPECT_TRUE(c.post_ln(28));
+  EXPECT_FALSE(c.post_ln(29));
+  EXPECT_EQ(c.norm_scale(3), 1.0f);
+  c.norm_scaling = true;
+  EXPECT_EQ(c.norm_scale(0), 1.0f);
+  EXPECT_FLOAT_EQ(c.norm_scale(3), 0.5f);  // layer 4 (1-based)
+  EXPECT_FLOAT_EQ(c.norm_scale(8), 1.0f / 3.0f);
+}
+
+TEST(Model, NormLayoutKeysAreValidated) {
+  ModelConfig c = tiny_config();
+  c.norm_layout = "post";
+  EXPECT_NE(error_of([&] { c.validate(); }).find("model.norm_layout = \"post\""), std::string::npos);
+  c.norm_layout = "mix";
+  c.mix_ln_alpha = 1.5;
+  EXPECT_NE(error_of([&] { c.validate(); }).find("model.mix_ln_alpha"), std::string::npos);
+  c.mix_ln_alpha = 0.25;
+  c.norm_scaling = true;
+  EXPECT_NE(error_of([&] { c.validate(); }).find("model.norm_scaling"), std::string::npos);
+  c.norm_layout = "pre";
+  EXPECT_NO_THROW(c.validate());
+}
+
+TEST(Model, PostLnLayersUseTheOfficialNormNames) {
+  LlamaModel m(mix_config(0.34), cpu_backend(), 1);
+  const auto& t = m.params();
+  EXPECT_EQ(t.find("model.layers.0.input_layernorm.weight"), -1);
+  EXPECT_EQ(t.at("model.layers.0.post_attention_layernorm.weight").shape, (std::vector<int64_t>{8}));
+  EXPECT_EQ(t.at("model.layers.0.post_feedforward_layernorm.weight").layer, 0);
+  EXPECT_EQ(t.at("model.layers.1.input_layernorm.weight").layer, 1);
+  EXPECT_EQ(t.find("model.layers.1.post_feedforward_layernorm.weight"), -1);
+  // Same parameter count as Pre-LN: two gains per layer either way.
+  ModelConfig pre = mix_config(0.34);
+  pre.norm_layout = "pre";
+  EXPECT_EQ(t.count(), LlamaModel(pre, cpu_backend(), 1).params().count());
+  EXPECT_EQ(t.count(), model_param_count(mix_config(0.34)));
+}
+
+// Loss and gradients of cfg's model with the weights of `seed`, on fixed tokens.
+std::pair<float, std::vector<float>> loss_and_grads(const ModelConfig& cfg, const std::function<void(LlamaModel&)>& edit = {}) {
+  LlamaModel m(cfg, cpu_backend(), 2);
+  m.init_weights(9);
+  Rng rng(4);
+  for (auto& p : m.param_span()) p = p == 1.0f ? 1.0f + 0.2f * rng.normal() : 0.3f * rng.normal();
+  if (edit) edit(m);
+  const auto in = random_tokens(2 * cfg.seq_len, cfg.vocab_size, 5), tg = random_tokens(2 * cfg.seq_len, cfg.vocab_size, 6);
+  const float loss = m.forward_backward(in.data(), tg.data(), 2, 1.0f);
+  return {loss, std::vector<float>(m.grad_span().begin(), m.grad_span().end())};
+}
+
+TEST(Model, MixLnWithAlphaZeroIsPreLnBitForBit) {
+  ModelConfig pre = tiny_config(), mix = tiny_config();
+  mix.norm_layout = "mix";
+  mix.mix_ln_alpha = 0.0;
+  const auto a = loss_and_grads(pre), b = loss_and_grads(mix);
+  EXPECT_EQ(a.first, b.first);
+  EXPECT_EQ(a.second, b.second);
+}
+
+// LayerNorm Scaling equals Pre-LN with layer l's two pre-norm gains times 1/sqrt(l) (what the HF
+// export writes); the final norm is not scaled.
+TEST(Model, NormScalingEqualsScaledPreNormGains) {
+  ModelConfig scaled = tiny_config();
+  scaled.n_layers = 3;
+  scaled.norm_scaling = true;
+  ModelConfig pre = scaled;
+  pre.norm_scaling = false;
+  const auto fold = [](LlamaModel& m) {
+    for (const auto& r : m.params().rows())
+      if (r.role == ParamRole::norm && r.layer >= 0)
+        for (auto& w : row_span(m.param_span(), r)) w *= float(1.0 / std::sqrt(double(r.layer + 1)));
+  };
+  const auto a = loss_and_grads(scaled), b = loss_and_grads(pre, fold);
+  EXPECT_NEAR(a.first, b.first, 1e-6);
+  EXPECT_NE(a.first, loss_and_grads(pre).first);
+}
+
+// Skipping layer l equals zeroing its o_proj and down_proj (in a Pre-LN block x' = x then).
+TEST(Model, SkippedLayerPassesItsInputThrough) {
+  const ModelConfig c = tiny_config();
+  const auto in = random_tokens(12, c.vocab_size, 5), tg = random_tokens(12, c.vocab_size, 6);
+  LlamaModel m(c, cpu_backend(), 2), zeroed(c, cpu_backend(), 2);
+  m.init_weights(3);
+  zeroed.init_weights(3);
+  for (const char* w : {"model.layers.1.self_attn.o_proj.weight", "model.layers.1.mlp.down_proj.weight"}) {
+    auto r = row_span(zeroed.param_span(), zeroed.params().at(w));
+    std::fill(r.begin(), r.end(), 0.0f);
+  }
+  const float full = m.forward_loss(in.data(), tg.data(), 2);
+  m.set_skipped_layer(1);
+  EXPECT_NEAR(m.forward_loss(in.data(), tg.data(), 2), zeroed.forward_loss(in.data(), tg.data(), 2), 1e-6);
+  EXPECT_NE(m.forward_loss(in.data(), tg.data(), 2), full);
+  EXPECT_THROW(m.forward_backward(in.data(), tg.data(), 2, 1.0f), std::logic_error);  // a caller's bug
+  m.set_skipped_layer(-1);
+  EXPECT_EQ(m.forward_loss(in.data(), tg.data(), 2), full);
+  EXPECT_NE(error_of([&] { m.set_skipped_layer(2); }).find("layers 0..1"), std::string::npos);
 }
 
 TEST(Model, HuggingFaceNamesAndShapes) {

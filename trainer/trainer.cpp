@@ -103,7 +103,11 @@ static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) 
       {"model.ffn_dim", str(a.ffn_dim), str(b.ffn_dim)},
       {"model.vocab_size", str(a.vocab_size), str(b.vocab_size)},
       {"model.linear", linear_kind_name(a.linear.kind), linear_kind_name(b.linear.kind)},
-      {"model.tie_embeddings", a.tie_embeddings ? "true" : "false", b.tie_embeddings ? "true" : "false"}};
+      {"model.tie_embeddings", a.tie_embeddings ? "true" : "false", b.tie_embeddings ? "true" : "false"},
+      {"model.norm_layout", a.norm_layout, b.norm_layout},
+      {"model.mix_ln_alpha", a.norm_layout == "mix" ? str(a.mix_ln_alpha) : "(unused)",
+       b.norm_layout == "mix" ? str(b.mix_ln_alpha) : "(unused)"},
+      {"model.norm_scaling", a.norm_scaling ? "true" : "false", b.norm_scaling ? "true" : "false"}};
   for (const auto& [key, saved, configured] : keys)
     if (saved != configured)
       throw Error(str("model.init_from = '", file, "' was saved with ", key, " = ", saved, " but this run has ", key,

@@ -19,10 +19,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Keys that fix the shapes of the parameters and of the optimizer state: they must match to resume.
+// Keys that fix the shapes of the parameters and of the optimizer state, or what the parameters
+// mean (the norm layout): they must match to resume. A key absent from an older checkpoint's
+// config had its default value there.
 const char* const kShapeKeys[] = {"model.vocab_size", "model.dim",    "model.n_layers", "model.n_heads",
                                   "model.ffn_dim",    "model.seq_len", "model.tie_embeddings", "model.linear",
-                                  "model.rank",       "model.density", "optimizer.name"};
+                                  "model.rank",       "model.density", "model.norm_layout", "model.mix_ln_alpha",
+                                  "model.norm_scaling", "optimizer.name"};
 
 // "section.key" -> value text of a config_to_toml() rendering.
 std::map<std::string, std::string> config_entries(const std::string& toml) {
@@ -186,11 +189,13 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
                      saved_layers->second == std::to_string(cfg_.model.n_layers * cfg_.growth.factor);
   if (grown) deepen(cfg_.growth.factor);
   const auto now = config_entries(config_to_toml(cfg_));
+  const TrainConfig fresh;
+  const auto defaults = config_entries(config_to_toml(fresh));
   const bool reset = cfg_.training.reset_optimizer;
   for (const char* key : kShapeKeys) {
     if (reset && std::string(key) == "optimizer.name") continue;  // a fresh optimizer may differ
-    const auto s = saved.find(key), n = now.find(key);
-    const std::string sv = s == saved.end() ? "(absent)" : s->second, nv = n == now.end() ? "(absent)" : n->second;
+    const auto s = saved.find(key);
+    const std::string sv = s == saved.end() ? defaults.at(key) : s->second, nv = now.at(key);
     if (sv != nv)
       throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
                       ": the model and optimizer must match to resume (use the checkpoint's config)"));

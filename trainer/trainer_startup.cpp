@@ -5,6 +5,7 @@
 
 #include "trainer/config.h"
 #include "trainer/optim/fira.h"
+#include "trainer/step_law.h"
 #include "trainer/trainer.h"
 
 namespace cairn {
@@ -54,6 +55,7 @@ void Trainer::print_startup() {
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
             << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
+  if (const std::string hint = step_law_hint(cfg_, comm_.size()); !hint.empty()) std::cout << hint << "\n";
   // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
   // may want it), but said: the LR line above reads as if the peak were reached.
   for (const auto& stage : schedule_->stages())

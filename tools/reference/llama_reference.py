@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for cairn's LLaMA model: writes the golden file tests/golden/tiny_llama.h5.
+"""PyTorch reference for cairn's LLaMA model: writes the golden files tests/golden/tiny_*.h5.
 
 A self-contained LLaMA (no `transformers`) whose parameter names, shapes and conventions are the ones
 cairn follows (see tools/reference/README.md). The golden values are computed in float64 from
@@ -7,8 +7,10 @@ float32 initial weights, so a comparison against cairn's fp32 run measures cairn
 
 Install (CPU is enough; the default PyPI wheel also pulls the CUDA packages, ~3 GB, which is harmless):
     pip install torch h5py numpy
-Regenerate:
-    python3 tools/reference/llama_reference.py --out tests/golden/tiny_llama.h5
+Regenerate (one file per preset: the Pre-LN model, Mix-LN, LayerNorm Scaling):
+    python3 tools/reference/llama_reference.py --preset tiny --out tests/golden/tiny_llama.h5
+    python3 tools/reference/llama_reference.py --preset mix_ln --out tests/golden/tiny_mix_ln.h5
+    python3 tools/reference/llama_reference.py --preset ln_scaling --out tests/golden/tiny_ln_scaling.h5
 """
 import argparse
 import math
@@ -80,24 +82,44 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+def post_ln_layers(cfg):
+    """Mix-LN: the first floor(alpha·L) layers are Post-LN (the official code's POST_NUM)."""
+    if cfg.get("norm_layout", "pre") != "mix":
+        return 0
+    return math.floor(cfg["mix_ln_alpha"] * cfg["n_layers"] + 1e-9)
+
+
 class Block(nn.Module):
-    def __init__(self, cfg, use_sdpa):
+    """Pre-LN: x += attn(s·norm1(x)); x += mlp(s·norm2(x)), s = 1/sqrt(layer + 1) with LayerNorm
+    Scaling (the official 'LNS' branch), else 1.
+    Post-LN (Mix-LN's first layers, the official 'post_pre' branch): h = post_attention_layernorm(x +
+    attn(x)); x' = post_feedforward_layernorm(h + mlp(h))."""
+
+    def __init__(self, cfg, layer, use_sdpa):
         super().__init__()
-        self.input_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
+        self.post_ln = layer < post_ln_layers(cfg)
+        self.scale = 1.0 / math.sqrt(layer + 1) if cfg.get("norm_scaling", 0) else 1.0
+        if not self.post_ln:
+            self.input_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
         self.self_attn = Attention(cfg["dim"], cfg["n_heads"], use_sdpa)
         self.post_attention_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
         self.mlp = MLP(cfg["dim"], cfg["ffn_dim"])
+        if self.post_ln:
+            self.post_feedforward_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
 
     def forward(self, x, cos, sin):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        if self.post_ln:
+            h = self.post_attention_layernorm(x + self.self_attn(x, cos, sin))
+            return self.post_feedforward_layernorm(h + self.mlp(h))
+        x = x + self.self_attn(self.scale * self.input_layernorm(x), cos, sin)
+        return x + self.mlp(self.scale * self.post_attention_layernorm(x))
 
 
 class Backbone(nn.Module):
     def __init__(self, cfg, use_sdpa):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["dim"])
-        self.layers = nn.ModuleList(Block(cfg, use_sdpa) for _ in range(cfg["n_layers"]))
+        self.layers = nn.ModuleList(Block(cfg, i, use_sdpa) for i in range(cfg["n_layers"]))
         self.norm = RMSNorm(cfg["dim"], cfg["norm_eps"])
 
 
@@ -187,6 +209,15 @@ def run_reference(cfg, hp, seed, dtype):
 
 TINY = dict(vocab_size=67, dim=32, n_layers=2, n_heads=4, ffn_dim=88, seq_len=16, batch=3,
             norm_eps=1e-5, rope_theta=10000.0, tied=0)
+# The depth methods on 4 layers (Mix-LN's default alpha 0.25 gives one Post-LN layer), smaller
+# widths so each file stays near 120 KB.
+DEPTH = dict(vocab_size=32, dim=12, n_layers=4, n_heads=2, ffn_dim=20, seq_len=8, batch=2,
+             norm_eps=1e-5, rope_theta=10000.0, tied=0)
+PRESETS = {
+    "tiny": TINY,
+    "mix_ln": dict(DEPTH, norm_layout="mix", mix_ln_alpha=0.25),
+    "ln_scaling": dict(DEPTH, norm_scaling=1),
+}
 ADAMW = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, clip=1.0, steps=10)
 
 
@@ -195,7 +226,8 @@ def write_golden(path, cfg, hp, seed, ref):
     import numpy as np
     with h5py.File(path, "w") as f:  # default libver: readable by HDF5 1.10
         for k, v in cfg.items():
-            f.attrs[k] = np.int64(v) if isinstance(v, int) else np.float64(v)
+            # Strings as fixed-length ASCII: cairn's HDF5 reader converts to ASCII C strings.
+            f.attrs[k] = np.bytes_(v) if isinstance(v, str) else np.int64(v) if isinstance(v, int) else np.float64(v)
         for k, v in hp.items():
             f.attrs[k] = np.int64(v) if isinstance(v, int) else np.float64(v)
         f.attrs["seed"] = np.int64(seed)
@@ -215,6 +247,7 @@ def max_rel(a, b):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--out", default="tests/golden/tiny_llama.h5")
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--compare-fp32", action="store_true",
@@ -223,14 +256,15 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)  # fixed reduction order: regenerating gives the same bits
 
-    ref = run_reference(TINY, ADAMW, args.seed, torch.float64)
-    write_golden(args.out, TINY, ADAMW, args.seed, ref)
+    cfg = PRESETS[args.preset]
+    ref = run_reference(cfg, ADAMW, args.seed, torch.float64)
+    write_golden(args.out, cfg, ADAMW, args.seed, ref)
     print(f"wrote {args.out}: loss0 {ref['loss0'].item():.6f}")
     print("losses     ", " ".join(f"{x:.5f}" for x in ref["losses"].tolist()))
     print("grad_norms ", " ".join(f"{x:.5f}" for x in ref["grad_norms"].tolist()))
 
     if args.compare_fp32:
-        f32 = run_reference(TINY, ADAMW, args.seed, torch.float32)
+        f32 = run_reference(cfg, ADAMW, args.seed, torch.float32)
         print("fp32 vs fp64 (max |diff| / max |ref| per tensor, worst over tensors):")
         print(f"  logits       {max_rel(f32['logits'], ref['logits']):.2e}")
         print(f"  loss0        {abs(f32['loss0'].item() - ref['loss0'].item()):.2e} (abs)")

@@ -1,0 +1,117 @@
+// `cairn plan`: what the papers' fits suggest for a training budget — Step Law's peak learning rate
+// and batch size, and G_stack's growth timing — from --params/--tokens or from a run config.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "model/growth.h"
+#include "trainer/config.h"
+#include "trainer/step_law.h"
+#include "util/error.h"
+
+namespace cairn {
+
+static const CommandSpec kPlanSpec{
+    "plan",
+    "--params N --tokens D [--layers L] [--factor G] | --config RUN.toml [--set key=value]... [--ranks R]",
+    "Prints what the papers' fits suggest for a model of N parameters trained on D tokens:\n"
+    "Step Law (\"Predictable Scale: Part I\"): peak LR = 1.79·N^-0.713·D^0.307 and batch size\n"
+    "B = 0.58·D^0.571 tokens, N the non-embedding parameters; and the G_stack growth timing\n"
+    "(log10 d = 0.88·log10 N + 163.27/log10(6ND) - 5.74). With --config, N and D come from the run\n"
+    "(D = training.steps x micro_batch x grad_accum x ranks x seq_len) and its LR and batch are compared.\n"
+    "Step Law was fitted on dense models trained with AdamW: low-rank or SLTrain weights and Fira or\n"
+    "GaLore, whose papers use their own LRs, may do best elsewhere.",
+    {{"params", "N", "non-embedding parameters (Step Law's N; also the G_stack target size)"},
+     {"tokens", "D", "training tokens"},
+     {"config", "FILE", "derive N and D from a run config instead"},
+     {"set", "KEY=VALUE", "--config: override a config key", true},
+     {"ranks", "R", "--config: data-parallel ranks of the run (default 1)"},
+     {"layers", "L", "G_stack: layers of the target model (prints the small model's depth)"},
+     {"factor", "G", "G_stack growth factor, an integer >= 1 (default 4, the paper's)"}},
+    ""};
+
+int64_t growth_factor_option(const Args& args) {
+  const double g = args.get_number("factor", 4);
+  if (!(g >= 1) || g != std::floor(g) || g > 1e6)
+    throw Error(str("--factor must be an integer >= 1, got ", args.get("factor")));
+  return int64_t(g);
+}
+
+void print_growth_plan(double n, double d, int64_t g, double layers) {
+  const double grow_at = gstack_growth_tokens(n, d);
+  std::printf("target: %.4g parameters, %.4g tokens (C = 6ND = %.4g FLOPs)\n", n, d, 6 * n * d);
+  std::printf("grow after d = %.4g tokens on the small model "
+              "(log10 d = 0.88 log10 N + 163.27 / log10 C - 5.74)\n", grow_at);
+  std::printf("small model: about %.4g parameters (N / %lld): the target's width", n / double(g), (long long)g);
+  if (layers > 0) {
+    if (std::fmod(layers, double(g)) != 0)
+      throw Error(str("--layers ", layers, " is not a multiple of --factor ", g));
+    std::printf(", %lld layers (grown to %lld)", (long long)(layers / double(g)), (long long)layers);
+  } else {
+    std::printf(", L / %lld layers", (long long)g);
+  }
+  if (grow_at < d)
+    std::printf("\nthen train the grown model on the remaining %.4g tokens (fresh optimizer, schedule from warmup)\n",
+                d - grow_at);
+  else
+    std::printf("\nd is not below D: at this budget the fit says to train the target model from the start\n");
+}
+
+int cmd_plan(int argc, char** argv) {
+  Args args(kPlanSpec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(kPlanSpec);
+    return 0;
+  }
+  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
+  const int64_t g = growth_factor_option(args);
+  double n = 0, d = 0, total = 0;
+  TrainConfig cfg;
+  const bool from_config = args.has("config");
+  if (from_config) {
+    if (args.has("params") || args.has("tokens")) throw Error("give either --config or --params and --tokens");
+    config_apply_file(cfg, args.get("config"));
+    for (const auto& o : args.all("set")) config_apply_override(cfg, o);
+    ModelConfig m = cfg.model;
+    if (m.vocab_size == 0) m.vocab_size = 1;  // the dataset's; N does not depend on it
+    m.validate();
+    const int64_t ranks = args.get_integer("ranks", 1, 1, 1 << 20);
+    n = double(non_embedding_param_count(m));
+    total = double(model_param_count(m));
+    d = run_tokens(cfg, ranks);
+    std::printf("run: %s, %lld rank%s: N = %.4g non-embedding parameters (%.4g with embeddings%s), "
+                "D = %.4g tokens\n", args.get("config").c_str(), (long long)ranks, ranks == 1 ? "" : "s", n, total,
+                cfg.model.vocab_size == 0 ? " at vocabulary 1: set model.vocab_size for the real count" : "", d);
+  } else {
+    if (!args.has("params") || !args.has("tokens"))
+      throw Error("give --params N and --tokens D (or --config RUN.toml)");
+    n = args.get_number("params", 0);
+    d = args.get_number("tokens", 0);
+    total = n;
+    std::printf("budget: N = %.4g non-embedding parameters, D = %.4g tokens\n", n, d);
+  }
+  const StepLaw s = step_law(n, d);
+  std::printf("\nStep Law (fitted on dense models, AdamW, cosine schedule):\n");
+  std::printf("  peak LR     1.79 * N^-0.713 * D^0.307 = %.3g\n", s.lr);
+  std::printf("  batch size  0.58 * D^0.571            = %.4g tokens", s.batch_tokens);
+  if (from_config)
+    std::printf(" = %.4g sequences of %lld\n", s.batch_tokens / double(cfg.model.seq_len), (long long)cfg.model.seq_len);
+  else
+    std::printf("\n");
+  if (from_config) {
+    const double batch = d / double(cfg.training.steps);
+    std::printf("  this run:   schedule.lr = %.3g (%.2fx the suggestion), batch %.4g tokens (%.2fx)\n",
+                double(cfg.schedule.lr), double(cfg.schedule.lr) / s.lr, batch, batch / s.batch_tokens);
+    if (cfg.model.linear.kind != LinearKind::dense || cfg.optimizer.name != "adamw")
+      std::printf("  note: %s weights with %s: Step Law was not fitted on these; their papers use their own LRs\n",
+                  linear_kind_name(cfg.model.linear.kind), cfg.optimizer.name.c_str());
+  }
+  std::printf("\nG_stack growth (factor %lld):\n", (long long)g);
+  const bool whole = from_config && cfg.model.n_layers % g == 0;  // else no small model of L / G layers
+  print_growth_plan(total, d, g, args.get_number("layers", whole ? double(cfg.model.n_layers) : 0));
+  return 0;
+}
+
+}  // namespace cairn
