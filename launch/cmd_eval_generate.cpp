@@ -18,11 +18,11 @@ namespace cairn {
 
 static const CommandSpec kEvalSpec{
     "eval",
-    "WEIGHTS_OR_CHECKPOINT --data X.h5 [--data Y.h5 ...] [--split val|train] [--batches N] [--micro-batch B]",
+    "WEIGHTS_OR_CHECKPOINT --data DATASET [--data DATASET ...] [--split val|train] [--batches N] [--micro-batch B]",
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
     "Windows of seq_len + 1 tokens are taken in order (as training's validation does); under mpirun\n"
     "or srun the ranks share them.",
-    {{"data", "FILE", "token dataset written by cairn prepare", true},
+    {{"data", "DATASET", "token dataset written by cairn prepare (a directory, or an older .h5 file)", true},
      {"split", "SPLIT", "val (default: the held-out split) or train"},
      {"batches", "N", "evaluate the first N micro-batches of windows (default: all windows)"},
      {"micro-batch", "B", "windows per forward pass (default 8)"},
@@ -37,7 +37,7 @@ int cmd_eval(int argc, char** argv) {
   }
   if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   const std::vector<std::string> data = args.all("data");
-  if (data.empty()) throw Error("give at least one --data DATASET.h5");
+  if (data.empty()) throw Error("give at least one --data DATASET (a dataset directory or .h5 file)");
   const double batches_arg = args.get_number("batches", 0);
   if (args.has("batches") && !(batches_arg >= 1 && batches_arg == double(int64_t(batches_arg))))
     throw Error(str("--batches ", args.get("batches"), " must be a positive integer (leave it out for all windows)"));

@@ -321,7 +321,7 @@ void config_validate(const TrainConfig& c) {
   if (!c.data.train.empty() && !c.data.mixture.empty())
     throw Error("set either data.train or data.mixture, not both");
   if (c.data.train.empty() && c.data.mixture.empty())
-    throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes.h5)");
+    throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes)");
   if (c.checkpoint.every < 0) throw Error("checkpoint.every must be 0 (off) or positive");
   if (c.checkpoint.keep < 0) throw Error("checkpoint.keep must be 0 (keep all) or positive");
   if (c.optimizer.residual_form != "code" && c.optimizer.residual_form != "paper")

@@ -1,6 +1,7 @@
 // The training loop (see trainer.h).
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <tuple>
 
+#include "data/dataset_check.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
@@ -123,6 +125,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
     val_sets_.push_back({dataset_name(path), std::move(ds), split});
   }
+  // Every id below the vocabulary before the first step, not when its window is drawn hours in.
+  std::vector<const TokenDataset*> checked = data_->datasets();
+  for (const auto& v : val_sets_)
+    if (std::none_of(checked.begin(), checked.end(), [&](const TokenDataset* d) { return d->path() == v.data.path(); }))
+      checked.push_back(&v.data);
+  token_check_ = verify_datasets(checked, comm_.rank(), comm_.size(), [&](std::vector<int64_t>& v) {
+                   comm_.all_reduce(v.data(), int64_t(v.size()), ReduceOp::max);
+                 }).describe();
   // Metrics key each set by its name (val_loss/<name>): datasets sharing a file stem (en/data.h5,
   // de/data.h5) take their directory's name too, or one would overwrite the other.
   std::map<std::string, int> stem_count;
@@ -363,7 +373,7 @@ void Trainer::print_startup() {
     std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
                                                  cfg_.optimizer.name, lc) << "\n";
   }
-  std::cout << "data: " << data_->describe() << "\n";
+  std::cout << "data: " << data_->describe() << "\n" << token_check_ << "\n";
   // Said once here, not at every evaluation: the records then simply carry no val_loss.
   if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
     std::string which;

@@ -54,10 +54,10 @@ job_ended() {
   case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) ;; *) return 1 ;; esac
 }
 
-"$cairn" prepare --out "$work/data.h5" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
+"$cairn" prepare --out "$work/data" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
 if [ "$mode" = requeue ]; then
   steps=400
-  sets=(data.train="$work/data.h5" training.steps="$steps" training.log_every=1 training.eval_every=0
+  sets=(data.train="$work/data" training.steps="$steps" training.log_every=1 training.eval_every=0
         checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   t0=$SECONDS
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
@@ -122,7 +122,7 @@ elif [ "$mode" = error ]; then
     IFS='|' read -r name config run_dir pattern <<<"$case"
     out=$work/error-${name// /-}.out
     jid=$(CAIRN_LAUNCHER=srun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
-          "$src/slurm/cairn.sbatch" "$config" "$run_dir" data.train="$work/data.h5" output.plot=false training.peak_flops=1e9)
+          "$src/slurm/cairn.sbatch" "$config" "$run_dir" data.train="$work/data" output.plot=false training.peak_flops=1e9)
     wait_for 90 "job $jid ($name) to end" job_ended "$jid"
     sleep 3  # a requeue would show by now: the job would be PENDING again with Restarts=1
     state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts) code=$(job_field "$jid" ExitCode)
@@ -139,7 +139,7 @@ elif [ "$mode" = error ]; then
   # requeueing. (This also takes the signal through srun to the ranks.)
   out=$work/error-requeue-cap.out
   jid=$(CAIRN_LAUNCHER=srun CAIRN_MAX_REQUEUES=0 sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
-        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data.h5" \
+        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data" \
         training.steps=400 training.log_every=1 checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   wait_for 90 "job $jid to log 20 steps" logged "$work/run-cap" 20
   scancel --signal=USR1 --batch "$jid"
