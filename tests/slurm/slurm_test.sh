@@ -8,8 +8,10 @@
 #            from its last checkpoint with more.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
+#   prepare: slurm/prepare.sbatch as a 3-task array job and its merge job give the dataset a
+#            one-shot `cairn prepare` gives, and training runs on it.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
-# usage: slurm_test.sh requeue|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
+# usage: slurm_test.sh requeue|error|prepare SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
 set -euo pipefail
 mode=$1 src=$(cd "$2" && pwd) build=$(cd "$3" && pwd)
 cairn=$build/cairn
@@ -152,6 +154,24 @@ elif [ "$mode" = error ]; then
   grep -q "CAIRN_MAX_REQUEUES=0" "$out" || fail "requeue cap: no message about the cap in $out"
   echo "slurm_test: requeue cap: job $jid checkpointed, then FAILED: $(grep -m1 'CAIRN_MAX_REQUEUES=0' "$out")"
   echo "slurm_test: PASS"
+elif [ "$mode" = prepare ]; then
+  # slurm/prepare.sbatch: a 3-task array prepares the parts, task 0's merge job joins them; the
+  # merged dataset must hold what a one-shot `cairn prepare` of the same inputs holds.
+  inputs=(--input /usr/share/games/fortunes/de --split-on % --shard-tokens 200000)
+  "$cairn" prepare --out "$work/one" "${inputs[@]}" >/dev/null
+  jid=$(sbatch --parsable --array=0-2 --output="$work/prepare-%a.out" --chdir="$work" \
+        "$src/slurm/prepare.sbatch" "$work/parts" "${inputs[@]}")
+  wait_for 180 "the merge job of array job $jid to write parts/manifest.json" test -f "$work/parts/manifest.json"
+  for t in 0 1 2; do grep -q "part $t of 3 done" "$work/prepare-$t.out" || fail "task $t did not finish its part"; done
+  totals() { python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(m["train_tokens"], m["val_tokens"], sum(s["documents"] for s in m["train"] + m["val"]))' "$1/manifest.json"; }
+  [ "$(totals "$work/parts")" = "$(totals "$work/one")" ] ||
+    fail "merged parts hold $(totals "$work/parts") (train tokens, val tokens, documents), one-shot $(totals "$work/one")"
+  "$cairn" train --config "$src/configs/tiny-test.toml" --set data.train="$work/parts" --set training.steps=2 \
+      --set output.run_dir="$work/run-parts" --set output.plot=false --set training.peak_flops=1e9 >"$work/train-parts.out" 2>&1 ||
+    fail "training on the merged parts failed: $(tail -n 5 "$work/train-parts.out")"
+  echo "slurm_test: PASS: 3 array tasks and the merge job give the one-shot dataset ($(totals "$work/one"))"
 else
-  fail "unknown mode '$mode': use requeue or error"
+  fail "unknown mode '$mode': use requeue, error or prepare"
 fi
