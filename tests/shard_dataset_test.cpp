@@ -4,11 +4,15 @@
 // (naming shard and offset) and remembers checked shards in its cache.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "comm/communicator.h"
 #include "data/dataset_check.h"
+#include "data/mixture.h"
 #include "data/prepare.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
@@ -212,6 +216,47 @@ TEST_F(ShardDatasetTest, TokenCheckCacheSkipsCheckedShardsUntilTheyChange) {
   EXPECT_EQ(verify_datasets(sets, 0, 1, identity_reduce, cache).cached_shards, 0);
   EXPECT_EQ(verify_datasets(sets, 1, 2, identity_reduce, path("cache2"), 0).cached_shards, 0);
   EXPECT_TRUE(fs::is_empty(cache) == false);
+}
+
+// The commands a user runs, each given dataset directories: training on a mixture with an extra
+// validation per dataset, eval, generate and export taking the tokenizer from a directory.
+TEST_F(ShardDatasetTest, EveryCommandTakesADatasetDirectory) {
+  auto cairn = [&](const std::string& args) {
+    const std::string cmd = std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + path("log.txt") + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_bytes(path("log.txt")));
+  };
+  std::ofstream(path("more.txt")) << "some more text for a second dataset\n%\nand a second document of it\n";
+  auto [rc, out] = cairn("prepare --input " + path("more.txt") + " --split-on % --val-fraction 0 --out " + path("more"));
+  ASSERT_EQ(rc, 0) << out;
+  const std::string run = path("run");
+  std::tie(rc, out) = cairn("train --set 'data.mixture=[\"" + path("shards") + ":0.7\", \"" + path("more") + ":0.3\"]'"
+                            " --set training.eval_every=2"
+                            " --set model.dim=32 --set model.n_layers=1 --set model.n_heads=2 --set model.ffn_dim=32"
+                            " --set model.seq_len=16 --set model.vocab_size=0 --set training.micro_batch=2"
+                            " --set training.steps=2 --set training.threads=1 --set training.peak_flops=1e9"
+                            " --set output.plot=false --set output.run_dir=" + run);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("token check: 1"), std::string::npos) << out;  // e.g. "token check: 17 shard(s)"
+  EXPECT_NE(read_bytes(run + "/metrics.jsonl").find("\"val_loss\""), std::string::npos) << read_bytes(run + "/metrics.jsonl");
+  EXPECT_EQ(dataset_name(path("shards") + "/"), "shards");
+  std::tie(rc, out) = cairn("eval " + run + " --data " + path("shards") + " --data " + path("one.h5"));
+  EXPECT_NE(rc, 0);  // one.h5 does not exist yet: the error names it
+  EXPECT_NE(out.find("one.h5"), std::string::npos) << out;
+  as_one_file(path("shards"), path("one.h5"));
+  std::tie(rc, out) = cairn("eval " + run + " --data " + path("shards") + " --data " + path("one.h5"));
+  ASSERT_EQ(rc, 0) << out;
+  // The same tokens in both layouts: the same loss.
+  const auto loss_of = [&](const std::string& data) {
+    const size_t at = out.find(data + ":");
+    return at == std::string::npos ? std::string("?") : out.substr(at + data.size(), out.find('\n', at) - at - data.size());
+  };
+  EXPECT_EQ(loss_of(path("shards")), loss_of(path("one.h5"))) << out;
+  std::tie(rc, out) = cairn("generate " + run + " --tokenizer-from " + path("shards") + " --prompt ab --max-tokens 4");
+  EXPECT_EQ(rc, 0) << out;
+  std::tie(rc, out) = cairn("export " + run + " --format hf --out " + path("hf") + " --tokenizer-from " + path("more"));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(fs::exists(path("hf/config.json")));
 }
 
 }  // namespace
