@@ -29,15 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
-
 std::string gzip(const std::string& text, const std::string& p) {
   gzFile f = gzopen(p.c_str(), "wb1");
   gzwrite(f, text.data(), unsigned(text.size()));

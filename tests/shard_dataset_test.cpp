@@ -25,15 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
-
 class ShardDatasetTest : public ScratchDirTest {
  protected:
   void SetUp() override {
@@ -44,15 +35,20 @@ class ShardDatasetTest : public ScratchDirTest {
       for (uint64_t k = 0, n = 20 + rng.below(60); k < n; ++k) text += char('a' + rng.below(26));
       text += "\n%\n";
     }
-    std::ofstream(path("corpus.txt")) << text;
-    PrepareOptions o;
-    o.corpus.inputs = {path("corpus.txt")};
-    o.corpus.split_on = "%";
-    o.output = path("shards");
-    o.val_fraction = 0.1;
-    o.shard_tokens = 1500;  // about 13 training shards: many windows cross a boundary
-    prepare_dataset(o);
+    write_bytes(path("corpus.txt"), text);
+    prepare_text("corpus.txt", "shards", 0.1, 1500);  // about 13 training shards: many windows cross a boundary
     comm_ = make_self_communicator();
+  }
+
+  // Prepares text file `in` (documents separated by "%" lines) into directory `out`.
+  void prepare_text(const std::string& in, const std::string& out, double val_fraction, int64_t shard_tokens) {
+    PrepareOptions o;
+    o.corpus.inputs = {path(in)};
+    o.corpus.split_on = "%";
+    o.output = path(out);
+    o.val_fraction = val_fraction;
+    o.shard_tokens = shard_tokens;
+    prepare_dataset(o);
   }
 
   // The same documents and split as `dir`, written as one .h5 file.
@@ -153,13 +149,8 @@ TEST_F(ShardDatasetTest, DamagedManifestOrShardNamesTheFileAndProblem) {
   const std::vector<int64_t> off = ds.doc_offsets();
   std::string other;
   for (size_t d = 0; off[d + 1] <= ds.shard_tokens(0); ++d) other += std::string(size_t(off[d + 1] - off[d] - 2), 'q') + "\n%\n";
-  std::ofstream(path("other.txt")) << other;
-  PrepareOptions o;
-  o.corpus.inputs = {path("other.txt")};
-  o.corpus.split_on = "%";
-  o.output = path("other");
-  o.val_fraction = 0;
-  prepare_dataset(o);
+  write_bytes(path("other.txt"), other);
+  prepare_text("other.txt", "other", 0, int64_t(1) << 40);
   e = damaged("replaced", [&](const std::string& d) { fs::copy_file(path("other/train-00000.h5"), d + "/train-00000.h5", fs::copy_options::overwrite_existing); });
   EXPECT_NE(e.find("replaced/train-00000.h5' is corrupted: the xxh64 of its ids is"), std::string::npos) << e;
 }
