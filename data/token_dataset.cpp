@@ -328,6 +328,7 @@ TokenDataset TokenDataset::open_directory(const std::string& path) {
   const DatasetManifest m = read_manifest(path);
   TokenDataset ds;
   ds.path_ = path;
+  ds.directory_ = true;
   ds.vocab_size_ = m.vocab_size;
   ds.eos_id_ = uint32_t(m.eos_id);
   ds.kind_ = m.tokenizer;
@@ -403,7 +404,7 @@ std::string TokenDataset::tokenizer_model() const {
                       "recorded in ", kManifestFile, " (it was modified or damaged); re-create the dataset"));
     return model;
   }
-  if (shards_.size() != 1 || shards_[0].xxh64) return {};  // a directory with the byte tokenizer
+  if (directory_) return {};  // the byte tokenizer: no model file
   const H5File& f = shard_data(0).file;
   if (!f.has("tokenizer_model")) return {};
   H5Array<uint8_t> a = read_dataset<uint8_t>(f, "tokenizer_model");

@@ -169,6 +169,7 @@ class TokenDataset {
   const OpenShard& shard_data(size_t i) const;
 
   std::string path_;
+  bool directory_ = false;
   std::vector<Shard> shards_;
   mutable std::vector<std::unique_ptr<OpenShard>> open_;  // most recently used last
   int64_t num_tokens_ = 0, vocab_size_ = 0, val_start_ = 0;
