@@ -7,7 +7,8 @@
 #      model (--workers N), and spm_encode run as N processes on N equal line-splits of the text
 #      (spm_encode has no threads). MB/s is text megabytes over wall time; per core divides by N.
 #   3. With BIG_MB > 0: peak RSS (/usr/bin/time -v) of preparing BIG_MB megabytes of text as
-#      zstd-compressed JSON Lines with the byte tokenizer (the corpus and output are deleted after).
+#      zstd-compressed JSON Lines with the byte tokenizer, then the time of training's token check
+#      over it, first and cached (the corpus and output are deleted after).
 # Run it on a quiet machine (check `uptime`): the numbers are wall-clock.
 # usage: bench/prepare_bench.sh BUILD_DIR [MB=50] [THREADS="1 2"] [BIG_MB=0]
 set -euo pipefail
@@ -48,12 +49,12 @@ spm_parallel() {  # N
   for p in "${pids[@]}"; do wait "$p"; done
 }
 row() {  # NAME N SECONDS
-  python3 -c "print(f'| {\"$1\":<32} | {$2:>7} | {$3:>8.2f} | {$text_mb / $3:>8.1f} | {$text_mb / $3 / $2:>12.1f} |')"
+  python3 -c "print(f'| {\"$1\":<32} | {$2:>7} | {$3:>8.2f} | {$text_mb / $3:>8.1f} | {$text_mb / $3 / $2:>13.1f} |')"
 }
 
 echo
-echo "| tokenizer                        | threads | seconds |     MB/s | MB/s per core |"
-echo "|----------------------------------|---------|---------|----------|---------------|"
+echo "| tokenizer                        | threads |  seconds |     MB/s | MB/s per core |"
+echo "|----------------------------------|---------|----------|----------|---------------|"
 for n in $threads; do
   row "cairn prepare, byte" "$n" "$(seconds prepare byte "$n")"
   row "cairn prepare, sentencepiece" "$n" "$(seconds prepare "sentencepiece:$model" "$n")"
@@ -68,4 +69,10 @@ if [ "$big_mb" != 0 ]; then
   /usr/bin/time -v "$cairn" prepare --input "$work/big.jsonl.zst" --out "$work/big" --workers "$n" 2>"$work/time.txt"
   grep -E "Maximum resident|Elapsed \(wall" "$work/time.txt"
   echo "output: $(du -sh "$work/big" | cut -f1)"
+  # The start-of-training token check over the whole dataset: read and hashed once, then cached.
+  for run in first again; do
+    CAIRN_CACHE_DIR=$work/cache "$cairn" train --config "$here/../configs/tiny-test.toml" --set data.train="$work/big" \
+        --set training.steps=1 --set output.run_dir="$work/run-$run" --set output.plot=false \
+        --set training.peak_flops=1e9 | grep "token check" | sed "s/^/$run: /"
+  done
 fi
