@@ -112,7 +112,7 @@ void run(const std::string& model_name, CudaMath math, const std::string& optimi
     return;
   }
   const double tok_s = double(N) / sec;
-  const double flops = training_flops_per_token(cfg) * tok_s;
+  const double flops = training_flops_per_token(cfg, device, N) * tok_s;
   const double mode_peak = math == CudaMath::bf16 ? kBf16Peak : math == CudaMath::tf32 ? kTf32Peak : kFp32Peak;
   std::printf("%-5s %-9s %-5s B=%-3lld T=%lld params %.1fM act %.2f GiB  step %7.1f ms  %9.0f tok/s  %6.1f TFLOP/s  "
               "MFU %5.1f%% of bf16 989  %5.1f%% of %s peak  loss %.4f\n",

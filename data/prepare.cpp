@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "data/hf_tokenizer.h"
 #include "data/pipeline.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/hash.h"
 #include "util/rng.h"
 
@@ -86,8 +88,9 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opts, const std:
   }
   const std::string model = model_path_of(opts.tokenizer);
   if (!model.empty()) return load_sentencepiece(model);
+  if (opts.tokenizer.rfind("hf:", 0) == 0) return load_hf_tokenizer(opts.tokenizer.substr(3));
   throw Error(str("unknown tokenizer '", opts.tokenizer,
-                  "': use \"byte\", \"sentencepiece\" or \"sentencepiece:<model path>\""));
+                  "': use \"byte\", \"sentencepiece\", \"sentencepiece:<model path>\" or \"hf:<tokenizer.json>\""));
 }
 
 bool is_cairn_h5(const std::string& path) {

@@ -22,7 +22,7 @@ struct PrepareOptions {
   CorpusOptions corpus;                // inputs, --glob, --format, --json-key, --split-on, --skip-invalid
   std::string output;                  // the dataset directory to write
   bool force = false;                  // replace an existing dataset at `output`
-  std::string tokenizer = "byte";      // "byte", "sentencepiece", or "sentencepiece:<model path>"
+  std::string tokenizer = "byte";      // "byte", "sentencepiece", "sentencepiece:<model>", "hf:<tokenizer.json>"
   int vocab_size = 8000;               // for a trained SentencePiece model
   std::string sp_model_type = "bpe";   // "bpe" or "unigram"
   int64_t sp_sentences = 2'000'000;    // SentencePiece trains on a uniform sample of this many lines
@@ -38,7 +38,7 @@ struct PrepareSummary {
   int64_t documents = 0, train_documents = 0, val_documents = 0;
   int64_t tokens = 0, train_tokens = 0, val_tokens = 0, text_bytes = 0;
   int64_t shards = 0, vocab_size = 0;
-  std::string tokenizer;    // "byte" or "sentencepiece"
+  std::string tokenizer;    // the tokenizer's kind(): "byte", "sentencepiece" or "hf_bpe"
   std::string model_path;   // "<output>/tokenizer.model" when a SentencePiece model was trained, else empty
 };
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/hf_tokenizer.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
 
@@ -54,13 +55,22 @@ std::string read_whole_file(const std::string& path) {
 
 TokenFileWriter::TokenFileWriter(std::string path, int64_t vocab_size)
     : path_(std::move(path)), tmp_path_(path_ + ".tmp"), vocab_size_(vocab_size), narrow_(vocab_size <= 65536) {
-  file_.emplace(H5File::create(tmp_path_));
-  // uint16 halves the file and the read bandwidth whenever every id fits.
-  if (narrow_)
-    tokens_.emplace(H5Dataset1D::create_extendable<uint16_t>(*file_, "tokens", kTokenChunk));
-  else
-    tokens_.emplace(H5Dataset1D::create_extendable<uint32_t>(*file_, "tokens", kTokenChunk));
-  offsets_.emplace(H5Dataset1D::create_extendable<int64_t>(*file_, "doc_offsets", kOffsetChunk));
+  try {
+    file_.emplace(H5File::create(tmp_path_));
+    // uint16 halves the file and the read bandwidth whenever every id fits.
+    if (narrow_)
+      tokens_.emplace(H5Dataset1D::create_extendable<uint16_t>(*file_, "tokens", kTokenChunk));
+    else
+      tokens_.emplace(H5Dataset1D::create_extendable<uint32_t>(*file_, "tokens", kTokenChunk));
+    offsets_.emplace(H5Dataset1D::create_extendable<int64_t>(*file_, "doc_offsets", kOffsetChunk));
+  } catch (const Error&) {  // no destructor runs: leave no partial file (a full disk gets its space back)
+    tokens_.reset();
+    offsets_.reset();
+    file_.reset();
+    std::error_code ec;
+    fs::remove(tmp_path_, ec);
+    throw;
+  }
   buffer_.reserve(kFlushTokens + 1);
 }
 
@@ -165,7 +175,9 @@ struct ShardedDatasetWriter::Split {
 };
 
 std::string tokenizer_model_file_name(const std::string& kind) {
-  return kind == "sentencepiece" ? "tokenizer.model" : str("tokenizer-", kind, ".bin");
+  if (kind == "sentencepiece") return "tokenizer.model";
+  if (kind == kHfTokenizerKind) return "tokenizer.json";
+  return str("tokenizer-", kind, ".bin");
 }
 
 ShardedDatasetWriter::ShardedDatasetWriter(std::string dir, const Tokenizer& tokenizer, int64_t shard_tokens)
@@ -312,8 +324,8 @@ TokenDataset TokenDataset::open_file(const std::string& path) {
   if (eos < 0 || eos >= ds.vocab_size_) throw bad(str("has eos_id ", eos, " outside its vocabulary of ", ds.vocab_size_));
   ds.eos_id_ = uint32_t(eos);
   if (ds.val_start_ < 0 || ds.val_start_ > n) throw bad(str("has val_start ", ds.val_start_, " outside [0, ", n, "]"));
-  if (ds.kind_ == "sentencepiece" && !f.has("tokenizer_model"))
-    throw bad("uses a SentencePiece tokenizer but has no /tokenizer_model");
+  if (ds.kind_ != "byte" && !f.has("tokenizer_model"))
+    throw bad(str("uses a ", ds.kind_, " tokenizer but has no /tokenizer_model"));
   H5Dataset1D offsets = H5Dataset1D::open(f, "doc_offsets");
   int64_t last = -1;
   if (offsets.size() > 0) offsets.read(offsets.size() - 1, 1, &last);

@@ -117,7 +117,8 @@ class ShardedDatasetWriter {
 };
 
 // The model file name inside a dataset directory for a tokenizer kind ("tokenizer.model" for
-// SentencePiece, which spm_encode and --tokenizer sentencepiece:FILE read directly).
+// SentencePiece, which spm_encode and --tokenizer sentencepiece:FILE read directly;
+// "tokenizer.json" for hf_bpe, which --tokenizer hf:FILE and the `tokenizers` package read).
 std::string tokenizer_model_file_name(const std::string& kind);
 
 class TokenDataset {

@@ -33,7 +33,8 @@ static const CommandSpec kPrepareSpec{
                           "records instead of stopping at the first with an error"},
      {"out", "DIR", "the dataset directory to write (refused if it exists, unless --force)"},
      {"force", "", "replace an existing dataset at --out (only a cairn dataset)"},
-     {"tokenizer", "KIND", "\"byte\" (default), \"sentencepiece\" (trained here) or \"sentencepiece:MODEL\""},
+     {"tokenizer", "KIND",
+      "\"byte\" (default), \"sentencepiece\" (trained here), \"sentencepiece:MODEL\" or \"hf:TOKENIZER.json[#eos=TOKEN]\""},
      {"vocab-size", "N", "vocabulary of a SentencePiece model trained here (--tokenizer sentencepiece; default 8000)"},
      {"sp-sentences", "N", "a trained SentencePiece model learns from a uniform sample of N lines (default 2000000)"},
      {"val-fraction", "F", "fraction of documents held out for validation, chosen by a hash of their text (default 0.05)"},
@@ -125,11 +126,11 @@ int cmd_prepare(int argc, char** argv) {
 
 static const CommandSpec kPlotSpec{
     "plot",
-    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--y KEY ...] [--log-y]",
+    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--x KEY] [--y KEY ...] [--log-y]",
     "Draws loss curves (training and validation) of one or more runs into a PNG.",
     {{"out", "FILE", "PNG to write (default: loss.png in the first run directory)"},
      {"y", "KEY", "metric to draw (default: loss and every val_loss*)", true},
-     {"x", "KEY", "x axis: step (default) or tokens"},
+     {"x", "KEY", "x axis: step (default), tokens, or total_tokens (a stage-2 run continues stage 1's curve)"},
      {"log-y", "", "logarithmic y axis"}},
     ""};
 

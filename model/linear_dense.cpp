@@ -30,6 +30,11 @@ void DenseLinear::backward(const Backend& be, float* dx, bool accumulate_dx, flo
   be.matmul(dx, dy, params + offset_, N, in_, out_, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f);
 }
 
+LinearFlops DenseLinear::flops(const Backend&, int64_t N) const {
+  const double y = 2.0 * double(N) * double(out_) * double(in_);
+  return {y, 2.0 * y};
+}
+
 void DenseLinear::dense_weight(float* W, std::span<const float> params, const BufferTable&) const {
   std::copy_n(params.data() + offset_, out_ * in_, W);
 }
