@@ -9,6 +9,7 @@
 
 #include "data/token_dataset.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/hash.h"
 
 namespace cairn {
@@ -32,14 +33,7 @@ bool cached(const std::string& dir, const std::string& identity) {
 
 void remember(const std::string& dir, const std::string& identity) {
   fs::create_directories(dir);
-  const fs::path entry = cache_entry(dir, identity), tmp = entry.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << identity << "\n";
-    out.close();
-    if (!out) throw Error(str("cannot write '", tmp.string(), "'"));
-  }
-  fs::rename(tmp, entry);
+  write_file_atomic(cache_entry(dir, identity).string(), identity + "\n");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/hash.h"
 
 namespace cairn {
@@ -123,16 +124,7 @@ void write_manifest(const std::string& dir, const DatasetManifest& m) {
         {"skipped_documents", m.skipped_documents},
         {"text_bytes", m.text_bytes}}},
   };
-  const fs::path final_path = fs::path(dir) / kManifestFile, tmp = fs::path(dir) / (std::string(kManifestFile) + ".tmp");
-  {
-    std::ofstream out(tmp);
-    out << j.dump(1) << "\n";
-    out.close();
-    if (!out) throw Error(str("cannot write '", tmp.string(), "'"));
-  }
-  std::error_code ec;
-  fs::rename(tmp, final_path, ec);
-  if (ec) throw Error(str("cannot rename '", tmp.string(), "' to '", final_path.string(), "': ", ec.message()));
+  write_file_atomic((fs::path(dir) / kManifestFile).string(), j.dump(1) + "\n");
 }
 
 DatasetManifest read_manifest(const std::string& dir) {

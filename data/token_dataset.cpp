@@ -11,6 +11,7 @@
 #include "data/hf_tokenizer.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -120,13 +121,13 @@ uint64_t TokenFileWriter::finish(const std::function<void(const H5File&)>& attri
   flush();
   offsets_->append(&total_, 1);
   attributes(*file_);
+  tokens_->close();
+  offsets_->close();
   tokens_.reset();
   offsets_.reset();
   file_->close();
   file_.reset();
-  std::error_code ec;
-  fs::rename(tmp_path_, path_, ec);
-  if (ec) throw Error(str("cannot rename '", tmp_path_, "' to '", path_, "': ", ec.message()));
+  rename_file(tmp_path_, path_);
   return hash_.digest();
 }
 
@@ -245,11 +246,7 @@ DatasetManifest ShardedDatasetWriter::finish() {
   m.token_type = vocab_size_ <= 65536 ? "uint16" : "uint32";
   if (!model_.empty()) {
     m.tokenizer_file = tokenizer_model_file_name(kind_);
-    const std::string file = (fs::path(dir_) / m.tokenizer_file).string();
-    std::ofstream out(file, std::ios::binary);
-    out.write(model_.data(), std::streamsize(model_.size()));
-    out.close();
-    if (!out) throw Error(str("cannot write the tokenizer model '", file, "'"));
+    write_file_atomic((fs::path(dir_) / m.tokenizer_file).string(), model_);
     m.tokenizer_bytes = int64_t(model_.size());
     Hash64 h;
     h.update(model_.data(), model_.size());

@@ -343,6 +343,11 @@ void H5Dataset1D::read(int64_t start, int64_t count, T* out) const {
   check(H5Dread(handle_.id(), native_type<T>(), mspace.id(), fspace.id(), H5P_DEFAULT, out), "dataset read", name_);
 }
 
+void H5Dataset1D::close() {
+  hid_t id = handle_.release();  // a failed close is not retried by the destructor
+  check(H5Dclose(id), "dataset close", name_);
+}
+
 size_t H5Dataset1D::element_size() const {
   H5Handle type(check(H5Dget_type(handle_.id()), "get type", name_), H5Tclose);
   return H5Tget_size(type.id());
