@@ -25,9 +25,18 @@ namespace {
 
 constexpr size_t kReadBlock = size_t(1) << 20;
 constexpr size_t kSniffBytes = size_t(64) << 10;
-// A text line longer than this is cut (at a character boundary) into several pieces; a JSON Lines
+// A text line longer than this is read in segments cut at character boundaries; a JSON Lines
 // record is never cut, so memory holds the longest record.
 constexpr size_t kMaxTextLine = kChunkBytes;
+// A text document continues into the next chunk after a newline, before a line that starts with
+// a character other than whitespace: no token of the tokenizers (byte, SentencePiece, and the GPT-2
+// and LLaMA-3 pre-tokenizer regexes) spans such a point, so its pieces encode to the whole
+// document's ids. Without such a line for this long (or inside one longer line), it is cut anyway.
+constexpr size_t kMaxChunkBytes = 4 * kChunkBytes;
+
+bool starts_with_non_space(std::string_view line) {
+  return !line.empty() && !std::strchr(" \t\r\n\v\f", line.front());
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -325,24 +334,30 @@ void read_corpus(const std::vector<InputFile>& files, const CorpusOptions& opts,
         doc_continues = !end;
       };
       std::string_view line;
-      bool partial = false;
+      bool partial = false, line_start = true;  // line_start: `line` begins a line
       while (lines.next(line, partial, jsonl ? std::string::npos : kMaxTextLine)) {
         if (jsonl) {
           if (chunk.text.empty()) chunk.first_line = line_no;
           chunk.text.append(line);
           if (chunk.text.back() != '\n') chunk.text.push_back('\n');
-        } else if (!opts.split_on.empty() && !partial && strip_newline(line) == opts.split_on) {
+        } else if (!opts.split_on.empty() && line_start && !partial && strip_newline(line) == opts.split_on) {
           close_piece(true);
         } else {
+          const size_t size = chunk.text.size();
+          if (piece_open && ((size >= kChunkBytes && line_start && starts_with_non_space(line)) || size >= kMaxChunkBytes)) {
+            close_piece(false);
+            send();
+            fresh(i, file.format, line_no);
+          }
           if (!piece_open) {
             piece = {chunk.text.size(), 0, !doc_continues, false, line_no};
             piece_open = true;
           }
           chunk.text.append(line);
         }
+        line_start = !partial;
         if (!partial) ++line_no;
-        if (chunk.text.size() >= kChunkBytes) {
-          if (!jsonl && piece_open) close_piece(false);
+        if (chunk.text.size() >= kChunkBytes && !piece_open) {
           send();
           fresh(i, file.format, line_no);
         }

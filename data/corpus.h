@@ -1,8 +1,10 @@
 // Reading a text corpus as a stream of chunks: input files (plain text or JSON Lines, each maybe
 // gzip- or zstd-compressed) are listed in a fixed order, decompressed and cut into chunks of about
-// kChunkBytes of text at line boundaries. Chunk boundaries depend only on the files, so any
-// number of workers tokenizing chunks and a writer taking them back in order give identical
-// output. Memory is bounded by the chunks in flight, never by the corpus.
+// kChunkBytes of text at line boundaries (a longer text document at a line where no token can
+// span the cut, see corpus.cpp; Tokenizer::encode_continuation encodes its later pieces). Chunk
+// boundaries depend only on the files, so any number of workers tokenizing chunks and a writer
+// taking them back in order give identical output. Memory is bounded by the chunks in flight,
+// never by the corpus.
 #pragma once
 
 #include <atomic>

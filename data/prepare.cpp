@@ -223,7 +223,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opts) {
         h.update(p.text.data(), p.text.size());
         piece.hash = h.digest();
       }
-      const std::vector<uint32_t> ids = t.encode(p.text);
+      const std::vector<uint32_t> ids = p.begin ? t.encode(p.text) : t.encode_continuation(p.text);
       r.ids.insert(r.ids.end(), ids.begin(), ids.end());
       piece.count = ids.size();
       r.pieces.push_back(piece);

@@ -51,12 +51,15 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (sp_.eos_id() < 0)
       throw Error(str("SentencePiece model from ", origin, " has no EOS piece: train it with eos_id >= 0"));
     proto_ = proto;
+    // The same model without the dummy prefix: a second normalizer_spec (ModelProto field 3)
+    // holding only add_dummy_prefix (field 3) = false, which protobuf merges into the first.
+    status = continuation_.LoadFromSerializedProto(proto + std::string("\x1a\x02\x18\x00", 4));
+    if (!status.ok())
+      throw Error(str("cannot load SentencePiece model from ", origin, " without its dummy prefix: ", status.ToString()));
   }
-  std::vector<uint32_t> encode(std::string_view text) const override {
-    std::vector<int> ids;
-    auto status = sp_.Encode(text, &ids);
-    if (!status.ok()) throw Error(str("SentencePiece encode failed: ", status.ToString()));
-    return std::vector<uint32_t>(ids.begin(), ids.end());
+  std::vector<uint32_t> encode(std::string_view text) const override { return encode_with(sp_, text); }
+  std::vector<uint32_t> encode_continuation(std::string_view text) const override {
+    return encode_with(continuation_, text);
   }
   std::string decode(std::span<const uint32_t> ids) const override {
     std::vector<int> v;
@@ -77,7 +80,13 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string serialized() const override { return proto_; }
 
  private:
-  sentencepiece::SentencePieceProcessor sp_;
+  static std::vector<uint32_t> encode_with(const sentencepiece::SentencePieceProcessor& sp, std::string_view text) {
+    std::vector<int> ids;
+    auto status = sp.Encode(text, &ids);
+    if (!status.ok()) throw Error(str("SentencePiece encode failed: ", status.ToString()));
+    return std::vector<uint32_t>(ids.begin(), ids.end());
+  }
+  sentencepiece::SentencePieceProcessor sp_, continuation_;  // continuation_: no dummy prefix
   std::string proto_;
 };
 

@@ -22,6 +22,10 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   virtual std::vector<uint32_t> encode(std::string_view text) const = 0;
+  // Encodes text that continues a document already partly encoded (cairn prepare cuts documents
+  // longer than a chunk after a newline): without what encode() adds at a text's start
+  // (SentencePiece's dummy-prefix space), so the pieces' ids concatenate to the whole text's.
+  virtual std::vector<uint32_t> encode_continuation(std::string_view text) const { return encode(text); }
   // Control ids (EOS) decode to nothing; an id >= vocab_size() throws cairn::Error.
   virtual std::string decode(std::span<const uint32_t> ids) const = 0;
   virtual int64_t vocab_size() const = 0;

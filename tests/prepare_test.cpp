@@ -21,6 +21,7 @@
 #include "data/prepare.h"
 #include "data/text_scan.h"
 #include "data/token_dataset.h"
+#include "data/tokenizer.h"
 #include "tests/test_support.h"
 #include "util/error.h"
 
@@ -180,6 +181,49 @@ TEST_F(PrepareTest, JsonlCompressedAndPlainTextGiveTheSameTokens) {
   b.corpus.json_key = "body";
   b.val_fraction = 0;
   EXPECT_EQ(prepare_dataset(b).tokens, 6);
+}
+
+// A document longer than a chunk is tokenized in pieces cut after a newline before a line that
+// starts with a non-space character: the pieces' ids must equal one encode of the whole document
+// for every tokenizer (SentencePiece without its dummy-prefix space on continuing pieces; no
+// pre-token of the GPT-2 and LLaMA-3 regexes across a run of blank or indented lines).
+TEST_F(PrepareTest, LongDocumentsTokenizeAsOneEncode) {
+  Rng rng(7);
+  const char* starts[] = {"", "", "    ", "\t", "  ", "\n", "\n\n", " \n"};
+  auto long_document = [&] {
+    std::string doc;
+    while (doc.size() < 3 * kChunkBytes) {
+      doc += starts[rng.below(8)];
+      for (uint64_t w = 0, n = 1 + rng.below(12); w < n; ++w)
+        doc += std::string(1 + rng.below(7), char('a' + rng.below(26))) + (rng.below(9) ? " " : "  é! ");
+      doc += "\n";
+    }
+    return doc;
+  };
+  const std::vector<std::string> docs = {long_document(), "a short one\n", long_document()};
+  write_bytes(path("long.txt"), as_text(docs));
+  SentencePieceOptions sp;
+  sp.vocab_size = 400;
+  write_bytes(path("sp.model"), train_sentencepiece(docs, sp)->serialized());
+  const std::string golden = std::string(CAIRN_SOURCE_DIR) + "/tests/golden/hf_";
+  for (const std::string& tokenizer : {std::string("byte"), "sentencepiece:" + path("sp.model"),
+                                      "hf:" + golden + "llama3_style.json", "hf:" + golden + "gpt2_style.json"}) {
+    PrepareOptions o = options({path("long.txt")}, "out");
+    o.corpus.split_on = "%";
+    o.tokenizer = tokenizer;
+    o.val_fraction = 0;
+    o.force = true;
+    prepare_dataset(o);
+    const TokenDataset ds = TokenDataset::open(o.output);
+    const auto tok = tokenizer_from_dataset(ds);
+    std::vector<int32_t> want;
+    for (const auto& d : docs) {
+      for (uint32_t id : tok->encode(d)) want.push_back(int32_t(id));
+      want.push_back(int32_t(tok->eos_id()));
+    }
+    const std::vector<int32_t> got = all_tokens(ds);
+    EXPECT_TRUE(got == want) << tokenizer << ": " << got.size() << " tokens, one encode gives " << want.size();
+  }
 }
 
 TEST_F(PrepareTest, BadInputIsRefusedNamingFileAndLineOrSkippedAndCounted) {
