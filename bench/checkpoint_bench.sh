@@ -21,7 +21,7 @@ rm -f "$work/random.bin" "$work/dd.bin"
 printf "raw sequential write (dd, 1 GiB, fsync): %.0f MB/s\n\n" "$raw"
 
 for i in $(seq 1 300); do echo "document $i: $((i * 7919 % 1009)) quick brown foxes"; echo %; done > "$work/text"
-"$cairn" prepare --out "$work/data.h5" --input "$work/text" --split-on % > /dev/null
+"$cairn" prepare --out "$work/data" --input "$work/text" --split-on % > /dev/null
 
 printf "%-6s %5s %10s %9s %9s %9s %9s %8s\n" preset ranks "size MB" "write s" "write MB/s" "read s" "read MB/s" "vs raw"
 for preset in 60m 130m; do
@@ -30,7 +30,7 @@ for preset in 60m 130m; do
     rm -rf "$run" "$run-resumed"
     launch=("$cairn")
     [ "$np" -gt 1 ] && launch=("${mpirun[@]}" -np "$np" "$cairn")
-    args=(train --config "$root/configs/llama-$preset.toml" --set "data.train=$work/data.h5" --set training.steps=1
+    args=(train --config "$root/configs/llama-$preset.toml" --set "data.train=$work/data" --set training.steps=1
           --set training.micro_batch=1 --set training.grad_accum=1 --set model.seq_len=16 --set training.eval_every=0
           --set training.log_every=1 --set training.peak_flops=1e9 --set output.plot=false)
     "${launch[@]}" "${args[@]}" --set checkpoint.every=1 --set "output.run_dir=$run" > "$run.log" 2>&1

@@ -13,8 +13,8 @@ OUT=runs/bench-continual
 STAGE=${STAGE:-600}   # optimizer steps per stage
 LR=3e-3
 mkdir -p $OUT
-[ -f out/fortunes.h5 ] || $CAIRN prepare --out out/fortunes.h5
-[ -f out/de.h5 ] || $CAIRN prepare --input /usr/share/games/fortunes/de --split-on % --out out/de.h5
+[ -d out/fortunes ] || $CAIRN prepare --out out/fortunes
+[ -d out/de ] || $CAIRN prepare --input /usr/share/games/fortunes/de --split-on % --out out/de
 COMMON=(--config configs/tiny.toml --set model.dim=64 --set model.ffn_dim=176 --set model.n_layers=4
         --set model.seq_len=64 --set training.micro_batch=8 --set training.eval_every=50
         --set training.eval_windows=128 --set training.log_every=50 --set training.threads=${THREADS:-1}
@@ -25,14 +25,14 @@ run() {  # name, then extra args
   $CAIRN train "${COMMON[@]}" --set output.run_dir=$OUT/$name "$@" > $OUT/$name.log 2>&1 || { cat $OUT/$name.log; exit 1; }
 }
 TOK=$((STAGE * 8 * 64))
-run en --set data.train=out/fortunes.h5 --set data.validate='["out/de.h5"]' --set training.steps=$STAGE --set schedule.warmup=0.05
+run en --set data.train=out/fortunes --set data.validate='["out/de"]' --set training.steps=$STAGE --set schedule.warmup=0.05
 GERMAN=(--set model.init_from=$OUT/en/model.h5 --set training.tokens_before=$TOK --set training.steps=$STAGE)
-run a_no_rewarm "${GERMAN[@]}" --set data.train=out/de.h5 --set data.validate='["out/fortunes.h5"]' \
+run a_no_rewarm "${GERMAN[@]}" --set data.train=out/de --set data.validate='["out/fortunes"]' \
     --set schedule.kind=constant --set schedule.lr=$(python3 -c "print($LR * 0.1)") --set schedule.warmup=0
-run b_rewarm "${GERMAN[@]}" --set data.train=out/de.h5 --set data.validate='["out/fortunes.h5"]' --set schedule.kind=rewarm
-run c_rewarm_replay "${GERMAN[@]}" --set data.train= --set data.mixture='["out/de.h5:0.75", "out/fortunes.h5:0.25"]' --set schedule.kind=rewarm
+run b_rewarm "${GERMAN[@]}" --set data.train=out/de --set data.validate='["out/fortunes"]' --set schedule.kind=rewarm
+run c_rewarm_replay "${GERMAN[@]}" --set data.train= --set data.mixture='["out/de:0.75", "out/fortunes:0.25"]' --set schedule.kind=rewarm
 # The union in proportion to the two corpora's sizes, for both stages' tokens.
-run d_scratch_union --set data.train= --set data.mixture='["out/fortunes.h5:2433352", "out/de.h5:2797629"]' \
+run d_scratch_union --set data.train= --set data.mixture='["out/fortunes:2433352", "out/de:2797629"]' \
     --set training.steps=$((2 * STAGE)) --set schedule.warmup=0.05
 $CAIRN plot $OUT/b_rewarm $OUT/c_rewarm_replay $OUT/a_no_rewarm --out $OUT/loss.png > /dev/null
 python3 - "$OUT" <<'PY'

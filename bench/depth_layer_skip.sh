@@ -12,7 +12,7 @@ BUILD=${1:-build}
 OUT=${OUT:-runs/bench-depth}
 for run in pre mix lns; do
   [ -f $OUT/$run/model.h5 ] || { echo "no $OUT/$run/model.h5: run bench/depth_repro.sh first" >&2; exit 1; }
-  $BUILD/cairn eval $OUT/$run --data out/fortunes.h5 --skip-layer each --windows ${WINDOWS:-256} \
+  $BUILD/cairn eval $OUT/$run --data out/fortunes --skip-layer each --windows ${WINDOWS:-256} \
       --micro-batch 16 --json $OUT/$run-skip.json > /dev/null
 done
 python3 - "$OUT" <<'PY'

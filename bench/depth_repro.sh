@@ -15,8 +15,8 @@ OUT=${OUT:-runs/bench-depth}
 STEPS=${STEPS:-1200}
 LR=${LR:-1e-3}              # both papers' scripts: Adam, LR 1e-3, weight decay 0
 mkdir -p $OUT
-[ -f out/fortunes.h5 ] || $CAIRN prepare --out out/fortunes.h5
-COMMON=(--config configs/tiny.toml --set data.train=out/fortunes.h5 --set model.n_layers=16 --set model.dim=64
+[ -d out/fortunes ] || $CAIRN prepare --out out/fortunes
+COMMON=(--config configs/tiny.toml --set data.train=out/fortunes --set model.n_layers=16 --set model.dim=64
         --set model.ffn_dim=176 --set model.n_heads=4 --set model.seq_len=64 --set training.micro_batch=16
         --set training.steps=$STEPS --set training.eval_every=$((STEPS / 10)) --set training.eval_windows=512
         --set training.log_every=100 --set training.threads=${THREADS:-1} --set training.peak_flops=1e10

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 steps=${2:-8}
-data=out/fortunes.h5
+data=out/fortunes
 [ -f "$data" ] || "$build/cairn" prepare --out "$data" >/dev/null
 mpirun=(mpirun --oversubscribe --bind-to none); [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
 tiny=(--config configs/tiny.toml)

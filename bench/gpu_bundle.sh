@@ -20,8 +20,8 @@ cp "$build/cairn" "$build/libcairn_cuda.so" "$build/tests/cuda_ops_test" "$stage
 for f in "$stage"/bin/*; do ldd "$f"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -v -E '/usr/local/cuda|/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux-x86-64)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
-[ -f "$src/out/fortunes.h5" ] || "$build/cairn" prepare --out "$src/out/fortunes.h5"
-cp "$src/out/fortunes.h5" "$stage/data/"
+[ -d "$src/out/fortunes" ] || "$build/cairn" prepare --out "$src/out/fortunes"
+cp -r "$src/out/fortunes" "$stage/data/"
 mkdir -p "$src/gpu_bundle"
 tar -C "$stage" -cJf "$src/gpu_bundle/bundle.tar.xz" .
 echo "gpu_bundle: $(du -h "$src/gpu_bundle/bundle.tar.xz" | cut -f1) in gpu_bundle/bundle.tar.xz ($(ls "$stage/lib" | wc -l) libraries)"

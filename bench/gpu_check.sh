@@ -86,7 +86,7 @@ print(":".join(os.path.join(r, d, "lib") for r in nvidia.__path__ for d in sorte
     timeout 300 "$b/bin/cuda_ops_test" --gtest_filter='CudaTrainTest.*:CudaBackend.*' 2>&1 | tee -a "$logs/bundle.log" |
       grep -E '^\[|Failure|Expected|Which is|error' | tail -30
     bundle_rc=${PIPESTATUS[0]}
-    data="$b/data/fortunes.h5"
+    data="$b/data/fortunes"
     for prec in bf16 fp32; do
       echo "-- cairn train: tiny preset, $prec, 300 steps on fortunes"
       timeout 200 "$b/bin/cairn" train --config "$src/configs/tiny.toml" --set device=cuda --set training.precision=$prec \

@@ -12,8 +12,8 @@ OUT=runs/bench-gstack
 STEPS=${STEPS:-800}          # total optimizer steps of both runs
 SMALL_STEPS=${SMALL_STEPS:-200}
 mkdir -p $OUT
-[ -f out/fortunes.h5 ] || $CAIRN prepare --out out/fortunes.h5
-COMMON=(--config configs/tiny.toml --set data.train=out/fortunes.h5 --set model.dim=64 --set model.ffn_dim=176
+[ -d out/fortunes ] || $CAIRN prepare --out out/fortunes
+COMMON=(--config configs/tiny.toml --set data.train=out/fortunes --set model.dim=64 --set model.ffn_dim=176
         --set model.n_heads=4 --set model.seq_len=64 --set training.micro_batch=8 --set training.steps=$STEPS
         --set training.eval_every=25 --set training.eval_windows=128 --set training.log_every=50
         --set training.threads=${THREADS:-1} --set training.peak_flops=1e10 --set schedule.warmup=0.05

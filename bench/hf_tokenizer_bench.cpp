@@ -9,12 +9,11 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "data/hf_tokenizer.h"
-#include "data/prepare.h"
+#include "data/corpus.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
@@ -33,11 +32,24 @@ int main(int argc, char** argv) {
       else throw Error(str("unknown option ", argv[i]));
     }
     const auto tok = load_hf_tokenizer(argv[1]);
-    std::ifstream in(argv[2], std::ios::binary);
-    if (!in) throw Error(str("cannot read ", argv[2]));
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    const std::vector<std::string> docs = split_documents(buf.str(), split_on);
+    // The documents as `cairn prepare` reads them, each put back together from its pieces.
+    CorpusOptions corpus;
+    corpus.inputs = {argv[2]};
+    corpus.format = "text";
+    corpus.split_on = split_on;
+    const std::vector<InputFile> files = list_input_files(corpus);
+    std::vector<std::string> docs;
+    bool open = false;
+    read_corpus(files, corpus, [&](CorpusChunk&& chunk) {
+      std::string scratch;
+      SkipCounts skipped;
+      const std::string error = extract_documents(chunk, files, corpus, scratch, skipped, [&](const DocumentPiece& p) {
+        if (p.begin || !open) docs.emplace_back();
+        docs.back().append(p.text);
+        open = !p.end;
+      });
+      if (!error.empty()) throw Error(error);
+    });
     int64_t bytes = 0;
     for (const auto& d : docs) bytes += int64_t(d.size());
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 steps=${2:-400}
-data=out/fortunes.h5
+data=out/fortunes
 [ -f "$data" ] || "$build/cairn" prepare --out "$data" >/dev/null
 printf "%-8s %8s %10s %14s\n" optimizer lr val_loss "state MB"
 for opt in adamw galore fira; do

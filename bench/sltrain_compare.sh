@@ -6,7 +6,7 @@
 set -euo pipefail
 build=${1:-build}
 steps=${2:-150}
-[ -f out/fortunes.h5 ] || "$build/cairn" prepare --out out/fortunes.h5
+[ -d out/fortunes ] || "$build/cairn" prepare --out out/fortunes
 mkdir -p runs
 for kind in dense lowrank sltrain; do
   "$build/cairn" train --config configs/tiny-sltrain.toml --set model.linear="$kind" \

@@ -107,7 +107,10 @@ std::unique_ptr<TrainingData> make_training_data(const std::string& train, const
 }
 
 std::string dataset_name(const std::string& path) {
-  return std::filesystem::path(path).stem().string();
+  std::filesystem::path p(path);
+  if (!p.has_filename()) p = p.parent_path();  // "out/web/"
+  // A directory's whole name ("web.v2"), a file's without its extension.
+  return std::filesystem::is_directory(p) ? p.filename().string() : p.stem().string();
 }
 
 }  // namespace cairn

@@ -81,7 +81,8 @@ class MixtureData final : public TrainingData {
 std::unique_ptr<TrainingData> make_training_data(const std::string& train, const std::vector<std::string>& mixture,
                                                  int64_t seq_len, uint64_t seed);
 
-// "out/fortunes.h5" → "fortunes" (names of per-dataset validation losses).
+// "out/fortunes.h5" → "fortunes", the directory "out/web.v2/" → "web.v2" (names of per-dataset
+// validation losses).
 std::string dataset_name(const std::string& path);
 
 }  // namespace cairn

@@ -5,6 +5,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <exception>
 #include <fstream>
 #include <sstream>
 #include <unordered_map>
@@ -50,12 +51,15 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (sp_.eos_id() < 0)
       throw Error(str("SentencePiece model from ", origin, " has no EOS piece: train it with eos_id >= 0"));
     proto_ = proto;
+    // The same model without the dummy prefix: a second normalizer_spec (ModelProto field 3)
+    // holding only add_dummy_prefix (field 3) = false, which protobuf merges into the first.
+    status = continuation_.LoadFromSerializedProto(proto + std::string("\x1a\x02\x18\x00", 4));
+    if (!status.ok())
+      throw Error(str("cannot load SentencePiece model from ", origin, " without its dummy prefix: ", status.ToString()));
   }
-  std::vector<uint32_t> encode(std::string_view text) const override {
-    std::vector<int> ids;
-    auto status = sp_.Encode(text, &ids);
-    if (!status.ok()) throw Error(str("SentencePiece encode failed: ", status.ToString()));
-    return std::vector<uint32_t>(ids.begin(), ids.end());
+  std::vector<uint32_t> encode(std::string_view text) const override { return encode_with(sp_, text); }
+  std::vector<uint32_t> encode_continuation(std::string_view text) const override {
+    return encode_with(continuation_, text);
   }
   std::string decode(std::span<const uint32_t> ids) const override {
     std::vector<int> v;
@@ -76,45 +80,48 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string serialized() const override { return proto_; }
 
  private:
-  sentencepiece::SentencePieceProcessor sp_;
+  static std::vector<uint32_t> encode_with(const sentencepiece::SentencePieceProcessor& sp, std::string_view text) {
+    std::vector<int> ids;
+    auto status = sp.Encode(text, &ids);
+    if (!status.ok()) throw Error(str("SentencePiece encode failed: ", status.ToString()));
+    return std::vector<uint32_t>(ids.begin(), ids.end());
+  }
+  sentencepiece::SentencePieceProcessor sp_, continuation_;  // continuation_: no dummy prefix
   std::string proto_;
 };
 
-// Feeds the non-empty lines of the documents to the SentencePiece trainer.
+// Feeds a LineSource to the SentencePiece trainer. An error of the source ends the input and is
+// kept, to be rethrown once the trainer returns (exceptions must not cross the library).
 class LineIterator final : public sentencepiece::SentenceIterator {
  public:
-  explicit LineIterator(const std::vector<std::string>& docs) : docs_(docs) { advance(); }
-  bool done() const override { return doc_ >= docs_.size(); }
-  void Next() override { advance(); }
-  const std::string& value() const override { return line_; }
-  sentencepiece::util::Status status() const override { return {}; }
-
- private:
-  void advance() {
-    while (doc_ < docs_.size()) {
-      const std::string& d = docs_[doc_];
-      if (pos_ >= d.size()) {
-        ++doc_;
-        pos_ = 0;
-        continue;
-      }
-      size_t nl = d.find('\n', pos_);
-      if (nl == std::string::npos) nl = d.size();
-      line_.assign(d, pos_, nl - pos_);
-      pos_ = nl + 1;
-      if (!line_.empty()) return;
+  explicit LineIterator(const LineSource& source) : source_(source) { Next(); }
+  bool done() const override { return done_; }
+  void Next() override {
+    try {
+      done_ = !source_(line_);
+    } catch (...) {
+      error_ = std::current_exception();
+      done_ = true;
     }
   }
-  const std::vector<std::string>& docs_;
-  size_t doc_ = 0, pos_ = 0;
+  const std::string& value() const override { return line_; }
+  sentencepiece::util::Status status() const override { return {}; }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  const LineSource& source_;
+  bool done_ = false;
   std::string line_;
+  std::exception_ptr error_;
 };
 
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
-std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& docs, const SentencePieceOptions& opts) {
+std::unique_ptr<Tokenizer> train_sentencepiece(const LineSource& source, const SentencePieceOptions& opts) {
   if (opts.model_type != "bpe" && opts.model_type != "unigram")
     throw Error(str("unknown SentencePiece model type '", opts.model_type, "': use \"bpe\" or \"unigram\""));
   // Byte fallback needs 256 byte pieces plus the control pieces and the corpus's characters.
@@ -138,12 +145,35 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& d
       {"minloglevel", "2"},
   };
   sentencepiece::SetRandomGeneratorSeed(opts.seed);
-  LineIterator lines(docs);
+  LineIterator lines(source);
+  lines.rethrow();
   if (lines.done()) throw Error("cannot train SentencePiece on an empty corpus (no non-empty lines)");
   std::string proto;
   auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &proto);
+  lines.rethrow();
   if (!status.ok()) throw Error(str("SentencePiece training failed: ", status.ToString()));
   return std::make_unique<SentencePieceTokenizer>(proto, "training");
+}
+
+std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& docs, const SentencePieceOptions& opts) {
+  size_t doc = 0, pos = 0;
+  return train_sentencepiece(
+      [&](std::string& line) {
+        while (doc < docs.size()) {
+          const std::string& d = docs[doc];
+          if (pos >= d.size()) {
+            ++doc, pos = 0;
+            continue;
+          }
+          size_t nl = d.find('\n', pos);
+          if (nl == std::string::npos) nl = d.size();
+          line.assign(d, pos, nl - pos);
+          pos = nl + 1;
+          if (!line.empty()) return true;
+        }
+        return false;
+      },
+      opts);
 }
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,10 +17,15 @@ namespace cairn {
 
 class TokenDataset;
 
+// encode and decode are const and safe to call from several threads at once.
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   virtual std::vector<uint32_t> encode(std::string_view text) const = 0;
+  // Encodes text that continues a document already partly encoded (cairn prepare cuts documents
+  // longer than a chunk after a newline): without what encode() adds at a text's start
+  // (SentencePiece's dummy-prefix space), so the pieces' ids concatenate to the whole text's.
+  virtual std::vector<uint32_t> encode_continuation(std::string_view text) const { return encode(text); }
   // Control ids (EOS) decode to nothing; an id >= vocab_size() throws cairn::Error.
   virtual std::string decode(std::span<const uint32_t> ids) const = 0;
   virtual int64_t vocab_size() const = 0;
@@ -42,8 +48,16 @@ struct SentencePieceOptions {
   int64_t max_sentences = 2'000'000;
 };
 
-// Trains on `docs` (each split into lines). Normalization is identity and byte_fallback is on, so
-// every input encodes and decode(encode(text)) == text for valid UTF-8.
+// Training lines, one per call into `line`; returns false at the end. It may throw cairn::Error,
+// which ends training and reaches the caller.
+using LineSource = std::function<bool(std::string& line)>;
+
+// Trains on the lines `lines` gives, keeping a uniform sample of at most opts.max_sentences of them
+// (SentencePiece's reservoir sampling), so memory depends on the sample, not on the corpus.
+// Normalization is identity and byte_fallback is on, so every input encodes and
+// decode(encode(text)) == text for valid UTF-8.
+std::unique_ptr<Tokenizer> train_sentencepiece(const LineSource& lines, const SentencePieceOptions& opts = {});
+// The same on the non-empty lines of in-memory documents.
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& docs,
                                                const SentencePieceOptions& opts = {});
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);

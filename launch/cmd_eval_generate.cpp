@@ -18,14 +18,14 @@ namespace cairn {
 
 static const CommandSpec kEvalSpec{
     "eval",
-    "WEIGHTS_OR_CHECKPOINT --data X.h5 [--data Y.h5 ...] [--split val|train] [--windows N] [--micro-batch B]",
+    "WEIGHTS_OR_CHECKPOINT --data DATASET [--data DATASET ...] [--split val|train] [--windows N] [--micro-batch B]",
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
     "Windows of seq_len + 1 tokens are taken in order, as training's validation takes them (the first\n"
     "training.eval_windows of the val split give its val_loss); under mpirun or srun the ranks share\n"
     "them. The result does not depend on the rank count or --micro-batch. --skip-layer measures what\n"
     "layers contribute: a skipped layer passes its input through unchanged (the model keeps its other\n"
     "layers' positions and norms).",
-    {{"data", "FILE", "token dataset written by cairn prepare", true},
+    {{"data", "DATASET", "token dataset written by cairn prepare (a directory, or an older .h5 file)", true},
      {"split", "SPLIT", "val (default: the held-out split) or train"},
      {"windows", "N", "evaluate the first N windows (default: all windows)"},
      {"batches", "N", "the first N x micro-batch windows (older form of --windows)"},
@@ -53,7 +53,7 @@ int cmd_eval(int argc, char** argv) {
   }
   if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
   const std::vector<std::string> data = args.all("data");
-  if (data.empty()) throw Error("give at least one --data DATASET.h5");
+  if (data.empty()) throw Error("give at least one --data DATASET (a dataset directory or .h5 file)");
   const int64_t micro_batch = int64_t(args.get_number("micro-batch", 8));
   if (micro_batch <= 0) throw Error("--micro-batch must be positive");
   if (args.has("windows") && args.has("batches")) throw Error("give --windows or --batches, not both");

@@ -12,7 +12,7 @@ namespace cairn {
 
 static const CommandSpec kExportSpec{
     "export",
-    "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16] [--tokenizer-from DATASET.h5]",
+    "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16] [--tokenizer-from DATASET]",
     "Writes a directory that Hugging Face transformers loads with LlamaForCausalLM.from_pretrained\n"
     "(no custom code): config.json, model.safetensors, generation_config.json and the tokenizer.\n"
     "Low-rank and SLTrain projections are written as the dense matrices they define; LayerNorm\n"

@@ -39,7 +39,7 @@ ModelTokenizer tokenizer_for_model(const TrainConfig& config, const std::string&
                      "' is not available; the model's vocabulary of 257 is the byte tokenizer's)");
   } else {
     throw Error(str("the model's tokenizer is stored in its training dataset '", path,
-                    "' (data.train), which is not available here: give --tokenizer-from DATASET.h5, a dataset "
+                    "' (data.train), which is not available here: give --tokenizer-from DATASET, a dataset "
                     "prepared with the same tokenizer"));
   }
   if (out.tokenizer->vocab_size() > V)

@@ -30,7 +30,7 @@ TrainedModel load_trained_model(const std::string& weights_path, int64_t max_bat
 
 struct ModelTokenizer {
   std::unique_ptr<Tokenizer> tokenizer;
-  std::string source;  // where it came from, for the user ("dataset out/fortunes.h5", ...)
+  std::string source;  // where it came from, for the user ("dataset out/fortunes", ...)
 };
 
 // The tokenizer of the dataset `tokenizer_from`, or (when empty) of the training dataset named by

@@ -214,14 +214,27 @@ TEST_F(DataTest, WriterErrorsAndCrashLeavesNoFile) {
   EXPECT_THROW(empty.finalize(), Error);
 }
 
-TEST_F(DataTest, SplitDocuments) {
-  auto docs = split_documents("a\nb\n%\n\n%\nc\n%\n%\r\nd", "%");
-  ASSERT_EQ(docs.size(), 3u);
-  EXPECT_EQ(docs[0], "a\nb\n");
-  EXPECT_EQ(docs[1], "c\n");
-  EXPECT_EQ(docs[2], "d");
-  EXPECT_EQ(split_documents("whole\nfile\n", "").size(), 1u);
-  EXPECT_TRUE(split_documents(" \n\t\n", "").empty());
+TEST_F(DataTest, PrepareSplitsDocumentsOnSeparatorLines) {
+  write_text("docs.txt", "a\nb\n%\n\n%\nc\n%\n%\r\nd");
+  PrepareOptions o;
+  o.corpus.inputs = {path("docs.txt")};
+  o.corpus.split_on = "%";
+  o.output = path("docs");
+  o.val_fraction = 0;
+  PrepareSummary s = prepare_dataset(o);
+  EXPECT_EQ(s.documents, 3);  // the blank document and the empty one between "%" lines are dropped
+  TokenDataset ds = TokenDataset::open(o.output);
+  std::vector<int32_t> got(size_t(ds.num_tokens()));
+  ds.read(0, ds.num_tokens(), got.data());
+  const std::vector<int32_t> want = {'a', '\n', 'b', '\n', 256, 'c', '\n', 256, 'd', 256};
+  EXPECT_EQ(got, want);
+
+  write_text("whole.txt", "whole\nfile\n");
+  write_text("blank.txt", " \n\t\n");
+  o.corpus.inputs = {path("whole.txt"), path("blank.txt")};
+  o.corpus.split_on.clear();
+  o.output = path("whole");
+  EXPECT_EQ(prepare_dataset(o).documents, 1);
 }
 
 TEST_F(DataTest, PrepareByteAndSentencePiece) {
@@ -234,67 +247,74 @@ TEST_F(DataTest, PrepareByteAndSentencePiece) {
   fs::create_symlink(path("corpus/fort"), path("corpus/fort.u8"));
 
   PrepareOptions o;
-  o.inputs = {path("corpus")};
-  o.output = path("out.h5");
-  o.split_on = "%";
+  o.corpus.inputs = {path("corpus")};
+  o.output = path("out");
+  o.corpus.split_on = "%";
   o.val_fraction = 0.1;
   PrepareSummary s = prepare_dataset(o);
   EXPECT_EQ(s.files, 1);
   EXPECT_EQ(s.documents, 100);
   EXPECT_EQ(s.tokens, int64_t(text.size()) - 100 * 2 + 100);  // minus "%\n", plus EOS
-  EXPECT_GE(s.val_tokens, int64_t(0.1 * double(s.tokens)));
+  EXPECT_GT(s.val_documents, 2);  // about 10 of 100, chosen by a hash of the text
+  EXPECT_LT(s.val_documents, 25);
   EXPECT_EQ(s.train_tokens + s.val_tokens, s.tokens);
   EXPECT_TRUE(s.model_path.empty());
   TokenDataset ds = TokenDataset::open(o.output);
   EXPECT_EQ(ds.num_tokens(), s.tokens);
   EXPECT_EQ(ds.train_tokens(), s.train_tokens);
   ds.verify_tokens();
-  // Same seed, same file; another seed shuffles differently.
-  std::vector<int32_t> first(50), again(50), other(50);
-  ds.read(0, 50, first.data());
-  o.output = path("again.h5");
+  // Same seed, same choice of validation documents; another seed chooses others.
+  std::vector<int32_t> first(size_t(s.val_tokens)), again(first.size());
+  ds.read(ds.val_start(), s.val_tokens, first.data());
+  o.output = path("again");
   prepare_dataset(o);
-  TokenDataset::open(o.output).read(0, 50, again.data());
+  TokenDataset a = TokenDataset::open(o.output);
+  a.read(a.val_start(), s.val_tokens, again.data());
   EXPECT_EQ(first, again);
-  o.output = path("other.h5");
+  o.output = path("other");
   o.seed = 1;
-  prepare_dataset(o);
-  TokenDataset::open(o.output).read(0, 50, other.data());
-  EXPECT_NE(first, other);
+  const PrepareSummary other = prepare_dataset(o);
+  TokenDataset b = TokenDataset::open(o.output);
+  std::vector<int32_t> other_val(size_t(other.val_tokens));
+  b.read(b.val_start(), other.val_tokens, other_val.data());
+  EXPECT_NE(first, other_val);
 
-  o.output = path("sp.h5");
+  o.output = path("sp");
   o.tokenizer = "sentencepiece";
   o.vocab_size = 320;
   PrepareSummary sp = prepare_dataset(o);
   EXPECT_EQ(sp.tokenizer, "sentencepiece");
-  EXPECT_EQ(sp.model_path, o.output + ".model");
+  EXPECT_EQ(sp.model_path, o.output + "/tokenizer.model");
   EXPECT_LT(sp.tokens, s.tokens);
   TokenDataset sds = TokenDataset::open(o.output);
   sds.verify_tokens();
-  o.output = path("sp_loaded.h5");
+  EXPECT_EQ(tokenizer_from_dataset(sds)->kind(), "sentencepiece");
+  o.output = path("sp_loaded");
   o.tokenizer = "sentencepiece:" + sp.model_path;
   EXPECT_EQ(prepare_dataset(o).tokens, sp.tokens);
 }
 
 TEST_F(DataTest, PrepareErrors) {
   PrepareOptions o;
-  o.output = path("out.h5");
+  o.output = path("out");
   fs::create_directories(path("emptydir"));
-  o.inputs = {path("emptydir")};
+  o.corpus.inputs = {path("emptydir")};
   EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("no input files"), std::string::npos);
-  o.inputs = {path("nope.txt")};
+  o.corpus.inputs = {path("nope.txt")};
   EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("nope.txt"), std::string::npos);
   write_text("blank.txt", "\n  \n%\n");
-  o.inputs = {path("blank.txt")};
-  o.split_on = "%";
+  o.corpus.inputs = {path("blank.txt")};
+  o.corpus.split_on = "%";
   EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("corpus is empty"), std::string::npos);
   write_text("one.txt", "just one document\n");
-  o.inputs = {path("one.txt")};
-  EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("at least 2 documents"), std::string::npos);
+  o.corpus.inputs = {path("one.txt")};
   o.tokenizer = "wordpiece";
-  o.val_fraction = 0;
   EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("unknown tokenizer"), std::string::npos);
-  EXPECT_FALSE(fs::exists(o.output));
+  o.tokenizer = "byte";
+  o.output = path("x.h5");
+  EXPECT_NE(error_of([&] { prepare_dataset(o); }).find("not one .h5 file"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("out")));
+  EXPECT_FALSE(fs::exists(path("out.tmp")));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "comm/communicator.h"
+#include "data/prepare.h"
 #include "model/safetensors.h"
 #include "model/weights_io.h"
 #include "tests/test_support.h"
@@ -208,6 +209,23 @@ TEST_F(FullDiskTest, DatasetsWeightsAndExportsOnAFullDiskNameTheFileAndLeaveNoPa
                                [](size_t, std::span<float> v) { std::fill(v.begin(), v.end(), 1.0f); });
            }),
            path("disk/model.safetensors"));
+}
+
+TEST_F(FullDiskTest, PrepareOnAFullDiskLeavesNeitherTheDatasetNorItsTmp) {
+  if (!mount_small_disk(256)) GTEST_SKIP() << "mounting a tmpfs is not permitted here (needs root)";
+  // A corpus whose tokens (2 bytes each) need four times the disk: the first shard fills it.
+  std::string text;
+  while (text.size() < (size_t(512) << 10)) text += "the quick brown fox jumps over the lazy dog\n%\n";
+  std::ofstream(path("corpus.txt")) << text;
+  PrepareOptions o;
+  o.corpus.inputs = {path("corpus.txt")};
+  o.corpus.split_on = "%";
+  o.output = path("disk/d");
+  const std::string e = error_of([&] { prepare_dataset(o); });
+  EXPECT_TRUE(has(e, path("disk/d.tmp/train-00000.h5"))) << e;
+  EXPECT_TRUE(has(e, "No space left on device")) << e;
+  EXPECT_FALSE(fs::exists(path("disk/d")));
+  EXPECT_FALSE(fs::exists(path("disk/d.tmp")));
 }
 
 }  // namespace

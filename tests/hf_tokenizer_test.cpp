@@ -379,17 +379,26 @@ TEST_F(HfTokenizerTest, PreparedDatasetCarriesTheTokenizer) {
   for (size_t i = 0; i < docs.size(); ++i) all += docs[i] + (i + 1 < docs.size() ? "%\n" : "");
   std::ofstream(path("in/corpus")) << all;
   PrepareOptions o;
-  o.inputs = {path("in")};
-  o.output = path("d.h5");
+  o.corpus.inputs = {path("in")};
+  o.corpus.split_on = "%";
+  o.output = path("d");
   o.tokenizer = "hf:" + golden_tokenizer("llama3_style") + "#eos=<|eot_id|>";
-  o.split_on = "%";
   o.val_fraction = 0;
+  o.shard_tokens = 8;  // a shard per document
   const PrepareSummary s = prepare_dataset(o);
   EXPECT_EQ(s.tokenizer, "hf_bpe");
   EXPECT_EQ(s.vocab_size, 1502);
-  EXPECT_TRUE(s.model_path.empty());  // nothing trained: no model file beside the dataset
+  EXPECT_EQ(s.shards, int64_t(docs.size()));
+  EXPECT_TRUE(s.model_path.empty());  // nothing trained
 
-  const TokenDataset ds = TokenDataset::open(path("d.h5"));
+  // The manifest records the chosen EOS; the directory holds the tokenizer.json as read.
+  const DatasetManifest m = read_manifest(path("d"));
+  EXPECT_EQ(m.tokenizer, "hf_bpe");
+  EXPECT_EQ(m.eos_id, 2);
+  EXPECT_EQ(m.tokenizer_file, "tokenizer.json");
+  EXPECT_EQ(read_all(path("d/tokenizer.json")), read_all(golden_tokenizer("llama3_style")));
+
+  const TokenDataset ds = TokenDataset::open(path("d"));
   EXPECT_EQ(ds.tokenizer_kind(), "hf_bpe");
   EXPECT_EQ(ds.eos_id(), 2u);
   EXPECT_EQ(ds.tokenizer_model(), read_all(golden_tokenizer("llama3_style")));

@@ -58,6 +58,15 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// A whole file's bytes ("" when it cannot be read), and writing bytes to a file.
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
 #ifdef CAIRN_BINARY_DIR  // defined for tests/*_test.cpp, not for the mpirun programs
 // Runs the built `cairn` with `args` (after `env`, e.g. "VAR=value"), its stdout and stderr going to
 // the file `log`; fills `output` with them and returns the exit code (-1 when it did not exit).

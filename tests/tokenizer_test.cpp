@@ -96,7 +96,7 @@ TEST_F(SentencePieceTest, SerializedReloadGivesIdenticalIds) {
 TEST(SentencePiece, Errors) {
   EXPECT_THROW(load_sentencepiece("/nonexistent/model"), Error);
   EXPECT_THROW(load_sentencepiece_serialized("garbage bytes"), Error);
-  EXPECT_THROW(train_sentencepiece({}, {}), Error);
+  EXPECT_THROW(train_sentencepiece(std::vector<std::string>{}, {}), Error);
   SentencePieceOptions tiny;
   tiny.vocab_size = 100;
   EXPECT_THROW(train_sentencepiece(small_corpus(), tiny), Error);

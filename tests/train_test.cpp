@@ -153,9 +153,9 @@ TEST_F(TrainTest, PrepareRejectsAnEmptyCorpus) {
   fs::create_directories(path("empty_corpus"));
   std::ofstream(path("empty_corpus/blank.txt")) << "  \n\n";
   std::string out;
-  EXPECT_EQ(cairn("prepare --input " + path("empty_corpus") + " --out " + path("e.h5"), out), 1);
-  EXPECT_FALSE(fs::exists(path("e.h5")));
-  EXPECT_EQ(cairn("prepare --input " + path("no_such_dir") + " --out " + path("e.h5"), out), 1);
+  EXPECT_EQ(cairn("prepare --input " + path("empty_corpus") + " --out " + path("e"), out), 1);
+  EXPECT_FALSE(fs::exists(path("e")));
+  EXPECT_EQ(cairn("prepare --input " + path("no_such_dir") + " --out " + path("e"), out), 1);
   EXPECT_NE(out.find("no_such_dir"), std::string::npos) << out;
 }
 
@@ -163,7 +163,7 @@ TEST_F(TrainTest, PrepareRejectsANegativeSeedAndAnIgnoredVocabSize) {
   fs::create_directories(path("corpus"));
   std::ofstream(path("corpus/a.txt")) << "some text to tokenize\n";
   std::ofstream(path("corpus/b.txt")) << "and some more of it\n";
-  const std::string base = "prepare --input " + path("corpus") + " --out " + path("p.h5");
+  const std::string base = "prepare --input " + path("corpus") + " --out " + path("p");
   std::string out;
   EXPECT_EQ(cairn(base + " --seed -1", out), 1);
   EXPECT_NE(out.find("--seed"), std::string::npos) << out;
@@ -172,7 +172,7 @@ TEST_F(TrainTest, PrepareRejectsANegativeSeedAndAnIgnoredVocabSize) {
   EXPECT_EQ(cairn(base + " --vocab-size 512", out), 1);  // byte tokenizer: its vocabulary is 256
   EXPECT_NE(out.find("--vocab-size"), std::string::npos) << out;
   EXPECT_NE(out.find("byte"), std::string::npos) << out;
-  EXPECT_FALSE(fs::exists(path("p.h5")));
+  EXPECT_FALSE(fs::exists(path("p")));
   EXPECT_EQ(cairn(base + " --seed 3", out), 0) << out;
 }
 

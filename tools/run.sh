@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-[ -f out/fortunes.h5 ] || build/cairn prepare --out out/fortunes.h5
+[ -d out/fortunes ] || build/cairn prepare --out out/fortunes
 launch/cairn-mpirun.sh -n 2 -- train --config configs/tiny.toml "$@"

@@ -82,9 +82,9 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"schedule.cooldown_shape", &s.cooldown_shape, "infinite: \"cosine\" | \"linear\" | \"inv_sqrt\""},
       {"schedule.const_lr_ratio", &s.const_lr_ratio, "infinite: constant-phase LR as a fraction of the peak"},
       {"schedule.anneal_start", &s.anneal_start, "infinite: step where the exponential anneal to lr * min_lr_ratio starts (< 0: none)"},
-      {"data.train", &d.train, "token dataset written by `cairn prepare`"},
-      {"data.mixture", &d.mixture, "instead of data.train: [\"a.h5:0.75\", \"b.h5:0.25\"] datasets with sampling weights"},
-      {"data.validate", &d.validate, "extra datasets to validate on (val_loss/<file stem>)"},
+      {"data.train", &d.train, "token dataset written by `cairn prepare` (a directory, or an older .h5 file)"},
+      {"data.mixture", &d.mixture, "instead of data.train: [\"out/a:0.75\", \"out/b:0.25\"] datasets with sampling weights"},
+      {"data.validate", &d.validate, "extra datasets to validate on (val_loss/<directory name or file stem>)"},
       {"data.seed", &d.seed, "seed of the data order"},
       {"training.micro_batch", &t.micro_batch, "sequences per rank per micro-step"},
       {"training.grad_accum", &t.grad_accum, "micro-steps per optimizer step"},
@@ -336,7 +336,7 @@ void config_validate(const TrainConfig& c) {
   if (!c.data.train.empty() && !c.data.mixture.empty())
     throw Error("set either data.train or data.mixture, not both");
   if (c.data.train.empty() && c.data.mixture.empty())
-    throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes.h5)");
+    throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes)");
   if (c.checkpoint.every < 0) throw Error("checkpoint.every must be 0 (off) or positive");
   if (c.checkpoint.keep < 0) throw Error("checkpoint.keep must be 0 (keep all) or positive");
   if (c.optimizer.residual_form != "code" && c.optimizer.residual_form != "paper")

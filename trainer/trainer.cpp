@@ -1,6 +1,7 @@
 // The training loop (see trainer.h).
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <tuple>
 
 #include "comm/collective_error.h"
+#include "data/dataset_check.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
@@ -127,6 +129,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   ValidationSets validation = open_validation_sets(val_paths, *data_->datasets().front(), cfg_.model.seq_len);
   val_sets_ = std::move(validation.sets);
   no_validation_ = std::move(validation.unusable);
+  // Every id below the vocabulary before the first step, not when its window is drawn hours in.
+  std::vector<const TokenDataset*> checked = data_->datasets();
+  for (const auto& v : val_sets_)
+    if (std::none_of(checked.begin(), checked.end(), [&](const TokenDataset* d) { return d->path() == v.data.path(); }))
+      checked.push_back(&v.data);
+  token_check_ = verify_datasets(checked, comm_.rank(), comm_.size(), [&](std::vector<int64_t>& v) {
+                   comm_.all_reduce(v.data(), int64_t(v.size()), ReduceOp::max);
+                 }).describe();
 
   const int threads = cfg_.training.threads > 0
                           ? int(cfg_.training.threads)

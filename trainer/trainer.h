@@ -145,6 +145,7 @@ class Trainer {
   std::unique_ptr<TrainingData> data_;
   std::vector<ValidationSet> val_sets_;
   std::vector<std::string> no_validation_;  // datasets without a usable validation split, described
+  std::string token_check_;                 // what the start-of-training token check did
   std::unique_ptr<LlamaModel> model_;
   // With device = "cuda" and several ranks: NCCL over the GPUs' gradient buffers (comm_, on the
   // host, still carries everything else). Declared before sync_, whose requests it must outlive.

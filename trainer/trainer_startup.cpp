@@ -31,7 +31,7 @@ void Trainer::print_startup() {
     std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
                                                  cfg_.optimizer.name, lc) << "\n";
   }
-  std::cout << "data: " << data_->describe() << "\n";
+  std::cout << "data: " << data_->describe() << "\n" << token_check_ << "\n";
   // Said once here, not at every evaluation: the records then simply carry no val_loss.
   if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
     std::string which;

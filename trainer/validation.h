@@ -45,8 +45,8 @@ struct ValidationSets {
 };
 
 // Opens the datasets at `paths` for validation with windows of seq_len + 1 tokens. Each must share
-// the tokenizer of `reference` (the training data), else Error. A set is named by its file stem, or
-// <directory>/<stem> where stems repeat.
+// the tokenizer of `reference` (the training data), else Error. A set is named by its directory
+// name or file stem, or <directory>/<stem> where names repeat.
 ValidationSets open_validation_sets(const std::vector<std::string>& paths, const TokenDataset& reference,
                                     int64_t seq_len);
 

@@ -56,6 +56,14 @@ H5Handle intermediate_lcpl(const std::string& what) {
   return lcpl;
 }
 
+// Dataset-creation properties without HDF5's object timestamps, so that writing the same data
+// gives the same bytes (token shards are compared and hashed across runs).
+H5Handle untimed_dcpl(const std::string& what) {
+  H5Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "property create", what), H5Pclose);
+  check(H5Pset_obj_track_times(dcpl.id(), 0), "set track times", what);
+  return dcpl;
+}
+
 H5Handle simple_space(const std::vector<int64_t>& shape, const std::string& what) {
   if (shape.empty()) return H5Handle(check(H5Screate(H5S_SCALAR), "dataspace create", what), H5Sclose);
   std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -192,7 +200,8 @@ void write_dataset(const H5Node& loc, const std::string& name, const T* data, co
   std::string what = child_name(loc, name);
   H5Handle space = simple_space(shape, what);
   H5Handle lcpl = intermediate_lcpl(what);
-  H5Handle ds(check(H5Dcreate2(loc.id(), name.c_str(), native_type<T>(), space.id(), lcpl.id(), H5P_DEFAULT,
+  H5Handle dcpl = untimed_dcpl(what);
+  H5Handle ds(check(H5Dcreate2(loc.id(), name.c_str(), native_type<T>(), space.id(), lcpl.id(), dcpl.id(),
                                H5P_DEFAULT),
                     "dataset create", what),
               H5Dclose);
@@ -287,7 +296,7 @@ H5Dataset1D H5Dataset1D::create_extendable(const H5Node& loc, const std::string&
   CAIRN_ASSERT(chunk > 0, what);
   hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk_dim = hsize_t(chunk);
   H5Handle space(check(H5Screate_simple(1, &zero, &unlimited), "dataspace create", what), H5Sclose);
-  H5Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "property create", what), H5Pclose);
+  H5Handle dcpl = untimed_dcpl(what);
   check(H5Pset_chunk(dcpl.id(), 1, &chunk_dim), "set chunk", what);
   H5Handle lcpl = intermediate_lcpl(what);
   H5Handle ds(check(H5Dcreate2(loc.id(), name.c_str(), native_type<T>(), space.id(), lcpl.id(), dcpl.id(),
@@ -332,6 +341,11 @@ void H5Dataset1D::read(int64_t start, int64_t count, T* out) const {
   check(H5Sselect_hyperslab(fspace.id(), H5S_SELECT_SET, &s, nullptr, &c, nullptr), "select", name_);
   H5Handle mspace(check(H5Screate_simple(1, &c, nullptr), "dataspace create", name_), H5Sclose);
   check(H5Dread(handle_.id(), native_type<T>(), mspace.id(), fspace.id(), H5P_DEFAULT, out), "dataset read", name_);
+}
+
+void H5Dataset1D::close() {
+  hid_t id = handle_.release();  // a failed close is not retried by the destructor
+  check(H5Dclose(id), "dataset close", name_);
 }
 
 size_t H5Dataset1D::element_size() const {

@@ -127,6 +127,9 @@ class H5Dataset1D {
   // The stored element type's size in bytes and whether it is an integer type.
   size_t element_size() const;
   bool is_unsigned_integer() const;
+  // Checked close: HDF5 writes a dataset's cached chunks when it is closed, so a full disk may be
+  // reported only here (the destructor's close cannot report it).
+  void close();
 
  private:
   H5Dataset1D(H5Handle h, std::string name, int64_t size)

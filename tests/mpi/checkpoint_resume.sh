@@ -2,7 +2,8 @@
 # Multi-rank resume: a 2-rank run checkpointed at step 6 of 12 is resumed at 2 ranks (must equal
 # the uninterrupted run bit for bit), at 1 rank and at 4 ranks (same global batch through the
 # micro-batch; must match within tolerance: the reduction order changes); at 3 ranks with the same
-# micro-batch it must warn that the global batch changed.
+# micro-batch it must warn that the global batch changed. The dataset is cut into ~10 shards, so
+# training windows cross shard boundaries.
 # usage: checkpoint_resume.sh CAIRN COMPARE CONFIG WORKDIR MPIEXEC [MPIEXEC ARGS...] (without -np)
 set -euo pipefail
 cairn=$1 compare=$2 config=$3 work=$4
@@ -10,8 +11,8 @@ shift 4
 mpirun=("$@")
 rm -rf "$work" && mkdir -p "$work"
 for i in $(seq 1 600); do echo "document $i: $((i * 7919 % 1009)) quick brown foxes jump over $((i % 13)) lazy dogs"; echo %; done > "$work/text"
-"$cairn" prepare --out "$work/data.h5" --input "$work/text" --split-on % > /dev/null
-common=(--config "$config" --set "data.train=$work/data.h5" --set training.steps=12 --set training.log_every=1
+"$cairn" prepare --out "$work/data" --input "$work/text" --split-on % --shard-tokens 4000 > /dev/null
+common=(--config "$config" --set "data.train=$work/data" --set training.steps=12 --set training.log_every=1
         --set training.eval_every=0 --set training.threads=1 --set training.peak_flops=1e9 --set output.plot=false
         --set model.seq_len=16)
 train() {  # NP MICRO_BATCH RUN_DIR [more args]

@@ -7,9 +7,9 @@ set -euo pipefail
 src=$1 cairn=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 for i in $(seq 1 200); do echo "document $i: $((i * 7919 % 1009)) quick brown foxes"; echo %; done >"$work/text"
-"$cairn" prepare --out "$work/data.h5" --input "$work/text" --split-on % >/dev/null
+"$cairn" prepare --out "$work/data" --input "$work/text" --split-on % >/dev/null
 CAIRN_BIN=$cairn "$src/launch/cairn-mpirun.sh" -n 2 -- train --config "$src/configs/tiny-test.toml" \
-  --set "data.train=$work/data.h5" --set training.steps=6 --set training.log_every=1 --set training.threads=1 \
+  --set "data.train=$work/data" --set training.steps=6 --set training.log_every=1 --set training.threads=1 \
   --set training.peak_flops=1e9 --set output.plot=false --set model.seq_len=16 --set "output.run_dir=$work/run" \
   >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 grep -q "step 6/6 |" "$work/log" || { cat "$work/log"; echo "launch_progress: FAIL: no step lines"; exit 1; }

@@ -11,9 +11,9 @@ mpirun=("$@")
 [ -e /dev/full ] || { echo "skipped: no /dev/full"; exit 77; }
 rm -rf "$work" && mkdir -p "$work/run"
 for i in $(seq 1 300); do echo "document $i: $((i * 7919 % 1009)) quick brown foxes"; echo %; done > "$work/text"
-"$cairn" prepare --out "$work/data.h5" --input "$work/text" --split-on % > /dev/null || exit 1
+"$cairn" prepare --out "$work/data" --input "$work/text" --split-on % > /dev/null || exit 1
 ln -s /dev/full "$work/run/metrics.jsonl"
-timeout -k 10 120 "${mpirun[@]}" -np 2 "$cairn" train --config "$config" --set "data.train=$work/data.h5" \
+timeout -k 10 120 "${mpirun[@]}" -np 2 "$cairn" train --config "$config" --set "data.train=$work/data" \
     --set "output.run_dir=$work/run" --set training.steps=12 --set training.log_every=3 --set training.threads=1 \
     --set training.peak_flops=1e9 --set model.seq_len=16 --set output.progress=false > "$work/log" 2>&1
 rc=$?

@@ -13,9 +13,11 @@
 #            requeued job resumes from that step.
 #   error:   a missing config and an unwritable run directory (srun launcher) each end the job FAILED
 #            with a clear message in its Slurm output and no requeue.
+#   prepare: slurm/prepare.sbatch as a 3-task array job and its merge job give the dataset a
+#            one-shot `cairn prepare` gives, and training runs on it.
 # The jobs run as root without OMPI_ALLOW_RUN_AS_ROOT: launch.sh must pass mpirun its root flag.
 # Every daemon the test starts is stopped by PID on exit, also on failure.
-# usage: slurm_test.sh requeue|sigterm|error SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
+# usage: slurm_test.sh requeue|sigterm|error|prepare SOURCE_DIR BUILD_DIR   (as root; otherwise it exits 77: skipped)
 set -euo pipefail
 mode=$1 src=$(cd "$2" && pwd) build=$(cd "$3" && pwd)
 cairn=$build/cairn
@@ -60,10 +62,10 @@ job_ended() {
   case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY) ;; *) return 1 ;; esac
 }
 
-"$cairn" prepare --out "$work/data.h5" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
+"$cairn" prepare --out "$work/data" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
 if [ "$mode" = requeue ]; then
   steps=400
-  sets=(data.train="$work/data.h5" training.steps="$steps" training.log_every=1 training.eval_every=0
+  sets=(data.train="$work/data" training.steps="$steps" training.log_every=1 training.eval_every=0
         checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   t0=$SECONDS
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
@@ -123,7 +125,7 @@ if [ "$mode" = requeue ]; then
   echo "slurm_test: PASS: also a resubmission with the same steps ends at once, one with 20 more continues to $((steps + 20))"
 elif [ "$mode" = sigterm ]; then
   # More steps than the test waits for: it cancels the job once the requeued start has resumed.
-  sets=(data.train="$work/data.h5" training.steps=1000000 training.log_every=1 training.eval_every=0
+  sets=(data.train="$work/data" training.steps=1000000 training.log_every=1 training.eval_every=0
         checkpoint.every=1000000 output.plot=false training.peak_flops=1e9)
   jid=$(CAIRN_LAUNCHER=mpirun sbatch --parsable --ntasks=2 --output="$work/job.out" --chdir="$work" \
         "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run" "${sets[@]}")
@@ -147,7 +149,7 @@ elif [ "$mode" = error ]; then
     IFS='|' read -r name config run_dir pattern <<<"$case"
     out=$work/error-${name// /-}.out
     jid=$(CAIRN_LAUNCHER=srun sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
-          "$src/slurm/cairn.sbatch" "$config" "$run_dir" data.train="$work/data.h5" output.plot=false training.peak_flops=1e9)
+          "$src/slurm/cairn.sbatch" "$config" "$run_dir" data.train="$work/data" output.plot=false training.peak_flops=1e9)
     wait_for 90 "job $jid ($name) to end" job_ended "$jid"
     sleep 3  # a requeue would show by now: the job would be PENDING again with Restarts=1
     state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts) code=$(job_field "$jid" ExitCode)
@@ -164,7 +166,7 @@ elif [ "$mode" = error ]; then
   # requeueing. (This also takes the signal through srun to the ranks.)
   out=$work/error-requeue-cap.out
   jid=$(CAIRN_LAUNCHER=srun CAIRN_MAX_REQUEUES=0 sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
-        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data.h5" \
+        "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data" \
         training.steps=400 training.log_every=1 checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   wait_for 90 "job $jid to log 20 steps" logged "$work/run-cap" 20
   scancel --signal=USR1 --batch "$jid"
@@ -177,6 +179,24 @@ elif [ "$mode" = error ]; then
   grep -q "CAIRN_MAX_REQUEUES=0" "$out" || fail "requeue cap: no message about the cap in $out"
   echo "slurm_test: requeue cap: job $jid checkpointed, then FAILED: $(grep -m1 'CAIRN_MAX_REQUEUES=0' "$out")"
   echo "slurm_test: PASS"
+elif [ "$mode" = prepare ]; then
+  # slurm/prepare.sbatch: a 3-task array prepares the parts, task 0's merge job joins them; the
+  # merged dataset must hold what a one-shot `cairn prepare` of the same inputs holds.
+  inputs=(--input /usr/share/games/fortunes/de --split-on % --shard-tokens 200000)
+  "$cairn" prepare --out "$work/one" "${inputs[@]}" >/dev/null
+  jid=$(sbatch --parsable --array=0-2 --output="$work/prepare-%a.out" --chdir="$work" \
+        "$src/slurm/prepare.sbatch" "$work/parts" "${inputs[@]}")
+  wait_for 180 "the merge job of array job $jid to write parts/manifest.json" test -f "$work/parts/manifest.json"
+  for t in 0 1 2; do grep -q "part $t of 3 done" "$work/prepare-$t.out" || fail "task $t did not finish its part"; done
+  totals() { python3 -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print(m["train_tokens"], m["val_tokens"], sum(s["documents"] for s in m["train"] + m["val"]))' "$1/manifest.json"; }
+  [ "$(totals "$work/parts")" = "$(totals "$work/one")" ] ||
+    fail "merged parts hold $(totals "$work/parts") (train tokens, val tokens, documents), one-shot $(totals "$work/one")"
+  "$cairn" train --config "$src/configs/tiny-test.toml" --set data.train="$work/parts" --set training.steps=2 \
+      --set output.run_dir="$work/run-parts" --set output.plot=false --set training.peak_flops=1e9 >"$work/train-parts.out" 2>&1 ||
+    fail "training on the merged parts failed: $(tail -n 5 "$work/train-parts.out")"
+  echo "slurm_test: PASS: 3 array tasks and the merge job give the one-shot dataset ($(totals "$work/one"))"
 else
-  fail "unknown mode '$mode': use requeue, sigterm or error"
+  fail "unknown mode '$mode': use requeue, sigterm, error or prepare"
 fi

@@ -31,7 +31,7 @@ def main():
     with open(text, "w") as f:
         for i in range(300):
             f.write(f"document {i}: {i * 7919 % 1009} quick brown foxes jump over {i % 13} lazy dogs\n%\n")
-    data = os.path.join(work, "data.h5")
+    data = os.path.join(work, "data")
     subprocess.run([cairn, "prepare", "--out", data, "--input", text, "--split-on", "%"], check=True,
                    stdout=subprocess.DEVNULL)
     run = os.path.join(work, "run")
