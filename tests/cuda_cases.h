@@ -80,5 +80,8 @@ struct CudaCheck {
 std::vector<CudaCheck> cuda_checks();
 // Resume and device hand-off at the training level (cuda_training_cases.cpp).
 std::vector<CudaCheck> cuda_training_checks();
+// The step's machinery (cuda_step_cases.cpp): upload staging, CUDA graph replay of a micro-step,
+// attention's workspace growth in T, the MFU peak.
+std::vector<CudaCheck> cuda_step_checks();
 
 }  // namespace cairn
