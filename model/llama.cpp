@@ -4,7 +4,11 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
+
+#include "model/linear_dense.h"
 
 #include "util/error.h"
 #include "util/rng.h"
@@ -51,22 +55,46 @@ int64_t model_param_count(const ModelConfig& c) {
   return embeddings + norms + linear_param_count(c);
 }
 
+int64_t logit_chunk_rows(const ModelConfig& c, int64_t max_batch) {
+  const int64_t rows = max_batch * c.seq_len, budget = int64_t(1) << 27;
+  return std::clamp<int64_t>(budget / c.vocab_size, 1, rows);
+}
+
 double training_flops_per_token(const ModelConfig& c) {
   const double C = double(c.dim), F = double(c.ffn_dim), L = double(c.n_layers);
   const double matrix_params = L * (4 * C * C + 3 * C * F) + double(c.vocab_size) * C;
   return 6.0 * matrix_params + 12.0 * L * C * double(c.seq_len);
 }
 
+// qkv holds q, k, v [N, C] each and gu gate, up [N, F] each, adjacent: the layout of a batched GEMM's
+// outputs. qkv_offset / gate_up_offset: where the dense q, k, v (gate, up) weights start when they
+// are adjacent in the flat buffer, else -1 (other weight kinds: one linear at a time).
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
-  int64_t ln1_offset, ln2_offset;
-  DeviceArray<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h;
+  int64_t ln1_offset, ln2_offset, qkv_offset = -1, gate_up_offset = -1;
+  DeviceArray<float> ln1, rstd1, qkv, att_saved, att, xmid, ln2, rstd2, gu, h;
 };
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch)
+// The flat-buffer offset of the first weight when every one is dense and each starts where the
+// previous ends, else -1.
+static int64_t adjacent_dense_offset(const std::vector<Linear*>& ws) {
+  int64_t first = -1, next = -1;
+  for (const Linear* w : ws) {
+    const auto* d = dynamic_cast<const DenseLinear*>(w);
+    if (!d || (next >= 0 && d->offset() != next)) return -1;
+    if (first < 0) first = d->offset();
+    next = d->offset() + w->out_features() * w->in_features();
+  }
+  return first;
+}
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows)
     : cfg_(cfg), be_(be), max_batch_(max_batch) {
   cfg_.validate();
-  CAIRN_ASSERT(max_batch > 0);
+  CAIRN_ASSERT(max_batch > 0 && logit_rows >= 0);
+  static std::atomic<uint64_t> models{0};
+  id_ = ++models;
+  logit_rows_ = std::min(logit_rows > 0 ? logit_rows : logit_chunk_rows(cfg_, max_batch), max_batch * cfg_.seq_len);
   const int64_t C = cfg_.dim, F = cfg_.ffn_dim, V = cfg_.vocab_size, T = cfg_.seq_len;
   const int64_t NH = cfg_.n_heads, HS = cfg_.head_size(), N = max_batch * T;
 
@@ -89,6 +117,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     L.gate = linear(p + "mlp.gate_proj", F, C, l);
     L.up = linear(p + "mlp.up_proj", F, C, l);
     L.down = linear(p + "mlp.down_proj", C, F, l);
+    L.qkv_offset = adjacent_dense_offset({L.q, L.k, L.v});
+    L.gate_up_offset = adjacent_dense_offset({L.gate, L.up});
     layers_.push_back(std::move(L));
   }
   final_norm_offset_ = table_.row(table_.add("model.norm.weight", {C}, ParamRole::norm, -1)).offset;
@@ -122,21 +152,20 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   residual_ = act((cfg_.n_layers + 1) * N * C);
   for (auto& L : layers_) {
     L.ln1 = act(N * C); L.rstd1 = act(N);
-    L.qa = act(N * C); L.ka = act(N * C); L.va = act(N * C);
+    L.qkv = act(3 * N * C);
     L.att_saved = act(be_.attention_saved_floats(max_batch, T, NH, HS));
     L.att = act(N * C); L.xmid = act(N * C);
     L.ln2 = act(N * C); L.rstd2 = act(N);
-    L.ga = act(N * F); L.ua = act(N * F); L.h = act(N * F);
+    L.gu = act(2 * N * F); L.h = act(N * F);
   }
   final_norm_ = act(N * C);
   final_rstd_ = act(N);
-  logits_ = act(N * V);
+  logits_ = act(logit_rows_ * V);
   losses_ = act(N);
   dres_ = act(N * C); dln_ = act(N * C);
-  dq_ = act(N * C); dk_ = act(N * C); dv_ = act(N * C); datt_ = act(N * C);
-  dgate_ = act(N * F); dup_ = act(N * F); dh_ = act(N * F);
+  dqkv_ = act(3 * N * C); datt_ = act(N * C);
+  dgu_ = act(2 * N * F); dh_ = act(N * F);
   att_scratch_ = act(be_.attention_scratch_floats(max_batch, T, NH, HS));
-  tmp_ = act(N * std::max(C, F));
   int64_t ws = 1;
   for (const auto& lin : linears_) ws = std::max(ws, lin->workspace_floats(N));
   linear_ws_ = act(ws);
@@ -146,12 +175,11 @@ LlamaModel::~LlamaModel() = default;
 
 int64_t LlamaModel::activation_bytes() const {
   int64_t n = residual_.size() + final_norm_.size() + final_rstd_.size() + logits_.size() +
-              losses_.size() + dres_.size() + dln_.size() + dq_.size() + dk_.size() + dv_.size() +
-              datt_.size() + dgate_.size() + dup_.size() + dh_.size() + att_scratch_.size() +
-              linear_ws_.size() + tmp_.size();
+              losses_.size() + dres_.size() + dln_.size() + dqkv_.size() + datt_.size() + dgu_.size() +
+              dh_.size() + att_scratch_.size() + linear_ws_.size();
   for (const auto& L : layers_)
-    n += L.ln1.size() + L.rstd1.size() + L.qa.size() + L.ka.size() + L.va.size() + L.att_saved.size() +
-         L.att.size() + L.xmid.size() + L.ln2.size() + L.rstd2.size() + L.ga.size() + L.ua.size() + L.h.size();
+    n += L.ln1.size() + L.rstd1.size() + L.qkv.size() + L.att_saved.size() + L.att.size() + L.xmid.size() +
+         L.ln2.size() + L.rstd2.size() + L.gu.size() + L.h.size();
   return n * 4;
 }
 
@@ -191,6 +219,30 @@ void LlamaModel::upload_tokens(const int32_t* inputs, const int32_t* targets, in
   if (targets) be_.copy_to_device(targets_.data(), targets, N * 4);
 }
 
+void LlamaModel::project(const std::vector<Linear*>& ws, int64_t fused_offset, float* y, const float* x,
+                         int64_t N) {
+  const int64_t out = ws[0]->out_features(), in = ws[0]->in_features(), k = int64_t(ws.size());
+  if (fused_offset >= 0) {
+    be_.matmul_batched(y, x, params_.data() + fused_offset, N, out, in, false, true, 1.0f, 0.0f, k, N * out, 0,
+                       out * in);
+    return;
+  }
+  for (int64_t i = 0; i < k; ++i)
+    ws[size_t(i)]->forward(be_, y + i * N * out, x, N, params_.data(), buffers_, linear_ws_.data());
+}
+
+void LlamaModel::project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
+                                  const float* x, int64_t N) {
+  const int64_t out = ws[0]->out_features(), in = ws[0]->in_features(), k = int64_t(ws.size());
+  if (fused_offset >= 0) {
+    be_.linear_backward(grads_.data() + fused_offset, dx, dy, x, params_.data() + fused_offset, N, out, in, k, false);
+    return;
+  }
+  for (int64_t i = 0; i < k; ++i)
+    ws[size_t(i)]->backward(be_, dx, i > 0, grads_.data(), dy + i * N * out, x, N, params_.data(), buffers_,
+                            linear_ws_.data());
+}
+
 void LlamaModel::forward(int64_t B) {
   const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, NH = cfg_.n_heads;
   const int64_t HS = cfg_.head_size(), N = B * T;
@@ -203,25 +255,42 @@ void LlamaModel::forward(int64_t B) {
     Layer& L = layers_[l];
     const float* x = residual_.data() + int64_t(l) * N * C;
     float* x_next = residual_.data() + int64_t(l + 1) * N * C;
+    float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
+    float *g = L.gu.data(), *u = g + N * F;
     be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
-    L.q->forward(be_, L.qa.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->forward(be_, L.ka.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->forward(be_, L.va.data(), L.ln1.data(), N, P, bufs, ws);
-    be_.rope_forward(L.qa.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_forward(L.ka.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.attention_forward(L.att.data(), L.att_saved.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
+    project({L.q, L.k, L.v}, L.qkv_offset, q, L.ln1.data(), N);
+    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    be_.rope_forward(k, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    be_.attention_forward(L.att.data(), L.att_saved.data(), q, k, v, B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
     be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
-    L.gate->forward(be_, L.ga.data(), L.ln2.data(), N, P, bufs, ws);
-    L.up->forward(be_, L.ua.data(), L.ln2.data(), N, P, bufs, ws);
-    be_.swiglu_forward(L.h.data(), L.ga.data(), L.ua.data(), N * F);
+    project({L.gate, L.up}, L.gate_up_offset, g, L.ln2.data(), N);
+    be_.swiglu_forward(L.h.data(), g, u, N * F);
     L.down->forward(be_, x_next, L.h.data(), N, P, bufs, ws);
     be_.add_inplace(x_next, L.xmid.data(), N * C);
   }
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_forward(final_norm_.data(), final_rstd_.data(), x_last, P + final_norm_offset_, N, C, cfg_.norm_eps);
-  be_.matmul(logits_.data(), final_norm_.data(), lm_head_weight(), N, cfg_.vocab_size, C, false, true, 1.0f, 0.0f);
+}
+
+void LlamaModel::head_logits(int64_t r0, int64_t n) {
+  be_.matmul(logits_.data(), final_norm_.data() + r0 * cfg_.dim, lm_head_weight(), n, cfg_.vocab_size, cfg_.dim,
+             false, true, 1.0f, 0.0f);
+}
+
+void LlamaModel::head_loss_backward(int64_t B, float grad_scale) {
+  const int64_t C = cfg_.dim, V = cfg_.vocab_size, N = B * cfg_.seq_len;
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    const float* x = final_norm_.data() + r0 * C;
+    head_logits(r0, n);
+    be_.crossentropy_forward_backward(losses_.data() + r0, logits_.data(), targets_.data() + r0, n, V,
+                                      grad_scale / float(N));
+    // logits_ holds dloss/dlogits. Head: dW += dlogitsᵀ·final_norm, dfinal = dlogits·W.
+    be_.linear_backward(grads_.data() + lm_head_grad_offset(), dln_.data() + r0 * C, logits_.data(), x,
+                        lm_head_weight(), n, V, C, 1, false);
+  }
 }
 
 void LlamaModel::backward(int64_t B) {
@@ -232,9 +301,6 @@ void LlamaModel::backward(int64_t B) {
   const BufferTable& bufs = buffers_;
   float* ws = linear_ws_.data();
 
-  // logits_ holds dloss/dlogits. Head: dW += dlogitsᵀ·final_norm, dfinal = dlogits·W.
-  be_.matmul(G + lm_head_grad_offset(), logits_.data(), final_norm_.data(), V, C, N, true, false, 1.0f, 1.0f);
-  be_.matmul(dln_.data(), logits_.data(), lm_head_weight(), N, C, V, false, false, 1.0f, 0.0f);
   dres_.zero();
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_backward(dres_.data(), G + final_norm_offset_, dln_.data(), x_last, P + final_norm_offset_,
@@ -244,27 +310,34 @@ void LlamaModel::backward(int64_t B) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     const float* x = residual_.data() + int64_t(li) * N * C;
+    const float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
+    const float *g = L.gu.data(), *u = g + N * F;
+    float *dq = dqkv_.data(), *dk = dq + N * C, *dv = dk + N * C;
+    float *dg = dgu_.data(), *du = dg + N * F;
     // MLP: x' = xmid + down(h); dres is d x' and becomes d xmid.
     L.down->backward(be_, dh_.data(), false, G, dres_.data(), L.h.data(), N, P, bufs, ws);
-    be_.swiglu_backward(dgate_.data(), dup_.data(), dh_.data(), L.ga.data(), L.ua.data(), N * F);
-    L.gate->backward(be_, dln_.data(), false, G, dgate_.data(), L.ln2.data(), N, P, bufs, ws);
-    L.up->backward(be_, dln_.data(), true, G, dup_.data(), L.ln2.data(), N, P, bufs, ws);
+    be_.swiglu_backward(dg, du, dh_.data(), g, u, N * F);
+    project_backward({L.gate, L.up}, L.gate_up_offset, dln_.data(), dg, L.ln2.data(), N);
     be_.rmsnorm_backward(dres_.data(), G + L.ln2_offset, dln_.data(), L.xmid.data(), P + L.ln2_offset,
                          L.rstd2.data(), N, C);
     // Attention: xmid = x + o(att); dres becomes d x.
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
-    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), att_scratch_.data(), datt_.data(), L.qa.data(),
-                           L.ka.data(), L.va.data(), L.att.data(), L.att_saved.data(), B, T, NH, HS);
-    be_.rope_backward(dq_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_backward(dk_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    L.q->backward(be_, dln_.data(), false, G, dq_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.k->backward(be_, dln_.data(), true, G, dk_.data(), L.ln1.data(), N, P, bufs, ws);
-    L.v->backward(be_, dln_.data(), true, G, dv_.data(), L.ln1.data(), N, P, bufs, ws);
+    be_.attention_backward(dq, dk, dv, att_scratch_.data(), datt_.data(), q, k, v, L.att.data(), L.att_saved.data(),
+                           B, T, NH, HS);
+    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    be_.rope_backward(dk, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    project_backward({L.q, L.k, L.v}, L.qkv_offset, dln_.data(), dq, L.ln1.data(), N);
     be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
     if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
   }
-  be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C);
+  be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C, V);
   if (grad_ready_) grad_ready_(0);
+}
+
+uint64_t LlamaModel::step_key(int64_t B, float grad_scale) const {
+  Rng h(id_ * 0x9e3779b97f4a7c15ULL + uint64_t(B), (uint64_t(std::bit_cast<uint32_t>(grad_scale)) << 32) ^
+                                                      buffers_.version());
+  return h.next_u64();
 }
 
 static float mean_of(const Backend& be, const float* losses, int64_t N) {
@@ -277,29 +350,41 @@ static float mean_of(const Backend& be, const float* losses, int64_t N) {
 
 float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale) {
   upload_tokens(inputs, targets, B);
-  forward(B);
-  const int64_t N = B * cfg_.seq_len;
-  be_.crossentropy_forward_backward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size,
-                                    grad_scale / float(N));
-  backward(B);
+  // Everything between the upload and the loss read is one graph on a backend that replays them;
+  // the tokens live in fixed buffers, so a replay reads this call's tokens.
+  const uint64_t key = step_key(B, grad_scale);
+  if (grad_ready_ || !be_.graph_begin(key)) {
+    forward(B);
+    head_loss_backward(B, grad_scale);
+    backward(B);
+    if (!grad_ready_) be_.graph_end(key);
+  }
   // Read after backward is queued: a device backend runs the whole micro-step without waiting.
-  return mean_of(be_, losses_.data(), N);
+  return mean_of(be_, losses_.data(), B * cfg_.seq_len);
 }
 
 float LlamaModel::forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B) {
   upload_tokens(inputs, targets, B);
   forward(B);
   const int64_t N = B * cfg_.seq_len;
-  be_.crossentropy_forward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size);
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    head_logits(r0, n);
+    be_.crossentropy_forward(losses_.data() + r0, logits_.data(), targets_.data() + r0, n, cfg_.vocab_size);
+  }
   return mean_of(be_, losses_.data(), N);
 }
 
 std::vector<float> LlamaModel::forward_logits(const int32_t* inputs, int64_t B) {
   upload_tokens(inputs, nullptr, B);
   forward(B);
-  const int64_t n = B * cfg_.seq_len * cfg_.vocab_size;
-  std::vector<float> host(static_cast<size_t>(n));
-  be_.copy_to_host(host.data(), logits_.data(), n * 4);
+  const int64_t N = B * cfg_.seq_len, V = cfg_.vocab_size;
+  std::vector<float> host(static_cast<size_t>(N * V));
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    head_logits(r0, n);
+    be_.copy_to_host(host.data() + r0 * V, logits_.data(), n * V * 4);
+  }
   return host;
 }
 

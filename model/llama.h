@@ -5,7 +5,10 @@
 //
 // The model owns its flat parameter and gradient buffers and every activation buffer, sized once
 // for `max_batch` sequences of `seq_len` tokens: nothing is allocated inside a step. Forward and
-// backward are explicit, layer by layer, in llama.cpp.
+// backward are explicit, layer by layer, in llama.cpp. Dense q/k/v and gate/up weights, adjacent
+// in the flat buffer, are applied as one batched GEMM each; the LM head and the cross-entropy run
+// over chunks of rows (logit_chunk_rows), so the [N, V] logits never exist whole; and a micro-step
+// is bracketed for a backend that replays it as a CUDA graph (Backend::graph_begin).
 #pragma once
 
 #include <cstdint>
@@ -48,9 +51,14 @@ double training_flops_per_token(const ModelConfig& cfg);
 int64_t linear_param_count(const ModelConfig& cfg);
 int64_t model_param_count(const ModelConfig& cfg);
 
+// Rows of logits the model holds at once, of the B·T = max_batch·seq_len it runs: all of them up
+// to 2^27 floats (512 MiB), else chunks of 2^27 / V rows (4194 at V = 32000).
+int64_t logit_chunk_rows(const ModelConfig& cfg, int64_t max_batch);
+
 class LlamaModel {
  public:
-  LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch);
+  // logit_rows: rows of logits per chunk (0: logit_chunk_rows(cfg, max_batch); tests pass fewer).
+  LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows = 0);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
@@ -78,12 +86,14 @@ class LlamaModel {
   float forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale);
   // Mean loss without gradients (validation).
   float forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B);
-  // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
+  // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy, filled
+  // chunk by chunk).
   std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
 
   // Called during backward with an offset: gradients [offset, end of the flat buffer) are final
   // for this micro-batch (backward completes them from the end towards the start). Used to start
-  // gradient communication early. Empty: no calls.
+  // gradient communication early. Empty: no calls. With a hook the micro-step is never replayed as a
+  // graph (the hook's collectives run between the backward's ops).
   void set_grad_ready_hook(std::function<void(int64_t)> hook) { grad_ready_ = std::move(hook); }
 
   int64_t max_batch() const { return max_batch_; }
@@ -91,9 +101,22 @@ class LlamaModel {
 
  private:
   struct Layer;
-  void forward(int64_t B);  // on the uploaded tokens
+  void forward(int64_t B);  // on the uploaded tokens, up to the final norm
   void upload_tokens(const int32_t* inputs, const int32_t* targets, int64_t B);
-  void backward(int64_t B);
+  // logits_ = the LM head on rows [r0, r0 + n) of the final norm.
+  void head_logits(int64_t r0, int64_t n);
+  // The head, the loss and their gradients chunk by chunk: losses_, dln_ = dloss/dfinal_norm and
+  // the head's weight gradient, for a loss scaled by grad_scale / N.
+  void head_loss_backward(int64_t B, float grad_scale);
+  void backward(int64_t B);  // from dln_ at the final norm down to the embedding
+  // y_i = x·W_iᵀ into adjacent outputs y + i·N·out (q, k, v or gate, up): one batched GEMM when
+  // fused_offset ≥ 0 (dense weights adjacent from there), else each linear's own forward.
+  void project(const std::vector<Linear*>& ws, int64_t fused_offset, float* y, const float* x, int64_t N);
+  // Their backward: weight gradients, and dx = Σ dy_i·W_i (overwritten).
+  void project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
+                        const float* x, int64_t N);
+  // Identifies a micro-step's graph: this model, B, the loss scale and the buffers' version.
+  uint64_t step_key(int64_t B, float grad_scale) const;
   const float* lm_head_weight() const;
   int64_t lm_head_grad_offset() const;
 
@@ -105,15 +128,18 @@ class LlamaModel {
   std::vector<std::unique_ptr<Linear>> linears_;
   std::vector<Layer> layers_;
   int64_t embed_offset_ = 0, final_norm_offset_ = 0, lm_head_offset_ = -1;
+  int64_t logit_rows_ = 0;
+  uint64_t id_ = 0;  // distinct per model in this process (graph keys)
 
   std::function<void(int64_t)> grad_ready_;
   DeviceArray<float> params_, grads_;
   DeviceArray<float> rope_cos_, rope_sin_;
   DeviceArray<int32_t> inputs_, targets_;
-  // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer.
+  // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer; logits_
+  // holds one chunk of rows [logit_rows_, V].
   DeviceArray<float> residual_, final_norm_, final_rstd_, logits_, losses_;
-  // Backward scratch shared by all layers.
-  DeviceArray<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, att_scratch_, linear_ws_, tmp_;
+  // Backward scratch shared by all layers: dqkv_ holds dq, dk, dv and dgu_ dgate, dup, adjacent.
+  DeviceArray<float> dres_, dln_, dqkv_, datt_, dgu_, dh_, att_scratch_, linear_ws_;
 };
 
 }  // namespace cairn

@@ -172,7 +172,19 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   inputs_.resize(size_t(B * T));
   targets_.resize(size_t(B * T));
   window_.resize(size_t(T + 1));
-  peak_flops_ = cfg_.training.peak_flops > 0 ? cfg_.training.peak_flops : measure_matmul_peak(be);
+  // MFU's denominator: configured, else the device's own answer (a GPU: its datasheet peak for the
+  // math mode), else a GEMM timed here (the CPU).
+  const Backend::Peak device_peak = cfg_.training.peak_flops > 0 ? Backend::Peak{} : be.peak_flops();
+  if (cfg_.training.peak_flops > 0) {
+    peak_flops_ = cfg_.training.peak_flops;
+    peak_source_ = "configured";
+  } else if (device_peak.flops > 0) {
+    peak_flops_ = device_peak.flops;
+    peak_source_ = device_peak.source;
+  } else {
+    peak_flops_ = measure_matmul_peak(be);
+    peak_source_ = "measured " + be.name() + " GEMM";
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -182,9 +194,12 @@ void Trainer::attach_model() {
   Communicator& grad_comm = device_comm_ ? static_cast<Communicator&>(*device_comm_) : comm_;
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
                                          cfg_.training.zero1);
-  model_->set_grad_ready_hook([this](int64_t offset) {
-    if (sync_armed_) sync_->ready_from(offset);
-  });
+  // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
+  // CUDA graph (a hook starts collectives in the middle of backward, which a graph cannot hold).
+  if (grad_comm.size() > 1)
+    model_->set_grad_ready_hook([this](int64_t offset) {
+      if (sync_armed_) sync_->ready_from(offset);
+    });
   optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
   flops_per_token_ = training_flops_per_token(cfg_.model);
 }
@@ -404,7 +419,7 @@ void Trainer::print_startup() {
   }
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
             << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << (cfg_.training.peak_flops > 0 ? " (configured)" : " (measured " + model_->backend().name() + " GEMM)")
+            << " (" << peak_source_ << ")"
             << "\n"
             << std::endl;
 }

@@ -149,6 +149,7 @@ class Trainer {
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;
+  std::string peak_source_;  // where peak_flops_ comes from, for the start-up report
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
