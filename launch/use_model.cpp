@@ -117,8 +117,6 @@ std::string IncrementalDecoder::advance(bool final) {
   return fresh;
 }
 
-double EvalResult::perplexity() const { return std::exp(loss); }
-
 EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split, int64_t batches,
                             int64_t micro_batch, Communicator& comm) {
   if (split != "val" && split != "train") throw Error(str("--split ", split, " must be \"val\" or \"train\""));
@@ -130,26 +128,8 @@ EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std
                     ": it was not prepared with the model's tokenizer"));
   const WindowSplit windows = split == "val" ? val_windows(ds, T) : train_windows(ds, T);
   const int64_t used = batches > 0 ? std::min(windows.count, batches * micro_batch) : windows.count;
-  const int64_t num_batches = (used + micro_batch - 1) / micro_batch;
-  std::vector<int32_t> inputs(size_t(micro_batch * T)), targets(size_t(micro_batch * T)), window(size_t(T + 1));
-  double sums[2] = {0, 0};  // loss·tokens, tokens
-  for (int64_t k = comm.rank(); k < num_batches; k += comm.size()) {
-    const int64_t rows = std::min(micro_batch, used - k * micro_batch);
-    for (int64_t b = 0; b < rows; ++b) {
-      ds.read(windows.start(k * micro_batch + b), T + 1, window.data());
-      std::copy_n(window.begin(), T, inputs.begin() + b * T);
-      std::copy_n(window.begin() + 1, T, targets.begin() + b * T);
-    }
-    sums[0] += double(model.forward_loss(inputs.data(), targets.data(), rows)) * double(rows * T);
-    sums[1] += double(rows * T);
-  }
-  comm.all_reduce(sums, 2, ReduceOp::sum);
-  EvalResult r;
-  r.dataset = ds.path();
+  EvalResult r = evaluate_windows(model, ds, windows, used, micro_batch, comm);
   r.split = split;
-  r.windows = used;
-  r.tokens = int64_t(sums[1]);
-  r.loss = sums[0] / sums[1];
   return r;
 }
 

@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "model/llama.h"
 #include "trainer/train_config.h"
+#include "trainer/validation.h"
 
 namespace cairn {
 
@@ -62,16 +63,10 @@ class IncrementalDecoder {
   std::string emitted_;  // decode(context) followed by every returned piece
 };
 
-struct EvalResult {
-  std::string dataset, split;
-  int64_t windows = 0, tokens = 0;  // evaluated, over all ranks
-  double loss = 0;                  // mean next-token cross-entropy (nats)
-  double perplexity() const;
-};
-
 // Mean loss over the split's windows ("val" or "train", taken in order) of `ds`: the first
-// batches·micro_batch windows, or all when batches <= 0. Micro-batch k goes to rank k mod size;
-// sums are all-reduced, so every rank returns the same result. model.max_batch() >= micro_batch.
+// batches·micro_batch windows, or all when batches <= 0, with the ranks sharing them
+// (evaluate_windows), so every rank returns the same result. Throws Error for a bad split,
+// micro-batch (model.max_batch() >= micro_batch) or vocabulary.
 EvalResult evaluate_dataset(LlamaModel& model, const TokenDataset& ds, const std::string& split,
                             int64_t batches, int64_t micro_batch, Communicator& comm);
 

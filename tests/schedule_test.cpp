@@ -1,6 +1,6 @@
 // LR schedules against their closed forms: warmup ends, cosine midpoints, the re-warm stage, the
-// infinite schedule's cooldown shapes, constant phase and exponential anneal, stage shifting, and
-// the config keys that select them.
+// infinite schedule's cooldown shapes, constant phase and exponential anneal, a run's stages
+// (continual stage_start, in-run growth), and the config keys that select them.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -106,6 +106,44 @@ TEST(Schedule, DefaultWarmupDependsOnTheKind) {
   EXPECT_EQ(warmup_steps(c, 1000), 10);
   c.warmup = 25;
   EXPECT_EQ(warmup_steps(c, 1000), 25);
+}
+
+TEST(Schedule, AStageStartShiftsTheWholeScheduleAndEarlierStepsTakeItsFirstLr) {
+  ScheduleConfig c;  // cosine, warmup 10% of the stage
+  c.lr = 1e-3f;
+  c.stage_start = 100;
+  auto s = make_schedule(c, 210);
+  ASSERT_EQ(s->stages().size(), 1u);
+  EXPECT_EQ(s->stages()[0].start, 100);
+  EXPECT_EQ(s->stages()[0].end, 210);
+  EXPECT_EQ(s->stages()[0].warmup, 11);
+  const WarmupCosine alone(1e-3f, 0.1f, 11, 110);
+  for (int64_t t : {0, 5, 10, 11, 60, 110}) EXPECT_EQ(s->lr(100 + t), alone.lr(t)) << t;
+  EXPECT_EQ(s->lr(40), alone.lr(0));      // before the stage
+  EXPECT_EQ(s->lr(500), alone.lr(400));   // past the end: the decayed end
+  EXPECT_NE(s->describe().find("stage from run step 100"), std::string::npos) << s->describe();
+  c.stage_start = 210;
+  EXPECT_THROW(make_schedule(c, 210), Error);
+}
+
+TEST(Schedule, GrowthGivesTheSmallAndTheGrownModelEachAStageFromWarmup) {
+  ScheduleConfig c;
+  c.lr = 2e-3f;
+  c.warmup = 0.5;
+  auto s = make_schedule(c, 12, 4);  // small model: steps [0, 4), grown: [4, 12)
+  ASSERT_EQ(s->stages().size(), 2u);
+  EXPECT_EQ(s->stages()[0].label, "the small model");
+  EXPECT_EQ(s->stages()[1].label, "the grown model");
+  EXPECT_EQ(s->stages()[0].warmup, 2);
+  EXPECT_EQ(s->stages()[1].warmup, 4);
+  const WarmupCosine small(2e-3f, 0.1f, 2, 4), grown(2e-3f, 0.1f, 4, 8);
+  for (int64_t t = 0; t < 4; ++t) EXPECT_EQ(s->lr(t), small.lr(t)) << t;
+  for (int64_t t = 4; t < 12; ++t) EXPECT_EQ(s->lr(t), grown.lr(t - 4)) << t;
+  EXPECT_NEAR(s->lr(4), 5e-4f, kTol);  // the grown stage re-warms
+  const std::string d = s->describe();
+  EXPECT_NE(d.find("; then "), std::string::npos) << d;
+  c.stage_start = 2;
+  EXPECT_THROW(make_schedule(c, 12, 4), Error);  // growth and a stage start do not combine
 }
 
 TEST(Schedule, UnknownKindIsRefused) {

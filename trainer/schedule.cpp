@@ -87,18 +87,6 @@ std::string Infinite::describe() const {
                                 : std::string(""));
 }
 
-// A stage's schedule addressed by the run's step: step − stage_start, never below 0.
-class StageShift final : public LrSchedule {
- public:
-  StageShift(std::unique_ptr<LrSchedule> inner, int64_t start) : inner_(std::move(inner)), start_(start) {}
-  float lr(int64_t step) const override { return inner_->lr(std::max<int64_t>(0, step - start_)); }
-  std::string describe() const override { return str(inner_->describe(), " (stage from run step ", start_, ")"); }
-
- private:
-  std::unique_ptr<LrSchedule> inner_;
-  int64_t start_;
-};
-
 static int64_t steps_of(double value, int64_t stage_steps) {
   return value < 1.0 ? int64_t(std::llround(value * double(stage_steps))) : int64_t(value);
 }
@@ -108,9 +96,8 @@ int64_t warmup_steps(const ScheduleConfig& cfg, int64_t stage_steps) {
   return steps_of(w, stage_steps);
 }
 
-std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps) {
-  const int64_t stage = total_steps - cfg.stage_start;
-  if (stage <= 0) throw Error(str("schedule.stage_start = ", cfg.stage_start, " leaves no steps before training.steps = ", total_steps));
+ScheduleStage make_stage(const ScheduleConfig& cfg, int64_t start, int64_t end, std::string label) {
+  const int64_t stage = end - start;
   const int64_t w = warmup_steps(cfg, stage);
   const float min = cfg.lr * cfg.min_lr_ratio;
   std::unique_ptr<LrSchedule> s;
@@ -126,10 +113,9 @@ std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t tot
     else if (cfg.cooldown_shape == "linear") shape = CooldownShape::linear;
     else if (cfg.cooldown_shape == "inv_sqrt") shape = CooldownShape::inv_sqrt;
     else throw Error(str("schedule.cooldown_shape = \"", cfg.cooldown_shape, "\": use \"cosine\", \"linear\" or \"inv_sqrt\""));
-    const int64_t anneal = cfg.anneal_start < 0 ? -1 : cfg.anneal_start - cfg.stage_start;
+    const int64_t anneal = cfg.anneal_start < 0 ? -1 : cfg.anneal_start - start;
     if (cfg.anneal_start >= 0 && (anneal < 0 || anneal >= stage))
-      throw Error(str("schedule.anneal_start = ", cfg.anneal_start, " must lie in the stage [", cfg.stage_start, ", ",
-                      total_steps, ")"));
+      throw Error(str("schedule.anneal_start = ", cfg.anneal_start, " must lie in the stage [", start, ", ", end, ")"));
     if (cfg.anneal_start >= 0 && !(min > 0))
       throw Error("the exponential anneal needs schedule.min_lr_ratio > 0");
     s = std::make_unique<Infinite>(cfg.lr, cfg.lr * cfg.const_lr_ratio, min, w,
@@ -138,8 +124,45 @@ std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t tot
     throw Error(str("schedule.kind = \"", cfg.kind,
                     "\" is not a schedule: use \"cosine\", \"constant\", \"rewarm\" or \"infinite\""));
   }
-  if (cfg.stage_start == 0) return s;
-  return std::make_unique<StageShift>(std::move(s), cfg.stage_start);
+  return {start, end, w, std::move(label), std::move(s)};
+}
+
+std::string ScheduleStage::describe() const {
+  return start == 0 ? schedule->describe() : str(schedule->describe(), " (stage from run step ", start, ")");
+}
+
+StagedSchedule::StagedSchedule(std::vector<ScheduleStage> stages) : stages_(std::move(stages)) {
+  CAIRN_ASSERT(!stages_.empty(), "a schedule needs a stage");
+  for (size_t i = 1; i < stages_.size(); ++i) CAIRN_ASSERT(stages_[i].start == stages_[i - 1].end, "stage ", i);
+}
+
+float StagedSchedule::lr(int64_t step) const {
+  size_t i = 0;
+  while (i + 1 < stages_.size() && step >= stages_[i + 1].start) ++i;
+  return stages_[i].schedule->lr(std::max<int64_t>(0, step - stages_[i].start));
+}
+
+std::string StagedSchedule::describe() const {
+  std::string out;
+  for (const auto& s : stages_) {
+    if (!out.empty()) out += "; then ";
+    out += s.describe();
+  }
+  return out;
+}
+
+std::unique_ptr<StagedSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps, int64_t growth_step) {
+  std::vector<ScheduleStage> stages;
+  if (growth_step > 0) {
+    if (cfg.stage_start != 0) throw Error("growth.at_tokens and schedule.stage_start cannot be combined");
+    stages.push_back(make_stage(cfg, 0, growth_step, "the small model"));
+    stages.push_back(make_stage(cfg, growth_step, total_steps, "the grown model"));
+  } else {
+    if (total_steps - cfg.stage_start <= 0)
+      throw Error(str("schedule.stage_start = ", cfg.stage_start, " leaves no steps before training.steps = ", total_steps));
+    stages.push_back(make_stage(cfg, cfg.stage_start, total_steps, "this run"));
+  }
+  return std::make_unique<StagedSchedule>(std::move(stages));
 }
 
 }  // namespace cairn

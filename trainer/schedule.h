@@ -1,17 +1,21 @@
 // Learning-rate schedules: a pure function of the optimizer step, so a resumed run gets the same
-// LR as the uninterrupted one without saving anything but the step. A schedule covers one stage,
-// steps [stage_start, training.steps): make_schedule shifts the step by schedule.stage_start, so
-// a new stage of continual pre-training (resumed at its old step) starts its warmup at once.
+// LR as the uninterrupted one without saving anything but the step. A run's schedule is a list of
+// stages laid end to end, each [start, end) with its own kind, warmup and peak counted from its
+// first step: one stage [schedule.stage_start, training.steps) (a new stage of continual
+// pre-training, resumed at its old step, starts its warmup at once), or with in-run growth the
+// small model's stage and the grown model's, each from warmup.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "trainer/train_config.h"
 
 namespace cairn {
 
+// The LR of one stage.
 class LrSchedule {
  public:
   virtual ~LrSchedule() = default;
@@ -81,9 +85,36 @@ class Infinite final : public LrSchedule {
   int64_t anneal_start_, total_;
 };
 
+// One stage of a run: the steps [start, end), its LR counted from its first step.
+struct ScheduleStage {
+  int64_t start = 0, end = 0;
+  int64_t warmup = 0;     // warmup steps of the stage
+  std::string label;      // whose stage, for messages: "this run", "the small model", "the grown model"
+  std::unique_ptr<LrSchedule> schedule;  // queried with step − start
+  std::string describe() const;
+};
+
+// A run's LR: the stage holding a step gives it. A step before the first stage takes that stage's
+// first LR; a step past the last stage's end, the last stage's (decayed) LR.
+class StagedSchedule {
+ public:
+  explicit StagedSchedule(std::vector<ScheduleStage> stages);  // in order, adjacent, at least one
+  float lr(int64_t step) const;  // step: the run's optimizer step (0-based)
+  std::string describe() const;
+  const std::vector<ScheduleStage>& stages() const { return stages_; }
+
+ private:
+  std::vector<ScheduleStage> stages_;
+};
+
 // schedule.warmup < 1 is a fraction of stage_steps, otherwise a step count; < 0 the kind's default.
 int64_t warmup_steps(const ScheduleConfig& cfg, int64_t stage_steps);
-// The schedule of the stage [cfg.stage_start, total_steps), queried with the run's step.
-std::unique_ptr<LrSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps);
+// The stage [start, end) of cfg's kind, warmup and peak (cfg.stage_start is not used here).
+ScheduleStage make_stage(const ScheduleConfig& cfg, int64_t start, int64_t end, std::string label);
+// A run's schedule over [0, total_steps): the stage [cfg.stage_start, total_steps), or with
+// growth_step > 0 (in-run growth) the small model's [0, growth_step) and the grown model's
+// [growth_step, total_steps), each the configured schedule from warmup.
+std::unique_ptr<StagedSchedule> make_schedule(const ScheduleConfig& cfg, int64_t total_steps,
+                                              int64_t growth_step = -1);
 
 }  // namespace cairn

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <numeric>
 #include <thread>
 #include <tuple>
@@ -106,30 +105,9 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   std::vector<std::string> val_paths;
   for (const auto* ds : data_->datasets()) val_paths.push_back(ds->path());
   val_paths.insert(val_paths.end(), cfg_.data.validate.begin(), cfg_.data.validate.end());
-  const TokenDataset& reference = *data_->datasets().front();
-  for (const auto& path : val_paths) {
-    TokenDataset ds = TokenDataset::open(path);
-    // Two SentencePiece models of one size give different ids: the vocabulary alone proves nothing.
-    if (ds.vocab_size() != data_->vocab_size() || ds.tokenizer_kind() != reference.tokenizer_kind() ||
-        ds.tokenizer_model() != reference.tokenizer_model())
-      throw Error(str("validation dataset '", path, "' (", ds.tokenizer_kind(), " tokenizer, vocabulary ",
-                      ds.vocab_size(), ") was not prepared with the tokenizer of the training data '",
-                      reference.path(), "' (", reference.tokenizer_kind(), ", vocabulary ", data_->vocab_size(),
-                      "): prepare it with the same tokenizer (--tokenizer sentencepiece:MODEL for a SentencePiece one)"));
-    if (ds.val_tokens() <= cfg_.model.seq_len) {  // no window of T + 1 tokens: nothing to validate on
-      no_validation_.push_back(str("'", path, "' (", ds.val_tokens(), " validation tokens)"));
-      continue;
-    }
-    const WindowSplit split = val_windows(ds, cfg_.model.seq_len);
-    val_sets_.push_back({dataset_name(path), std::move(ds), split});
-  }
-  // Metrics key each set by its name (val_loss/<name>): datasets sharing a file stem (en/data.h5,
-  // de/data.h5) take their directory's name too, or one would overwrite the other.
-  std::map<std::string, int> stem_count;
-  for (const auto& v : val_sets_) ++stem_count[v.name];
-  for (auto& v : val_sets_)
-    if (stem_count[v.name] > 1)
-      v.name = std::filesystem::absolute(v.data.path()).parent_path().filename().string() + "/" + v.name;
+  ValidationSets validation = open_validation_sets(val_paths, *data_->datasets().front(), cfg_.model.seq_len);
+  val_sets_ = std::move(validation.sets);
+  no_validation_ = std::move(validation.unusable);
 
   const int threads = cfg_.training.threads > 0
                           ? int(cfg_.training.threads)
@@ -159,14 +137,8 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     if (growth_step_ >= cfg_.training.steps)
       throw Error(str("growth.at_tokens = ", cfg_.growth.at_tokens, " is reached at step ", growth_step_,
                       ", not before training.steps = ", cfg_.training.steps, ": lower it or train longer"));
-    if (cfg_.schedule.stage_start != 0) throw Error("growth.at_tokens and schedule.stage_start cannot be combined");
-    schedule_ = make_schedule(cfg_.schedule, growth_step_);
-    ScheduleConfig grown = cfg_.schedule;
-    grown.stage_start = growth_step_;
-    grown_schedule_ = make_schedule(grown, cfg_.training.steps);
-  } else {
-    schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps);
   }
+  schedule_ = make_schedule(cfg_.schedule, cfg_.training.steps, growth_step_);
 
   const int64_t T = cfg_.model.seq_len, B = cfg_.training.micro_batch;
   inputs_.resize(size_t(B * T));
@@ -174,11 +146,11 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   window_.resize(size_t(T + 1));
   // MFU's denominator: configured, else the device's own answer (a GPU: its datasheet peak for the
   // math mode), else a GEMM timed here (the CPU).
-  const Backend::Peak device_peak = cfg_.training.peak_flops > 0 ? Backend::Peak{} : be.peak_flops();
+  Backend::Peak device_peak;
   if (cfg_.training.peak_flops > 0) {
     peak_flops_ = cfg_.training.peak_flops;
     peak_source_ = "configured";
-  } else if (device_peak.flops > 0) {
+  } else if (device_peak = be.peak_flops(); device_peak.flops > 0) {
     peak_flops_ = device_peak.flops;
     peak_source_ = device_peak.source;
   } else {
@@ -204,16 +176,12 @@ void Trainer::attach_model() {
   flops_per_token_ = training_flops_per_token(cfg_.model);
 }
 
-float Trainer::lr_at(int64_t step) const {
-  return growth_step_ >= 0 && step >= growth_step_ ? grown_schedule_->lr(step) : schedule_->lr(step);
-}
-
 void Trainer::grow(int64_t factor) {
   deepen(factor);
   if (comm_.rank() == 0)
     std::cout << "G_stack: grew to " << cfg_.model.n_layers << " layers at step " << state_.step << " ("
               << state_.tokens << " tokens): " << model_->params().count() << " parameters, fresh optimizer, LR "
-              << (grown_schedule_ ? grown_schedule_->describe() : schedule_->describe()) << std::endl;
+              << schedule_->stages().back().describe() << std::endl;
 }
 
 void Trainer::deepen(int64_t factor) {
@@ -303,22 +271,11 @@ std::vector<std::string> Trainer::validation_names() const {
 
 double Trainer::validate(size_t set) {
   if (set >= val_sets_.size()) return NAN;
-  const WindowSplit& split = val_sets_[set].split;
-  const TokenDataset& ds = val_sets_[set].data;
-  const int64_t B = cfg_.training.micro_batch, T = cfg_.model.seq_len;
-  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, split.count / B);
-  double sum_count[2] = {0, 0};
-  for (int64_t k = comm_.rank(); k < std::max<int64_t>(batches, 1); k += comm_.size()) {
-    const int64_t rows = batches > 0 ? B : std::min(B, split.count);
-    for (int64_t b = 0; b < rows; ++b) {
-      ds.read(split.start(k * B + b), T + 1, window_.data());
-      split_window(window_, T, inputs_.data() + b * T, targets_.data() + b * T);
-    }
-    sum_count[0] += double(model_->forward_loss(inputs_.data(), targets_.data(), rows)) * double(rows);
-    sum_count[1] += double(rows);
-  }
-  comm_.all_reduce(sum_count, 2, ReduceOp::sum);
-  return sum_count[0] / sum_count[1];
+  const ValidationSet& v = val_sets_[set];
+  const int64_t B = cfg_.training.micro_batch;
+  const int64_t batches = std::min<int64_t>(cfg_.training.eval_batches, v.split.count / B);
+  const int64_t windows = batches > 0 ? batches * B : std::min(B, v.split.count);
+  return evaluate_windows(*model_, v.data, v.split, windows, B, comm_).loss;
 }
 
 // FNV-1a over the bytes of each row: cheap, and any bit difference shows.
@@ -354,74 +311,6 @@ void Trainer::check_consistency() {
     throw Error(str("parameters diverged across ranks at step ", state_.step, ": first differing parameter '",
                     table.row(int(min_first)).name, "'", first == min_first ? str(" (this is rank ", comm_.rank(), ")") : "",
                     "; the job cannot continue: resume from the last checkpoint"));
-}
-
-void Trainer::print_startup() {
-  const auto state_bytes = comm_.all_gather_strings(std::to_string(optimizer_->state_bytes()));
-  if (comm_.rank() != 0) return;
-  const auto& t = model_->params();
-  std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
-  std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
-            << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
-            << ", seq " << cfg_.model.seq_len << ": " << t.count() << " parameters ("
-            << t.count(ParamRole::matrix) << " dense matrix, " << t.count(ParamRole::lowrank_factor)
-            << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
-            << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
-            << t.count(ParamRole::norm) << " norm)\n";
-  std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
-            << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
-            << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
-  if (const std::string device = model_->backend().device_summary(); !device.empty())
-    std::cout << "device: " << device << "\n";
-  if (cfg_.optimizer.name != "adamw") {
-    const LowRankConfig lc = lowrank_config(cfg_.optimizer);
-    std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
-                                                 cfg_.optimizer.name, lc) << "\n";
-  }
-  std::cout << "data: " << data_->describe() << "\n";
-  // Said once here, not at every evaluation: the records then simply carry no val_loss.
-  if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
-    std::string which;
-    for (const auto& d : no_validation_) which += (which.empty() ? "" : ", ") + d;
-    std::cout << "validation: " << which << " " << (no_validation_.size() == 1 ? "has" : "have")
-              << " no validation split longer than model.seq_len = " << cfg_.model.seq_len << " tokens: "
-              << (val_sets_.empty() ? "validation is skipped (training.eval_every has nothing to evaluate; "
-                                      "prepare with --val-fraction > 0 for a validation loss)"
-                                    : "skipped for " + std::string(no_validation_.size() == 1 ? "it" : "them"))
-              << "\n";
-  }
-  if (!cfg_.init_from.empty())
-    std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
-              << " tokens seen before this run)\n";
-  if (comm_.size() > 1) {
-    std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
-              << cfg_.training.bucket_mb << " MiB; optimizer state per rank (MB):";
-    for (const auto& b : state_bytes) std::cout << " " << std::stod(b) / 1e6;
-    std::cout << (cfg_.training.zero1 ? " (sharded, ZeRO-1)" : " (replicated)") << "\n";
-  }
-  std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
-            << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
-            << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
-  // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
-  // may want it), but said: the LR line above reads as if the peak were reached.
-  auto check_warmup = [&](int64_t first, int64_t end, const char* which) {
-    const int64_t stage = end - first, w = warmup_steps(cfg_.schedule, stage);
-    if (w >= stage)
-      std::cerr << "WARNING: the LR warmup of " << which << " (" << w << " steps) is not shorter than the stage ("
-                << stage << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
-                << "; lower schedule.warmup or train longer" << std::endl;
-  };
-  if (growth_step_ > 0) {
-    check_warmup(0, growth_step_, "the small model");
-    check_warmup(growth_step_, cfg_.training.steps, "the grown model");
-  } else {
-    check_warmup(cfg_.schedule.stage_start, cfg_.training.steps, "this run");
-  }
-  std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
-            << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << " (" << peak_source_ << ")"
-            << "\n"
-            << std::endl;
 }
 
 void Trainer::run() {

@@ -23,6 +23,7 @@
 #include "trainer/optim/optimizer.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
+#include "trainer/validation.h"
 #include "util/file_lock.h"
 
 namespace cairn {
@@ -98,7 +99,7 @@ class Trainer {
   void grow(int64_t factor);
   // LR of a step: the configured schedule, or with growth.at_tokens the small model's stage
   // [0, growth step) and the grown model's [growth step, training.steps), each from warmup.
-  float lr_at(int64_t step) const;
+  float lr_at(int64_t step) const { return schedule_->lr(step); }
   // Compares a checksum of every parameter row across ranks; throws Error naming the first row
   // that differs (ranks must hold identical parameters).
   void check_consistency();
@@ -115,12 +116,6 @@ class Trainer {
   void attach_model();  // gradient sync and optimizer of the current model_
   // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
   void deepen(int64_t factor);
-
-  struct ValidationSet {
-    std::string name;
-    TokenDataset data;
-    WindowSplit split;
-  };
 
   // Collective: true when any rank received a stop signal.
   bool stop_requested();
@@ -140,12 +135,11 @@ class Trainer {
   std::unique_ptr<GradientSync> sync_;
   bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
-  std::unique_ptr<LrSchedule> schedule_;
-  std::unique_ptr<LrSchedule> grown_schedule_;  // with growth.at_tokens: from growth_step_ on
+  std::unique_ptr<StagedSchedule> schedule_;
   // Non-finite steps skipped in a row (training.skip_nonfinite), counted from this process's start.
   static constexpr int kMaxSkipsInARow = 10;
   int skips_in_a_row_ = 0;
-  int64_t growth_step_ = -1;
+  int64_t growth_step_ = -1;  // with growth.at_tokens: the step after which the model grows
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
   double flops_per_token_ = 0, peak_flops_ = 0;

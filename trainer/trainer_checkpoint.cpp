@@ -214,7 +214,7 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
   if (grown)
     std::cout << "G_stack: the checkpoint is past this run's growth at step " << growth_step_ << " (growth.at_tokens = "
               << cfg_.growth.at_tokens << "): continuing as the grown " << cfg_.model.n_layers << "-layer model ("
-              << model_->params().count() << " parameters), LR " << grown_schedule_->describe() << "\n";
+              << model_->params().count() << " parameters), LR " << schedule_->stages().back().describe() << "\n";
   std::string changed;
   for (const auto& [k, v] : now) {
     if (k.rfind("output.", 0) == 0 || k.rfind("checkpoint.", 0) == 0) continue;

@@ -1,0 +1,73 @@
+// Trainer::print_startup (see trainer.h): what a run is about to do, said once by rank 0 before
+// the first step: the resolved config, the model, memory, data, validation, parallelism, batch and
+// LR schedule, and compute.
+#include <iostream>
+
+#include "trainer/config.h"
+#include "trainer/optim/fira.h"
+#include "trainer/trainer.h"
+
+namespace cairn {
+
+void Trainer::print_startup() {
+  const auto state_bytes = comm_.all_gather_strings(std::to_string(optimizer_->state_bytes()));
+  if (comm_.rank() != 0) return;
+  const auto& t = model_->params();
+  std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
+  std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
+            << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
+            << ", seq " << cfg_.model.seq_len << ": " << t.count() << " parameters ("
+            << t.count(ParamRole::matrix) << " dense matrix, " << t.count(ParamRole::lowrank_factor)
+            << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
+            << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
+            << t.count(ParamRole::norm) << " norm)\n";
+  std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
+            << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
+            << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  if (const std::string device = model_->backend().device_summary(); !device.empty())
+    std::cout << "device: " << device << "\n";
+  if (cfg_.optimizer.name != "adamw") {
+    const LowRankConfig lc = lowrank_config(cfg_.optimizer);
+    std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
+                                                 cfg_.optimizer.name, lc) << "\n";
+  }
+  std::cout << "data: " << data_->describe() << "\n";
+  // Said once here, not at every evaluation: the records then simply carry no val_loss.
+  if (cfg_.training.eval_every > 0 && !no_validation_.empty()) {
+    std::string which;
+    for (const auto& d : no_validation_) which += (which.empty() ? "" : ", ") + d;
+    std::cout << "validation: " << which << " " << (no_validation_.size() == 1 ? "has" : "have")
+              << " no validation split longer than model.seq_len = " << cfg_.model.seq_len << " tokens: "
+              << (val_sets_.empty() ? "validation is skipped (training.eval_every has nothing to evaluate; "
+                                      "prepare with --val-fraction > 0 for a validation loss)"
+                                    : "skipped for " + std::string(no_validation_.size() == 1 ? "it" : "them"))
+              << "\n";
+  }
+  if (!cfg_.init_from.empty())
+    std::cout << "initial weights: " << init_weights_ << " (" << cfg_.training.tokens_before
+              << " tokens seen before this run)\n";
+  if (comm_.size() > 1) {
+    std::cout << "data parallel: " << comm_.size() << " ranks, " << sync_->num_buckets() << " gradient buckets of "
+              << cfg_.training.bucket_mb << " MiB; optimizer state per rank (MB):";
+    for (const auto& b : state_bytes) std::cout << " " << std::stod(b) / 1e6;
+    std::cout << (cfg_.training.zero1 ? " (sharded, ZeRO-1)" : " (replicated)") << "\n";
+  }
+  std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
+            << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
+            << global_batch() * cfg_.model.seq_len << " tokens) per step; LR " << schedule_->describe() << "\n";
+  // A warmup as long as its stage never reaches schedule.lr. Allowed (a short stage after growth
+  // may want it), but said: the LR line above reads as if the peak were reached.
+  for (const auto& stage : schedule_->stages())
+    if (stage.warmup >= stage.end - stage.start)
+      std::cerr << "WARNING: the LR warmup of " << stage.label << " (" << stage.warmup
+                << " steps) is not shorter than the stage (" << stage.end - stage.start
+                << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
+                << "; lower schedule.warmup or train longer" << std::endl;
+  std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
+            << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
+            << " (" << peak_source_ << ")"
+            << "\n"
+            << std::endl;
+}
+
+}  // namespace cairn
