@@ -8,13 +8,15 @@
 #   1. cuda_check: every op, model, training and step check of the CUDA backend against the CPU
 #   2. cuda_ops_test: the trainer's GPU checkpoint tests (resume bit for bit, CPU -> GPU -> CPU),
 #      the one-rank NCCL smoke test, the module and memory report
-#   3. compute-sanitizer: memcheck over the whole check table, racecheck and synccheck over the
-#      own kernels that share memory, each with a short time limit
-#   4. cuda_bench at seq 1024 (350M and 130M, bf16) and 256 (350M bf16/TF32/fp32): tokens/s, MFU
-#      against the device's datasheet peak, device memory in use at the production micro-batch
-#   5. cairn train on the GPU: tiny bf16 and fp32; gradient accumulation + ZeRO-1; SLTrain; GaLore;
+#   3. cuda_bench at seq 1024, bf16, 350M and 130M at micro-batch BATCH: tokens/s, MFU against the
+#      device's datasheet peak, device memory in use
+#   4. cairn train on the GPU: tiny bf16 and fp32; gradient accumulation + ZeRO-1; SLTrain; GaLore;
 #      the 350M shape at seq 1024 in bf16 (the real trainer's throughput)
-#   6. Fira's step and projection refresh, a per-op profile (last: what a cut run loses)
+#   5. compute-sanitizer: memcheck over the whole check table, racecheck and synccheck over the
+#      own kernels that share memory, each with a short time limit
+#   6. last, what a short budget skips first: 350M seq 1024 without CUDA graphs (their gain, and a
+#      fallback: CAIRN_CUDA_GRAPHS=0 turns them off for every run should they fail), at micro-batch
+#      32 (memory), seq 256 in bf16/TF32/fp32, Fira with its projection refresh, a per-op profile
 # Then ONE results table, printed and written to $OUT/results.txt (logs beside it, at most 8 files).
 # Exit status: 0 every check passed, 1 something failed, 77 no CUDA device (every section says so).
 #   run(command="bash bench/gpu_check.sh", carry=["gpu_bundle", "third_party/cudnn_frontend"], timeout_s=600)
@@ -122,39 +124,7 @@ if [ "$trainer" = 1 ] && fits 150 "cuda_ops_test"; then
   if [ "$has_gpu" = 0 ] && [ $rc = 0 ]; then row "cuda_ops_test" SKIP "no device"; else row "cuda_ops_test" "$(status_of $rc)" "$(why_of $rc)"; fi
 fi
 
-# ---- 3. compute-sanitizer ------------------------------------------------------------------------
-san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-if [ "${SANITIZE:-1}" != 0 ] && [ -n "$bin" ]; then
-  if [ "$has_gpu" = 0 ]; then
-    row "compute-sanitizer" SKIP "no device"
-  elif [ -z "$san" ]; then
-    row "compute-sanitizer" SKIP "not installed"
-  else
-    # memcheck over every check (library kernels included, so slow: what finishes within the limit
-    # counts); racecheck and synccheck over the own kernels with shared memory and barriers.
-    for spec in "memcheck::90" "racecheck:attention_fp32:40" "synccheck:attention_fp32:30" "racecheck:rmsnorm:15" \
-                "racecheck:crossentropy:15" "racecheck:embedding:15"; do
-      IFS=: read -r tool filter limit <<< "$spec"
-      name="sanitizer $tool ${filter:-(all checks)}"
-      fits "$limit" "$name" || continue
-      timeout "$limit" "$san" --tool "$tool" --error-exitcode 3 "$bin/cuda_check" $filter > "$out/san.txt" 2>&1
-      rc=$?
-      {
-        echo "== $name: exit $rc"
-        grep -E "^=========|passed|failed" "$out/san.txt" | head -40
-      } >> "$out/sanitizer.log"
-      hazards=$(grep -c -E "^========= (Invalid|Race|Barrier|Error|Uninitialized)" "$out/san.txt")
-      case $rc in
-        0) row "$name" ok "no hazards; $(grep -E 'passed' "$out/san.txt" | tail -1)" ;;
-        124) row "$name" "$( [ "$hazards" = 0 ] && echo ok || echo FAIL)" "time limit ${limit} s reached, $hazards hazards by then" ;;
-        *) row "$name" FAIL "exit $rc (3: hazards found, 1: a check failed): $hazards hazards" ;;
-      esac
-    done
-    rm -f "$out/san.txt"
-  fi
-fi
-
-# ---- 4. throughput, MFU and memory ---------------------------------------------------------------
+# ---- 3. throughput, MFU and memory ---------------------------------------------------------------
 bench() {  # bench NAME LIMIT ARGS...
   local name=$1 limit=$2
   shift 2
@@ -181,11 +151,9 @@ $(echo "$line" | sed -e 's/.*memory="//' -e 's/"$//' -e 's/^GPU [0-9]* ([^)]*): 
 }
 if [ -n "$bin" ]; then
   bench "bench seq 1024" 100 --models 350m,130m --seq 1024 --math bf16 --batch "${BATCH:-16}" --steps 8
-  bench "bench seq 1024, micro-batch 32" 60 --models 350m --seq 1024 --math bf16 --batch 32 --steps 4
-  bench "bench seq 256" 90 --models 350m --seq 256 --math bf16,tf32,fp32 --batch 32 --steps 5
 fi
 
-# ---- 5. the real trainer -------------------------------------------------------------------------
+# ---- 4. the real trainer -------------------------------------------------------------------------
 train() {  # train NAME LIMIT CONFIG ARGS...
   local name=$1 limit=$2 config=$3
   shift 3
@@ -207,8 +175,8 @@ train() {  # train NAME LIMIT CONFIG ARGS...
 }
 if [ "$trainer" = 1 ]; then
   common=(--set training.log_every=50 --set training.eval_every=100)
-  train "train tiny bf16 (200 steps)" 60 tiny.toml --set training.precision=bf16 --set training.steps=200 "${common[@]}"
-  train "train tiny fp32 (200 steps)" 60 tiny.toml --set training.precision=fp32 --set training.steps=200 "${common[@]}"
+  train "train tiny bf16 (200 steps)" 45 tiny.toml --set training.precision=bf16 --set training.steps=200 "${common[@]}"
+  train "train tiny fp32 (200 steps)" 45 tiny.toml --set training.precision=fp32 --set training.steps=200 "${common[@]}"
   train "train tiny bf16, grad_accum 4 + ZeRO-1" 50 tiny.toml --set training.precision=bf16 --set training.steps=60 \
     --set training.grad_accum=4 --set training.micro_batch=4 --set training.zero1=true "${common[@]}"
   train "train tiny SLTrain bf16" 50 tiny-sltrain.toml --set training.precision=bf16 --set training.steps=100 "${common[@]}"
@@ -221,8 +189,44 @@ elif [ -n "$bin" ]; then
   row "cairn train (trainer runs)" SKIP "no bundle: bench/gpu_bundle.sh on the CPU machine, carry gpu_bundle"
 fi
 
-# ---- 6. measurements a cut run may lose ----------------------------------------------------------
+# ---- 5. compute-sanitizer ------------------------------------------------------------------------
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ "${SANITIZE:-1}" != 0 ] && [ -n "$bin" ]; then
+  if [ "$has_gpu" = 0 ]; then
+    row "compute-sanitizer" SKIP "no device"
+  elif [ -z "$san" ]; then
+    row "compute-sanitizer" SKIP "not installed"
+  else
+    # memcheck over every check (library kernels included, so slow: what finishes within the limit
+    # counts); racecheck and synccheck over the own kernels with shared memory and barriers.
+    for spec in "memcheck::60" "racecheck:attention_fp32:30" "synccheck:attention_fp32:20" \
+                "racecheck:embedding_backward:15"; do
+      IFS=: read -r tool filter limit <<< "$spec"
+      name="sanitizer $tool ${filter:-(all checks)}"
+      fits "$limit" "$name" || continue
+      timeout "$limit" "$san" --tool "$tool" --error-exitcode 3 "$bin/cuda_check" $filter > "$out/san.txt" 2>&1
+      rc=$?
+      {
+        echo "== $name: exit $rc"
+        grep -E "^=========|passed|failed" "$out/san.txt" | head -40
+      } >> "$out/sanitizer.log"
+      hazards=$(grep -c -E "^========= (Invalid|Race|Barrier|Error|Uninitialized)" "$out/san.txt")
+      case $rc in
+        0) row "$name" ok "no hazards; $(grep -E 'passed' "$out/san.txt" | tail -1)" ;;
+        124) row "$name" "$( [ "$hazards" = 0 ] && echo ok || echo FAIL)" "time limit ${limit} s reached, $hazards hazards by then" ;;
+        *) row "$name" FAIL "exit $rc (3: hazards found, 1: a check failed): $hazards hazards" ;;
+      esac
+    done
+    rm -f "$out/san.txt"
+  fi
+fi
+
+# ---- 6. more measurements, last: what a short budget skips --------------------------------------
 if [ -n "$bin" ]; then
+  CAIRN_CUDA_GRAPHS=0 bench "bench seq 1024, no CUDA graphs" 50 --models 350m --seq 1024 --math bf16 \
+    --batch "${BATCH:-16}" --steps 8
+  bench "bench seq 1024, micro-batch 32" 60 --models 350m --seq 1024 --math bf16 --batch 32 --steps 4
+  bench "bench seq 256" 90 --models 350m --seq 256 --math bf16,tf32,fp32 --batch 32 --steps 5
   bench "bench Fira (rank 256) + refresh" 60 --models 350m --seq 1024 --math bf16 --optimizer fira --batch "${BATCH:-16}" --steps 3
   if fits 50 "per-op profile" && [ "$has_gpu" = 1 ]; then
     echo "== per-op profile: 350M bf16 seq 1024, every op timed (bench.log)" | tee -a "$out/bench.log"

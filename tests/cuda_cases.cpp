@@ -273,9 +273,6 @@ Vec attention_lse(const Vec& q, const Vec& k, int64_t B, int64_t T, int64_t NH, 
   return lse;
 }
 
-// Expectations about the CUDA backend's own behaviour (which attention path runs, its limits) apply
-// only when the backend under test is CUDA, not a stand-in (cuda_cases_selftest_test).
-bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
 
 // One attention shape against the CPU oracle: |gpu − cpu| ≤ atol_rel·max(max|cpu|, 1) + rtol·|cpu|
 // per output (the floor 1, the inputs' scale, because an output can be exactly 0 on the CPU: at
@@ -342,12 +339,6 @@ void add_attention_checks(std::vector<CudaCheck>& out) {
                    }
                    c.expect(msg.find("head size 192") != std::string::npos, "HS=192 throws Error: " + msg);
                  }});
-}
-
-Vec download(const Backend& be, const float* p, int64_t n) {
-  Vec v(static_cast<size_t>(n));
-  be.copy_to_host(v.data(), p, n * 4);
-  return v;
 }
 
 // The bf16 copy of registered parameters: a registered buffer holds a weight w [NW,K] at an

@@ -17,14 +17,6 @@ namespace {
 
 using Vec = std::vector<float>;
 
-bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
-
-Vec download(const Backend& be, const float* p, int64_t n) {
-  Vec v(static_cast<size_t>(n));
-  be.copy_to_host(v.data(), p, n * 4);
-  return v;
-}
-
 // Twelve small uploads queued behind a long GEMM, each from a host buffer overwritten as soon as the
 // call returns: more uploads than staging slots, so a slot refilled before the device read its
 // previous copy would leave a later upload's contents in an earlier buffer.
