@@ -259,8 +259,8 @@ void LlamaModel::forward(int64_t B) {
     float *g = L.gu.data(), *u = g + N * F;
     be_.rmsnorm_forward(L.ln1.data(), L.rstd1.data(), x, P + L.ln1_offset, N, C, cfg_.norm_eps);
     project({L.q, L.k, L.v}, L.qkv_offset, q, L.ln1.data(), N);
-    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_forward(k, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    // q and k are adjacent: 2B sequences of T positions, rotated in one launch.
+    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);
     be_.attention_forward(L.att.data(), L.att_saved.data(), q, k, v, B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
@@ -324,8 +324,7 @@ void LlamaModel::backward(int64_t B) {
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
     be_.attention_backward(dq, dk, dv, att_scratch_.data(), datt_.data(), q, k, v, L.att.data(), L.att_saved.data(),
                            B, T, NH, HS);
-    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_backward(dk, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);  // and dk, adjacent
     project_backward({L.q, L.k, L.v}, L.qkv_offset, dln_.data(), dq, L.ln1.data(), N);
     be_.rmsnorm_backward(dres_.data(), G + L.ln1_offset, dln_.data(), x, P + L.ln1_offset, L.rstd1.data(), N, C);
     if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
