@@ -115,7 +115,7 @@ void run(const std::string& model_name, int64_t seq_len, CudaMath math, const st
     return;
   }
   const double tok_s = double(N) / sec;
-  const double flops = training_flops_per_token(cfg) * tok_s;
+  const double flops = training_flops_per_token(cfg, device, N) * tok_s;
   const Backend::Peak peak = device.peak_flops(), bf16_peak = cuda_backend(CudaMath::bf16).peak_flops();
   const double mfu = flops / peak.flops;
   const std::string memory = device.device_summary();

@@ -13,8 +13,8 @@
 
 #include "bench/op_profile.h"
 #include "model/llama.h"
-#include "trainer/metrics.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/peak_flops.h"
 #include "trainer/trainer.h"
 #include "util/rng.h"
 
@@ -75,8 +75,9 @@ int main(int argc, char** argv) {
     if (s + 1 == warmup) profiler.reset();
   }
   const double tps = double(N * steps) / total;
-  const double flops = training_flops_per_token(cfg) * tps;
-  const double peak = measure_matmul_peak(cpu_backend());
+  const double flops = training_flops_per_token(cfg, be, N) * tps;
+  // The peak training runs report MFU against on this host (cached; measured once).
+  const double peak = resolve_peak_flops(0, cpu_backend(), int(threads)).flops;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("cairn: dim %ld layers %ld heads %ld ffn %ld vocab %ld seq %ld batch %ld threads %ld linear %s\n",

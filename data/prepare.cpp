@@ -8,9 +8,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/hf_tokenizer.h"
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -54,8 +56,9 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opts, const std:
   }
   const std::string prefix = "sentencepiece:";
   if (opts.tokenizer.rfind(prefix, 0) == 0) return load_sentencepiece(opts.tokenizer.substr(prefix.size()));
+  if (opts.tokenizer.rfind("hf:", 0) == 0) return load_hf_tokenizer(opts.tokenizer.substr(3));
   throw Error(str("unknown tokenizer '", opts.tokenizer,
-                  "': use \"byte\", \"sentencepiece\" or \"sentencepiece:<model path>\""));
+                  "': use \"byte\", \"sentencepiece\", \"sentencepiece:<model path>\" or \"hf:<tokenizer.json>\""));
 }
 
 }  // namespace
@@ -159,10 +162,7 @@ PrepareSummary prepare_dataset(const PrepareOptions& opts) {
 
   if (trained) {
     sum.model_path = opts.output + ".model";
-    std::ofstream out(sum.model_path, std::ios::binary);
-    std::string model = tok->serialized();
-    out.write(model.data(), std::streamsize(model.size()));
-    if (!out) throw Error(str("cannot write SentencePiece model '", sum.model_path, "'"));
+    write_file_atomic(sum.model_path, tok->serialized());
   }
   sum.documents = int64_t(docs.size());
   sum.train_documents = int64_t(n_train);

@@ -17,7 +17,7 @@ struct PrepareOptions {
   // files and strfile indexes "X.dat" beside a file "X" are skipped).
   std::vector<std::string> inputs;
   std::string output;                  // the .h5 dataset to write
-  std::string tokenizer = "byte";      // "byte", "sentencepiece", or "sentencepiece:<model path>"
+  std::string tokenizer = "byte";      // "byte", "sentencepiece", "sentencepiece:<model>", "hf:<tokenizer.json>"
   int vocab_size = 8000;               // for a trained SentencePiece model
   std::string sp_model_type = "bpe";   // "bpe" or "unigram"
   std::string split_on;                // separator line; empty: one document per file
@@ -30,7 +30,7 @@ struct PrepareSummary {
   int64_t files = 0, documents = 0, train_documents = 0, val_documents = 0;
   int64_t tokens = 0, train_tokens = 0, val_tokens = 0, text_bytes = 0;
   int64_t vocab_size = 0;
-  std::string tokenizer;    // "byte" or "sentencepiece"
+  std::string tokenizer;    // the tokenizer's kind(): "byte", "sentencepiece" or "hf_bpe"
   std::string model_path;   // "<output>.model" when a SentencePiece model was trained, else empty
 };
 

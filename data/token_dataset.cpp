@@ -20,12 +20,20 @@ TokenDatasetWriter::TokenDatasetWriter(std::string path, const Tokenizer& tokeni
       eos_id_(tokenizer.eos_id()),
       kind_(tokenizer.kind()),
       model_(tokenizer.serialized()) {
-  file_.emplace(H5File::create(tmp_path_));
-  // uint16 halves the file and the read bandwidth whenever every id fits.
-  if (vocab_size_ <= 65536)
-    tokens_.emplace(H5Dataset1D::create_extendable<uint16_t>(*file_, "tokens", kTokenChunk));
-  else
-    tokens_.emplace(H5Dataset1D::create_extendable<uint32_t>(*file_, "tokens", kTokenChunk));
+  try {
+    file_.emplace(H5File::create(tmp_path_));
+    // uint16 halves the file and the read bandwidth whenever every id fits.
+    if (vocab_size_ <= 65536)
+      tokens_.emplace(H5Dataset1D::create_extendable<uint16_t>(*file_, "tokens", kTokenChunk));
+    else
+      tokens_.emplace(H5Dataset1D::create_extendable<uint32_t>(*file_, "tokens", kTokenChunk));
+  } catch (const Error&) {  // no destructor runs: leave no partial file (a full disk gets its space back)
+    tokens_.reset();
+    file_.reset();
+    std::error_code ec;
+    std::filesystem::remove(tmp_path_, ec);
+    throw;
+  }
   buffer_.reserve(kFlushTokens + 1);
 }
 
@@ -122,8 +130,8 @@ TokenDataset TokenDataset::open(const std::string& path) {
   ds.eos_id_ = uint32_t(eos);
   if (ds.val_start_ < 0 || ds.val_start_ > n)
     throw bad(str("has val_start ", ds.val_start_, " outside [0, ", n, "]"));
-  if (ds.kind_ == "sentencepiece" && !f.has("tokenizer_model"))
-    throw bad("uses a SentencePiece tokenizer but has no /tokenizer_model");
+  if (ds.kind_ != "byte" && !f.has("tokenizer_model"))
+    throw bad(str("uses a ", ds.kind_, " tokenizer but has no /tokenizer_model"));
   H5Dataset1D offsets = H5Dataset1D::open(f, "doc_offsets");
   int64_t last = -1;
   if (offsets.size() > 0) offsets.read(offsets.size() - 1, 1, &last);

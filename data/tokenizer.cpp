@@ -9,6 +9,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "data/hf_tokenizer.h"
 #include "data/token_dataset.h"
 #include "util/error.h"
 
@@ -163,6 +164,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_dataset(const TokenDataset& ds) {
     tok = make_byte_tokenizer();
   } else if (ds.tokenizer_kind() == "sentencepiece") {
     tok = std::make_unique<SentencePieceTokenizer>(ds.tokenizer_model(), str("dataset '", ds.path(), "'"));
+  } else if (ds.tokenizer_kind() == kHfTokenizerKind) {
+    tok = load_hf_tokenizer_serialized(ds.tokenizer_model(), ds.eos_id(), str("of dataset '", ds.path(), "'"));
   } else {
     throw Error(str("dataset '", ds.path(), "' names unknown tokenizer '", ds.tokenizer_kind(), "'"));
   }

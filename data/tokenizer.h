@@ -1,5 +1,6 @@
-// Tokenizers: text <-> token ids. Two kinds: byte-level (ids 0..255 are bytes, 256 is EOS) and
-// SentencePiece (BPE or unigram with byte fallback, trained on the corpus or loaded from a model).
+// Tokenizers: text <-> token ids. Three kinds: byte-level (ids 0..255 are bytes, 256 is EOS),
+// SentencePiece (BPE or unigram with byte fallback, trained on the corpus or loaded from a model),
+// and Hugging Face tokenizer.json byte-level BPE (data/hf_tokenizer.h).
 // A tokenizer serializes to bytes that are stored inside the token dataset, so a dataset always
 // carries the tokenizer that made it.
 #pragma once
@@ -23,9 +24,10 @@ class Tokenizer {
   virtual std::string decode(std::span<const uint32_t> ids) const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual uint32_t eos_id() const = 0;
-  // "byte" or "sentencepiece" (the dataset's `tokenizer` attribute).
+  // "byte", "sentencepiece" or "hf_bpe" (the dataset's `tokenizer` attribute).
   virtual std::string kind() const = 0;
-  // Bytes that reconstruct this tokenizer: empty for byte, the model proto for SentencePiece.
+  // Bytes that reconstruct this tokenizer: empty for byte, the model proto for SentencePiece, the
+  // tokenizer.json for hf_bpe (whose EOS id the dataset records beside it).
   virtual std::string serialized() const = 0;
 };
 

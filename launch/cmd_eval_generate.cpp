@@ -1,6 +1,5 @@
 // `cairn eval` (loss and perplexity on token datasets, ranks sharing the windows) and
 // `cairn generate` (sampled text, streamed as it comes).
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <thread>
@@ -13,6 +12,7 @@
 #include "model/sampling.h"
 #include "trainer/checkpoint.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -66,9 +66,7 @@ int cmd_eval(int argc, char** argv) {
       }
     }
     if (comm->rank() == 0 && args.has("json")) {
-      std::ofstream out(args.get("json"));
-      out << nlohmann::ordered_json{{"weights", weights}, {"results", results}}.dump(2) << "\n";
-      if (!out) throw Error(str("cannot write '", args.get("json"), "'"));
+      write_file_atomic(args.get("json"), nlohmann::ordered_json{{"weights", weights}, {"results", results}}.dump(2) + "\n");
     }
   } catch (const std::exception& e) {
     if (comm->size() > 1) comm->abort(str("cairn eval: rank ", comm->rank(), ": error: ", e.what()));

@@ -18,7 +18,8 @@ static const CommandSpec kPrepareSpec{
     "Without --input it reads Debian's fortunes corpus (" + std::string(kDefaultCorpus) + ", split on \"%\").",
     {{"input", "PATH", "a text file or a directory of them", true},
      {"out", "FILE", "the dataset to write (.h5)"},
-     {"tokenizer", "KIND", "\"byte\" (default), \"sentencepiece\" (trained here) or \"sentencepiece:MODEL\""},
+     {"tokenizer", "KIND",
+      "\"byte\" (default), \"sentencepiece\" (trained here), \"sentencepiece:MODEL\" or \"hf:TOKENIZER.json[#eos=TOKEN]\""},
      {"vocab-size", "N", "vocabulary of a SentencePiece model trained here (--tokenizer sentencepiece; default 8000)"},
      {"split-on", "LINE", "documents are separated by lines equal to LINE (default: one per file)"},
      {"val-fraction", "F", "fraction of tokens held out for validation (default 0.05)"},
@@ -61,11 +62,11 @@ int cmd_prepare(int argc, char** argv) {
 
 static const CommandSpec kPlotSpec{
     "plot",
-    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--y KEY ...] [--log-y]",
+    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--x KEY] [--y KEY ...] [--log-y]",
     "Draws loss curves (training and validation) of one or more runs into a PNG.",
     {{"out", "FILE", "PNG to write (default: loss.png in the first run directory)"},
      {"y", "KEY", "metric to draw (default: loss and every val_loss*)", true},
-     {"x", "KEY", "x axis: step (default) or tokens"},
+     {"x", "KEY", "x axis: step (default), tokens, or total_tokens (a stage-2 run continues stage 1's curve)"},
      {"log-y", "", "logarithmic y axis"}},
     ""};
 

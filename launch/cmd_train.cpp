@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "comm/collective_error.h"
 #include "comm/communicator.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -16,19 +17,25 @@ namespace cairn {
 
 static const CommandSpec kTrainSpec{
     "train",
-    "--config FILE [--set section.key=value ...] [--resume auto|PATH]",
+    "--config FILE [--set section.key=value ...] [--resume auto|PATH] [--dry-run]",
     "Trains a LLaMA-style model on a token dataset. Under mpirun or srun every rank runs this\n"
     "command and they train one model data-parallel; only rank 0 prints and writes metrics.",
     {{"config", "FILE", "TOML run configuration (configs/ has presets)"},
      {"set", "KEY=VALUE", "override one config key, e.g. --set training.steps=200", true},
-     {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"}},
+     {"resume", "auto|PATH", "continue from the newest checkpoint (or start fresh), or from PATH"},
+     {"dry-run", "", "print the memory plan and whether it fits, then exit (0: fits, 1: would be refused); "
+                     "allocates no model and leaves the run directory alone"}},
     "SIGTERM or SIGUSR1 make every rank stop at the next step boundary, save a checkpoint and exit 0\n"
     "(under mpirun send SIGUSR1: mpirun forwards it, SIGTERM it turns into a kill). A finished run\n"
     "writes <run_dir>/COMPLETE; a stopped one does not, so a job script can requeue until it exists.\n"
     "With --resume auto, a run whose COMPLETE records training.steps exits 0 at once (nothing to do);\n"
     "given more training.steps it continues from the checkpoint of its last step.\n"
     "Without --resume, a checkpoint directory that already holds checkpoints is refused (another run's).\n"
-    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"};
+    "One run at a time per checkpoint directory: a second one fails at start (lock file LOCK in it).\n"
+    "Before allocating, each rank plans its memory (parameters, gradients, optimizer state, activations,\n"
+    "logits) and a run that does not fit the host's available memory (MemAvailable, cgroup limit) or the\n"
+    "GPU's free memory is refused, naming the largest training.micro_batch that fits.\n"
+    "CAIRN_MEMORY_LIMIT_BYTES=N replaces the measured available memory (host or GPU) with N bytes.\n"};
 
 // The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
 static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {
@@ -65,6 +72,11 @@ int cmd_train(int argc, char** argv) {
     } else if (comm->size() > 1) {
       comm->all_gather_strings(comm->host());
     }
+    if (args.has("dry-run")) {
+      const MemoryCheck check = plan_training_memory(cfg, *comm);
+      if (comm->rank() == 0) std::cout << describe_memory_check(check) << std::flush;
+      return check.refusal.empty() ? 0 : 1;
+    }
     // `--resume auto` on a finished run (a resubmitted job): nothing to do at the same
     // training.steps; with more, continue from the checkpoint of its last step.
     const bool resume_auto = args.get("resume") == "auto";
@@ -84,15 +96,24 @@ int cmd_train(int argc, char** argv) {
                       "continue from its weights with model.init_from instead, or use another output.run_dir"));
     trainer.run();
     if (trainer.stopped()) return 0;
+    const std::string dir = trainer.config().output.run_dir;
+    std::string error;
     if (comm->rank() == 0) {
-      const std::string dir = trainer.config().output.run_dir;
       std::cout << "metrics: " << dir << "/metrics.jsonl\n";
+      if (trainer.config().output.tensorboard) std::cout << "TensorBoard: tensorboard --logdir " << dir << "/tb\n";
       if (trainer.config().output.plot) {
-        plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{});
-        std::cout << "loss curves: " << dir << "/loss.png\n";
+        error = capture_error([&] { plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{}); });
+        if (error.empty()) std::cout << "loss curves: " << dir << "/loss.png\n";
       }
       std::cout << "final weights: " << dir << "/model.h5" << std::endl;
     }
+    // The run is complete either way, but a failed plot fails the command on every rank.
+    if (!error.empty()) error += str(" (the run itself is complete: draw the plot later with `cairn plot ", dir, "`)");
+    throw_if_any_failed(*comm, error);
+  } catch (const CollectiveError&) {
+    // Every rank stopped at the same point: each ends normally (MPI finalized), rank 0 says why.
+    if (comm->rank() != 0) return 1;
+    throw;
   } catch (const std::exception& e) {
     // One rank failing must end every rank, never leave the others waiting in a collective.
     if (comm->size() > 1) comm->abort(str("cairn train: rank ", comm->rank(), ": error: ", e.what()));

@@ -5,13 +5,14 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <sentencepiece_processor.h>
 
+#include "data/hf_tokenizer.h"
 #include "launch/cli.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -53,10 +54,9 @@ std::vector<ExportItem> export_items(const LlamaModel& model) {
 }
 
 void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
+  OutputFile out(path.string(), OutputFile::Mode::truncate);
+  out.write(text);
   out.close();
-  if (!out) throw Error(str("cannot write '", path.string(), "' (disk full or not writable?)"));
 }
 
 // A float config value as the double with the float's shortest decimal (1e-05, not 9.99999974e-06).
@@ -112,6 +112,31 @@ std::string generation_config_json(const ModelConfig& c, SpecialIds ids) {
   j["top_p"] = 0.95;
   j["max_length"] = c.seq_len;
   return j.dump(2) + "\n";
+}
+
+// tokenizer.json as cairn encodes with it: without the post_processor, which would add a BOS
+// (LLaMA-3's <|begin_of_text|>) that the model never saw in training; tokenizer_config.json so that
+// AutoTokenizer loads it, with split_special_tokens because cairn never reads special tokens from
+// text. Returns the README's note.
+std::string write_hf_tokenizer(const fs::path& dir, const Tokenizer& tokenizer, int64_t seq_len) {
+  ordered_json tj = ordered_json::parse(tokenizer.serialized());
+  std::string eos;
+  for (const auto& t : tj.at("added_tokens"))
+    if (t.at("id") == tokenizer.eos_id()) eos = t.at("content").get<std::string>();
+  const bool had_post_processor = !tj["post_processor"].is_null();
+  tj["post_processor"] = nullptr;
+  write_text(dir / "tokenizer.json", had_post_processor ? tj.dump() : tokenizer.serialized());
+  ordered_json t;
+  t["tokenizer_class"] = "PreTrainedTokenizerFast";
+  t["eos_token"] = eos;
+  t["model_max_length"] = seq_len;
+  t["clean_up_tokenization_spaces"] = false;
+  t["split_special_tokens"] = true;
+  write_text(dir / "tokenizer_config.json", t.dump(2) + "\n");
+  return str("the Hugging Face byte-level BPE it was prepared with (`tokenizer.json`, loaded by\n`AutoTokenizer`",
+             had_post_processor ? "; its post_processor is removed" : "",
+             "; special tokens are never read from text and no BOS or EOS is added, as in\ntraining). "
+             "Documents end with EOS `", eos, "` (id ", tokenizer.eos_id(), ").\n");
 }
 
 }  // namespace
@@ -182,6 +207,8 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
     write_text(tmp / "tokenizer_config.json", t.dump(2) + "\n");
     tokenizer_note = str("SentencePiece (`tokenizer.model`, loaded by `LlamaTokenizer`; no BOS or EOS is added,\n"
                          "as in training). Documents end with EOS (id ", tokenizer.eos_id(), ").\n");
+  } else if (tokenizer.kind() == kHfTokenizerKind) {
+    tokenizer_note = write_hf_tokenizer(tmp, tokenizer, cfg.seq_len);
   } else {
     tokenizer_note = str("cairn's byte-level tokenizer, which `transformers` does not ship, so there are no\n"
                          "tokenizer files: token ids 0..255 are the bytes of the UTF-8 text, id 256 is EOS (it ends\n"

@@ -1,7 +1,8 @@
 // Export of a trained model as a Hugging Face `transformers` LLaMA directory, loadable with
 // LlamaForCausalLM.from_pretrained and no custom code: config.json, generation_config.json,
 // model.safetensors (fp32 or bf16), the tokenizer (tokenizer.model + tokenizer_config.json for
-// SentencePiece; a README note for the byte-level tokenizer) and a README.md.
+// SentencePiece; tokenizer.json + tokenizer_config.json for a Hugging Face byte-level BPE; a
+// README note for the byte-level tokenizer) and a README.md.
 // Factored projection weights (low-rank, SLTrain) are exported as the dense W they define.
 #pragma once
 

@@ -1,7 +1,7 @@
 // `cairn plot`: metrics JSONL -> PNG line chart. Reads each run's metrics (resumes handled by
-// step), lays out axes with 1-2-5 ticks, rasterizes anti-aliased polylines and markers into an RGB
-// buffer, draws text with the embedded bitmap font, and writes the PNG with libpng's simplified
-// API.
+// step), chooses the curves, lays out axes with 1-2-5 ticks and a legend that avoids the curves,
+// rasterizes anti-aliased polylines and markers into an RGB buffer, draws text with the embedded
+// bitmap font, and writes the PNG encoded by libpng's simplified API.
 #include "launch/plot.h"
 
 #include <png.h>
@@ -16,6 +16,7 @@
 
 #include "launch/bitmap_font.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 namespace {
@@ -27,7 +28,7 @@ constexpr Rgb kBackground{255, 255, 255};
 constexpr Rgb kGridColor{228, 228, 228};
 constexpr Rgb kAxisColor{70, 70, 70};
 constexpr Rgb kTextColor{20, 20, 20};
-// Saturated colours only: the legend placement tells curves from the gray frame by saturation.
+// The first series' colours (matplotlib's, without its gray); series_color generates more.
 constexpr std::array<Rgb, 9> kPalette = {{{31, 119, 180},
                                           {255, 127, 14},
                                           {44, 160, 44},
@@ -91,11 +92,6 @@ class Canvas {
   int width() const { return w_; }
   int height() const { return h_; }
   const std::vector<std::uint8_t>& pixels() const { return px_; }
-
-  Rgb at(int x, int y) const {
-    const std::uint8_t* p = &px_[(static_cast<std::size_t>(y) * w_ + x) * 3];
-    return {p[0], p[1], p[2]};
-  }
 
   void blend(int x, int y, Rgb c, double alpha) {
     if (x < 0 || y < 0 || x >= w_ || y >= h_ || alpha <= 0) return;
@@ -168,25 +164,9 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
-struct Series {
-  std::string name;
-  bool markers = false;
-  std::vector<std::pair<double, double>> points;  // (x, y) in data units, in step order
-};
-
-// One axis: data range [lo, hi] (in log10 units for a log axis), tick positions and their labels.
-struct Axis {
-  double lo = 0, hi = 1;
-  bool log = false;
-  std::vector<double> ticks;  // in axis units (log10 for a log axis)
-  std::vector<std::string> labels;
-  double frac(double v) const { return ((log ? std::log10(v) : v) - lo) / (hi - lo); }
-  double tick_frac(std::size_t i) const { return (ticks[i] - lo) / (hi - lo); }
-};
-
-Axis linear_axis(double lo, double hi, int max_intervals) {
+PlotAxis linear_axis(double lo, double hi, int max_intervals) {
   const Ticks t = nice_ticks(lo, hi, max_intervals);
-  Axis a{t.lo, t.hi, false, t.ticks, {}};
+  PlotAxis a{t.lo, t.hi, false, t.ticks, {}};
   const double max_abs = std::max(std::abs(t.lo), std::abs(t.hi));
   for (double v : t.ticks) a.labels.push_back(format_tick(v, t.step, max_abs));
   return a;
@@ -194,9 +174,9 @@ Axis linear_axis(double lo, double hi, int max_intervals) {
 
 // Over 1.5 decades: ticks at whole decades. Less: the data range padded a little, with 1-2-5 ticks
 // in data units placed logarithmically (whole decades would leave most of the chart empty).
-Axis log_axis(double lo, double hi, int max_intervals) {
+PlotAxis log_axis(double lo, double hi, int max_intervals) {
   const double l0 = std::log10(lo), l1 = std::log10(hi);
-  Axis a;
+  PlotAxis a;
   a.log = true;
   if (l1 - l0 >= 1.5) {
     Ticks t = nice_ticks(std::floor(l0), std::ceil(l1), max_intervals);
@@ -226,8 +206,8 @@ Axis log_axis(double lo, double hi, int max_intervals) {
 // Axis whose labels, at `length_px` of screen, keep at least `min_gap_px` between tick positions
 // and `label_px(label)` room around each: tries the densest ticks first, then fewer.
 template <typename Make, typename Room>
-Axis fitted_axis(Make make, int start_intervals, double length_px, Room room) {
-  Axis a;
+PlotAxis fitted_axis(Make make, int start_intervals, double length_px, Room room) {
+  PlotAxis a;
   for (int n = std::max(start_intervals, 1); n >= 1; --n) {
     a = make(n);
     bool fits = true;
@@ -240,6 +220,8 @@ Axis fitted_axis(Make make, int start_intervals, double length_px, Room room) {
   return a;
 }
 
+// "loss" and every "val_loss*" key present, "val_loss" before the per-dataset "val_loss/<name>"
+// keys (which std::set sorts).
 std::vector<std::string> default_keys(const std::vector<MetricsRun>& runs) {
   std::set<std::string> val;
   for (const auto& run : runs)
@@ -247,67 +229,162 @@ std::vector<std::string> default_keys(const std::vector<MetricsRun>& runs) {
       for (const auto& [key, value] : row)
         if (key.rfind("val_loss", 0) == 0) val.insert(key);
   std::vector<std::string> keys{"loss"};
-  // "val_loss" before the per-dataset "val_loss/<name>" keys, which std::set already sorts.
   if (val.erase("val_loss")) keys.push_back("val_loss");
   keys.insert(keys.end(), val.begin(), val.end());
   return keys;
 }
 
-std::vector<Series> collect_series(const std::vector<MetricsRun>& runs, const PlotOptions& opt,
-                                   const std::vector<std::string>& paths) {
-  const std::vector<std::string> keys = opt.y_keys.empty() ? default_keys(runs) : opt.y_keys;
-  std::vector<Series> out;
-  for (const auto& run : runs)
-    for (const auto& key : keys) {
-      Series s;
-      s.name = runs.size() > 1 ? run.label + ": " + key : key;
-      s.markers = key.rfind("val_", 0) == 0;
-      for (const auto& [step, row] : run.by_step) {
-        const auto x = row.find(opt.x_key), y = row.find(key);
-        if (x == row.end() || y == row.end() || (opt.log_y && y->second <= 0)) continue;
-        s.points.emplace_back(x->second, y->second);
-      }
-      if (!s.points.empty()) out.push_back(std::move(s));
-    }
-  if (out.empty()) {
-    std::set<std::string> present;
-    for (const auto& run : runs)
-      for (const auto& [step, row] : run.by_step)
-        for (const auto& [key, value] : row) present.insert(key);
-    throw Error(str("nothing to plot: no line in ", join(paths, ", "), " has x key '", opt.x_key,
-                    "' together with any of [", join(keys, ", "), "]",
-                    opt.log_y ? " with a positive value" : "", "; keys present: [",
-                    join({present.begin(), present.end()}, ", "), "]"));
+std::vector<std::pair<double, double>> points_of(const MetricsRun& run, const std::string& x_key,
+                                                 const std::string& y_key, bool positive_only) {
+  std::vector<std::pair<double, double>> points;
+  for (const auto& [step, row] : run.by_step) {
+    auto x = row.find(x_key);
+    if (x == row.end() && x_key == "total_tokens") x = row.find("tokens");
+    const auto y = row.find(y_key);
+    if (x == row.end() || y == row.end() || (positive_only && y->second <= 0)) continue;
+    points.emplace_back(x->second, y->second);
   }
-  return out;
+  return points;
+}
+
+// With several validation sets the trainer writes val_loss = the first set's val_loss/<name>.
+bool duplicates_a_named_val_loss(const MetricsRun& run, const std::vector<std::pair<double, double>>& val_loss,
+                                 const std::vector<std::string>& keys, const PlotOptions& opt) {
+  for (const auto& key : keys)
+    if (key.rfind("val_loss/", 0) == 0 && points_of(run, opt.x_key, key, opt.log_y) == val_loss) return true;
+  return false;
+}
+
+// Whether the segment (x0, y0)-(x1, y1) passes within `margin` of rectangle r (Liang-Barsky
+// clipping against r grown by margin, corners squared off).
+bool segment_near_rect(double x0, double y0, double x1, double y1, const PlotRect& r, double margin) {
+  const double dx = x1 - x0, dy = y1 - y0;
+  double t0 = 0, t1 = 1;
+  const double p[4] = {-dx, dx, -dy, dy};
+  const double q[4] = {x0 - (r.x0 - margin), (r.x1 + margin) - x0, y0 - (r.y0 - margin), (r.y1 + margin) - y0};
+  for (int k = 0; k < 4; ++k) {
+    if (p[k] == 0) {
+      if (q[k] < 0) return false;  // parallel to this edge and outside it
+      continue;
+    }
+    const double t = q[k] / p[k];
+    if (p[k] < 0) t0 = std::max(t0, t);
+    else t1 = std::min(t1, t);
+    if (t0 > t1) return false;
+  }
+  return true;
+}
+
+// Stroke widths, shared by the drawing and the legend placement that must avoid what is drawn.
+double line_width(int font) { return 0.75 * font + 0.5; }
+double marker_radius(int font) { return 1.75 * font; }
+double lone_point_radius(int font) { return 1.5 * font; }
+
+bool covers_a_curve(const PlotLayout& l, const std::vector<PlotSeries>& series, const PlotRect& box) {
+  for (const auto& s : series) {
+    double reach = s.points.size() == 1 ? lone_point_radius(l.font) : line_width(l.font) / 2;
+    if (s.markers) reach = std::max(reach, marker_radius(l.font));
+    for (std::size_t k = 0; k < s.points.size(); ++k) {
+      const auto [x0, y0] = l.to_pixel(s.points[k].first, s.points[k].second);
+      const auto [x1, y1] = k + 1 < s.points.size() ? l.to_pixel(s.points[k + 1].first, s.points[k + 1].second)
+                                                    : std::pair{x0, y0};
+      if (segment_near_rect(x0, y0, x1, y1, box, reach + 1)) return true;
+    }
+  }
+  return false;
+}
+
+// CIELAB (D65) of an sRGB colour: distances there follow perceived differences.
+std::array<double, 3> lab(const Rgb& c) {
+  double lin[3];
+  for (int k = 0; k < 3; ++k) {
+    const double u = c[k] / 255.0;
+    lin[k] = u <= 0.04045 ? u / 12.92 : std::pow((u + 0.055) / 1.055, 2.4);
+  }
+  const double xyz[3] = {(0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.9505,
+                         0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2],
+                         (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.089};
+  double f[3];
+  for (int k = 0; k < 3; ++k) f[k] = xyz[k] > 0.008856 ? std::cbrt(xyz[k]) : 7.787 * xyz[k] + 16.0 / 116;
+  return {116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])};
+}
+
+double lab_distance(const std::array<double, 3>& a, const std::array<double, 3>& b) {
+  return std::hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+}
+
+// Colour i (i >= kPalette.size()) is, among a grid of hues, saturations and values, the one
+// farthest from every earlier colour and from the chart's own white, grays and text.
+Rgb generated_color(std::size_t i) {
+  static std::vector<Rgb> colors(kPalette.begin(), kPalette.end());
+  static std::vector<std::array<double, 3>> taken = [] {
+    std::vector<std::array<double, 3>> t;
+    for (const Rgb& c : {kBackground, kGridColor, kAxisColor, kTextColor}) t.push_back(lab(c));
+    for (const Rgb& c : kPalette) t.push_back(lab(c));
+    return t;
+  }();
+  static const std::vector<Rgb> candidates = [] {
+    std::vector<Rgb> out;
+    for (int h = 0; h < 36; ++h)
+      for (double sat : {0.45, 0.7, 0.95})
+        for (double val : {0.45, 0.65, 0.85}) {  // HSV to RGB
+          const double hh = h / 6.0, f = hh - std::floor(hh);
+          const double p = val * (1 - sat), q = val * (1 - sat * f), t = val * (1 - sat * (1 - f));
+          const double rgb[6][3] = {{val, t, p}, {q, val, p}, {p, val, t}, {p, q, val}, {t, p, val}, {val, p, q}};
+          const auto& v = rgb[static_cast<int>(hh) % 6];
+          out.push_back({static_cast<std::uint8_t>(std::lround(v[0] * 255)),
+                         static_cast<std::uint8_t>(std::lround(v[1] * 255)),
+                         static_cast<std::uint8_t>(std::lround(v[2] * 255))});
+        }
+    return out;
+  }();
+  while (colors.size() <= i) {
+    Rgb best{};
+    double best_distance = -1;
+    for (const Rgb& c : candidates) {
+      const auto l = lab(c);
+      double nearest = INFINITY;
+      for (const auto& t : taken) nearest = std::min(nearest, lab_distance(l, t));
+      if (nearest > best_distance) best = c, best_distance = nearest;
+    }
+    colors.push_back(best);
+    taken.push_back(lab(best));
+  }
+  return colors[i];
 }
 
 void write_png(const Canvas& canvas, const std::string& path) {
-  const std::string tmp = path + ".tmp";
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
   image.width = static_cast<png_uint_32>(canvas.width());
   image.height = static_cast<png_uint_32>(canvas.height());
   image.format = PNG_FORMAT_RGB;
-  if (!png_image_write_to_file(&image, tmp.c_str(), 0, canvas.pixels().data(), canvas.width() * 3,
-                               nullptr)) {
-    const std::string why = image.message;
-    png_image_free(&image);
-    std::remove(tmp.c_str());
-    throw Error(str("cannot write PNG ", tmp, ": ", why,
-                    "; check that its directory exists and is writable"));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(str("cannot rename ", tmp, " to ", path, ": ", ec.message()));
-  }
+  // Encoded in memory, then written with checked writes (libpng's own file output does not say why
+  // a write failed).
+  png_alloc_size_t size = 0;
+  const auto encode = [&](void* memory) {
+    if (!png_image_write_to_memory(&image, memory, &size, 0, canvas.pixels().data(), canvas.width() * 3, nullptr)) {
+      const std::string why = image.message;
+      png_image_free(&image);
+      throw Error(str("cannot encode the PNG for ", path, ": ", why));
+    }
+  };
+  encode(nullptr);  // the size
+  std::string bytes(size, '\0');
+  encode(bytes.data());
+  bytes.resize(size);
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace
 
-std::array<std::uint8_t, 3> series_color(std::size_t i) { return kPalette[i % kPalette.size()]; }
+std::array<std::uint8_t, 3> series_color(std::size_t i) { return generated_color(i); }
+
+double PlotAxis::frac(double v) const { return ((log ? std::log10(v) : v) - lo) / (hi - lo); }
+
+std::pair<double, double> PlotLayout::to_pixel(double xv, double yv) const {
+  return {plot.x0 + x.frac(xv) * (plot.x1 - plot.x0), plot.y1 - y.frac(yv) * (plot.y1 - plot.y0)};
+}
 
 Ticks nice_ticks(double lo, double hi, int max_intervals) {
   CAIRN_ASSERT(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "bad tick range ", lo, "..", hi);
@@ -364,6 +441,7 @@ MetricsRun read_metrics(const std::string& jsonl_path) {
   if (!in) throw Error(str("cannot open metrics file ", path.string(), " for reading"));
 
   MetricsRun run;
+  run.path = path.string();
   run.label = fs::absolute(path).lexically_normal().parent_path().filename().string();
   long long max_step = 0;
   std::string line;
@@ -392,6 +470,117 @@ MetricsRun read_metrics(const std::string& jsonl_path) {
   return run;
 }
 
+std::vector<PlotSeries> plot_series(std::vector<MetricsRun> runs, const PlotOptions& opt) {
+  // Runs from directories with the same name get "#2", "#3" so their legend entries differ.
+  std::vector<std::string> labels;
+  for (const auto& run : runs) labels.push_back(run.label);
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto same = std::count(labels.begin(), labels.begin() + static_cast<long>(i), labels[i]);
+    if (same > 0) runs[i].label += str("#", same + 1);
+  }
+  const std::vector<std::string> keys = opt.y_keys.empty() ? default_keys(runs) : opt.y_keys;
+  std::vector<PlotSeries> out;
+  for (const auto& run : runs)
+    for (const auto& key : keys) {
+      PlotSeries s;
+      s.name = runs.size() > 1 ? run.label + ": " + key : key;
+      s.markers = key.rfind("val_", 0) == 0;
+      s.points = points_of(run, opt.x_key, key, opt.log_y);
+      if (s.points.empty()) continue;
+      if (opt.y_keys.empty() && key == "val_loss" && duplicates_a_named_val_loss(run, s.points, keys, opt)) continue;
+      out.push_back(std::move(s));
+    }
+  if (out.empty()) {
+    std::set<std::string> present;
+    std::vector<std::string> paths;
+    for (const auto& run : runs) {
+      paths.push_back(run.path);
+      for (const auto& [step, row] : run.by_step)
+        for (const auto& [key, value] : row) present.insert(key);
+    }
+    throw Error(str("nothing to plot: no line in ", join(paths, ", "), " has x key '", opt.x_key,
+                    "' together with any of [", join(keys, ", "), "]",
+                    opt.log_y ? " with a positive value" : "", "; keys present: [",
+                    join({present.begin(), present.end()}, ", "), "]"));
+  }
+  return out;
+}
+
+PlotLayout plot_layout(const std::vector<PlotSeries>& series, const PlotOptions& opt) {
+  double x_min = INFINITY, x_max = -INFINITY, y_min = INFINITY, y_max = -INFINITY;
+  for (const auto& s : series)
+    for (const auto& [x, y] : s.points) {
+      x_min = std::min(x_min, x), x_max = std::max(x_max, x);
+      y_min = std::min(y_min, y), y_max = std::max(y_max, y);
+    }
+
+  // Fonts grow with the image area: scale 2 at the default 1000x600.
+  PlotLayout l;
+  const int W = l.width = opt.width, H = l.height = opt.height;
+  const int font = l.font = std::clamp(static_cast<int>(std::sqrt(static_cast<double>(W) * H) / 300), 1, 4);
+  const int max_ticks = 10;  // per axis; more only clutters the grid
+  const int line_h = kGlyphHeight * font, tick_len = 3 * font, pad = 4 * font;
+  const int top = pad * 2 + kGlyphHeight * (font + 1);  // the title's font is one larger
+  const int bottom = tick_len + pad + line_h + pad + line_h + pad;
+  const int right = pad * 2 + 4 * kGlyphAdvance * font;  // room for half of the last x label
+  const double plot_h = H - top - bottom;
+
+  const auto make_y = [&](int n) { return opt.log_y ? log_axis(y_min, y_max, n) : linear_axis(y_min, y_max, n); };
+  l.y = fitted_axis(make_y, std::min(max_ticks, static_cast<int>(plot_h / (2.5 * line_h))), plot_h,
+                    [&](const std::string&, const std::string&) {
+                      // Log ticks crowd towards the top: ask for more room there.
+                      return opt.log_y ? 2.0 * line_h : line_h + pad;
+                    });
+  int y_label_w = 0;
+  for (const auto& label : l.y.labels) y_label_w = std::max(y_label_w, text_width(label, font));
+  const int left = pad * 2 + line_h + pad + y_label_w + pad + tick_len;
+  const auto place_x_axis = [&](int right_margin) {
+    l.plot = {left, top, W - right_margin, H - bottom};
+    const double plot_w = l.plot.x1 - l.plot.x0;
+    l.x = fitted_axis([&](int n) { return linear_axis(x_min, x_max, n); },
+                      std::min(max_ticks, static_cast<int>(plot_w / (5.0 * kGlyphAdvance * font))), plot_w,
+                      [&](const std::string& a, const std::string& b) {
+                        return (text_width(a, font) + text_width(b, font)) / 2.0 + 2 * pad;
+                      });
+  };
+  place_x_axis(right);
+
+  // Legend entries, as many as fit the plot area's height.
+  const int row_h = line_h + pad, swatch = 8 * font;
+  const int max_rows = std::max(1, (l.plot.y1 - l.plot.y0 - 4 * pad) / row_h);
+  const auto fit_entries = [&](int max_text_w) {
+    l.legend_entries.clear();
+    for (std::size_t i = 0; i < series.size() && static_cast<int>(i) < max_rows; ++i)
+      l.legend_entries.push_back(fit_text(series[i].name, font, max_text_w));
+    if (static_cast<int>(series.size()) > max_rows)
+      l.legend_entries.back() = str("(", series.size() - max_rows + 1, " more)");
+    int text_w = 0;
+    for (const auto& e : l.legend_entries) text_w = std::max(text_w, text_width(e, font));
+    return std::pair{pad + swatch + pad + text_w + pad, pad + static_cast<int>(l.legend_entries.size()) * row_h};
+  };
+  auto [box_w, box_h] = fit_entries((l.plot.x1 - l.plot.x0) / 2);
+  const int inset = 2 * pad;
+  const PlotRect& p = l.plot;
+  const std::array<std::pair<int, int>, 4> corners = {{{p.x1 - inset - box_w, p.y0 + inset},
+                                                       {p.x0 + inset, p.y0 + inset},
+                                                       {p.x1 - inset - box_w, p.y1 - inset - box_h},
+                                                       {p.x0 + inset, p.y1 - inset - box_h}}};
+  for (const auto& [bx, by] : corners) {
+    const PlotRect box{bx, by, bx + box_w, by + box_h};
+    if (!covers_a_curve(l, series, box)) {
+      l.legend = box;
+      return l;
+    }
+  }
+  // No free corner: beside the plot area, which gives up the room (at most a third of the width).
+  std::tie(box_w, box_h) = fit_entries(W / 3 - swatch - 3 * pad);
+  place_x_axis(box_w + pad + right);
+  const int bx = W - pad - box_w;
+  l.legend = {bx, l.plot.y0, bx + box_w, l.plot.y0 + box_h};
+  l.legend_outside = true;
+  return l;
+}
+
 void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& png_path,
                   const PlotOptions& opt) {
   if (jsonl_paths.empty()) throw Error("cairn plot: give at least one metrics.jsonl file");
@@ -400,86 +589,38 @@ void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string
                     " is out of range; use 320x200 to 20000x20000"));
   std::vector<MetricsRun> runs;
   for (const auto& p : jsonl_paths) runs.push_back(read_metrics(p));
-  // Runs from directories with the same name get "#2", "#3" so their legend entries differ.
-  std::vector<std::string> names;
-  for (const auto& run : runs) names.push_back(run.label);
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const auto same = std::count(names.begin(), names.begin() + static_cast<long>(i), names[i]);
-    if (same > 0) runs[i].label += "#" + std::to_string(same + 1);
-  }
-  const std::vector<Series> series = collect_series(runs, opt, jsonl_paths);
-
-  double x_min = INFINITY, x_max = -INFINITY, y_min = INFINITY, y_max = -INFINITY;
-  for (const auto& s : series)
-    for (const auto& [x, y] : s.points) {
-      x_min = std::min(x_min, x), x_max = std::max(x_max, x);
-      y_min = std::min(y_min, y), y_max = std::max(y_max, y);
-    }
-
-  // Layout, in pixels. Fonts grow with the image area: scale 2 at the default 1000x600.
-  const int W = opt.width, H = opt.height;
-  const int font = std::clamp(static_cast<int>(std::sqrt(static_cast<double>(W) * H) / 300), 1, 4),
-            title_font = font + 1;
-  const int max_ticks = 10;  // per axis; more only clutters the grid
+  const std::vector<PlotSeries> series = plot_series(runs, opt);
+  const PlotLayout l = plot_layout(series, opt);
+  const int W = l.width, H = l.height, font = l.font, title_font = font + 1;
   const int line_h = kGlyphHeight * font, tick_len = 3 * font, pad = 4 * font;
-  const int top = pad * 2 + kGlyphHeight * title_font;
-  const int bottom = tick_len + pad + line_h + pad + line_h + pad;
-  const int right = pad * 2 + 4 * kGlyphAdvance * font;  // room for half of the last x label
-  const double plot_h = H - top - bottom;
-
-  const auto make_y = [&](int n) {
-    return opt.log_y ? log_axis(y_min, y_max, n) : linear_axis(y_min, y_max, n);
-  };
-  const Axis ya =
-      fitted_axis(make_y, std::min(max_ticks, static_cast<int>(plot_h / (2.5 * line_h))), plot_h,
-                  [&](const std::string&, const std::string&) {
-                    // Log ticks crowd towards the top: ask for more room there.
-                    return opt.log_y ? 2.0 * line_h : line_h + pad;
-                  });
-  int y_label_w = 0;
-  for (const auto& l : ya.labels) y_label_w = std::max(y_label_w, text_width(l, font));
-  const int left = pad * 2 + line_h + pad + y_label_w + pad + tick_len;
-  const double plot_w = W - left - right;
-  const Axis xa = fitted_axis(
-      [&](int n) { return linear_axis(x_min, x_max, n); },
-      std::min(max_ticks, static_cast<int>(plot_w / (5.0 * kGlyphAdvance * font))), plot_w,
-      [&](const std::string& a, const std::string& b) {
-        return (text_width(a, font) + text_width(b, font)) / 2.0 + 2 * pad;
-      });
-  const int px0 = left, px1 = W - right, py0 = top, py1 = H - bottom;
-  const auto to_px = [&](double x, double y) {
-    return std::pair{px0 + xa.frac(x) * (px1 - px0), py1 - ya.frac(y) * (py1 - py0)};
-  };
+  const int px0 = l.plot.x0, px1 = l.plot.x1, py0 = l.plot.y0, py1 = l.plot.y1;
 
   Canvas canvas(W, H);
-  for (std::size_t i = 0; i < xa.ticks.size(); ++i) {
-    const int x = static_cast<int>(std::lround(px0 + xa.tick_frac(i) * (px1 - px0)));
+  for (std::size_t i = 0; i < l.x.ticks.size(); ++i) {
+    const int x = static_cast<int>(std::lround(px0 + l.x.tick_frac(i) * (px1 - px0)));
     canvas.fill_rect(x, py0, x + 1, py1, kGridColor);
     canvas.fill_rect(x, py1, x + 1, py1 + tick_len, kAxisColor);
-    canvas.text(x - text_width(xa.labels[i], font) / 2, py1 + tick_len + pad, xa.labels[i], font,
-                kTextColor);
+    canvas.text(x - text_width(l.x.labels[i], font) / 2, py1 + tick_len + pad, l.x.labels[i], font, kTextColor);
   }
-  for (std::size_t i = 0; i < ya.ticks.size(); ++i) {
-    const int y = static_cast<int>(std::lround(py1 - ya.tick_frac(i) * (py1 - py0)));
+  for (std::size_t i = 0; i < l.y.ticks.size(); ++i) {
+    const int y = static_cast<int>(std::lround(py1 - l.y.tick_frac(i) * (py1 - py0)));
     canvas.fill_rect(px0, y, px1, y + 1, kGridColor);
     canvas.fill_rect(px0 - tick_len, y, px0, y + 1, kAxisColor);
-    canvas.text(px0 - tick_len - pad - text_width(ya.labels[i], font), y - kGlyphAscent * font / 2,
-                ya.labels[i], font, kTextColor);
+    canvas.text(px0 - tick_len - pad - text_width(l.y.labels[i], font), y - kGlyphAscent * font / 2, l.y.labels[i],
+                font, kTextColor);
   }
   canvas.stroke_rect(px0, py0, px1 + 1, py1 + 1, kAxisColor);
 
   // Axis labels and title.
   const std::string x_label = fit_text(opt.x_key, font, px1 - px0);
-  canvas.text((px0 + px1 - text_width(x_label, font)) / 2, H - pad - line_h, x_label, font,
-              kTextColor);
+  canvas.text((px0 + px1 - text_width(x_label, font)) / 2, H - pad - line_h, x_label, font, kTextColor);
   bool all_loss = true;
   for (const auto& s : series) all_loss = all_loss && s.name.find("loss") != std::string::npos;
   std::string y_label = all_loss ? "loss" : (opt.y_keys.size() == 1 ? opt.y_keys[0] : "value");
   y_label = fit_text(y_label + (opt.log_y ? " (log scale)" : ""), font, py1 - py0);
   canvas.text_up(pad * 2, (py0 + py1 + text_width(y_label, font)) / 2, y_label, font, kTextColor);
   std::string title = opt.title;
-  if (title.empty())
-    title = runs.size() == 1 ? runs[0].label : std::to_string(runs.size()) + " runs";
+  if (title.empty()) title = runs.size() == 1 ? runs[0].label : std::to_string(runs.size()) + " runs";
   title = fit_text(title, title_font, W - 2 * pad);
   canvas.text((W - text_width(title, title_font)) / 2, pad, title, title_font, kTextColor);
 
@@ -488,60 +629,33 @@ void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string
     Coverage mask(W, H);
     const auto& pts = series[i].points;
     for (std::size_t k = 0; k < pts.size(); ++k) {
-      const auto [x, y] = to_px(pts[k].first, pts[k].second);
+      const auto [x, y] = l.to_pixel(pts[k].first, pts[k].second);
       if (k + 1 < pts.size()) {
-        const auto [x1, y1] = to_px(pts[k + 1].first, pts[k + 1].second);
-        mask.segment(x, y, x1, y1, 0.75 * font + 0.5);
+        const auto [x1, y1] = l.to_pixel(pts[k + 1].first, pts[k + 1].second);
+        mask.segment(x, y, x1, y1, line_width(font));
       } else if (pts.size() == 1) {
-        mask.disc(x, y, 1.5 * font);
+        mask.disc(x, y, lone_point_radius(font));
       }
-      if (series[i].markers) mask.disc(x, y, 1.75 * font);
+      if (series[i].markers) mask.disc(x, y, marker_radius(font));
     }
     canvas.paint(mask, series_color(i));
   }
 
-  // Legend: in the inside corner that covers the fewest curve pixels (saturated = curve).
+  const PlotRect& b = l.legend;
   const int row_h = line_h + pad, swatch = 8 * font;
-  const int max_rows = std::max(1, (py1 - py0 - 4 * pad) / row_h);
-  std::vector<std::string> entries;
-  for (std::size_t i = 0; i < series.size() && static_cast<int>(i) < max_rows; ++i)
-    entries.push_back(fit_text(series[i].name, font, (px1 - px0) / 2));
-  if (static_cast<int>(series.size()) > max_rows)
-    entries.back() = str("(", series.size() - max_rows + 1, " more)");
-  int text_w = 0;
-  for (const auto& e : entries) text_w = std::max(text_w, text_width(e, font));
-  const int box_w = pad + swatch + pad + text_w + pad,
-            box_h = pad + static_cast<int>(entries.size()) * row_h;
-  const int inset = 2 * pad;
-  const std::array<std::pair<int, int>, 4> corners = {{{px1 - inset - box_w, py0 + inset},
-                                                       {px0 + inset, py0 + inset},
-                                                       {px1 - inset - box_w, py1 - inset - box_h},
-                                                       {px0 + inset, py1 - inset - box_h}}};
-  std::pair<int, int> best = corners[0];
-  long best_count = -1;
-  for (const auto& [bx, by] : corners) {
-    long count = 0;
-    for (int y = std::max(0, by); y < std::min(H, by + box_h); ++y)
-      for (int x = std::max(0, bx); x < std::min(W, bx + box_w); ++x) {
-        const Rgb c = canvas.at(x, y);
-        count += std::max({c[0], c[1], c[2]}) - std::min({c[0], c[1], c[2]}) > 40;
-      }
-    if (best_count < 0 || count < best_count) best = {bx, by}, best_count = count;
-  }
-  const auto [bx, by] = best;
-  canvas.fill_rect(bx, by, bx + box_w, by + box_h, kBackground);
-  canvas.stroke_rect(bx, by, bx + box_w, by + box_h, kAxisColor);
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    const int ty = by + pad + static_cast<int>(i) * row_h;
-    const bool is_series = i + 1 < entries.size() || static_cast<int>(series.size()) <= max_rows;
+  canvas.fill_rect(b.x0, b.y0, b.x1, b.y1, kBackground);
+  canvas.stroke_rect(b.x0, b.y0, b.x1, b.y1, kAxisColor);
+  for (std::size_t i = 0; i < l.legend_entries.size(); ++i) {
+    const int ty = b.y0 + pad + static_cast<int>(i) * row_h;
+    const bool is_series = i + 1 < l.legend_entries.size() || l.legend_entries.size() == series.size();
     if (is_series) {
       Coverage mask(W, H);
       const double cy = ty + kGlyphAscent * font / 2.0;
-      mask.segment(bx + pad, cy, bx + pad + swatch, cy, 0.75 * font + 0.5);
-      if (series[i].markers) mask.disc(bx + pad + swatch / 2.0, cy, 1.75 * font);
+      mask.segment(b.x0 + pad, cy, b.x0 + pad + swatch, cy, line_width(font));
+      if (series[i].markers) mask.disc(b.x0 + pad + swatch / 2.0, cy, marker_radius(font));
       canvas.paint(mask, series_color(i));
     }
-    canvas.text(bx + pad + swatch + pad, ty, entries[i], font, kTextColor);
+    canvas.text(b.x0 + pad + swatch + pad, ty, l.legend_entries[i], font, kTextColor);
   }
 
   write_png(canvas, png_path);

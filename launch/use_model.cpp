@@ -10,6 +10,7 @@
 #include "model/weights_io.h"
 #include "trainer/config.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace cairn {
 
@@ -58,26 +59,6 @@ bool check_dataset_tokenizer(const TrainConfig& config, const TokenDataset& ds) 
                     ") than the model's training data '", train, "' (", reference.tokenizer_kind(),
                     "): prepare it with --tokenizer sentencepiece:MODEL or the same tokenizer kind"));
   return true;
-}
-
-// Index of the first byte that does not continue a well-formed UTF-8 sequence, or npos.
-static size_t invalid_utf8_at(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = uint8_t(s[i]);
-    const int n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || i + size_t(n) > s.size()) return i;
-    uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
-    for (int k = 1; k < n; ++k) {
-      const auto d = uint8_t(s[i + size_t(k)]);
-      if ((d >> 6) != 0x2) return i;
-      cp = (cp << 6) | (d & 0x3f);
-    }
-    const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;  // overlong, surrogate
-    i += size_t(n);
-  }
-  return std::string::npos;
 }
 
 std::vector<uint32_t> encode_prompt(const Tokenizer& tok, const std::string& prompt) {

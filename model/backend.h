@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace cairn {
@@ -157,6 +158,15 @@ class Backend {
   // One line on the device and its memory for the start-up report; "" when there is nothing to
   // add (CPU). CUDA: the GPU, the bytes this backend's alloc holds, and the device's use and size.
   virtual std::string device_summary() const { return {}; }
+  // Free and total bytes of the device memory alloc takes from, for the memory plan (trainer/
+  // memory_plan.h); nullopt for a backend whose alloc takes host memory (CPU). CUDA: cudaMemGetInfo.
+  struct DeviceMemory {
+    int64_t free_bytes = 0, total_bytes = 0;
+  };
+  virtual std::optional<DeviceMemory> device_memory() const { return std::nullopt; }
+  // Bytes this backend allocates itself when a buffer of n floats is registered with
+  // register_parameters (below): the CUDA backend's bf16 copy in CudaMath::bf16 (2·n), else 0.
+  virtual int64_t parameter_copy_bytes(int64_t /*n*/) const { return 0; }
 
   // The peak dense GEMM rate of this backend's matmul (FLOP/s) for MFU, and where the number comes
   // from (a datasheet entry for the device and math mode, or a measurement on the device); flops 0

@@ -29,6 +29,8 @@ class ForwardingBackend : public Backend {
   Peak peak_flops() const override { return inner_.peak_flops(); }
   void* compute_stream() const override { return inner_.compute_stream(); }
   std::string device_summary() const override { return inner_.device_summary(); }
+  std::optional<DeviceMemory> device_memory() const override { return inner_.device_memory(); }
+  int64_t parameter_copy_bytes(int64_t n) const override { return inner_.parameter_copy_bytes(n); }
   void register_parameters(const float* base, int64_t n) const override { inner_.register_parameters(base, n); }
   void parameters_changed(const float* p, int64_t n) const override { inner_.parameters_changed(p, n); }
   void* alloc(int64_t bytes) const override { return inner_.alloc(bytes); }

@@ -28,6 +28,12 @@ struct LinearConfig {
   std::string sltrain_path = "auto";
 };
 
+// Floating-point operations of one forward and one backward call of a linear weight on N rows, as
+// its kind computes them: a multiply-add counts 2, an add of SLTrain's scatter or gather 1.
+struct LinearFlops {
+  double forward = 0, backward = 0;
+};
+
 class Linear {
  public:
   // name is the module prefix, e.g. "model.layers.0.self_attn.q_proj"; W is [out, in].
@@ -48,6 +54,8 @@ class Linear {
                         const float* dy, const float* x, int64_t N, const float* params,
                         const BufferTable& buffers, float* workspace) const = 0;
   virtual int64_t workspace_floats(int64_t N) const = 0;
+  // The work forward and backward do on `be` for N rows (the path SLTrain takes there).
+  virtual LinearFlops flops(const Backend& be, int64_t N) const = 0;
   // W [out, in] as a dense row-major matrix, on the host.
   virtual void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const = 0;
 

@@ -29,6 +29,11 @@ void DenseLinear::backward(const Backend& be, float* dx, bool accumulate_dx, flo
   be.linear_backward(grads + offset_, dx, dy, x, params + offset_, N, out_, in_, 1, accumulate_dx);
 }
 
+LinearFlops DenseLinear::flops(const Backend&, int64_t N) const {
+  const double y = 2.0 * double(N) * double(out_) * double(in_);
+  return {y, 2.0 * y};
+}
+
 void DenseLinear::dense_weight(float* W, std::span<const float> params, const BufferTable&) const {
   std::copy_n(params.data() + offset_, out_ * in_, W);
 }

@@ -19,11 +19,22 @@ void LowRankLinear::declare(ParamTable& params, BufferTable&) {
   offset_A_ = params.row(params.add(name_ + ".lora_A", {rank_, in_}, ParamRole::lowrank_factor, layer_)).offset;
 }
 
-void LowRankLinear::init(std::span<float> params, BufferTable&, Rng& rng) const {
-  std::fill_n(params.data() + offset_B_, out_ * rank_, 0.0f);
+void LowRankLinear::init_factors(std::span<float> params, Rng& rng, bool zero_B) const {
+  // Kaiming-uniform with a = sqrt 5 bounds a [rows, fan_in] weight by 1/sqrt(fan_in).
   const float a = 1.0f / std::sqrt(float(in_));
   float* A = params.data() + offset_A_;
   for (int64_t i = 0; i < rank_ * in_; ++i) A[i] = rng.uniform(-a, a);
+  float* B = params.data() + offset_B_;
+  if (zero_B) {
+    std::fill_n(B, out_ * rank_, 0.0f);
+    return;
+  }
+  const float b = 1.0f / std::sqrt(float(rank_));
+  for (int64_t i = 0; i < out_ * rank_; ++i) B[i] = rng.uniform(-b, b);
+}
+
+void LowRankLinear::init(std::span<float> params, BufferTable&, Rng& rng) const {
+  init_factors(params, rng, /*zero_B=*/false);
 }
 
 void LowRankLinear::lowrank_forward(const Backend& be, float* y, const float* x, int64_t N,
@@ -45,6 +56,13 @@ void LowRankLinear::lowrank_backward(const Backend& be, float* dx, bool accumula
   be.matmul(grads + offset_A_, ws, x, rank_, in_, N, true, false, scale_, 1.0f);    // dA += s·uᵀ·x
   be.matmul(dx, ws, A, N, in_, rank_, false, false, scale_, accumulate_dx ? 1.0f : 0.0f);  // dx = s·u·A
 }
+
+LinearFlops LowRankLinear::lowrank_flops(int64_t N) const {
+  const double nr = 2.0 * double(N) * double(rank_), i = double(in_), o = double(out_);
+  return {nr * (i + o), nr * (3.0 * i + 2.0 * o)};
+}
+
+LinearFlops LowRankLinear::flops(const Backend&, int64_t N) const { return lowrank_flops(N); }
 
 void LowRankLinear::forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                             const BufferTable&, float* workspace) const {

@@ -170,7 +170,7 @@ void SLTrainLinear::declare(ParamTable& params, BufferTable& buffers) {
 }
 
 void SLTrainLinear::init(std::span<float> params, BufferTable& buffers, Rng& rng) const {
-  LowRankLinear::init(params, buffers, rng);
+  init_factors(params, rng, /*zero_B=*/true);  // the paper's init: S alone carries W at step 0
   Rng support_rng(rng.next_u64(), /*stream=*/0x5117a1);
   buffers.rows()[size_t(index_row_)].data = sltrain_support(out_, in_, nnz_, support_rng);
   const float a = 1.0f / std::sqrt(float(in_));
@@ -197,10 +197,10 @@ int64_t SLTrainLinear::workspace_floats(int64_t N) const {
   return std::max(out_ * in_, N * rank_);
 }
 
-static bool on_host(const Backend& be) { return &be == &cpu_backend(); }
+bool sltrain_host_backend(const Backend& be) { return &be == &cpu_backend(); }
 
 SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
-  if (on_host(be)) return path_for(N);
+  if (sltrain_host_backend(be)) return path_for(N);
   // The factored path's sparse kernels are host code; elsewhere W is formed and GEMMs do the rest.
   if (path_ == "factored")
     throw Error(str("model.sltrain_path = \"factored\" runs its sparse kernels on the host; the ", be.name(),
@@ -210,13 +210,25 @@ SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
 
 const int32_t* SLTrainLinear::support_on(const Backend& be, const BufferTable& buffers) const {
   const int32_t* host = support(buffers);
-  if (on_host(be)) return host;
+  if (sltrain_host_backend(be)) return host;
   if (device_support_.size() != nnz_ || device_support_version_ != buffers.version()) {
     if (device_support_.size() != nnz_) device_support_ = DeviceArray<int32_t>(be, nnz_);
     be.copy_to_device(device_support_.data(), host, nnz_ * int64_t(sizeof(int32_t)));
     device_support_version_ = buffers.version();
   }
   return device_support_.data();
+}
+
+LinearFlops SLTrainLinear::flops(const Backend& be, int64_t N) const {
+  const double n = double(N), o = double(out_), i = double(in_), r = double(rank_), z = double(nnz_);
+  if (path_on(be, N) == SLTrainPath::factored) {
+    LinearFlops f = lowrank_flops(N);
+    f.forward += 2.0 * n * z;
+    f.backward += 4.0 * n * z;
+    return f;
+  }
+  const double form = 2.0 * o * i * r + z;
+  return {form + 2.0 * n * o * i, form + 4.0 * n * o * i + 4.0 * o * i * r + z};
 }
 
 // W = s·B·A + S in the workspace.

@@ -40,6 +40,10 @@ std::vector<int32_t> sltrain_support(int64_t out, int64_t in, int64_t nnz, Rng& 
 // materialized one (GEMM FLOPs of each, sparse work weighted by a measured cost per nonzero).
 SLTrainPath sltrain_auto_path(int64_t out, int64_t in, int64_t rank, int64_t nnz, int64_t N);
 
+// Whether `be` runs the sparse kernels on the host (the CPU backend itself): then the support is
+// used where it lies; any other backend gets a copy of it in its own memory.
+bool sltrain_host_backend(const Backend& be);
+
 class SLTrainLinear final : public LowRankLinear {
  public:
   // path: "auto" | "materialized" | "factored" (Error otherwise).
@@ -47,8 +51,8 @@ class SLTrainLinear final : public LowRankLinear {
                 float density, const std::string& path);
 
   void declare(ParamTable& params, BufferTable& buffers) override;
-  // LowRankLinear's init; then the support from a stream seeded by one draw of rng, and values
-  // uniform in ±1/sqrt(in). So W = S at start.
+  // As the official code: A as LowRankLinear's, B = 0; then the support from a stream seeded by
+  // one draw of rng, and values uniform in ±1/sqrt(in). So W = S at start.
   void init(std::span<float> params, BufferTable& buffers, Rng& rng) const override;
   void forward(const Backend& be, float* y, const float* x, int64_t N, const float* params,
                const BufferTable& buffers, float* workspace) const override;
@@ -56,6 +60,11 @@ class SLTrainLinear final : public LowRankLinear {
                 const float* x, int64_t N, const float* params, const BufferTable& buffers,
                 float* workspace) const override;
   int64_t workspace_floats(int64_t N) const override;
+  // On the path taken on `be` for N rows. materialized: forward forms W (2·out·in·r + nnz) and
+  // multiplies (2·N·out·in); backward forms W again, dx and dW (4·N·out·in), dB and dA from dW
+  // (4·out·in·r), the gather (nnz). factored: the low-rank part's work plus 2·N·nnz for each of
+  // x·Sᵀ, dy·S and the sampled value gradient.
+  LinearFlops flops(const Backend& be, int64_t N) const override;
   void dense_weight(float* W, std::span<const float> params, const BufferTable& buffers) const override;
 
   // The path "auto" (or the configured one) takes on the CPU backend for N rows.

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <map>
 
 #include "model/linear_dense.h"
 
@@ -60,11 +61,158 @@ int64_t logit_chunk_rows(const ModelConfig& c, int64_t max_batch) {
   return std::clamp<int64_t>(budget / c.vocab_size, 1, rows);
 }
 
-double training_flops_per_token(const ModelConfig& c) {
-  const double C = double(c.dim), F = double(c.ffn_dim), L = double(c.n_layers);
-  const double matrix_params = L * (4 * C * C + 3 * C * F) + double(c.vocab_size) * C;
-  return 6.0 * matrix_params + 12.0 * L * C * double(c.seq_len);
+double training_flops_per_token(const ModelConfig& c, const Backend& be, int64_t rows) {
+  CAIRN_ASSERT(rows > 0);
+  auto per_token = [&](int64_t out, int64_t in) {
+    const LinearFlops f = make_linear(c.linear, "flops", out, in, 0)->flops(be, rows);
+    return (f.forward + f.backward) / double(rows);
+  };
+  const double C = double(c.dim), L = double(c.n_layers);
+  const double blocks = L * (4 * per_token(c.dim, c.dim) + 2 * per_token(c.ffn_dim, c.dim) + per_token(c.dim, c.ffn_dim));
+  return blocks + 6.0 * double(c.vocab_size) * C + 12.0 * L * C * double(c.seq_len);
 }
+
+const char* activation_role_name(ActivationRole role) {
+  switch (role) {
+    case ActivationRole::tokens: return "tokens";
+    case ActivationRole::constant: return "constant";
+    case ActivationRole::saved: return "saved for backward";
+    case ActivationRole::logits: return "logits";
+    case ActivationRole::scratch: return "backward scratch";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr size_t kLinearsPerLayer = 7;  // q, k, v, o, gate, up, down
+
+// Declares every parameter row of cfg in flat-buffer order (embedding, blocks, final norm, head)
+// and returns the projections, kLinearsPerLayer per layer in the order above.
+std::vector<std::unique_ptr<Linear>> declare_parameters(const ModelConfig& cfg, ParamTable& table,
+                                                        BufferTable& buffers) {
+  const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size;
+  std::vector<std::unique_ptr<Linear>> linears;
+  auto linear = [&](const std::string& name, int64_t out, int64_t in, int l) {
+    linears.push_back(make_linear(cfg.linear, name, out, in, l));
+    linears.back()->declare(table, buffers);
+  };
+  table.add("model.embed_tokens.weight", {V, C}, ParamRole::embedding, -1);
+  for (int l = 0; l < int(cfg.n_layers); ++l) {
+    const std::string p = str("model.layers.", l, ".");
+    table.add(p + "input_layernorm.weight", {C}, ParamRole::norm, l);
+    linear(p + "self_attn.q_proj", C, C, l);
+    linear(p + "self_attn.k_proj", C, C, l);
+    linear(p + "self_attn.v_proj", C, C, l);
+    linear(p + "self_attn.o_proj", C, C, l);
+    table.add(p + "post_attention_layernorm.weight", {C}, ParamRole::norm, l);
+    linear(p + "mlp.gate_proj", F, C, l);
+    linear(p + "mlp.up_proj", F, C, l);
+    linear(p + "mlp.down_proj", C, F, l);
+  }
+  table.add("model.norm.weight", {C}, ParamRole::norm, -1);
+  if (!cfg.tie_embeddings) table.add("lm_head.weight", {V, C}, ParamRole::lm_head, -1);
+  return linears;
+}
+
+int64_t align_up(int64_t bytes, int64_t align) { return (bytes + align - 1) / align * align; }
+
+}  // namespace
+
+ParamTable LlamaModel::parameter_table(const ModelConfig& cfg) {
+  cfg.validate();
+  ParamTable table;
+  BufferTable buffers;
+  declare_parameters(cfg, table, buffers);
+  return table;
+}
+
+// logit_rows, resolved: the rows of one logits chunk.
+static int64_t logit_rows_of(const ModelConfig& cfg, int64_t max_batch, int64_t logit_rows) {
+  CAIRN_ASSERT(max_batch > 0 && logit_rows >= 0);
+  return std::min(logit_rows > 0 ? logit_rows : logit_chunk_rows(cfg, max_batch), max_batch * cfg.seq_len);
+}
+
+std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cfg, const Backend& be,
+                                                           int64_t max_batch, int64_t logit_rows) {
+  const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size, T = cfg.seq_len, L = cfg.n_layers;
+  const int64_t NH = cfg.n_heads, HS = cfg.head_size(), N = max_batch * T;
+  std::vector<ActivationBuffer> b;
+  auto add = [&](std::string name, ActivationRole role, int64_t count) { b.push_back({std::move(name), role, count}); };
+  using R = ActivationRole;
+  add("inputs", R::tokens, N);
+  add("targets", R::tokens, N);
+  add("rope_cos", R::constant, T * HS / 2);  // [T, HS/2]
+  add("rope_sin", R::constant, T * HS / 2);
+  add("residual", R::saved, (L + 1) * N * C);  // x[0..L]
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = str("layers.", l, ".");
+    for (const char* name : {"ln1", "att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
+    add(p + "qkv", R::saved, 3 * N * C);  // q, k, v adjacent: one batched GEMM's outputs
+    add(p + "rstd1", R::saved, N);
+    add(p + "rstd2", R::saved, N);
+    add(p + "attention_saved", R::saved, be.attention_saved_floats(max_batch, T, NH, HS));
+    add(p + "gate_up", R::saved, 2 * N * F);  // gate, up adjacent
+    add(p + "h", R::saved, N * F);
+  }
+  add("final_norm", R::saved, N * C);
+  add("final_rstd", R::saved, N);
+  add("logits", R::logits, logit_rows_of(cfg, max_batch, logit_rows) * V);  // one chunk of rows
+  add("losses", R::logits, N);
+  for (const char* name : {"dres", "dln", "datt"}) add(name, R::scratch, N * C);
+  add("dqkv", R::scratch, 3 * N * C);
+  add("dgate_up", R::scratch, 2 * N * F);
+  add("dh", R::scratch, N * F);
+  add("attention_scratch", R::scratch, be.attention_scratch_floats(max_batch, T, NH, HS));
+  // One workspace serves every projection (they run one at a time): the largest shape's.
+  int64_t ws = 1;
+  for (const auto& [out, in] : {std::pair{C, C}, std::pair{F, C}, std::pair{C, F}})
+    ws = std::max(ws, make_linear(cfg.linear, "workspace", out, in, 0)->workspace_floats(N));
+  add("linear_workspace", R::scratch, ws);
+  return b;
+}
+
+int64_t LlamaModel::activation_arena_bytes(const std::vector<ActivationBuffer>& buffers) {
+  int64_t bytes = 0;
+  for (const auto& b : buffers) bytes += align_up(b.count * b.elem_bytes, kActivationAlign);
+  return bytes;
+}
+
+// Hands out the arena's buffers by name, each once, and checks at the end that every buffer of
+// the size table was taken: the table and the model's members cannot drift apart.
+class LlamaModel::ArenaBinder {
+ public:
+  ArenaBinder(const std::vector<ActivationBuffer>& buffers, std::byte* base) : base_(base) {
+    int64_t offset = 0;
+    for (const auto& b : buffers) {
+      CAIRN_ASSERT(entries_.emplace(b.name, Entry{offset, b.count, b.elem_bytes}).second,
+                   "activation buffer '", b.name, "' listed twice");
+      offset += align_up(b.count * b.elem_bytes, kActivationAlign);
+    }
+  }
+  template <typename T>
+  Slice<T> take(const std::string& name) {
+    const auto it = entries_.find(name);
+    CAIRN_ASSERT(it != entries_.end(), "activation buffer '", name, "' is not in LlamaModel::activation_sizes");
+    Entry& e = it->second;
+    CAIRN_ASSERT(!e.taken && e.elem_bytes == int64_t(sizeof(T)), "activation buffer '", name,
+                 "' taken twice or with another element size");
+    e.taken = true;
+    return {reinterpret_cast<T*>(base_ + e.offset), e.count};
+  }
+  void check_all_taken() const {
+    for (const auto& [name, e] : entries_)
+      CAIRN_ASSERT(e.taken, "activation buffer '", name, "' of LlamaModel::activation_sizes is never used");
+  }
+
+ private:
+  struct Entry {
+    int64_t offset, count, elem_bytes;
+    bool taken = false;
+  };
+  std::byte* base_;
+  std::map<std::string, Entry> entries_;
+};
 
 // qkv holds q, k, v [N, C] each and gu gate, up [N, F] each, adjacent: the layout of a batched GEMM's
 // outputs. qkv_offset / gate_up_offset: where the dense q, k, v (gate, up) weights start when they
@@ -72,7 +220,7 @@ double training_flops_per_token(const ModelConfig& c) {
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
   int64_t ln1_offset, ln2_offset, qkv_offset = -1, gate_up_offset = -1;
-  DeviceArray<float> ln1, rstd1, qkv, att_saved, att, xmid, ln2, rstd2, gu, h;
+  Slice<float> ln1, rstd1, qkv, att_saved, att, xmid, ln2, rstd2, gu, h;
 };
 
 // The flat-buffer offset of the first weight when every one is dense and each starts where the
@@ -91,39 +239,26 @@ static int64_t adjacent_dense_offset(const std::vector<Linear*>& ws) {
 LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows)
     : cfg_(cfg), be_(be), max_batch_(max_batch) {
   cfg_.validate();
-  CAIRN_ASSERT(max_batch > 0 && logit_rows >= 0);
+  CAIRN_ASSERT(max_batch > 0);
   static std::atomic<uint64_t> models{0};
   id_ = ++models;
-  logit_rows_ = std::min(logit_rows > 0 ? logit_rows : logit_chunk_rows(cfg_, max_batch), max_batch * cfg_.seq_len);
-  const int64_t C = cfg_.dim, F = cfg_.ffn_dim, V = cfg_.vocab_size, T = cfg_.seq_len;
-  const int64_t NH = cfg_.n_heads, HS = cfg_.head_size(), N = max_batch * T;
+  const int64_t T = cfg_.seq_len;
 
-  // Declaration order is the flat-buffer order: embedding, blocks, final norm, head.
-  embed_offset_ = table_.row(table_.add("model.embed_tokens.weight", {V, C}, ParamRole::embedding, -1)).offset;
-  auto linear = [&](const std::string& name, int64_t out, int64_t in, int l) {
-    linears_.push_back(make_linear(cfg_.linear, name, out, in, l));
-    linears_.back()->declare(table_, buffers_);
-    return linears_.back().get();
-  };
+  linears_ = declare_parameters(cfg_, table_, buffers_);
+  embed_offset_ = table_.at("model.embed_tokens.weight").offset;
   for (int l = 0; l < int(cfg_.n_layers); ++l) {
     const std::string p = str("model.layers.", l, ".");
+    const auto at = [&](size_t i) { return linears_[size_t(l) * kLinearsPerLayer + i].get(); };
     Layer L{};
-    L.ln1_offset = table_.row(table_.add(p + "input_layernorm.weight", {C}, ParamRole::norm, l)).offset;
-    L.q = linear(p + "self_attn.q_proj", C, C, l);
-    L.k = linear(p + "self_attn.k_proj", C, C, l);
-    L.v = linear(p + "self_attn.v_proj", C, C, l);
-    L.o = linear(p + "self_attn.o_proj", C, C, l);
-    L.ln2_offset = table_.row(table_.add(p + "post_attention_layernorm.weight", {C}, ParamRole::norm, l)).offset;
-    L.gate = linear(p + "mlp.gate_proj", F, C, l);
-    L.up = linear(p + "mlp.up_proj", F, C, l);
-    L.down = linear(p + "mlp.down_proj", C, F, l);
+    L.q = at(0), L.k = at(1), L.v = at(2), L.o = at(3), L.gate = at(4), L.up = at(5), L.down = at(6);
+    L.ln1_offset = table_.at(p + "input_layernorm.weight").offset;
+    L.ln2_offset = table_.at(p + "post_attention_layernorm.weight").offset;
     L.qkv_offset = adjacent_dense_offset({L.q, L.k, L.v});
     L.gate_up_offset = adjacent_dense_offset({L.gate, L.up});
     layers_.push_back(std::move(L));
   }
-  final_norm_offset_ = table_.row(table_.add("model.norm.weight", {C}, ParamRole::norm, -1)).offset;
-  if (!cfg_.tie_embeddings)
-    lm_head_offset_ = table_.row(table_.add("lm_head.weight", {V, C}, ParamRole::lm_head, -1)).offset;
+  final_norm_offset_ = table_.at("model.norm.weight").offset;
+  if (!cfg_.tie_embeddings) lm_head_offset_ = table_.at("lm_head.weight").offset;
 
   params_ = DeviceArray<float>(be_, table_.total());
   grads_ = DeviceArray<float>(be_, table_.total());
@@ -131,6 +266,34 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   be_.register_parameters(params_.data(), params_.size());
   params_.zero();
   grads_.zero();
+
+  logit_rows_ = logit_rows_of(cfg_, max_batch, logit_rows);
+  const std::vector<ActivationBuffer> sizes = activation_sizes(cfg_, be_, max_batch, logit_rows);
+  arena_ = DeviceArray<std::byte>(be_, activation_arena_bytes(sizes));
+  ArenaBinder arena(sizes, arena_.data());
+  inputs_ = arena.take<int32_t>("inputs");
+  targets_ = arena.take<int32_t>("targets");
+  rope_cos_ = arena.take<float>("rope_cos");
+  rope_sin_ = arena.take<float>("rope_sin");
+  residual_ = arena.take<float>("residual");
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    const std::string p = str("layers.", l, ".");
+    auto take = [&](const char* name) { return arena.take<float>(p + name); };
+    L.ln1 = take("ln1"), L.rstd1 = take("rstd1"), L.qkv = take("qkv");
+    L.att_saved = take("attention_saved"), L.att = take("att"), L.xmid = take("xmid");
+    L.ln2 = take("ln2"), L.rstd2 = take("rstd2"), L.gu = take("gate_up"), L.h = take("h");
+  }
+  final_norm_ = arena.take<float>("final_norm");
+  final_rstd_ = arena.take<float>("final_rstd");
+  logits_ = arena.take<float>("logits");
+  losses_ = arena.take<float>("losses");
+  dres_ = arena.take<float>("dres"), dln_ = arena.take<float>("dln");
+  dqkv_ = arena.take<float>("dqkv"), datt_ = arena.take<float>("datt");
+  dgu_ = arena.take<float>("dgate_up"), dh_ = arena.take<float>("dh");
+  att_scratch_ = arena.take<float>("attention_scratch");
+  linear_ws_ = arena.take<float>("linear_workspace");
+  arena.check_all_taken();
 
   // RoPE tables [T, HS/2]: angle(t, j) = t·θ^(−2j/HS).
   const int64_t half = cfg_.head_size() / 2;
@@ -141,47 +304,11 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
       cs[size_t(t * half + j)] = float(std::cos(double(t) * inv_freq));
       sn[size_t(t * half + j)] = float(std::sin(double(t) * inv_freq));
     }
-  rope_cos_ = DeviceArray<float>(be_, T * half);
-  rope_sin_ = DeviceArray<float>(be_, T * half);
   be_.copy_to_device(rope_cos_.data(), cs.data(), T * half * 4);
   be_.copy_to_device(rope_sin_.data(), sn.data(), T * half * 4);
-
-  auto act = [&](int64_t n) { return DeviceArray<float>(be_, n); };
-  inputs_ = DeviceArray<int32_t>(be_, N);
-  targets_ = DeviceArray<int32_t>(be_, N);
-  residual_ = act((cfg_.n_layers + 1) * N * C);
-  for (auto& L : layers_) {
-    L.ln1 = act(N * C); L.rstd1 = act(N);
-    L.qkv = act(3 * N * C);
-    L.att_saved = act(be_.attention_saved_floats(max_batch, T, NH, HS));
-    L.att = act(N * C); L.xmid = act(N * C);
-    L.ln2 = act(N * C); L.rstd2 = act(N);
-    L.gu = act(2 * N * F); L.h = act(N * F);
-  }
-  final_norm_ = act(N * C);
-  final_rstd_ = act(N);
-  logits_ = act(logit_rows_ * V);
-  losses_ = act(N);
-  dres_ = act(N * C); dln_ = act(N * C);
-  dqkv_ = act(3 * N * C); datt_ = act(N * C);
-  dgu_ = act(2 * N * F); dh_ = act(N * F);
-  att_scratch_ = act(be_.attention_scratch_floats(max_batch, T, NH, HS));
-  int64_t ws = 1;
-  for (const auto& lin : linears_) ws = std::max(ws, lin->workspace_floats(N));
-  linear_ws_ = act(ws);
 }
 
 LlamaModel::~LlamaModel() = default;
-
-int64_t LlamaModel::activation_bytes() const {
-  int64_t n = residual_.size() + final_norm_.size() + final_rstd_.size() + logits_.size() +
-              losses_.size() + dres_.size() + dln_.size() + dqkv_.size() + datt_.size() + dgu_.size() +
-              dh_.size() + att_scratch_.size() + linear_ws_.size();
-  for (const auto& L : layers_)
-    n += L.ln1.size() + L.rstd1.size() + L.qkv.size() + L.att_saved.size() + L.att.size() + L.xmid.size() +
-         L.ln2.size() + L.rstd2.size() + L.gu.size() + L.h.size();
-  return n * 4;
-}
 
 void LlamaModel::init_weights(uint64_t seed) {
   std::vector<float> host(size_t(table_.total()), 0.0f);
@@ -301,7 +428,7 @@ void LlamaModel::backward(int64_t B) {
   const BufferTable& bufs = buffers_;
   float* ws = linear_ws_.data();
 
-  dres_.zero();
+  be_.zero(dres_.data(), dres_.size() * 4);
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_backward(dres_.data(), G + final_norm_offset_, dln_.data(), x_last, P + final_norm_offset_,
                        final_rstd_.data(), N, C);

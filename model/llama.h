@@ -3,14 +3,16 @@
 // (untied unless tie_embeddings); mean next-token cross-entropy. Parameter names and shapes are
 // Hugging Face LLaMA's.
 //
-// The model owns its flat parameter and gradient buffers and every activation buffer, sized once
-// for `max_batch` sequences of `seq_len` tokens: nothing is allocated inside a step. Forward and
-// backward are explicit, layer by layer, in llama.cpp. Dense q/k/v and gate/up weights, adjacent
-// in the flat buffer, are applied as one batched GEMM each; the LM head and the cross-entropy run
-// over chunks of rows (logit_chunk_rows), so the [N, V] logits never exist whole; and a micro-step
-// is bracketed for a backend that replays it as a CUDA graph (Backend::graph_begin).
+// The model owns its flat parameter and gradient buffers and one activation arena, sized once for
+// `max_batch` sequences of `seq_len` tokens from a size table (LlamaModel::activation_sizes) that
+// the memory plan reads too: nothing is allocated inside a step. Forward and backward are
+// explicit, layer by layer, in llama.cpp. Dense q/k/v and gate/up weights, adjacent in the flat
+// buffer, are applied as one batched GEMM each; the LM head and the cross-entropy run over chunks
+// of rows (logit_chunk_rows), so the [N, V] logits never exist whole; and a micro-step is
+// bracketed for a backend that replays it as a CUDA graph (Backend::graph_begin).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -41,9 +43,11 @@ struct ModelConfig {
   void validate() const;  // throws Error naming the offending key
 };
 
-// FLOPs of one training token (forward + backward) of the dense-equivalent model: 6·(matrix
-// parameters incl. the LM head) + 12·L·C·T for attention scores and values (the PaLM convention).
-double training_flops_per_token(const ModelConfig& cfg);
+// FLOPs of one training token (forward + backward) as the model computes them on `be` with `rows`
+// (= micro-batch · T) rows per call: each projection's own work (Linear::flops: 6 per weight for
+// dense ones, so 6·N overall; the factored or materialized GEMMs for low-rank and SLTrain ones),
+// 6·V·C for the LM head, and 12·L·C·T for attention scores and values (the PaLM convention).
+double training_flops_per_token(const ModelConfig& cfg, const Backend& be, int64_t rows);
 
 // Closed-form trainable parameter counts (what the parameter table must hold): of the q, k, v, o,
 // gate, up, down weights of all layers (per weight linear_weight_param_count), and of the whole
@@ -55,9 +59,37 @@ int64_t model_param_count(const ModelConfig& cfg);
 // to 2^27 floats (512 MiB), else chunks of 2^27 / V rows (4194 at V = 32000).
 int64_t logit_chunk_rows(const ModelConfig& cfg, int64_t max_batch);
 
+// What an activation buffer holds, for the memory plan.
+enum class ActivationRole {
+  tokens,    // the micro-batch's input and target ids
+  constant,  // tables computed once (RoPE)
+  saved,     // forward activations kept for backward
+  logits,    // one chunk of the LM head's output [rows, V] (its gradient in place) and the per-token losses
+  scratch,   // backward and workspace buffers shared by all layers
+};
+const char* activation_role_name(ActivationRole role);
+
+// One buffer of the activation arena: `count` elements of `elem_bytes` bytes (float or int32).
+struct ActivationBuffer {
+  std::string name;  // "residual", "layers.3.ln1", "logits", ...
+  ActivationRole role;
+  int64_t count;
+  int64_t elem_bytes = 4;
+};
+
 class LlamaModel {
  public:
+  // The activation buffers of cfg for max_batch sequences on `be`, in arena order: exactly what
+  // the constructor allocates, each buffer starting at a multiple of kActivationAlign bytes. A new
+  // buffer is one row here and one binding in the constructor (which checks both ways).
   // logit_rows: rows of logits per chunk (0: logit_chunk_rows(cfg, max_batch); tests pass fewer).
+  static std::vector<ActivationBuffer> activation_sizes(const ModelConfig& cfg, const Backend& be, int64_t max_batch,
+                                                        int64_t logit_rows = 0);
+  static int64_t activation_arena_bytes(const std::vector<ActivationBuffer>& buffers);
+  static constexpr int64_t kActivationAlign = 256;
+  // The parameter rows the constructor declares for cfg, without building the model.
+  static ParamTable parameter_table(const ModelConfig& cfg);
+
   LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows = 0);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
@@ -97,7 +129,8 @@ class LlamaModel {
   void set_grad_ready_hook(std::function<void(int64_t)> hook) { grad_ready_ = std::move(hook); }
 
   int64_t max_batch() const { return max_batch_; }
-  int64_t activation_bytes() const;
+  // Bytes of the activation arena (activation_arena_bytes of activation_sizes).
+  int64_t activation_bytes() const { return arena_.size(); }
 
  private:
   struct Layer;
@@ -131,15 +164,26 @@ class LlamaModel {
   int64_t logit_rows_ = 0;
   uint64_t id_ = 0;  // distinct per model in this process (graph keys)
 
+  // A typed buffer inside the arena.
+  template <typename T>
+  struct Slice {
+    T* ptr = nullptr;
+    int64_t n = 0;
+    T* data() const { return ptr; }
+    int64_t size() const { return n; }
+  };
+  class ArenaBinder;
+
   std::function<void(int64_t)> grad_ready_;
   DeviceArray<float> params_, grads_;
-  DeviceArray<float> rope_cos_, rope_sin_;
-  DeviceArray<int32_t> inputs_, targets_;
+  DeviceArray<std::byte> arena_;  // every buffer below and in Layer
+  Slice<float> rope_cos_, rope_sin_;
+  Slice<int32_t> inputs_, targets_;
   // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer; logits_
   // holds one chunk of rows [logit_rows_, V].
-  DeviceArray<float> residual_, final_norm_, final_rstd_, logits_, losses_;
+  Slice<float> residual_, final_norm_, final_rstd_, logits_, losses_;
   // Backward scratch shared by all layers: dqkv_ holds dq, dk, dv and dgu_ dgate, dup, adjacent.
-  DeviceArray<float> dres_, dln_, dqkv_, datt_, dgu_, dh_, att_scratch_, linear_ws_;
+  Slice<float> dres_, dln_, dqkv_, datt_, dgu_, dh_, att_scratch_, linear_ws_;
 };
 
 }  // namespace cairn

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -64,27 +65,25 @@ void write_safetensors(const std::string& path, const std::vector<TensorSpec>& t
   // Pad with spaces so the data section starts 8-byte aligned (as the reference writer does).
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(str("cannot create '", path, "': check that the directory exists and is writable"));
+  OutputFile out(path, OutputFile::Mode::truncate);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
-  out.write(reinterpret_cast<const char*>(len), 8);
-  out.write(text.data(), std::streamsize(text.size()));
+  out.write(len, 8);
+  out.write(text);
   std::vector<float> values;
   std::vector<uint16_t> halves;
   for (size_t i = 0; i < tensors.size(); ++i) {
     values.assign(size_t(tensors[i].numel()), 0.0f);
     fill(i, values);
     if (dtype == TensorDtype::f32) {
-      out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * 4));
+      out.write(values.data(), values.size() * 4);
     } else {
       halves.resize(values.size());
       std::transform(values.begin(), values.end(), halves.begin(), bf16_from_f32);
-      out.write(reinterpret_cast<const char*>(halves.data()), std::streamsize(halves.size() * 2));
+      out.write(halves.data(), halves.size() * 2);
     }
   }
   out.close();
-  if (!out) throw Error(str("writing '", path, "' failed (disk full?)"));
 }
 
 namespace {

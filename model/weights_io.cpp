@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/h5.h"
 
 namespace cairn {
@@ -18,18 +19,25 @@ void save_model_weights(const LlamaModel& model, const std::string& path, const 
   std::vector<float> host(static_cast<size_t>(model.params().total()));
   be.copy_to_host(host.data(), const_cast<LlamaModel&>(model).param_data(), int64_t(host.size()) * 4);
   const std::string tmp = path + ".tmp";
-  {
-    H5File f = H5File::create(tmp);
-    write_attr_string(f, "format", kWeightsFormat);
-    write_attr_int(f, "format_version", kWeightsVersion);
-    write_attr_string(f, "config", config_toml);
-    H5Group params = H5Group::create(f, "params");
-    for (const auto& r : model.params().rows()) write_dataset(params, r.name, host.data() + r.offset, r.shape);
-    H5Group buffers = H5Group::create(f, "buffers");
-    for (const auto& b : model.buffers().rows()) write_dataset(buffers, b.name, b.data.data(), b.shape);
-    f.close();
+  try {
+    {
+      H5File f = H5File::create(tmp);
+      write_attr_string(f, "format", kWeightsFormat);
+      write_attr_int(f, "format_version", kWeightsVersion);
+      write_attr_string(f, "config", config_toml);
+      {  // groups closed before the file, or H5Fclose only defers the real close (and its errors)
+        H5Group params = H5Group::create(f, "params");
+        for (const auto& r : model.params().rows()) write_dataset(params, r.name, host.data() + r.offset, r.shape);
+        H5Group buffers = H5Group::create(f, "buffers");
+        for (const auto& b : model.buffers().rows()) write_dataset(buffers, b.name, b.data.data(), b.shape);
+      }
+      f.close();
+    }
+    rename_file(tmp, path);
+  } catch (const Error&) {
+    std::remove(tmp.c_str());  // on a full disk, the space it held
+    throw;
   }
-  std::filesystem::rename(tmp, path);
 }
 
 static H5File open_weights(const std::string& path) {

@@ -1,10 +1,13 @@
 // The safetensors format (round trips, bf16 rounding, corrupted headers) and the Hugging Face
-// export: tensor names and shapes, values, config, tokenizer files, factored weights exported as
-// their dense W, and the export directory appearing only when complete.
+// export: tensor names and shapes, values, config, tokenizer files (a Hugging Face tokenizer.json
+// checked with the `tokenizers` package when Python has it), factored weights exported as their
+// dense W, and the export directory appearing only when complete.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/hf_tokenizer.h"
 #include "launch/commands.h"
 #include "launch/hf_export.h"
 #include "model/safetensors.h"
@@ -280,6 +284,60 @@ TEST_F(ExportTest, SentencePieceTokenizerIsShipped) {
   EXPECT_EQ(t["eos_token"], "</s>");
   EXPECT_EQ(t["add_bos_token"], false);
   EXPECT_EQ(read_json(path("sp/config.json"))["eos_token_id"], tok->eos_id());
+}
+
+// The ids `tokenizers` (Python) gives with a tokenizer.json, as cairn encodes ("ids") and with a
+// plain encode(text) ("default_ids"): tools/reference/hf_tokenizer_golden.py encode. Empty when
+// python3 or its tokenizers package is missing.
+nlohmann::json python_tokenizers_ids(const std::string& tokenizer_json, const std::string& text_file) {
+  if (std::system("python3 -c 'import tokenizers' > /dev/null 2>&1") != 0) return {};
+  const std::string cmd = str("python3 ", CAIRN_SOURCE_DIR, "/tools/reference/hf_tokenizer_golden.py encode '",
+                              tokenizer_json, "' '", text_file, "'");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << cmd;
+  return nlohmann::json::parse(out);
+}
+
+TEST_F(ExportTest, HfTokenizerIsShippedWithoutItsBos) {
+  const std::string source = str(CAIRN_SOURCE_DIR, "/tests/golden/hf_llama3_style.json");
+  const auto tok = load_hf_tokenizer(source + "#eos=<|eot_id|>");
+  ModelConfig c = tiny_config();
+  c.vocab_size = tok->vocab_size();
+  LlamaModel model(c, cpu_backend(), 1);
+  model.init_weights(1);
+  export_hf(model, *tok, path("hf"), TensorDtype::f32, "test");
+
+  // tokenizer.json is the prepared one without its post_processor (which added <|begin_of_text|>).
+  auto want = read_json(source);
+  ASSERT_FALSE(want["post_processor"].is_null());
+  want["post_processor"] = nullptr;
+  EXPECT_TRUE(read_json(path("hf/tokenizer.json")) == want) << "tokenizer.json is not the prepared one less its post_processor";
+  const auto t = read_json(path("hf/tokenizer_config.json"));
+  EXPECT_EQ(t["tokenizer_class"], "PreTrainedTokenizerFast");
+  EXPECT_EQ(t["eos_token"], "<|eot_id|>");
+  EXPECT_EQ(t["split_special_tokens"], true);
+  EXPECT_EQ(read_json(path("hf/config.json"))["eos_token_id"], 2);
+  EXPECT_FALSE(fs::exists(path("hf/tokenizer.model")));
+  std::stringstream readme;
+  readme << std::ifstream(path("hf/README.md")).rdbuf();
+  EXPECT_NE(readme.str().find("`<|eot_id|>` (id 2)"), std::string::npos) << readme.str();
+
+  // The exported files load back (EOS from tokenizer_config.json) and encode as before.
+  const std::string text = "Hello world! Größe 東京 😀 it's 12345 <|end_of_text|>\n  done";
+  const auto back = load_hf_tokenizer(path("hf/tokenizer.json"));
+  EXPECT_EQ(back->eos_id(), 2u);
+  EXPECT_EQ(back->encode(text), tok->encode(text));
+
+  // The tokenizers package loads it and, with no BOS added any more, encodes plain text as cairn.
+  std::ofstream(path("text.txt"), std::ios::binary) << text.substr(0, text.find(" <|"));
+  const auto py = python_tokenizers_ids(path("hf/tokenizer.json"), path("text.txt"));
+  if (py.is_null()) GTEST_SKIP() << "python3 with the tokenizers package is not installed";
+  const auto ids = tok->encode(text.substr(0, text.find(" <|")));
+  EXPECT_EQ(py["ids"].get<std::vector<uint32_t>>(), ids);
+  EXPECT_EQ(py["default_ids"].get<std::vector<uint32_t>>(), ids);
 }
 
 // A tokenizer that claims to be SentencePiece but whose model is damaged: the export fails after

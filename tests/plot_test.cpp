@@ -1,5 +1,7 @@
-// Tests for `cairn plot` (launch/plot.h): the metrics reader (resume semantics, errors), the tick
-// chooser and label format, and the rendered PNG read back with libpng (size, ink in the plot area,
+// Tests for `cairn plot` (launch/plot.h): the metrics reader (resume semantics, errors), the choice
+// of curves (no val_loss duplicating a val_loss/<name>, total_tokens across stages), the tick chooser
+// and label format, distinct colours for many series, a legend that covers no curve (checked on the
+// layout and on the pixels), and the rendered PNG read back with libpng (size, ink in the plot area,
 // series colours, a falling curve drawn high on the left and low on the right).
 #include "launch/plot.h"
 
@@ -206,6 +208,133 @@ TEST_F(PlotTest, DefaultKeysAndSeveralRunsGetTheirOwnColours) {
   for (std::size_t i = 0; i < 6; ++i)
     EXPECT_GT(colour_stats(img, series_color(i)).count, 10) << "series " << i;
   EXPECT_EQ(colour_stats(img, series_color(6)).count, 0);
+}
+
+TEST_F(PlotTest, ValLossIdenticalToANamedSetIsDrawnOnce) {
+  // Several validation sets: the trainer writes val_loss = the first set's val_loss/<name>.
+  std::vector<std::string> lines;
+  for (int step = 10; step <= 50; step += 10)
+    lines.push_back(str("{\"step\": ", step, ", \"loss\": ", 5.0 - step / 20.0, ", \"val_loss\": ", 6.0 - step / 25.0,
+                        ", \"val_loss/en\": ", 6.0 - step / 25.0, ", \"val_loss/de\": ", 7.0 - step / 30.0, "}"));
+  const auto several = write_run("several", lines);
+  std::vector<std::string> names;
+  for (const auto& s : plot_series({read_metrics(several)}, PlotOptions{})) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"loss", "val_loss/de", "val_loss/en"}));
+
+  PlotOptions asked;  // asked for by name, it is drawn
+  asked.y_keys = {"val_loss"};
+  EXPECT_EQ(plot_series({read_metrics(several)}, asked).size(), 1u);
+
+  // A val_loss of its own (one validation set, or values that differ) stays.
+  const auto own = write_run("own", falling_curve());
+  names.clear();
+  for (const auto& s : plot_series({read_metrics(own)}, PlotOptions{})) names.push_back(s.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"loss", "val_loss", "val_loss/wiki"}));
+}
+
+TEST_F(PlotTest, TotalTokensContinuesAStageOneRunAndOlderRecordsUseTokens) {
+  const auto stage1 = write_run("stage1", {R"({"step": 1, "tokens": 100, "total_tokens": 100, "loss": 5.0})",
+                                           R"({"step": 2, "tokens": 200, "total_tokens": 200, "loss": 4.0})"});
+  // Started from stage 1's weights with training.tokens_before = 200.
+  const auto stage2 = write_run("stage2", {R"({"step": 1, "tokens": 100, "total_tokens": 300, "loss": 3.5})",
+                                           R"({"step": 2, "tokens": 200, "total_tokens": 400, "loss": 3.0})"});
+  const auto older = write_run("older", {R"({"step": 1, "tokens": 50, "loss": 6.0})"});  // before total_tokens
+  PlotOptions opt;
+  opt.x_key = "total_tokens";
+  const auto series = plot_series({read_metrics(stage1), read_metrics(stage2), read_metrics(older)}, opt);
+  ASSERT_EQ(series.size(), 3u);
+  EXPECT_EQ(series[0].points, (std::vector<std::pair<double, double>>{{100, 5.0}, {200, 4.0}}));
+  EXPECT_EQ(series[1].points, (std::vector<std::pair<double, double>>{{300, 3.5}, {400, 3.0}}));
+  EXPECT_EQ(series[2].points, (std::vector<std::pair<double, double>>{{50, 6.0}}));
+  opt.x_key = "tokens";  // this run's tokens: stage 2 starts again at the left
+  EXPECT_EQ(plot_series({read_metrics(stage2)}, opt)[0].points.front().first, 100);
+}
+
+TEST(SeriesColor, ManySeriesGetDistinctColours) {
+  const std::vector<std::array<std::uint8_t, 3>> chart = {{255, 255, 255}, {228, 228, 228}, {70, 70, 70}, {20, 20, 20}};
+  auto distance = [](const std::array<std::uint8_t, 3>& a, const std::array<std::uint8_t, 3>& b) {
+    return std::hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+  };
+  for (std::size_t i = 0; i < 32; ++i) {
+    for (const auto& c : chart) EXPECT_GT(distance(series_color(i), c), 30) << "series " << i << " looks like the chart";
+    for (std::size_t j = 0; j < i; ++j)
+      EXPECT_GT(distance(series_color(i), series_color(j)), 30) << "series " << i << " and " << j;
+  }
+  EXPECT_EQ(series_color(20), series_color(20));  // stable
+}
+
+TEST_F(PlotTest, SixteenRunsAreEachVisibleInTheirOwnColour) {
+  std::vector<std::string> paths;
+  for (int r = 0; r < 16; ++r) {
+    std::vector<std::string> lines;
+    for (int step = 1; step <= 40; ++step)
+      lines.push_back(str("{\"step\": ", step, ", \"loss\": ", 3 + r * 0.5 + 2 * std::exp(-step / 10.0), "}"));
+    paths.push_back(write_run(str("run", r), lines));
+  }
+  plot_metrics(paths, png(), PlotOptions{});
+  const Image img = read_png(png());
+  for (std::size_t i = 0; i < 16; ++i) EXPECT_GT(colour_stats(img, series_color(i)).count, 10) << "series " << i;
+}
+
+// Whether any point of the curves, sampled every half pixel along each segment, lies within
+// `margin` pixels of the box (independent of the layout's own clipping test).
+bool curve_near(const PlotLayout& l, const std::vector<PlotSeries>& series, const PlotRect& box, double margin) {
+  for (const auto& s : series)
+    for (std::size_t k = 0; k < s.points.size(); ++k) {
+      const auto [x0, y0] = l.to_pixel(s.points[k].first, s.points[k].second);
+      const auto [x1, y1] = k + 1 < s.points.size() ? l.to_pixel(s.points[k + 1].first, s.points[k + 1].second)
+                                                    : std::pair{x0, y0};
+      const int n = 1 + static_cast<int>(2 * std::hypot(x1 - x0, y1 - y0));
+      for (int i = 0; i <= n; ++i) {
+        const double x = x0 + (x1 - x0) * i / n, y = y0 + (y1 - y0) * i / n;
+        if (x > box.x0 - margin && x < box.x1 + margin && y > box.y0 - margin && y < box.y1 + margin) return true;
+      }
+    }
+  return false;
+}
+
+TEST_F(PlotTest, LegendSitsInACornerFreeOfCurves) {
+  const auto path = write_run("falling", falling_curve());
+  const auto series = plot_series({read_metrics(path)}, PlotOptions{});
+  const PlotLayout l = plot_layout(series, PlotOptions{});
+  EXPECT_FALSE(l.legend_outside);
+  EXPECT_EQ(l.legend_entries, (std::vector<std::string>{"loss", "val_loss", "val_loss/wiki"}));
+  // Inside the plot area, clear of every curve.
+  EXPECT_GE(l.legend.x0, l.plot.x0);
+  EXPECT_LE(l.legend.x1, l.plot.x1);
+  EXPECT_GE(l.legend.y0, l.plot.y0);
+  EXPECT_LE(l.legend.y1, l.plot.y1);
+  EXPECT_FALSE(curve_near(l, series, l.legend, 2));
+  EXPECT_LT(l.legend.y1, (l.plot.y0 + l.plot.y1) / 2) << "a falling curve leaves the top right free";
+  EXPECT_GT(l.legend.x0, (l.plot.x0 + l.plot.x1) / 2);
+}
+
+TEST_F(PlotTest, LegendGoesBesideThePlotWhenEveryCornerHasACurve) {
+  // An X: one curve from top left to bottom right, one from bottom left to top right.
+  std::vector<std::string> lines;
+  for (int step = 0; step <= 100; ++step)
+    lines.push_back(str("{\"step\": ", step, ", \"loss\": ", 10 - 0.08 * step, ", \"val_loss\": ", 2 + 0.08 * step, "}"));
+  const auto path = write_run("crossing", lines);
+  PlotOptions opt;
+  const auto series = plot_series({read_metrics(path)}, opt);
+  const PlotLayout l = plot_layout(series, opt);
+  ASSERT_TRUE(l.legend_outside);
+  EXPECT_GT(l.legend.x0, l.plot.x1);
+  EXPECT_LE(l.legend.x1, l.width);
+  EXPECT_FALSE(curve_near(l, series, l.legend, 2));
+
+  // On the pixels: inside the legend box, right of the swatches, only text and background.
+  plot_metrics({path}, png(), opt);
+  const Image img = read_png(png());
+  const int text_x0 = l.legend.x0 + (4 + 8 + 4) * l.font;  // pad, swatch, pad
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    long inside = 0;
+    for (int y = l.legend.y0; y < l.legend.y1; ++y)
+      for (int x = text_x0; x < l.legend.x1; ++x) inside += img.at(x, y) == series_color(i);
+    EXPECT_EQ(inside, 0) << "series " << i << " drawn under the legend";
+  }
+  EXPECT_GT(colour_stats(img, series_color(0)).count, 200);
+  EXPECT_GT(colour_stats(img, series_color(1)).count, 200);
 }
 
 TEST_F(PlotTest, ErrorsNameTheProblem) {

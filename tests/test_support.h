@@ -1,16 +1,21 @@
 // Helpers shared by the test programs: a per-test scratch directory fixture, the message of a
-// cairn::Error a call throws, small byte-level token datasets, and a tiny training config.
+// cairn::Error a call throws, running the cairn binary, small byte-level token datasets, and a
+// tiny training config.
 // Header-only, because every tests/*_test.cpp is its own program (and tests/mpi/ has more).
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -52,6 +57,18 @@ std::string error_of(F&& f) {
   }
   return "";
 }
+
+#ifdef CAIRN_BINARY_DIR  // defined for tests/*_test.cpp, not for the mpirun programs
+// Runs the built `cairn` with `args` (after `env`, e.g. "VAR=value"), its stdout and stderr going to
+// the file `log`; fills `output` with them and returns the exit code (-1 when it did not exit).
+inline int run_cairn(const std::string& args, const std::string& log, std::string& output, const std::string& env = "") {
+  const std::string cmd = env + " " + std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  output.assign(std::istreambuf_iterator<char>(in), {});
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+#endif
 
 // The token ids of document d (0-based); called once per document, in order.
 using DocumentFn = std::function<std::vector<uint32_t>(int d)>;

@@ -33,12 +33,7 @@ class TrainTest : public ScratchDirTest {
 
   // Runs the cairn binary; returns its exit code and fills `output` with stdout+stderr.
   int cairn(const std::string& args, std::string& output, const std::string& env = "") {
-    const std::string log = path("out.txt");
-    const std::string cmd = env + " " + std::string(CAIRN_BINARY_DIR) + "/cairn " + args + " > " + log + " 2>&1";
-    const int status = std::system(cmd.c_str());
-    std::ifstream in(log);
-    output.assign(std::istreambuf_iterator<char>(in), {});
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return run_cairn(args, path("out.txt"), output, env);
   }
   std::string train_args(const std::string& data, const std::string& extra) {
     return "train --set data.train=" + data + " --set model.dim=32 --set model.n_layers=1 --set model.n_heads=2"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools
           libopenmpi-dev openmpi-bin libgtest-dev libtomlplusplus-dev nlohmann-json3-dev
-          libsentencepiece-dev libpng-dev fortunes fortunes-de slurm-wlm munge)
+          libsentencepiece-dev libpcre2-dev libicu-dev libpng-dev fortunes fortunes-de slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

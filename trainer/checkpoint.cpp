@@ -1,9 +1,7 @@
 // Checkpoint format, write protocol and verification (see checkpoint.h and docs/formats.md).
 #include "trainer/checkpoint.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,8 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "comm/collective_error.h"
 #include "model/weights_io.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/h5.h"
 
 namespace cairn {
@@ -103,29 +103,6 @@ constexpr const char* kShardFormat = "cairn-optimizer-shard";
 constexpr const char* kInfoFile = "trainer.json";
 
 std::string shard_name(int64_t rank) { return str("optimizer_rank", rank, ".h5"); }
-
-// Data (and, for a directory, its entries) reach the disk before anything that depends on them.
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) throw Error(str("cannot open '", path, "' to flush it: ", std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw Error(str("cannot flush '", path, "' to disk: ", std::strerror(err)));
-}
-
-// Writes text to path through path.tmp + fsync + rename, so readers see the old or the new file.
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error(str("cannot write '", tmp, "': check free space and permissions"));
-  }
-  fsync_path(tmp, false);
-  fs::rename(tmp, path);
-}
 
 void fault(const std::string& stage) {
   if (checkpoint_fault_hook) checkpoint_fault_hook(stage);
@@ -351,16 +328,27 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
                             Optimizer& optimizer, Communicator& comm, int64_t keep) {
   const std::string name = checkpoint_name(info.step);
   const fs::path final_dir = fs::path(root) / name, tmp_dir = fs::path(root) / (name + ".tmp");
-  if (comm.rank() == 0) {  // a clean temporary directory (a crashed write may have left one)
-    fs::create_directories(root);
-    fs::remove_all(tmp_dir);
-    fs::create_directory(tmp_dir);
-  }
-  comm.barrier();
+  // A failure on any rank (a full disk) ends the save on every rank with that rank's Error, at the
+  // next point where they meet; the unfinished .tmp directory is removed (a full disk gets its space
+  // back) and the earlier checkpoints are untouched.
+  const auto fail_together = [&](const std::string& error) {
+    if (!error.empty() && comm.rank() == 0) {
+      std::error_code ec;
+      fs::remove_all(tmp_dir, ec);
+    }
+    throw_if_any_failed(comm, error);
+  };
+  std::string error;
+  if (comm.rank() == 0)  // a clean temporary directory (a crashed write may have left one)
+    error = capture_error([&] {
+      fs::create_directories(root);
+      fs::remove_all(tmp_dir);
+      fs::create_directory(tmp_dir);
+    });
+  fail_together(error);
 
-  const Backend& be = model.backend();
-  std::vector<std::string> mine;
-  {
+  std::string mine;  // this rank's files, one entry per line
+  error = capture_error([&] {
     const std::string shard = shard_name(comm.rank());
     H5File f = H5File::create((tmp_dir / shard).string());
     write_attr_string(f, "format", kShardFormat);
@@ -374,59 +362,65 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
       std::vector<float> host;
       for (const auto& t : optimizer.state()) {
         host.resize(t.data.size());
-        be.copy_to_host(host.data(), t.data.data(), int64_t(host.size()) * 4);
+        model.backend().copy_to_host(host.data(), t.data.data(), int64_t(host.size()) * 4);
         write_dataset(state, t.name, host.data(), t.shape);
       }
     }
     f.close();
-    mine.push_back(file_entry(describe_file(tmp_dir, shard)));
+    mine += file_entry(describe_file(tmp_dir, shard)) + "\n";
     fault(shard);
-  }
-  if (comm.rank() == 0) {
-    save_model_weights(model, (tmp_dir / "model.h5").string(), info.config_toml);
-    mine.push_back(file_entry(describe_file(tmp_dir, "model.h5")));
-    fault("model.h5");
-  }
-  std::string joined;
-  for (const auto& m : mine) joined += m + "\n";
-  const auto all = comm.all_gather_strings(joined);  // also the barrier: every shard is on disk
-  if (comm.rank() == 0) {
-    info.files.clear();
-    for (const auto& s : all) {
-      std::istringstream is(s);
-      for (std::string line; std::getline(is, line);)
-        if (!line.empty()) info.files.push_back(parse_entry(line));
+    if (comm.rank() == 0) {
+      save_model_weights(model, (tmp_dir / "model.h5").string(), info.config_toml);
+      mine += file_entry(describe_file(tmp_dir, "model.h5")) + "\n";
+      fault("model.h5");
     }
-    std::sort(info.files.begin(), info.files.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-    nlohmann::json j = info_json(info);
-    Hash64 h;
-    const std::string body = j.dump();
-    h.update(body.data(), body.size());
-    j["checksum"] = hash_hex(h.digest());
-    write_file_atomic((tmp_dir / kInfoFile).string(), j.dump(2) + "\n");
-    fault(kInfoFile);
-    fsync_path(tmp_dir.string(), true);
-    // A directory of this step exists only after resuming from an older checkpoint past a damaged
-    // one; the previous checkpoints stay untouched meanwhile.
-    fs::remove_all(final_dir);
-    fs::rename(tmp_dir, final_dir);
-    fsync_path(root, true);
-    fault("renamed");
-    write_file_atomic((fs::path(root) / "latest").string(), name + "\n");
-    fsync_path(root, true);
-    fault("latest");
-    // Only now may older checkpoints go; unfinished .tmp directories are leftovers of crashes.
-    // Newer steps than this one belong to another trajectory (this run resumed from an older
-    // checkpoint): they are not counted, so `keep` never deletes what was just written.
-    int64_t kept = 0;
-    for (const auto& dir : checkpoint_list(root)) {
-      if (keep <= 0 || checkpoint_step(fs::path(dir).filename().string()) > info.step) continue;
-      if (++kept > keep) fs::remove_all(dir);
+  });
+  // Also the barrier: every shard is on disk. An entry list starts with 'F', an error with 'E'.
+  const auto all = comm.all_gather_strings(error.empty() ? "F" + mine : "E" + error);
+  for (const auto& s : all)
+    if (s[0] == 'E') {
+      error = s.substr(1);
+      break;
     }
-    for (const auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && e.path().extension() == ".tmp") fs::remove_all(e.path());
-  }
-  comm.barrier();
+  fail_together(error);
+  if (comm.rank() == 0)
+    error = capture_error([&] {
+      info.files.clear();
+      for (const auto& s : all) {
+        std::istringstream is(s.substr(1));
+        for (std::string line; std::getline(is, line);)
+          if (!line.empty()) info.files.push_back(parse_entry(line));
+      }
+      std::sort(info.files.begin(), info.files.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+      nlohmann::json j = info_json(info);
+      Hash64 h;
+      const std::string body = j.dump();
+      h.update(body.data(), body.size());
+      j["checksum"] = hash_hex(h.digest());
+      write_file_atomic((tmp_dir / kInfoFile).string(), j.dump(2) + "\n");
+      fault(kInfoFile);
+      fsync_path(tmp_dir.string(), true);
+      // A directory of this step exists only after resuming from an older checkpoint past a damaged
+      // one; the previous checkpoints stay untouched meanwhile.
+      fs::remove_all(final_dir);
+      rename_file(tmp_dir.string(), final_dir.string());
+      fsync_path(root, true);
+      fault("renamed");
+      write_file_atomic((fs::path(root) / "latest").string(), name + "\n");
+      fsync_path(root, true);
+      fault("latest");
+      // Only now may older checkpoints go; unfinished .tmp directories are leftovers of crashes.
+      // Newer steps than this one belong to another trajectory (this run resumed from an older
+      // checkpoint): they are not counted, so `keep` never deletes what was just written.
+      int64_t kept = 0;
+      for (const auto& dir : checkpoint_list(root)) {
+        if (keep <= 0 || checkpoint_step(fs::path(dir).filename().string()) > info.step) continue;
+        if (++kept > keep) fs::remove_all(dir);
+      }
+      for (const auto& e : fs::directory_iterator(root))
+        if (e.is_directory() && e.path().extension() == ".tmp") fs::remove_all(e.path());
+    });
+  fail_together(error);
   return final_dir.string();
 }
 

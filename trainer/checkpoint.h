@@ -88,7 +88,9 @@ std::string checkpoint_find_latest(const std::string& root, std::ostream& warn);
 // Collective: every rank writes its optimizer shard, rank 0 the weights and trainer.json, then rank 0
 // renames the directory into place, moves root/latest and deletes all but the newest `keep`
 // checkpoints up to this step (keep <= 0 keeps all; newer ones are left alone). info.files is
-// filled in here. Returns the final directory.
+// filled in here. Returns the final directory. A failure on any rank (a full disk) throws Error on
+// every rank, naming the file and the reason; the unfinished step_N.tmp/ is removed and the earlier
+// checkpoints are untouched.
 std::string checkpoint_save(const std::string& root, CheckpointInfo info, const LlamaModel& model,
                             Optimizer& optimizer, Communicator& comm, int64_t keep);
 

@@ -37,12 +37,12 @@ static void drop_incomplete_last_line(const std::string& path) {
   std::filesystem::resize_file(path, 0);  // no complete line at all
 }
 
-MetricsLog::MetricsLog(const std::string& jsonl_path, bool enabled, int64_t total_steps, bool progress_bar)
-    : enabled_(enabled), tty_(enabled && progress_bar && isatty(STDOUT_FILENO)), total_steps_(total_steps) {
+MetricsLog::MetricsLog(const Options& o, bool enabled)
+    : enabled_(enabled), tty_(enabled && o.progress_bar && isatty(STDOUT_FILENO)), total_steps_(o.total_steps) {
   if (!enabled_) return;
-  drop_incomplete_last_line(jsonl_path);
-  out_.open(jsonl_path, std::ios::app);
-  if (!out_) throw Error(str("cannot write metrics file '", jsonl_path, "': check that the run directory is writable"));
+  drop_incomplete_last_line(o.jsonl_path);
+  out_ = std::make_unique<OutputFile>(o.jsonl_path, OutputFile::Mode::append);
+  if (!o.tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(o.tensorboard_dir, o.first_step);
 }
 
 MetricsLog::~MetricsLog() {
@@ -80,8 +80,14 @@ static std::string si(double v) {
 
 void MetricsLog::log(const nlohmann::json& r) {
   if (!enabled_) return;
-  out_ << r.dump() << "\n";
-  out_.flush();
+  out_->write(r.dump() + "\n");
+  if (tensorboard_) {
+    std::vector<std::pair<std::string, double>> scalars;
+    for (const auto& [k, v] : r.items())
+      if (k != "step" && v.is_number()) scalars.emplace_back(k, v.get<double>());
+    const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    tensorboard_->scalars(r.value("step", int64_t(0)), wall, scalars);
+  }
   std::string line = str("step ", r.value("step", 0), "/", total_steps_);
   if (r.contains("loss")) line += " | loss " + fixed(r["loss"].get<double>(), 4);
   for (const auto& [k, v] : r.items())
@@ -116,27 +122,6 @@ void MetricsLog::progress(int64_t step, double elapsed_s) {
   std::cout << "\r\033[K[" << bar << "] " << fixed(100 * frac, 1) << "% step " << step << "/" << total_steps_
             << " ETA " << format_duration(eta) << std::flush;
   bar_shown_ = true;
-}
-
-double measure_matmul_peak(const Backend& be) {
-  const int64_t n = 1536;
-  DeviceArray<float> a(be, n * n), b(be, n * n), c(be, n * n);
-  std::vector<float> host(static_cast<size_t>(n * n), 0.5f);
-  be.copy_to_device(a.data(), host.data(), n * n * 4);
-  be.copy_to_device(b.data(), host.data(), n * n * 4);
-  // A GPU backend returns before the GEMM ends: copying one result back waits for it.
-  float sink = 0;
-  be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);  // warm up
-  be.copy_to_host(&sink, c.data(), 4);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {  // best of 5: robust to a busy machine
-    const auto t0 = std::chrono::steady_clock::now();
-    be.matmul(c.data(), a.data(), b.data(), n, n, n, false, false, 1.0f, 0.0f);
-    be.copy_to_host(&sink, c.data(), 4);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * double(n * n * n) / s);
-  }
-  return best;
 }
 
 }  // namespace cairn

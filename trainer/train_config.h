@@ -66,7 +66,7 @@ struct TrainingConfig {
   int64_t eval_batches = 8;      // validation micro-batches per evaluation
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
-  double peak_flops = 0;         // for MFU; 0: measure the fp32 GEMM peak at start
+  double peak_flops = 0;         // for MFU; 0: a GPU's datasheet peak, else the measured GEMM peak, cached per host (trainer/peak_flops.h)
   std::string precision = "fp32"; // GEMM math: "fp32" | "tf32" | "bf16" (device = "cuda" only)
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
@@ -79,6 +79,7 @@ struct OutputConfig {
   std::string run_dir = "runs/default";
   bool plot = true;              // draw loss.png at the end
   bool progress = true;          // live progress bar when stdout is a terminal
+  bool tensorboard = true;       // TensorBoard event files in <run_dir>/tb
 };
 
 struct CheckpointConfig {

@@ -4,12 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <thread>
 #include <tuple>
 
+#include "comm/collective_error.h"
 #include "model/growth.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
@@ -17,6 +18,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/fira.h"
 #include "util/error.h"
+#include "util/file_io.h"
 
 namespace cairn {
 
@@ -74,6 +76,18 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
   return cfg;
 }
 
+// device and training.precision's backend.
+static const Backend& configured_backend(const TrainConfig& cfg) {
+  return cfg.device == "cuda" ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
+}
+
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
+  config_validate(cfg);
+  const auto data = make_training_data(cfg.data.train, cfg.data.mixture, cfg.model.seq_len, cfg.data.seed);
+  cfg = resolve(cfg, *data);
+  return check_memory(cfg, configured_backend(cfg), comm);
+}
+
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
 // Returns the weights file it read.
@@ -121,11 +135,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
     options.timeout_seconds = cfg_.training.comm_timeout_s;
     device_comm_ = make_nccl_communicator(comm_, options);
   }
-  const Backend& be = backend                 ? *backend
-                      : cfg_.device == "cuda" ? cuda_backend(cuda_math(cfg_.training.precision))
-                                              : cpu_backend();
+  const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  // Before anything is allocated: a run that cannot fit is refused now, not killed later.
+  memory_ = check_memory(cfg_, be, comm_);
+  if (!memory_.refusal.empty()) throw Error(memory_.refusal);
+  // Before the model exists: a measurement then has the machine's memory and cores to itself.
+  peak_ = resolve_peak_flops(cfg_.training.peak_flops, be, threads);
   model_ = std::make_unique<LlamaModel>(cfg_.model, be, cfg_.training.micro_batch);
   model_->init_weights(cfg_.training.seed);
   if (!cfg_.init_from.empty()) init_weights_ = init_from_weights(*model_, cfg_);
@@ -144,19 +161,6 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   inputs_.resize(size_t(B * T));
   targets_.resize(size_t(B * T));
   window_.resize(size_t(T + 1));
-  // MFU's denominator: configured, else the device's own answer (a GPU: its datasheet peak for the
-  // math mode), else a GEMM timed here (the CPU).
-  Backend::Peak device_peak;
-  if (cfg_.training.peak_flops > 0) {
-    peak_flops_ = cfg_.training.peak_flops;
-    peak_source_ = "configured";
-  } else if (device_peak = be.peak_flops(); device_peak.flops > 0) {
-    peak_flops_ = device_peak.flops;
-    peak_source_ = device_peak.source;
-  } else {
-    peak_flops_ = measure_matmul_peak(be);
-    peak_source_ = "measured " + be.name() + " GEMM";
-  }
 }
 
 Trainer::~Trainer() = default;
@@ -173,7 +177,7 @@ void Trainer::attach_model() {
       if (sync_armed_) sync_->ready_from(offset);
     });
   optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
-  flops_per_token_ = training_flops_per_token(cfg_.model);
+  flops_per_token_ = training_flops_per_token(cfg_.model, model_->backend(), cfg_.training.micro_batch * cfg_.model.seq_len);
 }
 
 void Trainer::grow(int64_t factor) {
@@ -328,15 +332,32 @@ void Trainer::run() {
   if (state_.step > cfg_.training.steps)
     throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,
                     ": set training.steps to at least ", state_.step));
+  std::string error;
   if (comm_.rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir, ec);
-    if (ec) throw Error(str("cannot create run directory '", dir, "': ", ec.message()));
+    if (ec) error = str("cannot create run directory '", dir, "': ", ec.message());
     fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
   }
-  comm_.barrier();
+  throw_if_any_failed(comm_, error);
   print_startup();
-  MetricsLog log(dir + "/metrics.jsonl", comm_.rank() == 0, cfg_.training.steps, cfg_.output.progress);  // appends on resume
+  std::optional<MetricsLog> log;
+  const MetricsLog::Options outputs{dir + "/metrics.jsonl", cfg_.output.tensorboard ? dir + "/tb" : "", state_.step,
+                                    cfg_.training.steps, cfg_.output.progress};
+  throw_if_any_failed(comm_, capture_error([&] { log.emplace(outputs, comm_.rank() == 0); }));
+  // Rank 0's first failed write of an output (a full disk): every rank stops at the step boundary.
+  std::string output_error;
+  std::string ckpt;  // the checkpoint written at the current step, if any
+  // A failed checkpoint throws on every rank alike (checkpoint_save fails together).
+  const auto checkpoint_or_stop = [&] {
+    try {
+      return save_checkpoint();
+    } catch (const CollectiveError& e) {
+      throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
+                                "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
+                                "' are intact: make room, then continue with `cairn train ... --resume auto`"));
+    }
+  };
   const StopSignals signals;
   const int64_t first_step = state_.step;
   using clock = std::chrono::steady_clock;
@@ -364,7 +385,7 @@ void Trainer::run() {
                             {"lr", r.lr},
                             {"grad_norm", r.grad_norm},
                             {"tokens_per_s", tps},
-                            {"mfu", tps * flops_per_token_ / (peak_flops_ * double(comm_.size()))},
+                            {"mfu", tps * flops_per_token_ / (peak_.flops * double(comm_.size()))},
                             {"elapsed_s", elapsed},
                             {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
       if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
@@ -376,38 +397,57 @@ void Trainer::run() {
         }
       }
       if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
-      log.log(rec);
+      if (output_error.empty()) output_error = capture_error([&] { log->log(rec); });
       interval_start = clock::now();
       interval_tokens = 0;
       state_.interval_loss = 0;
       state_.interval_steps = 0;
     }
     if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
-    log.progress(state_.step, elapsed);
-    std::string ckpt;
+    log->progress(state_.step, elapsed);
+    ckpt.clear();
     // The last step too: a later run with more training.steps then continues from the end.
     if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
       const auto t0 = clock::now();
-      ckpt = save_checkpoint();
-      log.message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
+      ckpt = checkpoint_or_stop();
+      log->message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
     }
-    if (stop_requested()) {
-      if (ckpt.empty()) ckpt = save_checkpoint();
-      log.message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
-                      "; continue with `cairn train ... --resume auto`"));
+    const StopFlags stop = stop_flags(!output_error.empty());
+    if (stop.output_failed) stop_after_failed_write(output_error, ckpt);
+    if (stop.signal) {
+      if (ckpt.empty()) ckpt = checkpoint_or_stop();
+      log->message(str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
+                       "; continue with `cairn train ... --resume auto`"));
       stopped_ = true;
       return;
     }
   }
-  if (comm_.rank() == 0) {
-    save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
-    const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
-                                 {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
-    std::ofstream(dir + "/COMPLETE.tmp") << done.dump() << "\n";
-    fs::rename(dir + "/COMPLETE.tmp", dir + "/COMPLETE");
-    log.message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
-                    format_duration(std::chrono::duration<double>(clock::now() - start).count())));
-  }
+  if (comm_.rank() == 0)
+    error = capture_error([&] {
+      save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
+      const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
+                                   {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
+      write_file_atomic(dir + "/COMPLETE", done.dump() + "\n");
+    });
+  stop_after_failed_write(error, ckpt);
+  log->message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
+                   format_duration(std::chrono::duration<double>(clock::now() - start).count())));
+}
+
+void Trainer::stop_after_failed_write(const std::string& my_error, std::string saved) {
+  std::string error;
+  for (const auto& e : comm_.all_gather_strings(my_error))
+    if (error.empty()) error = e;
+  if (error.empty()) return;
+  std::string outcome;
+  const std::string ckpt_error = saved.empty() ? capture_error([&] { saved = save_checkpoint(); }) : "";
+  if (ckpt_error.empty())
+    outcome = str("checkpoint ", saved, " holds step ", state_.step, ": make room, then continue with `cairn train ",
+                  "... --resume auto`");
+  else
+    outcome = str("the checkpoint attempt failed too (", ckpt_error, "); `--resume auto` continues from the newest ",
+                  "complete checkpoint in '", checkpoint_dir(), "' once there is room");
+  throw CollectiveError(str(error, "; training stopped at step ", state_.step, ": ", outcome));
 }
 
 }  // namespace cairn

@@ -19,8 +19,10 @@
 #include "data/token_dataset.h"
 #include "model/llama.h"
 #include "trainer/grad_sync.h"
+#include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/peak_flops.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
 #include "trainer/validation.h"
@@ -62,6 +64,9 @@ class Trainer {
   // with stopped() true. A run that did not resume refuses (Error, nothing written) a checkpoint
   // directory that already holds checkpoints: they are another run's. Takes the checkpoint
   // directory's lock (lock_checkpoint_dir) if not yet held and releases it when it returns or throws.
+  // A failed write of an output (metrics.jsonl, the TensorBoard file, model.h5, COMPLETE, a
+  // checkpoint: a full disk) stops every rank at the step boundary: after a checkpoint attempt,
+  // run() throws Error on every rank naming the file and the reason.
   void run();
   bool stopped() const { return stopped_; }
 
@@ -117,8 +122,15 @@ class Trainer {
   // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
   void deepen(int64_t factor);
 
-  // Collective: true when any rank received a stop signal.
-  bool stop_requested();
+  // Collective: whether any rank received a stop signal, and whether any rank failed to write an output.
+  struct StopFlags {
+    bool signal = false, output_failed = false;
+  };
+  StopFlags stop_flags(bool output_failed);
+  // Collective: `my_error` is this rank's failed write of an output ("" for none). When any rank
+  // has one, every rank attempts a checkpoint (unless `saved` is one of the current step) and
+  // throws Error naming the failed file, the reason and where the run can continue from.
+  void stop_after_failed_write(const std::string& my_error, std::string saved);
   void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
   // Collective: throws Error when checkpoint_dir() holds checkpoints (for a run that did not resume).
   void check_checkpoint_dir_unused();
@@ -142,8 +154,9 @@ class Trainer {
   int64_t growth_step_ = -1;  // with growth.at_tokens: the step after which the model grows
   TrainerState state_;
   std::vector<int32_t> inputs_, targets_, window_;
-  double flops_per_token_ = 0, peak_flops_ = 0;
-  std::string peak_source_;  // where peak_flops_ comes from, for the start-up report
+  double flops_per_token_ = 0;
+  PeakFlops peak_;
+  MemoryCheck memory_;  // the plan checked at start
   bool stopped_ = false;
   bool resumed_ = false;  // a checkpoint was loaded
   std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
@@ -158,6 +171,10 @@ double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 struct LowRankConfig;
 // Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
 LowRankConfig lowrank_config(const OptimizerConfig& o);
+
+// `cairn train --dry-run`: validates cfg, opens its datasets (for the vocabulary) and checks the
+// memory plan (check_memory) on the configured backend; allocates nothing for the model. Collective.
+MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm);
 
 // Builds the optimizer named by cfg.optimizer.name for the given owned rows.
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,

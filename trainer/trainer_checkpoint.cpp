@@ -76,10 +76,10 @@ std::string Trainer::save_checkpoint() {
   return checkpoint_save(checkpoint_dir(), info, *model_, *optimizer_, comm_, cfg_.checkpoint.keep);
 }
 
-bool Trainer::stop_requested() {
-  int64_t flag = StopSignals::received() ? 1 : 0;
-  comm_.all_reduce(&flag, 1, ReduceOp::max);
-  return flag != 0;
+Trainer::StopFlags Trainer::stop_flags(bool output_failed) {
+  int64_t flags[2] = {StopSignals::received() ? 1 : 0, output_failed ? 1 : 0};
+  comm_.all_reduce(flags, 2, ReduceOp::max);
+  return {flags[0] != 0, flags[1] != 0};
 }
 
 void Trainer::load_checkpoint(const std::string& path) {

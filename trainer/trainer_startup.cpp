@@ -21,9 +21,7 @@ void Trainer::print_startup() {
             << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
             << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
             << t.count(ParamRole::norm) << " norm)\n";
-  std::cout << "memory per rank: parameters " << t.count() * 4 / 1e6 << " MB, gradients " << t.count() * 4 / 1e6
-            << " MB, optimizer state (" << optimizer_->name() << ") " << optimizer_->state_bytes() / 1e6
-            << " MB, activations " << model_->activation_bytes() / 1e6 << " MB\n";
+  std::cout << memory_summary(memory_) << "\n";
   if (const std::string device = model_->backend().device_summary(); !device.empty())
     std::cout << "device: " << device << "\n";
   if (cfg_.optimizer.name != "adamw") {
@@ -64,9 +62,8 @@ void Trainer::print_startup() {
                 << " steps): the LR never reaches schedule.lr = " << cfg_.schedule.lr
                 << "; lower schedule.warmup or train longer" << std::endl;
   std::cout << "compute: " << cpu_threads() << " threads per rank, " << flops_per_token_ / 1e6
-            << " MFLOP per token, peak " << peak_flops_ / 1e9 << " GFLOP/s per rank"
-            << " (" << peak_source_ << ")"
-            << "\n"
+            << " MFLOP per token (" << linear_kind_name(cfg_.model.linear.kind) << " projections' own work), peak "
+            << peak_.flops / 1e9 << " GFLOP/s per rank (" << peak_.source << ")\n"
             << std::endl;
 }
 

@@ -17,10 +17,17 @@ herr_t innermost_error(unsigned n, const H5E_error2_t* err, void* out) {
 }
 
 // The most specific message on HDF5's error stack ("truncated file: eof = ..."), then clears it.
+// A failed system call is reduced to its reason ("No space left on device"): HDF5's own text for
+// it is a line of buffer addresses and byte counts.
 std::string hdf5_detail() {
   std::string desc;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &desc);
   H5Eclear2(H5E_DEFAULT);
+  const std::string marker = "error message = '";
+  if (const size_t at = desc.find(marker); at != std::string::npos) {
+    const size_t begin = at + marker.size(), end = desc.find('\'', begin);
+    if (end != std::string::npos) desc = desc.substr(begin, end - begin);
+  }
   return desc.empty() ? "" : ": " + desc;
 }
 

@@ -111,6 +111,12 @@ std::string CudaBackend::device_summary() const {
              double(total_b) / 1e9, " GB");
 }
 
+std::optional<Backend::DeviceMemory> CudaBackend::device_memory() const {
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return DeviceMemory{int64_t(free_b), int64_t(total_b)};
+}
+
 void CudaBackend::release(void* p) const {
   if (!p) return;
   CAIRN_ASSERT(!capturing_, "release() inside a graph capture");

@@ -64,6 +64,8 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
   void* compute_stream() const override { return stream_; }
   std::string device_summary() const override;
+  std::optional<DeviceMemory> device_memory() const override;
+  int64_t parameter_copy_bytes(int64_t n) const override { return math_ == CudaMath::bf16 ? 2 * n : 0; }
 
   void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
               bool trans_a, bool trans_b, float alpha, float beta) const override;

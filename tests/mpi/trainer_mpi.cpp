@@ -1,18 +1,21 @@
 // Data-parallel training under mpirun (see trainer.cmake): N ranks with micro-batch b match one
 // rank with micro-batch N·b, ZeRO-1 matches replicated optimizer state bit for bit, and the
-// cross-rank parameter check names a deliberately perturbed parameter. With --device=cuda the same
+// cross-rank parameter check names a deliberately perturbed parameter, and a checkpoint write that
+// fails on one rank fails on every rank (none hangs). With --device=cuda the same
 // tests run on one GPU per rank with NCCL (exit 77, skipped, without a GPU for every local rank).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 
 #include <cstdio>
 
 #include "comm/communicator.h"
 #include "model/backend.h"
 #include "tests/test_support.h"
+#include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -22,7 +25,7 @@ namespace {
 Communicator* world = nullptr;
 std::string device = "cpu";
 std::string dataset_path;
-std::string run_dir;  // nothing is written there: these tests never call Trainer::run()
+std::string run_dir;  // only checkpoints are written there: these tests never call Trainer::run()
 
 TrainConfig tiny_config() {
   TrainConfig c = tiny_train_config(dataset_path, run_dir);
@@ -104,6 +107,29 @@ TEST(TrainerMpi, ConsistencyCheckNamesThePerturbedParameter) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << e.what();
   }
+}
+
+TEST(TrainerMpi, ACheckpointWriteFailingOnOneRankFailsOnEveryRank) {
+  TrainConfig c = tiny_config();
+  c.checkpoint.dir = run_dir + "/failing_checkpoints";
+  Trainer t(c, *world);
+  t.train_step();
+  const std::string previous = t.save_checkpoint();
+  t.train_step();
+  // The last rank's shard fails (as on a full disk of its node); the others wrote theirs.
+  const std::string failing = str("optimizer_rank", world->size() - 1, ".h5");
+  checkpoint_fault_hook = [&](const std::string& stage) {
+    if (stage == failing) throw Error("cannot write '" + failing + "': No space left on device");
+  };
+  const std::string e = error_of([&] { t.save_checkpoint(); });
+  checkpoint_fault_hook = nullptr;
+  EXPECT_EQ(e, "cannot write '" + failing + "': No space left on device");  // on every rank
+  if (world->rank() == 0) {
+    std::ostringstream warn;
+    EXPECT_EQ(checkpoint_find_latest(c.checkpoint.dir, warn), previous);
+    EXPECT_FALSE(std::filesystem::exists(c.checkpoint.dir + "/" + checkpoint_name(2) + ".tmp"));
+  }
+  world->barrier();
 }
 
 }  // namespace

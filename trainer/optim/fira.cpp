@@ -61,10 +61,18 @@ void grow(const Backend& be, DeviceArray<float>& a, int64_t n) {
 
 }  // namespace
 
+void LowRankWorkspaceSize::fit(const LowRankShape& s) {
+  low = std::max(low, 2 * s.moment_numel());
+  full = std::max(full, s.m * s.n);
+  phi = std::max(phi, std::max(s.m, s.n));
+}
+
 void LowRankWorkspace::reserve(const LowRankShape& s) {
-  grow(*be_, low, 2 * s.moment_numel());
-  grow(*be_, full, s.m * s.n);
-  grow(*be_, phi, std::max(s.m, s.n));
+  LowRankWorkspaceSize need;
+  need.fit(s);
+  grow(*be_, low, need.low);
+  grow(*be_, full, need.full);
+  grow(*be_, phi, need.phi);
 }
 
 void lowrank_refresh_projection(const Backend& be, float* proj, const float* g, const LowRankShape& s) {
@@ -200,10 +208,18 @@ std::vector<StateTensor> FiraOptimizer::state() {
 
 OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
                                             const LowRankConfig& cfg) {
+  std::vector<int> rows(table.rows().size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = int(i);
+  return optimizer_state_memory(table, rows, optimizer, cfg);
+}
+
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::vector<int>& rows,
+                                            const std::string& optimizer, const LowRankConfig& cfg) {
   if (optimizer != "adamw" && optimizer != "galore" && optimizer != "fira")
     throw Error(str("unknown optimizer '", optimizer, "': use adamw, galore or fira"));
   OptimizerStateMemory mem;
-  for (const ParamRow& pr : table.rows()) {
+  for (int row : rows) {
+    const ParamRow& pr = table.row(row);
     if (pr.role != ParamRole::matrix) {
       mem.other_floats += 2 * pr.numel;
       continue;
@@ -216,6 +232,8 @@ OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::
       LowRankShape s = lowrank_shape(cfg, pr.shape.at(0), pr.shape.at(1));
       mem.matrix_floats += s.state_numel(optimizer == "fira");
       mem.clamped_rows += s.clamped ? 1 : 0;
+      mem.workspace.fit(s);
+      if (s.m * s.n > mem.largest_matrix_m * mem.largest_matrix_n) mem.largest_matrix_m = s.m, mem.largest_matrix_n = s.n;
     }
   }
   return mem;

@@ -43,6 +43,13 @@ struct LowRankShape {
 };
 LowRankShape lowrank_shape(const LowRankConfig& cfg, int64_t m, int64_t n);
 
+// Floats of LowRankWorkspace's buffers that fit every shape passed to fit().
+struct LowRankWorkspaceSize {
+  int64_t low = 0, full = 0, phi = 0;
+  void fit(const LowRankShape& s);
+  int64_t floats() const { return low + full + phi; }
+};
+
 // Scratch for lowrank_step in one backend's memory, sized once for the largest matrix it will see;
 // steps never allocate (a projection refresh's SVD does, every update_gap steps).
 class LowRankWorkspace {
@@ -110,18 +117,24 @@ class FiraOptimizer : public Optimizer {
   int64_t steps_ = 0;
 };
 
-// Optimizer-state memory of a whole ParamTable under "adamw", "galore" or "fira" (fp32 state).
+// Optimizer-state memory under "adamw", "galore" or "fira" (fp32 state): what AdamW and
+// FiraOptimizer allocate for the same rows, so the memory plan can count it before they exist.
 struct OptimizerStateMemory {
   int64_t matrix_rows = 0;          // rows with low-rank state (ParamRole::matrix)
   int64_t clamped_rows = 0;         // of those, rows whose rank was clamped to min(m, n)
   int64_t matrix_floats = 0;        // their state under this optimizer
   int64_t matrix_floats_adamw = 0;  // their state under AdamW (2·m·n each)
   int64_t other_floats = 0;         // AdamW state of every other row
-  int64_t bytes() const { return 4 * (matrix_floats + other_floats); }
+  LowRankWorkspaceSize workspace;   // Fira/GaLore's step scratch for those matrices
+  int64_t largest_matrix_m = 0, largest_matrix_n = 0;  // the largest of them (its SVD's scratch)
+  int64_t bytes() const { return 4 * (matrix_floats + other_floats); }  // state only
 };
-// Throws Error for an unknown optimizer name.
+// Of the whole table, or of `rows` (a rank's share under ZeRO-1). Throws Error for an unknown
+// optimizer name.
 OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
                                             const LowRankConfig& cfg);
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::vector<int>& rows,
+                                            const std::string& optimizer, const LowRankConfig& cfg);
 // One line for the start of a run, e.g. "optimizer state (fira, r 128): 123.4 MiB = ...".
 std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, const std::string& optimizer,
                                             const LowRankConfig& cfg);
