@@ -1,11 +1,16 @@
 // Training throughput of the CUDA backend on synthetic tokens: forward + backward + global-norm
 // clip + an optimizer step (what a trainer step does on one GPU), for the LLaMA 130M and 350M
-// shapes of configs/, bf16 (the default, run first), TF32 and fp32 GEMMs. The optimizer is AdamW
-// over the flat buffers or Fira as configs/llama-*-fira.toml set it (rank 256, projections
-// refreshed in the warm-up, so the timed steps are ordinary ones). Prints tokens/s and MFU against
-// the dense bf16 peak (989 TFLOP/s, H100/H200 SXM) and against the peak of the math mode used.
+// shapes of configs/ at the sequence lengths asked for, bf16 (the default, run first), TF32 and
+// fp32 GEMMs. The optimizer is AdamW over the flat buffers or Fira as configs/llama-*-fira.toml
+// set it (rank 256, projections refreshed in the warm-up, so the timed steps are ordinary ones).
+// Steps are timed on the wall clock between two waits for the device (what training sees, host
+// gaps included). Prints tokens/s, MFU against the device's peak for the math mode
+// (Backend::peak_flops: the datasheet's for a known GPU, else measured with CUDA events) and
+// against the dense bf16 one, and the device memory in use after the run (cairn allocates
+// everything at start and in the first step, so that is the run's peak); each run also as one
+// `RESULT key=value ...` line for scripts (bench/gpu_check.sh's table).
 // With --profile 1, each configuration also runs once more with every op timed (bench/op_profile.h).
-//   cuda_bench [--batch B] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32]
+//   cuda_bench [--batch B] [--seq 256,1024] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32]
 //              [--optimizer adamw,fira] [--profile 0|1]
 #include <chrono>
 #include <cmath>
@@ -26,12 +31,10 @@ using namespace cairn;
 
 namespace {
 
-constexpr double kBf16Peak = 989e12, kTf32Peak = 494.7e12, kFp32Peak = 66.9e12;  // H100/H200 SXM, dense
-
-ModelConfig preset(const std::string& name) {
+ModelConfig preset(const std::string& name, int64_t seq_len) {
   ModelConfig c;
   c.vocab_size = 32000;
-  c.seq_len = 256;
+  c.seq_len = seq_len;
   if (name == "130m") {
     c.dim = 768, c.n_layers = 12, c.n_heads = 12, c.ffn_dim = 2048;
   } else if (name == "350m") {
@@ -55,14 +58,14 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // Throughput, or with `profile` the time per op (every op synchronized, so not a throughput).
-void run(const std::string& model_name, CudaMath math, const std::string& optimizer, int64_t B, int steps,
-         bool profile) {
+void run(const std::string& model_name, int64_t seq_len, CudaMath math, const std::string& optimizer, int64_t B,
+         int steps, bool profile) {
   const Backend& device = cuda_backend(math);
   DeviceArray<float> probe(device, 1);  // sum_squares on it waits for the device
   probe.zero();
   const OpProfile profiler(device, [&] { (void)device.sum_squares(probe.data(), 1); });
   const Backend& be = profile ? static_cast<const Backend&>(profiler) : device;
-  const ModelConfig cfg = preset(model_name);
+  const ModelConfig cfg = preset(model_name, seq_len);
   LlamaModel model(cfg, be, B);
   model.init_weights(1);
   const int64_t n = model.params().total(), N = B * cfg.seq_len;
@@ -113,13 +116,19 @@ void run(const std::string& model_name, CudaMath math, const std::string& optimi
   }
   const double tok_s = double(N) / sec;
   const double flops = training_flops_per_token(cfg, device, N) * tok_s;
-  const double mode_peak = math == CudaMath::bf16 ? kBf16Peak : math == CudaMath::tf32 ? kTf32Peak : kFp32Peak;
-  std::printf("%-5s %-9s %-5s B=%-3lld T=%lld params %.1fM act %.2f GiB  step %7.1f ms  %9.0f tok/s  %6.1f TFLOP/s  "
-              "MFU %5.1f%% of bf16 989  %5.1f%% of %s peak  loss %.4f\n",
+  const Backend::Peak peak = device.peak_flops(), bf16_peak = cuda_backend(CudaMath::bf16).peak_flops();
+  const double mfu = flops / peak.flops;
+  const std::string memory = device.device_summary();
+  std::printf("%-5s %-9s %-5s B=%-3lld T=%-4lld params %.1fM act %.2f GiB  step %7.1f ms  %9.0f tok/s  %6.1f TFLOP/s  "
+              "MFU %5.1f%% (of %.0f TFLOP/s, %s), %5.1f%% of the bf16 peak  loss %.4f\n      %s\n",
               model_name.c_str(), be.name().c_str(), optimizer.c_str(), (long long)B, (long long)cfg.seq_len,
               double(model_param_count(cfg)) / 1e6, double(model.activation_bytes()) / double(1 << 30), sec * 1e3,
-              tok_s, flops / 1e12, 100 * flops / kBf16Peak, 100 * flops / mode_peak,
-              math == CudaMath::bf16 ? "bf16 989" : math == CudaMath::tf32 ? "TF32 495" : "FP32 67", double(loss));
+              tok_s, flops / 1e12, 100 * mfu, peak.flops / 1e12, peak.source.c_str(), 100 * flops / bf16_peak.flops,
+              double(loss), memory.c_str());
+  std::printf("RESULT kind=bench model=%s math=%s optimizer=%s B=%lld T=%lld tok_s=%.0f tflops=%.1f mfu=%.4f loss=%.4f "
+              "memory=\"%s\"\n",
+              model_name.c_str(), be.name().c_str(), optimizer.c_str(), (long long)B, (long long)cfg.seq_len, tok_s,
+              flops / 1e12, mfu, double(loss), memory.c_str());
   if (fira) {
     // One more step at a refresh (steps = update_gap): its extra time is the SVDs of every matrix.
     fira->set_steps(LowRankConfig{}.update_gap);
@@ -138,11 +147,12 @@ void run(const std::string& model_name, CudaMath math, const std::string& optimi
 int main(int argc, char** argv) {
   int64_t B = 32;
   int steps = 10;
-  std::string models = "130m,350m", maths = "bf16,tf32,fp32", optimizers = "adamw";
+  std::string models = "130m,350m", maths = "bf16,tf32,fp32", optimizers = "adamw", seqs = "256";
   bool profile = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) B = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seq")) seqs = argv[i + 1];
     else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
     else if (!std::strcmp(argv[i], "--math")) maths = argv[i + 1];
     else if (!std::strcmp(argv[i], "--optimizer")) optimizers = argv[i + 1];
@@ -158,14 +168,18 @@ int main(int argc, char** argv) {
   }
   try {
     for (const auto& mdl : split(models))
-      for (const auto& mt : split(maths)) {
-        if (mt != "fp32" && mt != "tf32" && mt != "bf16")
-          throw Error(str("unknown math '", mt, "': use bf16, tf32 or fp32"));
-        const CudaMath math = mt == "bf16" ? CudaMath::bf16 : mt == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
-        for (const auto& opt : split(optimizers)) {
-          if (opt != "adamw" && opt != "fira") throw Error(str("unknown optimizer '", opt, "': use adamw or fira"));
-          run(mdl, math, opt, B, steps, false);
-          if (profile) run(mdl, math, opt, B, steps, true);
+      for (const auto& seq : split(seqs)) {
+        const int64_t T = std::atoll(seq.c_str());
+        if (T <= 0) throw Error(str("--seq '", seq, "' is not a positive sequence length"));
+        for (const auto& mt : split(maths)) {
+          if (mt != "fp32" && mt != "tf32" && mt != "bf16")
+            throw Error(str("unknown math '", mt, "': use bf16, tf32 or fp32"));
+          const CudaMath math = mt == "bf16" ? CudaMath::bf16 : mt == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+          for (const auto& opt : split(optimizers)) {
+            if (opt != "adamw" && opt != "fira") throw Error(str("unknown optimizer '", opt, "': use adamw or fira"));
+            run(mdl, T, math, opt, B, steps, false);
+            if (profile) run(mdl, T, math, opt, B, steps, true);
+          }
         }
       }
   } catch (const std::exception& e) {

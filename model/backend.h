@@ -26,11 +26,35 @@ class Backend {
   virtual void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
                       bool trans_a, bool trans_b, float alpha, float beta) const = 0;
 
-  // out[N,C] = table[tokens[n], :]. backward accumulates into dtable.
+  // `batch` products in one call: for i < batch, matmul(out + i·stride_out, a + i·stride_a,
+  // b + i·stride_b, ...) with the other arguments shared. A stride of 0 reuses one operand for the
+  // whole batch: the model multiplies one activation by the adjacent q, k, v (or gate, up) weights,
+  // so a device backend reads (and, in bf16, rounds) that activation once. Same results as the
+  // loop, which is the default.
+  virtual void matmul_batched(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+                              bool trans_a, bool trans_b, float alpha, float beta, int64_t batch,
+                              int64_t stride_out, int64_t stride_a, int64_t stride_b) const {
+    for (int64_t i = 0; i < batch; ++i)
+      matmul(out + i * stride_out, a + i * stride_a, b + i * stride_b, M, N, K, trans_a, trans_b, alpha, beta);
+  }
+
+  // The backward of k adjacent dense projections y_i = x·W_iᵀ (x [N,in]; W_i [out,in] at
+  // w + i·out·in; dy_i [N,out] at dy + i·N·out): dW_i += dy_iᵀ·x (dw laid out as w), then
+  // dx = Σ_i dy_i·W_i, added to dx when accumulate_dx. The default is exactly those matmuls in that
+  // order; a bf16 backend rounds dy and x once for both products instead of once per product.
+  virtual void linear_backward(float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N,
+                               int64_t out, int64_t in, int64_t k, bool accumulate_dx) const {
+    matmul_batched(dw, dy, x, out, in, N, true, false, 1.0f, 1.0f, k, out * in, N * out, 0);
+    for (int64_t i = 0; i < k; ++i)
+      matmul(dx, dy + i * N * out, w + i * out * in, N, in, out, false, false, 1.0f,
+             accumulate_dx || i > 0 ? 1.0f : 0.0f);
+  }
+
+  // out[N,C] = table[tokens[n], :]. backward accumulates into dtable [V,C]; tokens are in [0, V).
   virtual void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
                                  int64_t C) const = 0;
   virtual void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
-                                  int64_t C) const = 0;
+                                  int64_t C, int64_t V) const = 0;
 
   // out = inp·rstd·weight with rstd[n] = 1/sqrt(mean(inp[n]²)+eps), saved for backward.
   // backward accumulates into dinp (a residual stream) and dweight.
@@ -49,7 +73,8 @@ class Backend {
   // Causal softmax attention. q, k, v, out are [B,T,C] with head h at columns [h·HS, (h+1)·HS),
   // scores scaled by 1/sqrt(HS). `saved` is backend-defined state kept for backward, of
   // attention_saved_floats(B,T,NH,HS) floats (the CPU backend: the probabilities [B,NH,T,T]; the
-  // CUDA backend: the rows' log-sum-exp [B,NH,T]). Unsupported shapes throw Error.
+  // CUDA backend: the rows' log-sum-exp [B,NH,T], in bf16 mode followed by bf16 copies of q, k, v
+  // and out for the backward). Unsupported shapes throw Error.
   virtual void attention_forward(float* out, float* saved, const float* q, const float* k,
                                  const float* v, int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
   // out and saved are attention_forward's, unchanged since; scratch holds
@@ -60,6 +85,11 @@ class Backend {
   // Buffer sizes (floats) the caller allocates once for the largest shape it will run.
   virtual int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
   virtual int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const = 0;
+  // Bytes of backend-owned scratch that attention at this shape uses on top of the caller's
+  // buffers (bf16 copies, a library's workspace), for memory planning; 0 on the CPU.
+  virtual int64_t attention_workspace_bytes(int64_t /*B*/, int64_t /*T*/, int64_t /*NH*/, int64_t /*HS*/) const {
+    return 0;
+  }
   // Which implementation the last attention_forward ran, for logs and tests ("" before the first).
   virtual std::string attention_path() const = 0;
 
@@ -138,6 +168,29 @@ class Backend {
   // register_parameters (below): the CUDA backend's bf16 copy in CudaMath::bf16 (2·n), else 0.
   virtual int64_t parameter_copy_bytes(int64_t /*n*/) const { return 0; }
 
+  // The peak dense GEMM rate of this backend's matmul (FLOP/s) for MFU, and where the number comes
+  // from (a datasheet entry for the device and math mode, or a measurement on the device); flops 0
+  // when the backend has no better answer than timing matmul from the host (the CPU: the trainer
+  // measures, trainer/metrics.h).
+  struct Peak {
+    double flops = 0;
+    std::string source;
+  };
+  virtual Peak peak_flops() const { return {}; }
+
+  // Steady-state replay (CUDA graphs). A caller that repeats one sequence of ops on the same buffers
+  // with the same arguments brackets it: `if (!graph_begin(key)) { ops...; graph_end(key); }`.
+  // graph_begin returns true when it has launched the sequence recorded under `key` (the caller
+  // skips the ops); otherwise the caller runs them, and a backend may be recording them (stream
+  // capture records without running: graph_end then launches what it recorded). So the key must
+  // change whenever anything the ops were called with changes: shapes, pointers, scalars. Inside
+  // the bracket no op may return data to the host or upload from it (copy_to_host/_device,
+  // sum_squares, top_singular_vectors), nor allocate or release. Backends without graphs: graph_begin
+  // returns false and graph_end does nothing. A device backend drops its graphs when memory they
+  // use is released or moves.
+  virtual bool graph_begin(uint64_t /*key*/) const { return false; }
+  virtual void graph_end(uint64_t /*key*/) const {}
+
   // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
   // backend's CudaMath::bf16; a no-op everywhere else). The model registers its flat fp32
   // parameter buffer once: base is a pointer returned by this backend's alloc, n floats of it.
@@ -193,8 +246,8 @@ const Backend& cpu_backend();
 // The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
 // TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation), or bf16 tensor-core GEMMs
 // (matmul inputs rounded to bf16 — registered parameters stochastically, activations to nearest —
-// fp32 accumulation and fp32 outputs; attention's batched GEMMs use TF32, attention itself cuDNN's
-// fused SDPA on bf16 copies of q, k, v when cuDNN is built in). Other ops stay fp32 in every mode.
+// fp32 accumulation and fp32 outputs; attention is cuDNN's fused SDPA on bf16 copies of q, k, v
+// when cuDNN is built in, else the own fused kernel in fp32). Other ops stay fp32 in every mode.
 // Throws Error when cairn was built without CUDA or no device is usable; check first with
 // cuda_device_available(), which never throws.
 enum class CudaMath { fp32, tf32, bf16 };

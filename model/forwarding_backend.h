@@ -4,6 +4,8 @@
 // itself, so code that asks "is this the CPU backend?" sees an off-host backend.
 #pragma once
 
+#include <functional>
+
 #include "model/backend.h"
 
 namespace cairn {
@@ -20,7 +22,11 @@ class ForwardingBackend : public Backend {
   int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const override {
     return inner_.attention_scratch_floats(B, T, NH, HS);
   }
+  int64_t attention_workspace_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) const override {
+    return inner_.attention_workspace_bytes(B, T, NH, HS);
+  }
   std::string attention_path() const override { return inner_.attention_path(); }
+  Peak peak_flops() const override { return inner_.peak_flops(); }
   void* compute_stream() const override { return inner_.compute_stream(); }
   std::string device_summary() const override { return inner_.device_summary(); }
   std::optional<DeviceMemory> device_memory() const override { return inner_.device_memory(); }
@@ -30,22 +36,46 @@ class ForwardingBackend : public Backend {
   void* alloc(int64_t bytes) const override { return inner_.alloc(bytes); }
   void release(void* p) const override { inner_.release(p); }
 
-#define CAIRN_FORWARD_OP(ret, op, params, args) \
-  ret op params const override {                \
-    const Scope scope(*this, #op);              \
-    return inner_.op args;                      \
+  // Graphs: the decorator sees the bracket (a test double may record or replay what is inside).
+  bool graph_begin(uint64_t key) const override { return inner_.graph_begin(key); }
+  void graph_end(uint64_t key) const override { inner_.graph_end(key); }
+
+  // An op that writes backend memory and returns nothing goes through run_op, which a test double
+  // may defer (tests/graph_emulation.h records them as a graph would); ops that return a value or
+  // touch host memory run at once.
+#define CAIRN_FORWARD_OP(ret, op, params, args)            \
+  ret op params const override {                           \
+    run_op(#op, [=, this] {                                \
+      const Scope scope(*this, #op);                       \
+      inner_.op args;                                      \
+    });                                                    \
+  }
+#define CAIRN_FORWARD_HOST_OP(ret, op, params, args) \
+  ret op params const override {                     \
+    host_op(#op);                                    \
+    const Scope scope(*this, #op);                   \
+    return inner_.op args;                           \
   }
   CAIRN_FORWARD_OP(void, zero, (void* p, int64_t bytes), (p, bytes))
-  CAIRN_FORWARD_OP(void, copy_to_host, (void* host, const void* dev, int64_t bytes), (host, dev, bytes))
-  CAIRN_FORWARD_OP(void, copy_to_device, (void* dev, const void* host, int64_t bytes), (dev, host, bytes))
+  CAIRN_FORWARD_HOST_OP(void, copy_to_host, (void* host, const void* dev, int64_t bytes), (host, dev, bytes))
+  CAIRN_FORWARD_HOST_OP(void, copy_to_device, (void* dev, const void* host, int64_t bytes), (dev, host, bytes))
   CAIRN_FORWARD_OP(void, matmul,
                    (float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
                     float alpha, float beta),
                    (out, a, b, M, N, K, ta, tb, alpha, beta))
+  CAIRN_FORWARD_OP(void, matmul_batched,
+                   (float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                    float alpha, float beta, int64_t batch, int64_t so, int64_t sa, int64_t sb),
+                   (out, a, b, M, N, K, ta, tb, alpha, beta, batch, so, sa, sb))
+  CAIRN_FORWARD_OP(void, linear_backward,
+                   (float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N, int64_t out,
+                    int64_t in, int64_t k, bool acc),
+                   (dw, dx, dy, x, w, N, out, in, k, acc))
   CAIRN_FORWARD_OP(void, embedding_forward, (float* out, const int32_t* t, const float* table, int64_t N, int64_t C),
                    (out, t, table, N, C))
-  CAIRN_FORWARD_OP(void, embedding_backward, (float* dt, const float* dout, const int32_t* t, int64_t N, int64_t C),
-                   (dt, dout, t, N, C))
+  CAIRN_FORWARD_OP(void, embedding_backward,
+                   (float* dt, const float* dout, const int32_t* t, int64_t N, int64_t C, int64_t V),
+                   (dt, dout, t, N, C, V))
   CAIRN_FORWARD_OP(void, rmsnorm_forward,
                    (float* out, float* rstd, const float* inp, const float* w, int64_t N, int64_t C, float eps),
                    (out, rstd, inp, w, N, C, eps))
@@ -91,10 +121,10 @@ class ForwardingBackend : public Backend {
   CAIRN_FORWARD_OP(void, scale_by, (float* x, const float* s, int64_t m, int64_t n, bool by_row), (x, s, m, n, by_row))
   CAIRN_FORWARD_OP(void, apply_update, (float* w, const float* u, int64_t n, float step, float decay),
                    (w, u, n, step, decay))
-  CAIRN_FORWARD_OP(void, top_singular_vectors,
+  CAIRN_FORWARD_HOST_OP(void, top_singular_vectors,
                    (float* proj, const float* g, int64_t m, int64_t n, int64_t r, bool by_row),
                    (proj, g, m, n, r, by_row))
-  CAIRN_FORWARD_OP(double, sum_squares, (const float* x, int64_t n), (x, n))
+  CAIRN_FORWARD_HOST_OP(double, sum_squares, (const float* x, int64_t n), (x, n))
   CAIRN_FORWARD_OP(void, limit_norm_growth, (float* x, int64_t n, float* prev, float gamma, bool first),
                    (x, n, prev, gamma, first))
   CAIRN_FORWARD_OP(void, adamw_update,
@@ -102,11 +132,16 @@ class ForwardingBackend : public Backend {
                     float wd, float bc1, float bc2),
                    (p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2))
 #undef CAIRN_FORWARD_OP
+#undef CAIRN_FORWARD_HOST_OP
 
  protected:
   // Around every forwarded op that reads or writes backend memory (not around alloc/release).
   virtual void enter(const char* /*op*/) const {}
   virtual void leave(const char* /*op*/) const {}
+  // Runs (or, in a test double, defers) an op that writes backend memory; host_op announces one
+  // that returns data to the host or reads host memory.
+  virtual void run_op(const char* /*op*/, const std::function<void()>& call) const { call(); }
+  virtual void host_op(const char* /*op*/) const {}
 
  private:
   class Scope {

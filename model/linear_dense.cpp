@@ -26,8 +26,7 @@ void DenseLinear::backward(const Backend& be, float* dx, bool accumulate_dx, flo
                            const float* dy, const float* x, int64_t N, const float* params,
                            const BufferTable&, float*) const {
   // dW[out,in] += dyᵀ·x ;  dx[N,in] (+)= dy·W
-  be.matmul(grads + offset_, dy, x, out_, in_, N, true, false, 1.0f, 1.0f);
-  be.matmul(dx, dy, params + offset_, N, in_, out_, false, false, 1.0f, accumulate_dx ? 1.0f : 0.0f);
+  be.linear_backward(grads + offset_, dx, dy, x, params + offset_, N, out_, in_, 1, accumulate_dx);
 }
 
 LinearFlops DenseLinear::flops(const Backend&, int64_t N) const {

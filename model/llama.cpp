@@ -7,8 +7,12 @@
 #include "model/llama.h"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
 #include <map>
+
+#include "model/linear_dense.h"
 
 #include "util/error.h"
 #include "util/rng.h"
@@ -82,6 +86,12 @@ int64_t non_embedding_param_count(const ModelConfig& c) {
   return model_param_count(c) - (c.tie_embeddings ? 1 : 2) * c.vocab_size * c.dim;
 }
 
+int64_t logit_chunk_rows(const ModelConfig& c, int64_t max_batch) {
+  CAIRN_ASSERT(c.vocab_size > 0, "the vocabulary size is resolved before the logits are sized");
+  const int64_t rows = max_batch * c.seq_len, budget = int64_t(1) << 27;
+  return std::clamp<int64_t>(budget / c.vocab_size, 1, rows);
+}
+
 double training_flops_per_token(const ModelConfig& c, const Backend& be, int64_t rows) {
   CAIRN_ASSERT(rows > 0);
   auto per_token = [&](int64_t out, int64_t in) {
@@ -149,8 +159,14 @@ ParamTable LlamaModel::parameter_table(const ModelConfig& cfg) {
   return table;
 }
 
+// logit_rows, resolved: the rows of one logits chunk.
+static int64_t logit_rows_of(const ModelConfig& cfg, int64_t max_batch, int64_t logit_rows) {
+  CAIRN_ASSERT(max_batch > 0 && logit_rows >= 0);
+  return std::min(logit_rows > 0 ? logit_rows : logit_chunk_rows(cfg, max_batch), max_batch * cfg.seq_len);
+}
+
 std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cfg, const Backend& be,
-                                                           int64_t max_batch) {
+                                                           int64_t max_batch, int64_t logit_rows) {
   const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size, T = cfg.seq_len, L = cfg.n_layers;
   const int64_t NH = cfg.n_heads, HS = cfg.head_size(), N = max_batch * T;
   std::vector<ActivationBuffer> b;
@@ -165,18 +181,22 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
     const std::string p = str("layers.", l, ".");
     // A Post-LN block's attention reads x itself (no ln1) and it keeps its MLP's pre-norm sum.
     add(p + (cfg.post_ln(l) ? "ffn_out" : "ln1"), R::saved, N * C);
-    for (const char* name : {"q", "k", "v", "att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
+    for (const char* name : {"att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
+    add(p + "qkv", R::saved, 3 * N * C);  // q, k, v adjacent: one batched GEMM's outputs
     add(p + "rstd1", R::saved, N);
     add(p + "rstd2", R::saved, N);
     add(p + "attention_saved", R::saved, be.attention_saved_floats(max_batch, T, NH, HS));
-    for (const char* name : {"gate", "up", "h"}) add(p + name, R::saved, N * F);
+    add(p + "gate_up", R::saved, 2 * N * F);  // gate, up adjacent
+    add(p + "h", R::saved, N * F);
   }
   add("final_norm", R::saved, N * C);
   add("final_rstd", R::saved, N);
-  add("logits", R::logits, N * V);
+  add("logits", R::logits, logit_rows_of(cfg, max_batch, logit_rows) * V);  // one chunk of rows
   add("losses", R::logits, N);
-  for (const char* name : {"dres", "dln", "dq", "dk", "dv", "datt"}) add(name, R::scratch, N * C);
-  for (const char* name : {"dgate", "dup", "dh"}) add(name, R::scratch, N * F);
+  for (const char* name : {"dres", "dln", "datt"}) add(name, R::scratch, N * C);
+  add("dqkv", R::scratch, 3 * N * C);
+  add("dgate_up", R::scratch, 2 * N * F);
+  add("dh", R::scratch, N * F);
   if (cfg.post_ln_layers() > 0) add("dffn_out", R::scratch, N * C);
   add("attention_scratch", R::scratch, be.attention_scratch_floats(max_batch, T, NH, HS));
   // One workspace serves every projection (they run one at a time): the largest shape's.
@@ -233,18 +253,36 @@ class LlamaModel::ArenaBinder {
 // and post_attention_layernorm in a Pre-LN block, post_attention_layernorm and
 // post_feedforward_layernorm in a Post-LN one. rstd1/rstd2 belong to the same norms. A Pre-LN
 // block has no ffn_out, a Post-LN block no ln1.
+// qkv holds q, k, v [N, C] each and gu gate, up [N, F] each, adjacent: the layout of a batched GEMM's
+// outputs. qkv_offset / gate_up_offset: where the dense q, k, v (gate, up) weights start when they
+// are adjacent in the flat buffer, else -1 (other weight kinds: one linear at a time).
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
   bool post_ln;
   float scale;  // on the pre-norm outputs ln1, ln2 (1 without LayerNorm Scaling)
-  int64_t ln1_offset, ln2_offset;
-  Slice<float> ln1, rstd1, qa, ka, va, att_saved, att, xmid, ln2, rstd2, ga, ua, h, ffn_out;
+  int64_t ln1_offset, ln2_offset, qkv_offset = -1, gate_up_offset = -1;
+  Slice<float> ln1, rstd1, qkv, att_saved, att, xmid, ln2, rstd2, gu, h, ffn_out;
 };
 
-LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch)
+// The flat-buffer offset of the first weight when every one is dense and each starts where the
+// previous ends, else -1.
+static int64_t adjacent_dense_offset(const std::vector<Linear*>& ws) {
+  int64_t first = -1, next = -1;
+  for (const Linear* w : ws) {
+    const auto* d = dynamic_cast<const DenseLinear*>(w);
+    if (!d || (next >= 0 && d->offset() != next)) return -1;
+    if (first < 0) first = d->offset();
+    next = d->offset() + w->out_features() * w->in_features();
+  }
+  return first;
+}
+
+LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows)
     : cfg_(cfg), be_(be), max_batch_(max_batch) {
   cfg_.validate();
   CAIRN_ASSERT(max_batch > 0);
+  static std::atomic<uint64_t> models{0};
+  id_ = ++models;
   const int64_t T = cfg_.seq_len;
 
   linears_ = declare_parameters(cfg_, table_, buffers_);
@@ -258,6 +296,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     L.q = at(0), L.k = at(1), L.v = at(2), L.o = at(3), L.gate = at(4), L.up = at(5), L.down = at(6);
     L.ln1_offset = table_.at(p + layer_norm_name(L.post_ln, 1) + ".weight").offset;
     L.ln2_offset = table_.at(p + layer_norm_name(L.post_ln, 2) + ".weight").offset;
+    L.qkv_offset = adjacent_dense_offset({L.q, L.k, L.v});
+    L.gate_up_offset = adjacent_dense_offset({L.gate, L.up});
     layers_.push_back(std::move(L));
   }
   final_norm_offset_ = table_.at("model.norm.weight").offset;
@@ -270,7 +310,8 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   params_.zero();
   grads_.zero();
 
-  const std::vector<ActivationBuffer> sizes = activation_sizes(cfg_, be_, max_batch);
+  logit_rows_ = logit_rows_of(cfg_, max_batch, logit_rows);
+  const std::vector<ActivationBuffer> sizes = activation_sizes(cfg_, be_, max_batch, logit_rows);
   arena_ = DeviceArray<std::byte>(be_, activation_arena_bytes(sizes));
   ArenaBinder arena(sizes, arena_.data());
   inputs_ = arena.take<int32_t>("inputs");
@@ -284,18 +325,17 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     auto take = [&](const char* name) { return arena.take<float>(p + name); };
     if (L.post_ln) L.ffn_out = take("ffn_out");
     else L.ln1 = take("ln1");
-    L.rstd1 = take("rstd1"), L.qa = take("q"), L.ka = take("k"), L.va = take("v");
+    L.rstd1 = take("rstd1"), L.qkv = take("qkv");
     L.att_saved = take("attention_saved"), L.att = take("att"), L.xmid = take("xmid");
-    L.ln2 = take("ln2"), L.rstd2 = take("rstd2"), L.ga = take("gate"), L.ua = take("up"), L.h = take("h");
+    L.ln2 = take("ln2"), L.rstd2 = take("rstd2"), L.gu = take("gate_up"), L.h = take("h");
   }
   final_norm_ = arena.take<float>("final_norm");
   final_rstd_ = arena.take<float>("final_rstd");
   logits_ = arena.take<float>("logits");
   losses_ = arena.take<float>("losses");
   dres_ = arena.take<float>("dres"), dln_ = arena.take<float>("dln");
-  dq_ = arena.take<float>("dq"), dk_ = arena.take<float>("dk"), dv_ = arena.take<float>("dv");
-  datt_ = arena.take<float>("datt");
-  dgate_ = arena.take<float>("dgate"), dup_ = arena.take<float>("dup"), dh_ = arena.take<float>("dh");
+  dqkv_ = arena.take<float>("dqkv"), datt_ = arena.take<float>("datt");
+  dgu_ = arena.take<float>("dgate_up"), dh_ = arena.take<float>("dh");
   if (cfg_.post_ln_layers() > 0) dffn_out_ = arena.take<float>("dffn_out");
   att_scratch_ = arena.take<float>("attention_scratch");
   linear_ws_ = arena.take<float>("linear_workspace");
@@ -352,6 +392,30 @@ void LlamaModel::upload_tokens(const int32_t* inputs, const int32_t* targets, in
   if (targets) be_.copy_to_device(targets_.data(), targets, N * 4);
 }
 
+void LlamaModel::project(const std::vector<Linear*>& ws, int64_t fused_offset, float* y, const float* x,
+                         int64_t N) {
+  const int64_t out = ws[0]->out_features(), in = ws[0]->in_features(), k = int64_t(ws.size());
+  if (fused_offset >= 0) {
+    be_.matmul_batched(y, x, params_.data() + fused_offset, N, out, in, false, true, 1.0f, 0.0f, k, N * out, 0,
+                       out * in);
+    return;
+  }
+  for (int64_t i = 0; i < k; ++i)
+    ws[size_t(i)]->forward(be_, y + i * N * out, x, N, params_.data(), buffers_, linear_ws_.data());
+}
+
+void LlamaModel::project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
+                                  const float* x, int64_t N) {
+  const int64_t out = ws[0]->out_features(), in = ws[0]->in_features(), k = int64_t(ws.size());
+  if (fused_offset >= 0) {
+    be_.linear_backward(grads_.data() + fused_offset, dx, dy, x, params_.data() + fused_offset, N, out, in, k, false);
+    return;
+  }
+  for (int64_t i = 0; i < k; ++i)
+    ws[size_t(i)]->backward(be_, dx, i > 0, grads_.data(), dy + i * N * out, x, N, params_.data(), buffers_,
+                            linear_ws_.data());
+}
+
 void LlamaModel::forward(int64_t B) {
   const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, NH = cfg_.n_heads;
   const int64_t HS = cfg_.head_size(), N = B * T;
@@ -369,6 +433,8 @@ void LlamaModel::forward(int64_t B) {
       be_.add_inplace(x_next, x, N * C);
       continue;
     }
+    float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
+    float *g = L.gu.data(), *u = g + N * F;
     // Attention: Pre-LN reads ln1 = s·RMSNorm(x), Post-LN reads x itself.
     const float* attn_in = x;
     if (!L.post_ln) {
@@ -376,12 +442,10 @@ void LlamaModel::forward(int64_t B) {
       if (L.scale != 1.0f) be_.scale_inplace(L.ln1.data(), L.scale, N * C);
       attn_in = L.ln1.data();
     }
-    L.q->forward(be_, L.qa.data(), attn_in, N, P, bufs, ws);
-    L.k->forward(be_, L.ka.data(), attn_in, N, P, bufs, ws);
-    L.v->forward(be_, L.va.data(), attn_in, N, P, bufs, ws);
-    be_.rope_forward(L.qa.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_forward(L.ka.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.attention_forward(L.att.data(), L.att_saved.data(), L.qa.data(), L.ka.data(), L.va.data(), B, T, NH, HS);
+    project({L.q, L.k, L.v}, L.qkv_offset, q, attn_in, N);
+    // q and k are adjacent: 2B sequences of T positions, rotated in one launch.
+    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);
+    be_.attention_forward(L.att.data(), L.att_saved.data(), q, k, v, B, T, NH, HS);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
     // MLP input ln2: Pre-LN s·RMSNorm₂(xmid); Post-LN h = RMSNorm₁(xmid), which is also the residual.
@@ -391,9 +455,8 @@ void LlamaModel::forward(int64_t B) {
       be_.rmsnorm_forward(L.ln2.data(), L.rstd2.data(), L.xmid.data(), P + L.ln2_offset, N, C, cfg_.norm_eps);
       if (L.scale != 1.0f) be_.scale_inplace(L.ln2.data(), L.scale, N * C);
     }
-    L.gate->forward(be_, L.ga.data(), L.ln2.data(), N, P, bufs, ws);
-    L.up->forward(be_, L.ua.data(), L.ln2.data(), N, P, bufs, ws);
-    be_.swiglu_forward(L.h.data(), L.ga.data(), L.ua.data(), N * F);
+    project({L.gate, L.up}, L.gate_up_offset, g, L.ln2.data(), N);
+    be_.swiglu_forward(L.h.data(), g, u, N * F);
     if (L.post_ln) {  // x' = RMSNorm₂(h + down(·))
       L.down->forward(be_, L.ffn_out.data(), L.h.data(), N, P, bufs, ws);
       be_.add_inplace(L.ffn_out.data(), L.ln2.data(), N * C);
@@ -405,7 +468,25 @@ void LlamaModel::forward(int64_t B) {
   }
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_forward(final_norm_.data(), final_rstd_.data(), x_last, P + final_norm_offset_, N, C, cfg_.norm_eps);
-  be_.matmul(logits_.data(), final_norm_.data(), lm_head_weight(), N, cfg_.vocab_size, C, false, true, 1.0f, 0.0f);
+}
+
+void LlamaModel::head_logits(int64_t r0, int64_t n) {
+  be_.matmul(logits_.data(), final_norm_.data() + r0 * cfg_.dim, lm_head_weight(), n, cfg_.vocab_size, cfg_.dim,
+             false, true, 1.0f, 0.0f);
+}
+
+void LlamaModel::head_loss_backward(int64_t B, float grad_scale) {
+  const int64_t C = cfg_.dim, V = cfg_.vocab_size, N = B * cfg_.seq_len;
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    const float* x = final_norm_.data() + r0 * C;
+    head_logits(r0, n);
+    be_.crossentropy_forward_backward(losses_.data() + r0, logits_.data(), targets_.data() + r0, n, V,
+                                      grad_scale / float(N));
+    // logits_ holds dloss/dlogits. Head: dW += dlogitsᵀ·final_norm, dfinal = dlogits·W.
+    be_.linear_backward(grads_.data() + lm_head_grad_offset(), dln_.data() + r0 * C, logits_.data(), x,
+                        lm_head_weight(), n, V, C, 1, false);
+  }
 }
 
 void LlamaModel::backward(int64_t B) {
@@ -416,9 +497,6 @@ void LlamaModel::backward(int64_t B) {
   const BufferTable& bufs = buffers_;
   float* ws = linear_ws_.data();
 
-  // logits_ holds dloss/dlogits. Head: dW += dlogitsᵀ·final_norm, dfinal = dlogits·W.
-  be_.matmul(G + lm_head_grad_offset(), logits_.data(), final_norm_.data(), V, C, N, true, false, 1.0f, 1.0f);
-  be_.matmul(dln_.data(), logits_.data(), lm_head_weight(), N, C, V, false, false, 1.0f, 0.0f);
   be_.zero(dres_.data(), dres_.size() * 4);
   const float* x_last = residual_.data() + cfg_.n_layers * N * C;
   be_.rmsnorm_backward(dres_.data(), G + final_norm_offset_, dln_.data(), x_last, P + final_norm_offset_,
@@ -428,6 +506,10 @@ void LlamaModel::backward(int64_t B) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     const float* x = residual_.data() + int64_t(li) * N * C;
+    const float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
+    const float *g = L.gu.data(), *u = g + N * F;
+    float *dq = dqkv_.data(), *dk = dq + N * C, *dv = dk + N * C;
+    float *dg = dgu_.data(), *du = dg + N * F;
     // MLP. Pre-LN: x' = xmid + down(h), so d down-output = dres = d x', which stays as d xmid's
     // residual part. Post-LN: x' = RMSNorm₂(ffn_out), d ffn_out goes to dffn_out_.
     float* dmlp_out = dres_.data();
@@ -438,9 +520,8 @@ void LlamaModel::backward(int64_t B) {
                            L.rstd2.data(), N, C);
     }
     L.down->backward(be_, dh_.data(), false, G, dmlp_out, L.h.data(), N, P, bufs, ws);
-    be_.swiglu_backward(dgate_.data(), dup_.data(), dh_.data(), L.ga.data(), L.ua.data(), N * F);
-    L.gate->backward(be_, dln_.data(), false, G, dgate_.data(), L.ln2.data(), N, P, bufs, ws);
-    L.up->backward(be_, dln_.data(), true, G, dup_.data(), L.ln2.data(), N, P, bufs, ws);
+    be_.swiglu_backward(dg, du, dh_.data(), g, u, N * F);
+    project_backward({L.gate, L.up}, L.gate_up_offset, dln_.data(), dg, L.ln2.data(), N);
     // dln is d ln2 through the MLP; dres becomes d xmid.
     if (L.post_ln) {  // ln2 = h is also ffn_out's residual; xmid reaches x' only through RMSNorm₁
       be_.add_inplace(dln_.data(), dmlp_out, N * C);
@@ -455,13 +536,10 @@ void LlamaModel::backward(int64_t B) {
     // Attention: xmid = x + o(att); dres becomes d x.
     const float* attn_in = L.post_ln ? x : L.ln1.data();
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
-    be_.attention_backward(dq_.data(), dk_.data(), dv_.data(), att_scratch_.data(), datt_.data(), L.qa.data(),
-                           L.ka.data(), L.va.data(), L.att.data(), L.att_saved.data(), B, T, NH, HS);
-    be_.rope_backward(dq_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    be_.rope_backward(dk_.data(), rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
-    L.q->backward(be_, dln_.data(), false, G, dq_.data(), attn_in, N, P, bufs, ws);
-    L.k->backward(be_, dln_.data(), true, G, dk_.data(), attn_in, N, P, bufs, ws);
-    L.v->backward(be_, dln_.data(), true, G, dv_.data(), attn_in, N, P, bufs, ws);
+    be_.attention_backward(dq, dk, dv, att_scratch_.data(), datt_.data(), q, k, v, L.att.data(), L.att_saved.data(),
+                           B, T, NH, HS);
+    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);  // and dk, adjacent
+    project_backward({L.q, L.k, L.v}, L.qkv_offset, dln_.data(), dq, attn_in, N);
     if (L.post_ln) {
       be_.add_inplace(dres_.data(), dln_.data(), N * C);
     } else {
@@ -470,8 +548,14 @@ void LlamaModel::backward(int64_t B) {
     }
     if (grad_ready_) grad_ready_(L.ln1_offset);  // the first row of the block
   }
-  be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C);
+  be_.embedding_backward(G + embed_offset_, dres_.data(), inputs_.data(), N, C, V);
   if (grad_ready_) grad_ready_(0);
+}
+
+uint64_t LlamaModel::step_key(int64_t B, float grad_scale) const {
+  Rng h(id_ * 0x9e3779b97f4a7c15ULL + uint64_t(B), (uint64_t(std::bit_cast<uint32_t>(grad_scale)) << 32) ^
+                                                      buffers_.version());
+  return h.next_u64();
 }
 
 static float mean_of(const Backend& be, const float* losses, int64_t N) {
@@ -491,28 +575,38 @@ void LlamaModel::set_skipped_layer(int64_t layer) {
 float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t B, float grad_scale) {
   CAIRN_ASSERT(skipped_layer_ < 0, "forward_backward with layer ", skipped_layer_, " skipped (an evaluation-only option)");
   upload_tokens(inputs, targets, B);
+  // Everything between the upload and the loss read is one graph on a backend that replays them;
+  // the tokens live in fixed buffers, so a replay reads this call's tokens.
+  const uint64_t key = step_key(B, grad_scale);
+  if (grad_ready_ || !be_.graph_begin(key)) {
+    forward(B);
+    head_loss_backward(B, grad_scale);
+    backward(B);
+    if (!grad_ready_) be_.graph_end(key);
+  }
+  // Read after backward is queued: a device backend runs the whole micro-step without waiting.
+  return mean_of(be_, losses_.data(), B * cfg_.seq_len);
+}
+
+void LlamaModel::token_losses(const int32_t* inputs, const int32_t* targets, int64_t B) {
+  upload_tokens(inputs, targets, B);
   forward(B);
   const int64_t N = B * cfg_.seq_len;
-  be_.crossentropy_forward_backward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size,
-                                    grad_scale / float(N));
-  backward(B);
-  // Read after backward is queued: a device backend runs the whole micro-step without waiting.
-  return mean_of(be_, losses_.data(), N);
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    head_logits(r0, n);
+    be_.crossentropy_forward(losses_.data() + r0, logits_.data(), targets_.data() + r0, n, cfg_.vocab_size);
+  }
 }
 
 float LlamaModel::forward_loss(const int32_t* inputs, const int32_t* targets, int64_t B) {
-  upload_tokens(inputs, targets, B);
-  forward(B);
-  const int64_t N = B * cfg_.seq_len;
-  be_.crossentropy_forward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size);
-  return mean_of(be_, losses_.data(), N);
+  token_losses(inputs, targets, B);
+  return mean_of(be_, losses_.data(), B * cfg_.seq_len);
 }
 
 std::vector<float> LlamaModel::forward_token_losses(const int32_t* inputs, const int32_t* targets, int64_t B) {
-  upload_tokens(inputs, targets, B);
-  forward(B);
+  token_losses(inputs, targets, B);
   const int64_t N = B * cfg_.seq_len;
-  be_.crossentropy_forward(losses_.data(), logits_.data(), targets_.data(), N, cfg_.vocab_size);
   std::vector<float> host(static_cast<size_t>(N));
   be_.copy_to_host(host.data(), losses_.data(), N * 4);
   return host;
@@ -521,9 +615,13 @@ std::vector<float> LlamaModel::forward_token_losses(const int32_t* inputs, const
 std::vector<float> LlamaModel::forward_logits(const int32_t* inputs, int64_t B) {
   upload_tokens(inputs, nullptr, B);
   forward(B);
-  const int64_t n = B * cfg_.seq_len * cfg_.vocab_size;
-  std::vector<float> host(static_cast<size_t>(n));
-  be_.copy_to_host(host.data(), logits_.data(), n * 4);
+  const int64_t N = B * cfg_.seq_len, V = cfg_.vocab_size;
+  std::vector<float> host(static_cast<size_t>(N * V));
+  for (int64_t r0 = 0; r0 < N; r0 += logit_rows_) {
+    const int64_t n = std::min(logit_rows_, N - r0);
+    head_logits(r0, n);
+    be_.copy_to_host(host.data() + r0 * V, logits_.data(), n * V * 4);
+  }
   return host;
 }
 

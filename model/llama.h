@@ -12,7 +12,10 @@
 // The model owns its flat parameter and gradient buffers and one activation arena, sized once for
 // `max_batch` sequences of `seq_len` tokens from a size table (LlamaModel::activation_sizes) that
 // the memory plan reads too: nothing is allocated inside a step. Forward and backward are
-// explicit, layer by layer, in llama.cpp.
+// explicit, layer by layer, in llama.cpp. Dense q/k/v and gate/up weights, adjacent in the flat
+// buffer, are applied as one batched GEMM each; the LM head and the cross-entropy run over chunks
+// of rows (logit_chunk_rows), so the [N, V] logits never exist whole; and a micro-step is
+// bracketed for a backend that replays it as a CUDA graph (Backend::graph_begin).
 #pragma once
 
 #include <cstddef>
@@ -75,12 +78,16 @@ int64_t model_param_count(const ModelConfig& cfg);
 // Without the embedding and the untied LM head (the vocabulary matrices): Step Law's N.
 int64_t non_embedding_param_count(const ModelConfig& cfg);
 
+// Rows of logits the model holds at once, of the B·T = max_batch·seq_len it runs: all of them up
+// to 2^27 floats (512 MiB), else chunks of 2^27 / V rows (4194 at V = 32000).
+int64_t logit_chunk_rows(const ModelConfig& cfg, int64_t max_batch);
+
 // What an activation buffer holds, for the memory plan.
 enum class ActivationRole {
   tokens,    // the micro-batch's input and target ids
   constant,  // tables computed once (RoPE)
   saved,     // forward activations kept for backward
-  logits,    // the LM head's output [N, V] (its gradient in place) and the per-token losses
+  logits,    // one chunk of the LM head's output [rows, V] (its gradient in place) and the per-token losses
   scratch,   // backward and workspace buffers shared by all layers
 };
 const char* activation_role_name(ActivationRole role);
@@ -98,13 +105,15 @@ class LlamaModel {
   // The activation buffers of cfg for max_batch sequences on `be`, in arena order: exactly what
   // the constructor allocates, each buffer starting at a multiple of kActivationAlign bytes. A new
   // buffer is one row here and one binding in the constructor (which checks both ways).
-  static std::vector<ActivationBuffer> activation_sizes(const ModelConfig& cfg, const Backend& be, int64_t max_batch);
+  // logit_rows: rows of logits per chunk (0: logit_chunk_rows(cfg, max_batch); tests pass fewer).
+  static std::vector<ActivationBuffer> activation_sizes(const ModelConfig& cfg, const Backend& be, int64_t max_batch,
+                                                        int64_t logit_rows = 0);
   static int64_t activation_arena_bytes(const std::vector<ActivationBuffer>& buffers);
   static constexpr int64_t kActivationAlign = 256;
   // The parameter rows the constructor declares for cfg, without building the model.
   static ParamTable parameter_table(const ModelConfig& cfg);
 
-  LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch);
+  LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_batch, int64_t logit_rows = 0);
   ~LlamaModel();
   LlamaModel(const LlamaModel&) = delete;
   LlamaModel& operator=(const LlamaModel&) = delete;
@@ -136,7 +145,8 @@ class LlamaModel {
   // depend on the others in its batch, up to rounding (a GEMM of another height may round
   // differently).
   std::vector<float> forward_token_losses(const int32_t* inputs, const int32_t* targets, int64_t B);
-  // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy).
+  // Logits [B, T, V] of the last position-wise forward, computed by this call (host copy, filled
+  // chunk by chunk).
   std::vector<float> forward_logits(const int32_t* inputs, int64_t B);
 
   // Evaluation only: block `layer` (0-based) is skipped — its output is its input — by the
@@ -147,7 +157,8 @@ class LlamaModel {
 
   // Called during backward with an offset: gradients [offset, end of the flat buffer) are final
   // for this micro-batch (backward completes them from the end towards the start). Used to start
-  // gradient communication early. Empty: no calls.
+  // gradient communication early. Empty: no calls. With a hook the micro-step is never replayed as a
+  // graph (the hook's collectives run between the backward's ops).
   void set_grad_ready_hook(std::function<void(int64_t)> hook) { grad_ready_ = std::move(hook); }
 
   int64_t max_batch() const { return max_batch_; }
@@ -156,9 +167,24 @@ class LlamaModel {
 
  private:
   struct Layer;
-  void forward(int64_t B);  // on the uploaded tokens
+  void forward(int64_t B);  // on the uploaded tokens, up to the final norm
   void upload_tokens(const int32_t* inputs, const int32_t* targets, int64_t B);
-  void backward(int64_t B);
+  // logits_ = the LM head on rows [r0, r0 + n) of the final norm.
+  void head_logits(int64_t r0, int64_t n);
+  // The head, the loss and their gradients chunk by chunk: losses_, dln_ = dloss/dfinal_norm and
+  // the head's weight gradient, for a loss scaled by grad_scale / N.
+  void head_loss_backward(int64_t B, float grad_scale);
+  // losses_ = every target's loss on these tokens, without gradients (head chunk by chunk).
+  void token_losses(const int32_t* inputs, const int32_t* targets, int64_t B);
+  void backward(int64_t B);  // from dln_ at the final norm down to the embedding
+  // y_i = x·W_iᵀ into adjacent outputs y + i·N·out (q, k, v or gate, up): one batched GEMM when
+  // fused_offset ≥ 0 (dense weights adjacent from there), else each linear's own forward.
+  void project(const std::vector<Linear*>& ws, int64_t fused_offset, float* y, const float* x, int64_t N);
+  // Their backward: weight gradients, and dx = Σ dy_i·W_i (overwritten).
+  void project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
+                        const float* x, int64_t N);
+  // Identifies a micro-step's graph: this model, B, the loss scale and the buffers' version.
+  uint64_t step_key(int64_t B, float grad_scale) const;
   const float* lm_head_weight() const;
   int64_t lm_head_grad_offset() const;
 
@@ -171,6 +197,8 @@ class LlamaModel {
   std::vector<Layer> layers_;
   int64_t embed_offset_ = 0, final_norm_offset_ = 0, lm_head_offset_ = -1;
   int64_t skipped_layer_ = -1;
+  int64_t logit_rows_ = 0;
+  uint64_t id_ = 0;  // distinct per model in this process (graph keys)
 
   // A typed buffer inside the arena.
   template <typename T>
@@ -187,10 +215,11 @@ class LlamaModel {
   DeviceArray<std::byte> arena_;  // every buffer below and in Layer
   Slice<float> rope_cos_, rope_sin_;
   Slice<int32_t> inputs_, targets_;
-  // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer.
+  // Activations saved for backward: residual stream x[0..L], per-layer buffers in Layer; logits_
+  // holds one chunk of rows [logit_rows_, V].
   Slice<float> residual_, final_norm_, final_rstd_, logits_, losses_;
-  // Backward scratch shared by all layers.
-  Slice<float> dres_, dln_, dq_, dk_, dv_, datt_, dgate_, dup_, dh_, att_scratch_, linear_ws_;
+  // Backward scratch shared by all layers: dqkv_ holds dq, dk, dv and dgu_ dgate, dup, adjacent.
+  Slice<float> dres_, dln_, dqkv_, datt_, dgu_, dh_, att_scratch_, linear_ws_;
   Slice<float> dffn_out_;  // only with Post-LN layers (Mix-LN): d of a block's pre-norm MLP output
 };
 

@@ -25,6 +25,16 @@ class Bf16EmulationBackend final : public ForwardingBackend {
     inner().matmul(out, ra.data(), rb.data(), M, N, K, trans_a, trans_b, alpha, beta);
   }
 
+  // The composite GEMM ops as their default loops over this matmul (not the inner backend's).
+  void matmul_batched(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                      float alpha, float beta, int64_t batch, int64_t so, int64_t sa, int64_t sb) const override {
+    Backend::matmul_batched(out, a, b, M, N, K, ta, tb, alpha, beta, batch, so, sa, sb);
+  }
+  void linear_backward(float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N, int64_t out,
+                       int64_t in, int64_t k, bool acc) const override {
+    Backend::linear_backward(dw, dx, dy, x, w, N, out, in, k, acc);
+  }
+
   void register_parameters(const float* base, int64_t n) const override { registered_.push_back({base, n}); }
   void release(void* p) const override {
     for (size_t i = 0; i < registered_.size(); ++i)

@@ -161,11 +161,49 @@ void add_matmul_bf16_checks(std::vector<CudaCheck>& out, Rng& rng) {
       }
 }
 
+// matmul_batched as the model calls it: one activation [M,K] times `batch` adjacent weights (stride
+// 0 on a; q, k, v), and the weight gradients dW_i += dY_iᵀ·X (stride 0 on b); then linear_backward
+// of the same three projections (dW_i += dy_iᵀ·x, dx = Σ dy_i·W_i accumulated) and of one; in every
+// math mode, in bf16 with the weights inside a registered buffer at an odd offset (read from the
+// bf16 copy, entry by entry). Against the CPU's loops of matmuls with the mode's tolerance.
+void add_matmul_batched_checks(std::vector<CudaCheck>& out, Rng& rng) {
+  const int64_t M = 45, K = 40, NW = 36, nb = 3, off = 3;
+  for (CudaMath math : {CudaMath::fp32, CudaMath::tf32, CudaMath::bf16}) {
+    const char* mode = math == CudaMath::fp32 ? "fp32" : math == CudaMath::tf32 ? "tf32" : "bf16";
+    const double rtol = math == CudaMath::fp32 ? 1e-5 : math == CudaMath::tf32 ? 5e-3 : 1e-2;
+    const double atol = math == CudaMath::fp32 ? 1e-5 : math == CudaMath::tf32 ? 2e-2 : 1e-2 * std::sqrt(double(M));
+    // Buffers: 0 x [M,K], 1 weights [off + nb·NW·K] (registered in bf16), 2 y [nb,M,NW], 3 dy [nb,M,NW],
+    // 4 dW [nb·NW·K] (accumulated), 5 and 6 dx [M,K] (accumulated), 7 dW of one projection.
+    out.push_back(op_check({str("matmul_batched_linear_backward_", mode),
+                            {random_vec(rng, M * K), random_vec(rng, off + nb * NW * K), random_vec(rng, nb * M * NW),
+                             random_vec(rng, nb * M * NW), random_vec(rng, nb * NW * K), random_vec(rng, M * K),
+                             random_vec(rng, M * K), random_vec(rng, NW * K)},
+                            {},
+                            [=](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                              be.register_parameters(p[1], off + nb * NW * K);
+                              be.matmul_batched(p[2], p[0], p[1] + off, M, NW, K, false, true, 1.0f, 0.0f, nb,
+                                                M * NW, 0, NW * K);
+                              be.matmul_batched(p[4], p[3], p[0], NW, K, M, true, false, 1.0f, 1.0f, nb, NW * K,
+                                                M * NW, 0);
+                              be.linear_backward(p[4], p[5], p[3], p[0], p[1] + off, M, NW, K, nb, true);
+                              be.linear_backward(p[7], p[6], p[3] + M * NW, p[0], p[1] + off + NW * K, M, NW, K, 1,
+                                                 false);
+                            },
+                            {2, 4, 5, 6, 7},
+                            {"y_i = x.W_i^T", "dW_i += 2 dy_i^T.x", "dx += sum dy_i.W_i", "dx = dy_1.W_1",
+                             "dW_1 += dy_1^T.x"},
+                            rtol,
+                            atol,
+                            math}));
+  }
+}
+
 void add_matmul_checks(std::vector<CudaCheck>& out, Rng& rng) {
   // (trans_a, trans_b) all four ways, alpha and beta not 0/1; TF32 rounds inputs to a 10-bit
   // mantissa, so its error grows like sqrt(K)·2⁻¹¹ of the operands' scale.
   const int64_t M = 37, Nn = 53, K = 29;
   add_matmul_bf16_checks(out, rng);
+  add_matmul_batched_checks(out, rng);
   for (CudaMath math : {CudaMath::fp32, CudaMath::tf32})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
@@ -235,9 +273,6 @@ Vec attention_lse(const Vec& q, const Vec& k, int64_t B, int64_t T, int64_t NH, 
   return lse;
 }
 
-// Expectations about the CUDA backend's own behaviour (which attention path runs, its limits) apply
-// only when the backend under test is CUDA, not a stand-in (cuda_cases_selftest_test).
-bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
 
 // One attention shape against the CPU oracle: |gpu − cpu| ≤ atol_rel·max(max|cpu|, 1) + rtol·|cpu|
 // per output (the floor 1, the inputs' scale, because an output can be exactly 0 on the CPU: at
@@ -263,7 +298,9 @@ CudaCheck attention_check(CudaMath math, int64_t B, int64_t T, int64_t NH, int64
               c.expect_close(labels[i], ref[i], got[i], rtol, atol_rel * double(mx));
             }
             if (is_cuda(gpu)) {
-              c.expect_close("saved = lse", attention_lse(in[0], in[1], B, T, NH, HS), got[4], 0.0, lse_atol);
+              const Vec lse = attention_lse(in[0], in[1], B, T, NH, HS);  // what `saved` starts with
+              c.expect_close("saved = lse", lse, Vec(got[4].begin(), got[4].begin() + std::ptrdiff_t(lse.size())), 0.0,
+                             lse_atol);
               const std::string path = gpu.attention_path();
               c.expect(path.rfind(path_prefix, 0) == 0, str("path \"", path, "\" (expected \"", path_prefix, "...\")"));
             }
@@ -302,12 +339,6 @@ void add_attention_checks(std::vector<CudaCheck>& out) {
                    }
                    c.expect(msg.find("head size 192") != std::string::npos, "HS=192 throws Error: " + msg);
                  }});
-}
-
-Vec download(const Backend& be, const float* p, int64_t n) {
-  Vec v(static_cast<size_t>(n));
-  be.copy_to_host(v.data(), p, n * 4);
-  return v;
 }
 
 // The bf16 copy of registered parameters: a registered buffer holds a weight w [NW,K] at an
@@ -608,9 +639,22 @@ std::vector<CudaCheck> cuda_checks() {
                           {1}, {"out"}, 0, 0}));
   out.push_back(op_check({"embedding_backward", {random_vec(rng, V * C), random_vec(rng, N * C)}, tokens,
                           [](const Backend& be, const std::vector<float*>& p, const int32_t* t) {
-                            be.embedding_backward(p[0], p[1], t, N, C);
+                            be.embedding_backward(p[0], p[1], t, N, C, V);
                           },
                           {0}, {"dtable (accumulated)"}, 1e-5, 1e-6}));
+  {
+    // A frequent token (as EOS is): 70% of 3001 positions, so its run crosses ~65 tiles of sorted
+    // positions (the GPU sums them in parallel), and runs of other tokens that cross one tile.
+    const int64_t n = 3001;
+    Ints frequent(static_cast<size_t>(n));
+    for (auto& t : frequent) t = rng.next_u64() % 10 < 7 ? 5 : int32_t(rng.next_u64() % uint64_t(V));
+    out.push_back(op_check({"embedding_backward_frequent_token", {random_vec(rng, V * C), random_vec(rng, n * C)},
+                            frequent,
+                            [=](const Backend& be, const std::vector<float*>& p, const int32_t* t) {
+                              be.embedding_backward(p[0], p[1], t, n, C, V);
+                            },
+                            {0}, {"dtable (accumulated)"}, 1e-5, 1e-4}));
+  }
 
   // Buffers: 0 inp, 1 weight, 2 out, 3 rstd, 4 dout, 5 dinp (accumulated), 6 dweight (accumulated).
   out.push_back(op_check({"rmsnorm_forward_backward",
@@ -815,6 +859,7 @@ std::vector<CudaCheck> cuda_checks() {
   scaled.norm_scaling = true;
   out.push_back(whole_model_check("model_ln_scaling", scaled));
   for (CudaCheck& check : cuda_training_checks()) out.push_back(std::move(check));
+  for (CudaCheck& check : cuda_step_checks()) out.push_back(std::move(check));
   return out;
 }
 

@@ -54,6 +54,17 @@ inline CheckTokens check_tokens(int64_t n, uint64_t seed) {
   return t;
 }
 
+// Expectations about the CUDA backend's own behaviour (which attention path runs, its limits) apply
+// only when the backend under test is CUDA, not a stand-in (cuda_cases_selftest_test).
+inline bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
+
+// n floats of a backend's memory, copied to the host.
+inline std::vector<float> download(const Backend& be, const float* p, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(n));
+  be.copy_to_host(v.data(), p, n * 4);
+  return v;
+}
+
 // Collects comparisons; a check fails when any comparison fails.
 class Checker {
  public:
@@ -80,5 +91,8 @@ struct CudaCheck {
 std::vector<CudaCheck> cuda_checks();
 // Resume and device hand-off at the training level (cuda_training_cases.cpp).
 std::vector<CudaCheck> cuda_training_checks();
+// The step's machinery (cuda_step_cases.cpp): upload staging, CUDA graph replay of a micro-step,
+// attention's workspace growth in T, the MFU peak.
+std::vector<CudaCheck> cuda_step_checks();
 
 }  // namespace cairn

@@ -1,12 +1,14 @@
-// The CUDA check table run with a second CPU backend in the GPU's place: every check must pass
-// (the two backends compute identically), so a check whose own plumbing is wrong (buffer sizes,
-// shapes, the comparison, the resume harness) fails here, in CI, before it ever reaches a GPU.
-// A second CpuBackend is not cpu_backend(), so code that branches on "host or not" (SLTrain's
-// device copy of its support) takes its off-host path, as it would on the GPU.
+// The CUDA check table run with the CPU in the GPU's place: every check must pass (the two compute
+// identically), so a check whose own plumbing is wrong (buffer sizes, shapes, the comparison, the
+// resume harness) fails here, in CI, before it ever reaches a GPU. The stand-in is the CPU behind
+// the CUDA graph protocol (tests/graph_emulation.h: micro-steps recorded and replayed with their
+// arguments as captured), so the model's graph brackets and keys are checked too; and it is not
+// cpu_backend(), so code that branches on "host or not" (SLTrain's device copy of its support)
+// takes its off-host path, as it would on the GPU.
 #include <gtest/gtest.h>
 
-#include "model/cpu/cpu_backend.h"
 #include "tests/cuda_cases.h"
+#include "tests/graph_emulation.h"
 
 namespace cairn {
 
@@ -17,7 +19,7 @@ namespace {
 class CudaCasesOnCpu : public ::testing::TestWithParam<CudaCheck> {
  protected:
   static void SetUpTestSuite() {
-    static const CpuBackend stand_in;
+    static const GraphEmulationBackend stand_in;
     set_backend_under_test([](CudaMath) -> const Backend& { return stand_in; });
   }
 };

@@ -4,6 +4,7 @@
 
 #include "model/backend.h"
 #include "comm/communicator.h"
+#include "comm/nccl_communicator.h"
 #include "tests/cuda_cases.h"
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
@@ -58,6 +59,36 @@ TEST(CudaBackend, WithoutDeviceSaysWhy) {
   EXPECT_THROW(config_validate(cfg), Error);
   cfg.training.precision = "bf16";
   EXPECT_THROW(config_validate(cfg), Error);
+}
+
+// NCCL with one rank, as the one-GPU machine can run it (tests/mpi/nccl_mpi.cpp needs a GPU per
+// rank, two ranks): bootstrapped by a self communicator, every collective on device memory, ordered
+// after the backend's queued work (set_compute_stream: the doubling below is still queued when the
+// first collective starts). One rank's reductions leave the values as they are.
+TEST(CudaNccl, OneRankCollectivesRunOnTheDevice) {
+  if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
+  if (!CAIRN_HAVE_NCCL) GTEST_SKIP() << "built without NCCL";
+  const Backend& gpu = cuda_backend();
+  const std::unique_ptr<Communicator> self = make_self_communicator();
+  const std::unique_ptr<NcclCommunicator> nccl = make_nccl_communicator(*self);
+  nccl->set_compute_stream(gpu.compute_stream());
+  EXPECT_EQ(nccl->name(), "nccl");
+  EXPECT_EQ(nccl->size(), 1);
+  const int64_t n = 100003;
+  std::vector<float> host(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) host[size_t(i)] = float(i % 1000) - 500.0f;
+  DeviceArray<float> d(gpu, n);
+  gpu.copy_to_device(d.data(), host.data(), n * 4);
+  gpu.scale_inplace(d.data(), 2.0f, n);
+  nccl->all_reduce(d.data(), n, ReduceOp::avg);
+  Request r = nccl->all_reduce_start(d.data(), n, ReduceOp::sum);
+  nccl->wait(r);
+  nccl->reduce_scatter(d.data(), {n}, ReduceOp::sum);
+  nccl->all_gather(d.data(), {n});
+  nccl->broadcast(d.data(), n * 4, 0);
+  std::vector<float> back(static_cast<size_t>(n));
+  gpu.copy_to_host(back.data(), d.data(), n * 4);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(back[size_t(i)], 2.0f * host[size_t(i)]) << i;
 }
 
 // The trainer on the GPU with real checkpoint files: a resumed run equals the uninterrupted one

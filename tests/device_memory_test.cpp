@@ -5,12 +5,14 @@
 // step makes the host wait for the device only where it needs a number back.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.h"
 #include "model/forwarding_backend.h"
+#include "tests/graph_emulation.h"
 #include "tests/guarded_backend.h"
 #include "tests/test_support.h"
 #include "trainer/trainer.h"
@@ -136,6 +138,83 @@ TEST_F(DeviceMemoryTest, AStepWaitsForTheDeviceOnlyForItsLossesAndGradientNorm) 
     }
     EXPECT_EQ(waits, (std::vector<std::string>{"copy_to_host", "copy_to_host", "sum_squares"}));
   }
+}
+
+// Launches of one eager micro-step (a key's first, or any on a backend without graphs): dense q/k/v
+// and gate/up weights take one batched GEMM forward, and every dense projection one
+// linear_backward (its weight and input gradients: in bf16 its operands rounded once); the LM
+// head's logits, loss and gradients are three ops per chunk of logits; RoPE rotates q and k (dq and
+// dk) in one op. 11 ops per layer forward, 9 backward, 11 more per micro-step with one chunk
+// (uploads, embedding, final norm, head, loss read), 14 with two. Unfused, a layer took 35 ops.
+TEST_F(DeviceMemoryTest, AMicroStepLaunchesOneGemmOpPerFusedProjection) {
+  ModelConfig cfg = tiny_train_config(path("data.h5"), path("run_ops")).model;
+  cfg.vocab_size = 64;
+  const int64_t B = 2, N = B * cfg.seq_len, L = cfg.n_layers;
+  std::vector<int32_t> in(static_cast<size_t>(N)), tg(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) in[size_t(i)] = tg[size_t(i)] = int32_t(i % 7);
+  for (int64_t chunks : {1, 2}) {
+    SCOPED_TRACE(chunks);
+    const OpRecorder recorder;
+    LlamaModel m(cfg, recorder, B, (N + chunks - 1) / chunks);
+    m.init_weights(1);
+    recorder.ops.clear();
+    m.forward_backward(in.data(), tg.data(), B, 1.0f);
+    auto count = [&](const char* op) { return std::count(recorder.ops.begin(), recorder.ops.end(), op); };
+    EXPECT_EQ(count("matmul_batched"), 2 * L);
+    EXPECT_EQ(count("linear_backward"), 4 * L + chunks);
+    EXPECT_EQ(count("matmul"), 2 * L + chunks);
+    EXPECT_EQ(count("crossentropy_forward_backward"), chunks);
+    EXPECT_EQ(count("rope_forward") + count("rope_backward"), 2 * L);
+    EXPECT_EQ(int64_t(recorder.ops.size()), 20 * L + 8 + 3 * chunks);
+  }
+}
+
+// The trainer on a backend that replays a micro-step as a graph (tests/graph_emulation.h): the
+// losses equal the plain CPU's bit for bit for every weight kind (low-rank and SLTrain projections
+// are not fused, the ops inside the graph are theirs), across validation and a checkpoint; and
+// after the first two micro-steps (eager, then recorded) every one is a replay.
+TEST_F(DeviceMemoryTest, AMicroStepReplaysAsAGraphWithTheSameLosses) {
+  for (const Variant& v : {Variant{"dense_adamw", LinearKind::dense, "adamw"},
+                           Variant{"lowrank_adamw", LinearKind::lowrank, "adamw"},
+                           Variant{"sltrain_adamw", LinearKind::sltrain, "adamw"},
+                           Variant{"dense_fira", LinearKind::dense, "fira"}}) {
+    SCOPED_TRACE(v.name);
+    TrainConfig c = config("run_graph", v);
+    c.training.grad_accum = 2;
+    std::vector<float> want;
+    {
+      Trainer plain(c, *comm_);
+      for (int s = 0; s < 6; ++s) want.push_back(plain.train_step().loss);
+    }
+    const GraphEmulationBackend graphs;
+    Trainer t(c, *comm_, &graphs);
+    for (int s = 0; s < 6; ++s) EXPECT_EQ(t.train_step().loss, want[size_t(s)]) << "step " << s + 1;
+    EXPECT_EQ(graphs.replays, 6 * 2 - 1);
+  }
+}
+
+// A steady step with graphs: per micro-step two uploads, one graph, one loss read; then the
+// gradient norm; the optimizer's ops. Nothing else waits for the device.
+TEST_F(DeviceMemoryTest, AStepWithGraphsIsOneLaunchPerMicroStep) {
+  TrainConfig c = config("run_graph_step");
+  c.training.grad_accum = 2;
+  const GraphEmulationBackend graphs;
+  Trainer t(c, *comm_, &graphs);
+  t.train_step();
+  t.train_step();
+  graphs.log.clear();
+  t.train_step();
+  const std::vector<std::string> micro = {"copy_to_device", "copy_to_device", "graph", "copy_to_host"};
+  ASSERT_GE(graphs.log.size(), 2 * micro.size() + 1);
+  auto at = std::find(graphs.log.begin(), graphs.log.end(), "copy_to_device");
+  ASSERT_NE(at, graphs.log.end());
+  EXPECT_EQ(std::vector<std::string>(at, at + 8), (std::vector<std::string>{
+                                                      "copy_to_device", "copy_to_device", "graph", "copy_to_host",
+                                                      "copy_to_device", "copy_to_device", "graph", "copy_to_host"}));
+  EXPECT_EQ(*(at + 8), "sum_squares");
+  EXPECT_EQ(std::count(graphs.log.begin(), graphs.log.end(), "copy_to_host"), 2);
+  for (const std::string& op : graphs.log)
+    EXPECT_TRUE(op != "matmul" && op != "matmul_batched" && op != "linear_backward") << op << " outside the graphs";
 }
 
 }  // namespace

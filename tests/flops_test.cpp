@@ -1,8 +1,8 @@
 // MFU's two numbers. Model FLOPs: each linear kind's forward/backward count against hand counts,
 // and the whole model's count against the GEMM work a step actually asks the backend for (a
 // backend that adds up every matmul); dense models keep 6·N. The peak: a measurement is cached
-// per host, backend and threads and reused, a corrupt cache is measured over and rewritten, and
-// training.peak_flops overrides both.
+// per host, backend and threads and reused, a corrupt cache is measured over and rewritten, a
+// backend's own (datasheet) peak comes before both, and training.peak_flops overrides everything.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -64,7 +64,8 @@ TEST(LinearFlops, AutoCountsThePathItTakes) {
   EXPECT_EQ(lin->flops(off_host, 4).forward, flops_of(linear_config(LinearKind::sltrain, "materialized")).forward);
 }
 
-// A CPU backend that adds up the FLOPs of what it is asked to do: 2·M·N·K per matmul, one per
+// A CPU backend that adds up the FLOPs of what it is asked to do: 2·M·N·K per matmul (per product
+// of a batched one; linear_backward's weight and input gradients of k projections), one per
 // scattered or gathered value. Attention runs inside its own op and is not counted here.
 class FlopCounter final : public ForwardingBackend {
  public:
@@ -73,6 +74,16 @@ class FlopCounter final : public ForwardingBackend {
               float alpha, float beta) const override {
     flops += 2.0 * double(M) * double(N) * double(K);
     ForwardingBackend::matmul(out, a, b, M, N, K, ta, tb, alpha, beta);
+  }
+  void matmul_batched(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool ta, bool tb,
+                      float alpha, float beta, int64_t batch, int64_t so, int64_t sa, int64_t sb) const override {
+    flops += 2.0 * double(M) * double(N) * double(K) * double(batch);
+    ForwardingBackend::matmul_batched(out, a, b, M, N, K, ta, tb, alpha, beta, batch, so, sa, sb);
+  }
+  void linear_backward(float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N, int64_t out,
+                       int64_t in, int64_t k, bool acc) const override {
+    flops += 4.0 * double(N) * double(out) * double(in) * double(k);
+    ForwardingBackend::linear_backward(dw, dx, dy, x, w, N, out, in, k, acc);
   }
   void scatter_add(float* dst, const int32_t* idx, const float* v, int64_t n) const override {
     flops += double(n);
@@ -193,6 +204,23 @@ TEST_F(PeakCacheTest, ACorruptOrForeignCacheIsMeasuredOverAndRewritten) {
     ASSERT_FALSE(j.is_discarded());
     EXPECT_EQ(j["peaks"][peak_cache_key(be, 1)].get<double>(), p.flops);
   }
+}
+
+// A GPU backend knows its datasheet peak: neither measured nor cached; a configured peak still wins.
+TEST_F(PeakCacheTest, ABackendsOwnPeakComesBeforeTheMeasurement) {
+  class Datasheet final : public ForwardingBackend {
+   public:
+    using ForwardingBackend::ForwardingBackend;
+    Peak peak_flops() const override { return {989e12, "datasheet bf16 dense peak of a test device"}; }
+  };
+  const InstantGemm gemm;
+  const Datasheet be(gemm);
+  const PeakFlops p = resolve_peak_flops(0, be, 1);
+  EXPECT_EQ(p.flops, 989e12);
+  EXPECT_EQ(p.source, "datasheet bf16 dense peak of a test device");
+  EXPECT_EQ(gemm.calls, 0);
+  EXPECT_FALSE(std::filesystem::exists(cache()));
+  EXPECT_EQ(resolve_peak_flops(5e9, be, 1).flops, 5e9);
 }
 
 TEST_F(PeakCacheTest, AnUnwritableCacheIsSaidAndTheRunGoesOn) {

@@ -1,8 +1,9 @@
 // The memory plan: it equals, byte for byte, what the model and the optimizer allocate in the
 // backend (for every weight kind, optimizer and norm layout, the SLTrain support copies of an
-// off-host backend, and the peak of an in-run G_stack growth); a run that does not fit is refused before anything is
-// allocated, naming the largest micro_batch that fits and a grad_accum that keeps the global batch;
-// `cairn train --dry-run` prints the plan, exits and leaves the run directory alone.
+// off-host backend, the peak of an in-run G_stack growth, a backend's own attention scratch); a run
+// that does not fit is refused before anything is allocated, naming the largest micro_batch that
+// fits and a grad_accum that keeps the global batch; `cairn train --dry-run` prints the plan, exits
+// and leaves the run directory alone.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -21,7 +22,7 @@ namespace cairn {
 namespace {
 
 // The CPU backend, counting the bytes its alloc hands out: live now and at most.
-class CountingBackend final : public ForwardingBackend {
+class CountingBackend : public ForwardingBackend {
  public:
   CountingBackend() : ForwardingBackend(cpu_backend()) {}
   void* alloc(int64_t bytes) const override {
@@ -42,6 +43,31 @@ class CountingBackend final : public ForwardingBackend {
  private:
   mutable std::map<void*, int64_t> sizes_;
   mutable int64_t live_ = 0, peak_ = 0;
+};
+
+// Also keeps backend-owned attention scratch as the CUDA backend does (its bf16 copies and cuDNN's
+// workspace): one buffer, grown on the first forward at a shape to attention_workspace_bytes.
+class AttentionScratchBackend final : public CountingBackend {
+ public:
+  ~AttentionScratchBackend() override {
+    if (scratch_) release(scratch_);
+  }
+  int64_t attention_workspace_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) const override {
+    return 6 * B * T * NH * HS + 1000;
+  }
+  void attention_forward(float* out, float* saved, const float* q, const float* k, const float* v, int64_t B,
+                         int64_t T, int64_t NH, int64_t HS) const override {
+    if (const int64_t bytes = attention_workspace_bytes(B, T, NH, HS); bytes > scratch_bytes_) {
+      if (scratch_) release(scratch_);
+      scratch_ = alloc(bytes);
+      scratch_bytes_ = bytes;
+    }
+    CountingBackend::attention_forward(out, saved, q, k, v, B, T, NH, HS);
+  }
+
+ private:
+  mutable void* scratch_ = nullptr;
+  mutable int64_t scratch_bytes_ = 0;
 };
 
 // Sets an environment variable for one scope.
@@ -70,6 +96,20 @@ class MemoryPlanTest : public ScratchDirTest {
     c.optimizer.rank = 4;
     c.optimizer.update_gap = 2;
     return c;
+  }
+  // Trains a 2-layer model past its growth to 4 layers (at step 4) on `be`; returns the plan of
+  // the run as configured (the small model's).
+  MemoryPlan plan_of_a_growth(const CountingBackend& be) const {
+    TrainConfig c = config(LinearKind::dense, "adamw");
+    c.training.steps = 8;
+    c.growth.at_tokens = 3 * 2 * 16 + 1;  // crossed at step 4 (2 sequences of 16 tokens per step)
+    c.growth.factor = 2;
+    Trainer t(c, *comm_, &be);
+    for (int s = 0; s < 5; ++s) t.train_step();
+    EXPECT_EQ(t.config().model.n_layers, 4);
+    TrainConfig small = t.config();
+    small.model.n_layers = 2;
+    return plan_memory(small, be, 1, 0, 2);
   }
   std::unique_ptr<Communicator> comm_;
 };
@@ -102,13 +142,15 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
     c.model.mix_ln_alpha = 0.5;  // layer 0 of 2 Post-LN
     c.model.norm_scaling = std::string(layout) == "scaled";
     const CountingBackend be;
+    ModelConfig resolved;  // with the dataset's vocabulary
     {
       Trainer t(c, *comm_, &be);
       t.train_step();
       EXPECT_EQ(be.live(), plan_memory(t.config(), be, 1, 0, t.config().training.micro_batch).bytes(MemoryPlace::backend));
+      resolved = t.config().model;
     }
     std::map<std::string, int64_t> sizes;
-    for (const auto& b : LlamaModel::activation_sizes(c.model, be, 2)) sizes[b.name] = b.count;
+    for (const auto& b : LlamaModel::activation_sizes(resolved, be, 2)) sizes[b.name] = b.count;
     const bool mix = c.model.norm_layout == "mix";
     EXPECT_EQ(sizes.count("layers.0.ln1"), mix ? 0u : 1u);
     EXPECT_EQ(sizes.count("layers.0.ffn_out"), mix ? 1u : 0u);
@@ -142,18 +184,21 @@ TEST_F(MemoryPlanTest, OnTheCpuBackendSLTrainKeepsItsSupportOnTheHost) {
 
 // In-run growth: the peak is while the grown model is built beside the small one and its optimizer.
 TEST_F(MemoryPlanTest, PlanCoversThePeakOfAnInRunGrowth) {
-  TrainConfig c = config(LinearKind::dense, "adamw");
-  c.training.steps = 8;
-  c.growth.at_tokens = 3 * 2 * 16 + 1;  // crossed at step 4 (2 sequences of 16 tokens per step)
-  c.growth.factor = 2;
   const CountingBackend be;
-  Trainer t(c, *comm_, &be);
-  for (int s = 0; s < 5; ++s) t.train_step();
-  ASSERT_EQ(t.config().model.n_layers, 4);
-  TrainConfig small = t.config();
-  small.model.n_layers = 2;
-  const MemoryPlan plan = plan_memory(small, be, 1, 0, 2);
-  EXPECT_EQ(be.peak(), plan.bytes(MemoryPlace::backend));
+  EXPECT_EQ(be.peak(), plan_of_a_growth(be).bytes(MemoryPlace::backend));
+}
+
+// A backend's own attention scratch is planned once: with one model, and across a growth (the grown
+// model runs attention at the same shape in the same buffer).
+TEST_F(MemoryPlanTest, PlanCountsTheBackendsAttentionScratchOnce) {
+  {
+    const AttentionScratchBackend be;
+    Trainer t(config(LinearKind::dense, "adamw"), *comm_, &be);
+    t.train_step();
+    EXPECT_EQ(be.live(), plan_memory(t.config(), be, 1, 0, 2).bytes(MemoryPlace::backend));
+  }
+  const AttentionScratchBackend be;
+  EXPECT_EQ(be.peak(), plan_of_a_growth(be).bytes(MemoryPlace::backend));
 }
 
 TEST_F(MemoryPlanTest, ARunThatDoesNotFitIsRefusedBeforeAllocatingWithTheLargestMicroBatch) {

@@ -173,6 +173,50 @@ TEST(Model, SkippedLayerPassesItsInputThrough) {
   EXPECT_NE(error_of([&] { m.set_skipped_layer(2); }).find("layers 0..1"), std::string::npos);
 }
 
+// The LM head and the loss over chunks of 5 of the 12 rows (5, 5, 2): the gradients still match.
+TEST(Model, ChunkedLogitsGradientsMatchFiniteDifferences) { check_model_gradients(tiny_config(), 5); }
+
+// Chunks of logits change only the summation order of the head's weight gradient: loss, gradients,
+// validation loss and the logits a caller gets agree with one chunk to fp32 rounding, for an untied
+// and a tied head.
+TEST(Model, ChunkedLogitsAgreeWithOneChunk) {
+  for (bool tied : {false, true}) {
+    ModelConfig c = tiny_config();
+    c.tie_embeddings = tied;
+    const auto in = random_tokens(12, c.vocab_size, 5), tg = random_tokens(12, c.vocab_size, 6);
+    struct Out {
+      float loss, val;
+      std::vector<float> grads, logits;
+    };
+    auto run = [&](int64_t rows) {
+      LlamaModel m(c, cpu_backend(), 2, rows);
+      m.init_weights(3);
+      Out o;
+      o.loss = m.forward_backward(in.data(), tg.data(), 2, 1.0f);
+      o.grads.assign(m.grad_span().begin(), m.grad_span().end());
+      o.val = m.forward_loss(in.data(), tg.data(), 2);
+      o.logits = m.forward_logits(in.data(), 2);
+      return o;
+    };
+    const Out whole = run(0), chunked = run(5);
+    EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * whole.loss);
+    EXPECT_NEAR(chunked.val, whole.val, 1e-6 * whole.val);
+    ASSERT_EQ(chunked.logits.size(), size_t(12 * c.vocab_size));
+    for (size_t i = 0; i < whole.logits.size(); ++i) ASSERT_NEAR(chunked.logits[i], whole.logits[i], 1e-6) << i;
+    for (size_t i = 0; i < whole.grads.size(); ++i) ASSERT_NEAR(chunked.grads[i], whole.grads[i], 1e-6) << i;
+  }
+}
+
+TEST(Model, LogitChunksStayUnder512MiB) {
+  ModelConfig c = tiny_config();
+  EXPECT_EQ(logit_chunk_rows(c, 2), 12);  // small: every row at once
+  c.vocab_size = 32000;
+  c.seq_len = 1024;
+  EXPECT_EQ(logit_chunk_rows(c, 32), (int64_t(1) << 27) / 32000);
+  c.vocab_size = int64_t(1) << 28;  // a row above the budget still gets one row
+  EXPECT_EQ(logit_chunk_rows(c, 1), 1);
+}
+
 TEST(Model, HuggingFaceNamesAndShapes) {
   LlamaModel model(tiny_config(), cpu_backend(), 1);
   const auto& t = model.params();

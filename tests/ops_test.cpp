@@ -143,7 +143,7 @@ std::vector<OpCase> op_cases() {
                    },
                    [](const std::vector<Vec>& x, const Vec& dy) {
                      Vec d(x[0].size(), 0.0f);
-                     be.embedding_backward(d.data(), dy.data(), tokens.data(), int64_t(tokens.size()), C);
+                     be.embedding_backward(d.data(), dy.data(), tokens.data(), int64_t(tokens.size()), C, V);
                      return std::vector<Vec>{d};
                    }});
   return cases;

@@ -142,9 +142,9 @@ inline std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint64_t see
 // Central finite differences of the mean loss against the analytic gradient for a handful of
 // entries of every parameter row of a model built from cfg (weights enlarged from the 0.02 init
 // so every path carries signal).
-inline void check_model_gradients(const ModelConfig& cfg) {
+inline void check_model_gradients(const ModelConfig& cfg, int64_t logit_rows = 0) {
   const int64_t B = 2, N = B * cfg.seq_len;
-  LlamaModel model(cfg, cpu_backend(), B);
+  LlamaModel model(cfg, cpu_backend(), B, logit_rows);
   model.init_weights(7);
   Rng rng(3);
   for (auto& p : model.param_span()) p = p == 1.0f ? 1.0f + 0.2f * rng.normal() : 0.3f * rng.normal();

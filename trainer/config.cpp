@@ -100,7 +100,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.skip_nonfinite", &t.skip_nonfinite,
        "skip steps with non-finite loss instead of stopping (10 in a row still stop the run)"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
-      {"training.peak_flops", &t.peak_flops, "peak FLOP/s per rank for MFU (0: the GEMM peak measured once per host, backend and threads, cached in ~/.cache/cairn/peak.json)"},
+      {"training.peak_flops", &t.peak_flops, "peak FLOP/s per rank for MFU (0: a GPU's datasheet peak for the math mode, else the GEMM peak measured once per host, backend and threads, cached in ~/.cache/cairn/peak.json)"},
       {"training.precision", &t.precision,
        "GEMM math: \"fp32\" | \"tf32\" | \"bf16\" (TF32 / bf16 tensor cores, fp32 master weights, device = \"cuda\")"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},

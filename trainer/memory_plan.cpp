@@ -131,6 +131,12 @@ MemoryPlan plan_memory(const TrainConfig& cfg, const Backend& be, int world, int
   const Parts small = plan_parts(cfg, cfg.model, be, world, rank, micro_batch);
   plan.items = small.model;
   plan.items.insert(plan.items.end(), small.optimizer.begin(), small.optimizer.end());
+  // The backend's own attention scratch (the CUDA backend's bf16 copies and cuDNN workspace): one
+  // buffer of the backend, whichever model runs, so counted once, also across a growth (which keeps
+  // the heads and T). It shares that buffer with the SVD scratch, counted apart: an over-estimate.
+  const ModelConfig& m = cfg.model;
+  if (const int64_t ws = be.attention_workspace_bytes(micro_batch, m.seq_len, m.n_heads, m.head_size()); ws > 0)
+    plan.items.push_back({str("attention workspace of the ", be.name(), " backend"), ws});
   if (cfg.growth.at_tokens <= 0) {
     plan.items.insert(plan.items.end(), small.host.begin(), small.host.end());
     return plan;

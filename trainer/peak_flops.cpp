@@ -114,6 +114,9 @@ std::string write_peak_cache(const std::string& path, const nlohmann::json& peak
 
 PeakFlops resolve_peak_flops(double configured, const Backend& be, int threads) {
   if (configured > 0) return {configured, "configured: training.peak_flops"};
+  // A device's datasheet peak for its math mode is the number MFU is conventionally quoted against,
+  // and timing it here would only read lower.
+  if (const Backend::Peak device = be.peak_flops(); device.flops > 0) return {device.flops, device.source};
   const std::string path = peak_cache_path(), key = peak_cache_key(be, threads);
   nlohmann::json peaks = path.empty() ? nlohmann::json::object() : read_peak_cache(path);
   if (const auto it = peaks.find(key); it != peaks.end() && it->is_number()) {

@@ -24,9 +24,10 @@ struct PeakFlops {
   std::string source;  // "configured", "measured <backend> GEMM, cached in <file>", ...
 };
 
-// In order: `configured` when > 0 (training.peak_flops); else this host's cached measurement for
-// `be` and `threads`; else measure_matmul_peak now and cache it (a cache that cannot be written
-// is said in `source`, and the run goes on).
+// In order: `configured` when > 0 (training.peak_flops); else the backend's own answer
+// (Backend::peak_flops: a GPU's datasheet peak for its math mode); else this host's cached
+// measurement for `be` and `threads`; else measure_matmul_peak now and cache it (a cache that
+// cannot be written is said in `source`, and the run goes on).
 PeakFlops resolve_peak_flops(double configured, const Backend& be, int threads);
 
 // The cache file's path ("" when neither XDG_CACHE_HOME nor HOME is set).

@@ -67,7 +67,7 @@ struct TrainingConfig {
   int64_t eval_batches = 0;      // deprecated (old configs): eval_batches x micro_batch windows; 0: unset
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
-  double peak_flops = 0;         // for MFU; 0: the measured GEMM peak, cached per host (trainer/peak_flops.h)
+  double peak_flops = 0;         // for MFU; 0: a GPU's datasheet peak, else the measured GEMM peak, cached per host (trainer/peak_flops.h)
   std::string precision = "fp32"; // GEMM math: "fp32" | "tf32" | "bf16" (device = "cuda" only)
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)

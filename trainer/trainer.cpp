@@ -185,9 +185,12 @@ void Trainer::attach_model() {
   Communicator& grad_comm = device_comm_ ? static_cast<Communicator&>(*device_comm_) : comm_;
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
                                          cfg_.training.zero1);
-  model_->set_grad_ready_hook([this](int64_t offset) {
-    if (sync_armed_) sync_->ready_from(offset);
-  });
+  // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
+  // CUDA graph (a hook starts collectives in the middle of backward, which a graph cannot hold).
+  if (grad_comm.size() > 1)
+    model_->set_grad_ready_hook([this](int64_t offset) {
+      if (sync_armed_) sync_->ready_from(offset);
+    });
   optimizer_ = make_optimizer(cfg_, model_->params(), sync_->owned_rows(), model_->backend());
   flops_per_token_ = training_flops_per_token(cfg_.model, model_->backend(), cfg_.training.micro_batch * cfg_.model.seq_len);
 }

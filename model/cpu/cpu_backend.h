@@ -17,7 +17,7 @@ class CpuBackend final : public Backend {
   void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
                          int64_t C) const override;
   void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
-                          int64_t C) const override;
+                          int64_t C, int64_t V) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N,
                        int64_t C, float eps) const override;
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,

@@ -16,7 +16,7 @@ void CpuBackend::embedding_forward(float* out, const int32_t* tokens, const floa
 }
 
 void CpuBackend::embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
-                                    int64_t N, int64_t C) const {
+                                    int64_t N, int64_t C, int64_t) const {
   // Parallel over columns: two positions with the same token never race, and the summation
   // order per entry is the position order, so the result is deterministic.
 #pragma omp parallel for schedule(static)

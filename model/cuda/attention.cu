@@ -322,6 +322,15 @@ bool CudaBackend::attention_uses_cudnn(int64_t B, int64_t T, int64_t NH, int64_t
   return use;
 }
 
+int64_t CudaBackend::attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const {
+  return math_ == CudaMath::bf16 ? cudnn_sdpa_saved_floats(B, T, NH, HS) : B * NH * T;
+}
+
+int64_t CudaBackend::attention_workspace_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) const {
+  if (B * T * NH == 0 || !attention_uses_cudnn(B, T, NH, HS)) return 0;  // the own kernel needs none
+  return cudnn_->scratch_bytes(B, T, NH, HS);
+}
+
 void CudaBackend::attention_forward(float* out, float* saved, const float* q, const float* k, const float* v,
                                     int64_t B, int64_t T, int64_t NH, int64_t HS) const {
   if (B * T * NH == 0) return;
@@ -341,7 +350,7 @@ void CudaBackend::attention_backward(float* dq, float* dk, float* dv, float* scr
                                      const float* saved, int64_t B, int64_t T, int64_t NH, int64_t HS) const {
   if (B * T * NH == 0) return;
   if (attention_uses_cudnn(B, T, NH, HS)) {
-    cudnn_->backward(dq, dk, dv, dout, q, k, v, out, saved, B, T, NH, HS);
+    cudnn_->backward(dq, dk, dv, dout, saved, B, T, NH, HS);
     return;
   }
   const dim3 grid_q = fused_grid(B, T, NH, HS, kRowTile), grid_k = fused_grid(B, T, NH, HS, kKeyOwn);

@@ -1,7 +1,8 @@
 // cuDNN SDPA for CudaBackend's bf16 mode (contract in attention_cudnn.h). The activations stay in
 // their [B,T,C] layout: cuDNN reads head h of row t at t·C + h·HS through strides, so the only
 // copies are the fp32↔bf16 conversions. Graphs are built once per shape and kept; the backward
-// graph asks for cuDNN's deterministic algorithm. Without CAIRN_HAVE_CUDNN only the factory exists.
+// graph asks for cuDNN's deterministic algorithm, with the linear workspace (see the factory).
+// Without CAIRN_HAVE_CUDNN only the factory exists.
 #include "model/cuda/attention_cudnn.h"
 #include "model/cuda/cuda_common.cuh"
 
@@ -9,8 +10,10 @@
 #include <cuda_bf16.h>
 #include <cudnn.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>  // before cudnn_frontend.h, which uses std::strlen without including it
 #include <map>
 #include <unordered_map>
@@ -24,6 +27,11 @@ namespace cairn {
 namespace {
 
 namespace fe = cudnn_frontend;
+
+// Each bf16 copy takes n elements rounded up to 256 bytes (cuDNN wants aligned tensors); so does
+// the LSE at the start of the saved state.
+int64_t slot_bytes(int64_t n) { return (n * 2 + 255) / 256 * 256; }
+int64_t saved_lse_bytes(int64_t B, int64_t T, int64_t NH) { return (B * NH * T * 4 + 255) / 256 * 256; }
 
 __global__ void to_bf16_kernel(__nv_bfloat16* dst, const float* src, int64_t n) {
   CAIRN_GRID_STRIDE(i, n) dst[i] = __float2bfloat16(src[i]);
@@ -56,46 +64,54 @@ class CudnnSdpaImpl final : public CudnnSdpa {
     return p.ok;
   }
 
-  void forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t T,
+  int64_t scratch_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) override {
+    const Plans& p = plans(B, T, NH, HS);
+    return p.ok ? std::max(p.fwd_ws, 4 * slot_bytes(B * T * NH * HS) + p.bwd_ws) : 0;
+  }
+
+  void forward(float* out, float* saved, const float* q, const float* k, const float* v, int64_t B, int64_t T,
                int64_t NH, int64_t HS) override {
     const Plans& p = plans(B, T, NH, HS);
     CAIRN_ASSERT(p.ok);
     const int64_t n = B * T * NH * HS;
-    char* base = workspace(4, n, p.fwd_ws);
+    char* copies = saved_copies(saved, B, T, NH);
     __nv_bfloat16* b[4];
-    for (int i = 0; i < 4; ++i) b[i] = bf16_at(base, i, n);
+    for (int i = 0; i < 4; ++i) b[i] = bf16_at(copies, i, n);
     convert_in(b[0], q, n);
     convert_in(b[1], k, n);
     convert_in(b[2], v, n);
-    std::unordered_map<int64_t, void*> pack = {{kQ, b[0]}, {kK, b[1]}, {kV, b[2]}, {kO, b[3]}, {kStats, lse}};
-    execute(*p.fwd, pack, base + 4 * slot_bytes(n), "forward");
+    std::unordered_map<int64_t, void*> pack = {{kQ, b[0]}, {kK, b[1]}, {kV, b[2]}, {kO, b[3]}, {kStats, saved}};
+    execute(*p.fwd, pack, workspace(0, n, p.fwd_ws), "forward");
     convert_out(out, b[3], n);
   }
 
-  void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
-                const float* out, const float* lse, int64_t B, int64_t T, int64_t NH, int64_t HS) override {
+  void backward(float* dq, float* dk, float* dv, const float* dout, const float* saved, int64_t B, int64_t T,
+                int64_t NH, int64_t HS) override {
     const Plans& p = plans(B, T, NH, HS);
     CAIRN_ASSERT(p.ok);
     const int64_t n = B * T * NH * HS;
-    char* base = workspace(8, n, p.bwd_ws);
-    __nv_bfloat16* b[8];
-    for (int i = 0; i < 8; ++i) b[i] = bf16_at(base, i, n);
-    const float* in[5] = {q, k, v, out, dout};
-    for (int i = 0; i < 5; ++i) convert_in(b[i], in[i], n);
-    std::unordered_map<int64_t, void*> pack = {{kQ, b[0]},  {kK, b[1]},  {kV, b[2]},  {kO, b[3]},
-                                               {kdO, b[4]}, {kdQ, b[5]}, {kdK, b[6]}, {kdV, b[7]},
-                                               {kStats, const_cast<float*>(lse)}};
-    execute(*p.bwd, pack, base + 8 * slot_bytes(n), "backward");
-    convert_out(dq, b[5], n);
-    convert_out(dk, b[6], n);
-    convert_out(dv, b[7], n);
+    char* copies = saved_copies(const_cast<float*>(saved), B, T, NH);
+    char* base = workspace(4, n, p.bwd_ws);
+    __nv_bfloat16* b[4];  // dout, dq, dk, dv
+    for (int i = 0; i < 4; ++i) b[i] = bf16_at(base, i, n);
+    convert_in(b[0], dout, n);
+    std::unordered_map<int64_t, void*> pack = {
+        {kQ, bf16_at(copies, 0, n)}, {kK, bf16_at(copies, 1, n)}, {kV, bf16_at(copies, 2, n)},
+        {kO, bf16_at(copies, 3, n)}, {kdO, b[0]}, {kdQ, b[1]}, {kdK, b[2]}, {kdV, b[3]},
+        {kStats, const_cast<float*>(saved)}};
+    execute(*p.bwd, pack, base + 4 * slot_bytes(n), "backward");
+    convert_out(dq, b[1], n);
+    convert_out(dk, b[2], n);
+    convert_out(dv, b[3], n);
   }
 
  private:
-  // Each bf16 copy takes n elements rounded up to 256 bytes (cuDNN wants aligned tensors).
-  static int64_t slot_bytes(int64_t n) { return (n * 2 + 255) / 256 * 256; }
   static __nv_bfloat16* bf16_at(char* base, int i, int64_t n) {
     return reinterpret_cast<__nv_bfloat16*>(base + i * slot_bytes(n));
+  }
+  // The saved state's bf16 copies of q, k, v, out, after the LSE.
+  static char* saved_copies(float* saved, int64_t B, int64_t T, int64_t NH) {
+    return reinterpret_cast<char*>(saved) + saved_lse_bytes(B, T, NH);
   }
   // The backend's scratch holding `slots` bf16 copies followed by cuDNN's workspace.
   char* workspace(int slots, int64_t n, int64_t cudnn_bytes) const {
@@ -151,6 +167,15 @@ class CudnnSdpaImpl final : public CudnnSdpa {
       p.bwd = backward_graph(B, T, NH, HS);
       if (std::string e = plan(*p.bwd, p.bwd_ws); !e.empty()) {
         p.why = str("cuDNN has no backward plan for ", shape, " (", e, ")");
+        return p;
+      }
+      // The linear workspace of the ordered-dQ backward is a few fp32 copies of dQ; the dP one
+      // (cuDNN < 9.25, or a GPU other than Hopper) is 2·B·NH·T² bytes. Tolerated up to 1 GiB, past
+      // that the own kernel runs rather than a step running out of memory.
+      const int64_t linear = 4 * B * NH * ((T + 127) / 128 * 128) * (HS + 16) * 4 + (int64_t(64) << 20);
+      if (p.bwd_ws > std::max(linear, int64_t(1) << 30)) {
+        p.why = str("cuDNN ", cudnnGetVersion(), "'s deterministic backward wants a ", p.bwd_ws >> 20,
+                    " MiB workspace for ", shape, " (quadratic in T; cuDNN >= 9.25 on Hopper has a linear one)");
         return p;
       }
       p.ok = true;
@@ -230,7 +255,14 @@ class CudnnSdpaImpl final : public CudnnSdpa {
 
 }  // namespace
 
+int64_t cudnn_sdpa_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) {
+  return (saved_lse_bytes(B, T, NH) + 4 * slot_bytes(B * T * NH * HS)) / 4;
+}
+
 std::unique_ptr<CudnnSdpa> make_cudnn_sdpa(const CudaBackend& be, std::string* why) {
+  // Read by cudnn_frontend when it builds a backward graph; 0 = never the dP workspace. The
+  // user's own setting wins (setenv does not overwrite).
+  setenv("CUDNN_FRONTEND_ATTN_DP_WORKSPACE_LIMIT", "0", 0);
   cudnnHandle_t handle = nullptr;
   const cudnnStatus_t st = cudnnCreate(&handle);
   if (st != CUDNN_STATUS_SUCCESS) {
@@ -247,6 +279,8 @@ std::unique_ptr<CudnnSdpa> make_cudnn_sdpa(const CudaBackend& be, std::string* w
 }
 
 #else
+
+int64_t cudnn_sdpa_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t) { return B * NH * T; }
 
 std::unique_ptr<CudnnSdpa> make_cudnn_sdpa(const CudaBackend&, std::string* why) {
   *why = "cairn was built without cuDNN (see the cuDNN= entry of the configure step's \"cairn features\" line)";

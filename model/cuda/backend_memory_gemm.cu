@@ -1,6 +1,7 @@
 // The CUDA backend's life cycle (device, stream, cuBLAS handle), its memory operations, its
-// errors, and the row-major GEMM on cuBLAS that matmul and attention share.
+// errors, the row-major GEMM on cuBLAS behind matmul, CUDA graphs, and the GEMM peak for MFU.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -8,6 +9,8 @@
 #include "model/cuda/bf16_gemm.h"
 #include "model/cuda/cuda_backend.h"
 #include "model/cuda/module_entry.h"
+
+#include <vector>
 
 namespace cairn {
 
@@ -60,18 +63,23 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  // bf16 mode: matmul goes to cuBLASLt; attention's strided-batched GEMMs stay here, in TF32.
+  // fp32 and TF32 modes: matmul is cublasSgemm here. bf16 mode: matmul goes to cuBLASLt, and this
+  // handle only serves cublasGemmEx where cuBLASLt has no algorithm (bf16 inputs: TF32 is moot).
   CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
   if (math == CudaMath::bf16) bf16_ = std::make_unique<Bf16Gemm>(stream_, cublas_);
+  const char* graphs = std::getenv("CAIRN_CUDA_GRAPHS");
+  graphs_enabled_ = !(graphs && std::string(graphs) == "0");
 }
 
 CudaBackend::~CudaBackend() {
+  drop_graphs();
   cudnn_.reset();  // its handle is bound to stream_
   for (const ParamShadow& s : shadows_) cudaFree(s.bf16);
   bf16_.reset();
   if (scratch_) cudaFree(scratch_);
   if (staging_) cudaFreeHost(staging_);
-  if (staging_read_) cudaEventDestroy(staging_read_);
+  for (cudaEvent_t e : staging_read_)
+    if (e) cudaEventDestroy(e);
   if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -111,6 +119,8 @@ std::optional<Backend::DeviceMemory> CudaBackend::device_memory() const {
 
 void CudaBackend::release(void* p) const {
   if (!p) return;
+  CAIRN_ASSERT(!capturing_, "release() inside a graph capture");
+  drop_graphs();  // a graph may use p
   // Releasing a registered parameter buffer ends its registration (and frees its bf16 copy).
   for (size_t i = 0; i < shadows_.size(); ++i)
     if (shadows_[i].base == p) {
@@ -130,24 +140,31 @@ void CudaBackend::zero(void* p, int64_t bytes) const {
 }
 
 void CudaBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const {
+  CAIRN_ASSERT(!capturing_, "copy_to_host inside a graph capture");
   CUDA_CHECK(cudaMemcpyAsync(host, dev, size_t(bytes), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) const {
   // The caller may free or reuse the host buffer as soon as this returns. Small copies (a step's
-  // tokens) go through pinned staging so they queue behind the running step instead of waiting
-  // for it: only the previous staged copy must have been read before the buffer is refilled.
+  // inputs and targets) go through pinned staging so they queue behind the running step instead of
+  // waiting for it: a slot is refilled once the copy staged there kStagingSlots uploads ago has
+  // been read, so the uploads of one micro-step never wait for each other.
+  CAIRN_ASSERT(!capturing_, "copy_to_device inside a graph capture (a replay would copy stale staging)");
   if (bytes <= kStagingBytes) {
     if (!staging_) {
-      CUDA_CHECK(cudaHostAlloc(&staging_, size_t(kStagingBytes), cudaHostAllocDefault));
-      CUDA_CHECK(cudaEventCreateWithFlags(&staging_read_, cudaEventDisableTiming));
-    } else {
-      CUDA_CHECK(cudaEventSynchronize(staging_read_));
+      CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging_), size_t(kStagingBytes) * kStagingSlots,
+                               cudaHostAllocDefault));
+      for (cudaEvent_t& e : staging_read_) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      for (cudaEvent_t e : staging_read_) CUDA_CHECK(cudaEventRecord(e, stream_));  // every slot free
     }
-    std::memcpy(staging_, host, size_t(bytes));
-    CUDA_CHECK(cudaMemcpyAsync(dev, staging_, size_t(bytes), cudaMemcpyHostToDevice, stream_));
-    CUDA_CHECK(cudaEventRecord(staging_read_, stream_));
+    const int slot = staging_next_;
+    staging_next_ = (staging_next_ + 1) % kStagingSlots;
+    CUDA_CHECK(cudaEventSynchronize(staging_read_[slot]));
+    char* buf = staging_ + int64_t(slot) * kStagingBytes;
+    std::memcpy(buf, host, size_t(bytes));
+    CUDA_CHECK(cudaMemcpyAsync(dev, buf, size_t(bytes), cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaEventRecord(staging_read_[slot], stream_));
     params_written(dev, bytes);
     return;
   }
@@ -158,6 +175,9 @@ void CudaBackend::copy_to_device(void* dev, const void* host, int64_t bytes) con
 
 float* CudaBackend::scratch(int64_t floats) const {
   if (floats > scratch_floats_) {
+    if (capturing_)
+      throw Error(str("CUDA graph capture: the backend's scratch must grow to ", floats * 4, " bytes, which the "
+                      "eager warm-up run did not need: the captured ops differ from the warm-up's"));
     CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (scratch_) release(scratch_);  // also drops it from alloc_bytes_, which alloc() filled
     scratch_ = nullptr;
@@ -192,11 +212,128 @@ void CudaBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 
 void CudaBackend::matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
                          bool trans_a, bool trans_b, float alpha, float beta) const {
-  if (math_ == CudaMath::bf16)
-    matmul_bf16(out, a, b, M, N, K, trans_a, trans_b, alpha, beta);
-  else
-    gemm(trans_a, trans_b, M, N, K, alpha, a, trans_a ? M : K, 0, b, trans_b ? K : N, 0, beta, out, N, 0, 1);
-  params_written(out, M * N * 4);
+  matmul_batched(out, a, b, M, N, K, trans_a, trans_b, alpha, beta, 1, 0, 0, 0);
+}
+
+void CudaBackend::matmul_batched(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
+                                 bool trans_a, bool trans_b, float alpha, float beta, int64_t batch,
+                                 int64_t stride_out, int64_t stride_a, int64_t stride_b) const {
+  if (batch <= 0) return;
+  if (math_ == CudaMath::bf16) {
+    matmul_bf16(out, a, b, M, N, K, trans_a, trans_b, alpha, beta, batch, stride_out, stride_a, stride_b);
+  } else {
+    gemm(trans_a, trans_b, M, N, K, alpha, a, trans_a ? M : K, stride_a, b, trans_b ? K : N, stride_b, beta, out, N,
+         stride_out, batch);
+  }
+  params_written(out, ((batch - 1) * stride_out + M * N) * 4);
+}
+
+// ---- CUDA graphs --------------------------------------------------------------------------------
+
+bool CudaBackend::graph_begin(uint64_t key) const {
+  CAIRN_ASSERT(!capturing_, "graph_begin inside a graph capture");
+  if (!graphs_enabled_) return false;
+  if (const auto it = graphs_.find(key); it != graphs_.end()) {
+    CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    return true;
+  }
+  // The first time eagerly: cuBLASLt and cuDNN choose their plans and the scratch buffers reach
+  // their sizes, none of which may happen during a capture.
+  if (graph_seen_[key]++ == 0) return false;
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+  return false;
+}
+
+void CudaBackend::graph_end(uint64_t key) const {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_CHECK(made);
+  constexpr size_t kMaxGraphs = 16;  // a few models or micro-batch sizes; older keys are re-captured
+  if (graphs_.size() >= kMaxGraphs) drop_graphs();
+  graphs_[key] = exec;
+  CUDA_CHECK(cudaGraphLaunch(exec, stream_));  // the capture recorded the ops without running them
+}
+
+void CudaBackend::drop_graphs() const {
+  for (const auto& entry : graphs_) cudaGraphExecDestroy(entry.second);
+  graphs_.clear();
+  graph_seen_.clear();
+}
+
+// ---- GEMM peak ----------------------------------------------------------------------------------
+
+// Dense (not sparse) tensor-core and fp32 peaks from NVIDIA's datasheets, by device name and math
+// mode: bf16, TF32, fp32 FLOP/s.
+namespace {
+struct DatasheetPeak {
+  const char* name_part;
+  double bf16, tf32, fp32;
+};
+constexpr DatasheetPeak kDatasheet[] = {
+    {"H100 PCIe", 756e12, 378e12, 51.2e12},  {"H100 NVL", 835e12, 417.5e12, 60e12},
+    {"H200 NVL", 835e12, 417.5e12, 60e12},   {"H100", 989.4e12, 494.7e12, 66.9e12},  // SXM
+    {"H200", 989.4e12, 494.7e12, 66.9e12},   {"GH200", 989.4e12, 494.7e12, 66.9e12},
+    {"A100", 312e12, 156e12, 19.5e12},
+};
+}  // namespace
+
+CudaBackend::Peak CudaBackend::peak_flops() const {
+  if (peak_.flops > 0) return peak_;
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  const std::string name = prop.name;
+  const char* mode = math_ == CudaMath::bf16 ? "bf16" : math_ == CudaMath::tf32 ? "TF32" : "fp32";
+  for (const DatasheetPeak& d : kDatasheet)  // the table lists specific names before general ones
+    if (name.find(d.name_part) != std::string::npos) {
+      peak_.flops = math_ == CudaMath::bf16 ? d.bf16 : math_ == CudaMath::tf32 ? d.tf32 : d.fp32;
+      peak_.source = str("datasheet ", mode, " dense peak of ", name);
+      return peak_;
+    }
+  peak_.flops = measure_gemm_peak(4096, 30);
+  peak_.source = str("measured: 30 back-to-back ", mode, " GEMMs of 4096^3 on ", name, " (not in the datasheet table)");
+  return peak_;
+}
+
+double CudaBackend::measure_gemm_peak(int64_t n, int reps) const {
+  CAIRN_ASSERT(!capturing_);
+  DeviceArray<float> a(*this, n * n), b(*this, n * n), c(*this, n * n);
+  const std::vector<float> host(size_t(n * n), 0.01f);
+  CUDA_CHECK(cudaMemcpy(a.data(), host.data(), size_t(n * n) * 4, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(b.data(), host.data(), size_t(n * n) * 4, cudaMemcpyHostToDevice));
+  matmul(c.data(), a.data(), b.data(), n, n, n, false, true, 1.0f, 0.0f);  // warm-up: plans, staging
+  cudaEvent_t start = nullptr, stop = nullptr;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  // bf16: both operands would be rounded before each GEMM; round once, time the GEMMs alone.
+  uint16_t *a16 = nullptr, *b16 = nullptr;
+  if (bf16_) {
+    uint16_t* stage[2];
+    bf16_staging({n * n, n * n}, stage);
+    a16 = stage[0];
+    b16 = stage[1];
+    bf16_round_nearest_launch(a16, a.data(), n * n, stream_);
+    bf16_round_nearest_launch(b16, b.data(), n * n, stream_);
+  }
+  CUDA_CHECK(cudaEventRecord(start, stream_));
+  for (int r = 0; r < reps; ++r) {
+    if (bf16_)
+      bf16_->run(false, true, n, n, n, 1.0f, a16, b16, 0.0f, c.data(), 1, 0, 0, 0);
+    else
+      gemm(false, true, n, n, n, 1.0f, a.data(), n, 0, b.data(), n, 0, 0.0f, c.data(), n, 0, 1);
+  }
+  CUDA_CHECK(cudaEventRecord(stop, stream_));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 2.0 * double(n) * double(n) * double(n) * reps / (double(ms) * 1e-3);
 }
 
 }  // namespace cairn

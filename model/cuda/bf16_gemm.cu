@@ -58,8 +58,9 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;  // what cuBLASLt's Hopper 
 
 // The largest power of two ≤ 256 dividing the address: cuBLASLt's heuristic assumes 256-byte
 // aligned operands unless told otherwise, and parameter tensors start at arbitrary offsets.
-uint32_t alignment_of(const void* p) {
-  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+// In a batch, every entry's address counts: also the stride's.
+uint32_t alignment_of(const void* p, int64_t batch = 1, int64_t stride_bytes = 0) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p) | (batch > 1 ? uintptr_t(stride_bytes) : 0);
   uint32_t a = 256;
   while (a > 1 && v % a != 0) a /= 2;
   return a;
@@ -96,10 +97,11 @@ Bf16Gemm::~Bf16Gemm() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-void Bf16Gemm::staging(int64_t a_elems, int64_t b_elems, uint16_t** a, uint16_t** b) const {
-  const int64_t a_span = (a_elems + 127) / 128 * 128;  // 128 bf16 = 256 bytes
-  const int64_t need = a_span + b_elems;
-  if (need > staging_elems_) {
+bool Bf16Gemm::staging(std::initializer_list<int64_t> elems, uint16_t** areas) const {
+  int64_t need = 0;
+  for (int64_t e : elems) need += (e + 127) / 128 * 128;  // 128 bf16 = 256 bytes
+  const bool grow = need > staging_elems_;
+  if (grow) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));  // earlier GEMMs may still read the old buffer
     if (staging_) CUDA_CHECK(cudaFree(staging_));
     staging_ = nullptr;
@@ -114,8 +116,12 @@ void Bf16Gemm::staging(int64_t a_elems, int64_t b_elems, uint16_t** a, uint16_t*
     staging_ = static_cast<uint16_t*>(p);
     staging_elems_ = need;
   }
-  *a = staging_;
-  *b = staging_ + a_span;
+  int64_t at = 0;
+  for (int64_t e : elems) {
+    *areas++ = staging_ + at;
+    at += (e + 127) / 128 * 128;
+  }
+  return grow;
 }
 
 // Row-major out = op(a)·op(b) is column-major outᵀ[N,M] = op(b)ᵀ·op(a)ᵀ: cuBLAS's A is b and its B
@@ -123,7 +129,7 @@ void Bf16Gemm::staging(int64_t a_elems, int64_t b_elems, uint16_t** a, uint16_t*
 const Bf16Gemm::Plan& Bf16Gemm::plan(const Key& key) const {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [trans_a, trans_b, M, N, K, align_a, align_b, align_out] = key;
+  const auto [trans_a, trans_b, M, N, K, align_a, align_b, align_out, batch, stride_out, stride_a, stride_b] = key;
   auto p = std::make_unique<Plan>();
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS's A is our b
@@ -137,6 +143,15 @@ const Bf16Gemm::Plan& Bf16Gemm::plan(const Key& key) const {
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, ar, ac, int64_t(ar)));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, br, bc, int64_t(br)));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, uint64_t(N), uint64_t(M), N));
+  if (batch > 1) {  // strided batch: cuBLAS's A is our b, its B our a
+    const int32_t count = int32_t(batch);
+    const std::pair<cublasLtMatrixLayout_t, int64_t> strided[] = {{p->a, stride_b}, {p->b, stride_a}, {p->c, stride_out}};
+    for (const auto& [layout, stride] : strided) {
+      CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
+      CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                    sizeof stride));
+    }
+  }
 
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -165,19 +180,24 @@ const Bf16Gemm::Plan& Bf16Gemm::plan(const Key& key) const {
 }
 
 void Bf16Gemm::run(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* a,
-                   const uint16_t* b, float beta, float* out) const {
-  CAIRN_ASSERT(M > 0 && N > 0 && K > 0, "bf16 GEMM of an empty shape");
-  const Plan& p = plan({trans_a, trans_b, M, N, K, alignment_of(a), alignment_of(b), alignment_of(out)});
+                   const uint16_t* b, float beta, float* out, int64_t batch, int64_t stride_out, int64_t stride_a,
+                   int64_t stride_b) const {
+  CAIRN_ASSERT(M > 0 && N > 0 && K > 0 && batch > 0, "bf16 GEMM of an empty shape");
+  if (batch == 1) stride_out = stride_a = stride_b = 0;  // one plan per shape whatever the caller passed
+  const Plan& p = plan({trans_a, trans_b, M, N, K, alignment_of(a, batch, 2 * stride_a),
+                        alignment_of(b, batch, 2 * stride_b), alignment_of(out, batch, 4 * stride_out), batch,
+                        stride_out, stride_a, stride_b});
   if (p.use_lt) {
     CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &alpha, b, p.a, a, p.b, &beta, out, p.c, out, p.c, &p.algo,
                                 workspace_, kWorkspaceBytes, stream_));
     return;
   }
-  CAIRN_ASSERT(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX, "GEMM dimension beyond int");
-  CUBLAS_CHECK(cublasGemmEx(cublas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                            int(N), int(M), int(K), &alpha, b, CUDA_R_16BF, int(trans_b ? K : N), a, CUDA_R_16BF,
-                            int(trans_a ? M : K), &beta, out, CUDA_R_32F, int(N), CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
+  CAIRN_ASSERT(M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX && batch <= INT32_MAX, "GEMM dimension beyond int");
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(cublas_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                          trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), int(K), &alpha, b,
+                                          CUDA_R_16BF, int(trans_b ? K : N), stride_b, a, CUDA_R_16BF,
+                                          int(trans_a ? M : K), stride_a, &beta, out, CUDA_R_32F, int(N), stride_out,
+                                          int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 // ---- the backend's bf16 mode ------------------------------------------------------------------------
@@ -217,27 +237,67 @@ void CudaBackend::params_written(const void* p, int64_t bytes) const {
 }
 
 // Operands inside a registered buffer are read from its bf16 copy; the others are rounded to
-// nearest into the staging buffer first. The output and its accumulation stay fp32.
+// nearest into the staging buffer first, once per call (a stride-0 operand of a batch once for
+// all of it), keeping their batch strides. The output and its accumulation stay fp32.
 void CudaBackend::matmul_bf16(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
-                              bool trans_a, bool trans_b, float alpha, float beta) const {
+                              bool trans_a, bool trans_b, float alpha, float beta, int64_t batch, int64_t stride_out,
+                              int64_t stride_a, int64_t stride_b) const {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // op(a)·op(b) is empty: out = beta·out, exactly 0 for beta = 0 (BLAS semantics)
-    if (beta == 0.0f) {
-      CUDA_CHECK(cudaMemsetAsync(out, 0, size_t(M * N) * 4, stream_));
-    } else {
-      scale_inplace(out, beta, M * N);
+    for (int64_t i = 0; i < batch; ++i) {
+      if (beta == 0.0f) {
+        CUDA_CHECK(cudaMemsetAsync(out + i * stride_out, 0, size_t(M * N) * 4, stream_));
+      } else {
+        scale_inplace(out + i * stride_out, beta, M * N);
+      }
     }
     return;
   }
-  const ParamShadow* sa = shadow_containing(a, M * K);
-  const ParamShadow* sb = shadow_containing(b, K * N);
-  uint16_t *stage_a = nullptr, *stage_b = nullptr;
-  bf16_->staging(sa ? 0 : M * K, sb ? 0 : K * N, &stage_a, &stage_b);
-  if (!sa) bf16_round_nearest_launch(stage_a, a, M * K, stream_);
-  if (!sb) bf16_round_nearest_launch(stage_b, b, K * N, stream_);
-  const uint16_t* a16 = sa ? sa->bf16 + (a - sa->base) : stage_a;
-  const uint16_t* b16 = sb ? sb->bf16 + (b - sb->base) : stage_b;
-  bf16_->run(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, out);
+  const int64_t span_a = (batch - 1) * stride_a + M * K, span_b = (batch - 1) * stride_b + K * N;
+  const ParamShadow* sa = shadow_containing(a, span_a);
+  const ParamShadow* sb = shadow_containing(b, span_b);
+  uint16_t* stage[2];
+  bf16_staging({sa ? 0 : span_a, sb ? 0 : span_b}, stage);
+  const uint16_t* a16 = bf16_operand(sa, a, span_a, stage[0]);
+  const uint16_t* b16 = bf16_operand(sb, b, span_b, stage[1]);
+  bf16_->run(trans_a, trans_b, M, N, K, alpha, a16, b16, beta, out, batch, stride_out, stride_a, stride_b);
+}
+
+void CudaBackend::bf16_staging(std::initializer_list<int64_t> elems, uint16_t** areas) const {
+  if (bf16_->staging(elems, areas)) {
+    CAIRN_ASSERT(!capturing_, "bf16 GEMM staging grew inside a graph capture (the warm-up did not need it)");
+    drop_graphs();
+  }
+}
+
+const uint16_t* CudaBackend::bf16_operand(const ParamShadow* shadow, const float* p, int64_t n, uint16_t* stage) const {
+  if (shadow) return shadow->bf16 + (p - shadow->base);
+  bf16_round_nearest_launch(stage, p, n, stream_);
+  return stage;
+}
+
+// bf16: dy and x rounded once for the weight gradients and the input gradient (two matmuls would
+// round dy twice); the weights read from the parameters' copy. fp32/TF32: the matmuls.
+void CudaBackend::linear_backward(float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N,
+                                  int64_t out, int64_t in, int64_t k, bool accumulate_dx) const {
+  if (math_ != CudaMath::bf16 || N == 0 || out == 0 || in == 0 || k == 0) {
+    Backend::linear_backward(dw, dx, dy, x, w, N, out, in, k, accumulate_dx);
+    return;
+  }
+  const ParamShadow* sdy = shadow_containing(dy, k * N * out);
+  const ParamShadow* sx = shadow_containing(x, N * in);
+  const ParamShadow* sw = shadow_containing(w, k * out * in);
+  uint16_t* stage[3];
+  bf16_staging({sdy ? 0 : k * N * out, sx ? 0 : N * in, sw ? 0 : k * out * in}, stage);
+  const uint16_t* dy16 = bf16_operand(sdy, dy, k * N * out, stage[0]);
+  const uint16_t* x16 = bf16_operand(sx, x, N * in, stage[1]);
+  const uint16_t* w16 = bf16_operand(sw, w, k * out * in, stage[2]);
+  bf16_->run(true, false, out, in, N, 1.0f, dy16, x16, 1.0f, dw, k, out * in, N * out, 0);
+  params_written(dw, k * out * in * 4);
+  for (int64_t i = 0; i < k; ++i)
+    bf16_->run(false, false, N, in, out, 1.0f, dy16 + i * N * out, w16 + i * out * in,
+               accumulate_dx || i > 0 ? 1.0f : 0.0f, dx, 1, 0, 0, 0);
+  params_written(dx, N * in * 4);
 }
 
 }  // namespace cairn

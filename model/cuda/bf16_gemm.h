@@ -10,6 +10,7 @@
 #include <cublasLt.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -28,19 +29,24 @@ class Bf16Gemm {
   Bf16Gemm& operator=(const Bf16Gemm&) = delete;
 
   // Row-major out[M,N] = alpha·op(a)·op(b) + beta·out with a [M,K] ([K,M] when trans_a) and b
-  // [K,N] ([N,K] when trans_b), both dense bf16 bit patterns; out dense fp32. M, N, K ≥ 1.
+  // [K,N] ([N,K] when trans_b), both dense bf16 bit patterns; out dense fp32. M, N, K ≥ 1. With
+  // batch > 1, `batch` such products at element strides stride_out, stride_a, stride_b (0 shares
+  // the operand).
   void run(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* a,
-           const uint16_t* b, float beta, float* out) const;
+           const uint16_t* b, float beta, float* out, int64_t batch, int64_t stride_out, int64_t stride_a,
+           int64_t stride_b) const;
 
-  // Device staging for operands that are not registered parameters: an area of `a_elems` and one
-  // of `b_elems` bf16 values, each 256-byte aligned. Grows (synchronously) when a call needs more
-  // — in practice during the first step — and never shrinks. Stream order makes reuse safe.
-  void staging(int64_t a_elems, int64_t b_elems, uint16_t** a, uint16_t** b) const;
+  // Device staging for operands that are not registered parameters: areas[i] gets elems[i] bf16
+  // values (at most 3 areas), each 256-byte aligned. Grows (synchronously) when a call needs more —
+  // in practice during the first step — and never shrinks; returns true when it moved (graphs
+  // captured with the old address are stale). Stream order makes reuse safe.
+  bool staging(std::initializer_list<int64_t> elems, uint16_t** areas) const;
 
  private:
   struct Plan;  // matmul descriptor, layouts and the chosen algorithm for one Key
-  // (trans_a, trans_b, M, N, K, alignment of a, b, out in bytes)
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+  // (trans_a, trans_b, M, N, K, alignment of a, b, out in bytes, batch, stride_out, stride_a, stride_b)
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int64_t, int64_t,
+                         int64_t, int64_t>;
   const Plan& plan(const Key& key) const;
 
   cudaStream_t stream_;

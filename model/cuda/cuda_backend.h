@@ -4,7 +4,8 @@
 // own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops are own kernels, one .cu per op
 // family (model/cuda/*.cu), each read kernel → launcher → entry point. Host-facing calls that
 // return data (copy_to_host, sum_squares) synchronize the stream, as does a copy_to_device larger
-// than the pinned staging buffer (4 MiB: loading weights); everything else is asynchronous.
+// than a pinned staging slot (4 MiB: loading weights); everything else is asynchronous, and a
+// repeated sequence of ops can be replayed as a CUDA graph (graph_begin/graph_end).
 // One host thread at a time. Included only by CUDA sources.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <cusolverDn.h>
 #include <cuda_runtime.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -67,11 +69,16 @@ class CudaBackend final : public Backend {
 
   void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
               bool trans_a, bool trans_b, float alpha, float beta) const override;
+  void matmul_batched(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
+                      bool trans_b, float alpha, float beta, int64_t batch, int64_t stride_out, int64_t stride_a,
+                      int64_t stride_b) const override;
+  void linear_backward(float* dw, float* dx, const float* dy, const float* x, const float* w, int64_t N, int64_t out,
+                       int64_t in, int64_t k, bool accumulate_dx) const override;
 
   void embedding_forward(float* out, const int32_t* tokens, const float* table, int64_t N,
                          int64_t C) const override;
   void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
-                          int64_t C) const override;
+                          int64_t C, int64_t V) const override;
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t N,
                        int64_t C, float eps) const override;
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
@@ -80,15 +87,17 @@ class CudaBackend final : public Backend {
                     int64_t HS) const override;
   void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
                      int64_t NH, int64_t HS) const override;
-  // Attention (model/cuda/attention.cu): saved is the rows' log-sum-exp [B,NH,T] on both paths
-  // (own fused kernel; cuDNN SDPA in bf16 mode); scratch holds D = rowsum(dout∘out) [B,NH,T].
+  // Attention (model/cuda/attention.cu): saved starts with the rows' log-sum-exp [B,NH,T] on both
+  // paths (own fused kernel; cuDNN SDPA in bf16 mode, where the forward's bf16 q, k, v and output
+  // follow it for the backward); scratch holds D = rowsum(dout∘out) [B,NH,T].
   void attention_forward(float* out, float* saved, const float* q, const float* k, const float* v,
                          int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
                           const float* q, const float* k, const float* v, const float* out,
                           const float* saved, int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
-  int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T; }
+  int64_t attention_saved_floats(int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T; }
+  int64_t attention_workspace_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   std::string attention_path() const override { return attention_path_; }
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
@@ -121,6 +130,15 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* host, const void* dev, int64_t bytes) const override;
   void copy_to_device(void* dev, const void* host, int64_t bytes) const override;
 
+  // The datasheet's dense peak for this device and math mode when the device is known (H100, H200,
+  // A100), else many back-to-back GEMMs of the math mode timed with CUDA events; computed once.
+  Peak peak_flops() const override;
+  // CUDA graphs (Backend::graph_begin): a key seen for the first time runs eagerly (its warm-up:
+  // plans, scratch sizes), the second time it is captured and launched, afterwards replayed.
+  // CAIRN_CUDA_GRAPHS=0 turns graphs off.
+  bool graph_begin(uint64_t key) const override;
+  void graph_end(uint64_t key) const override;
+
   // CudaMath::bf16: a bf16 copy per registered buffer (see Backend); no-ops in the other modes.
   void register_parameters(const float* base, int64_t n) const override;
   void parameters_changed(const float* p, int64_t n) const override;
@@ -135,7 +153,8 @@ class CudaBackend final : public Backend {
   // Device scratch of at least `floats` floats, owned by the backend and reused by every op that
   // needs temporary memory (RMSNorm's weight gradient, sum_squares, the embedding gradient's sort
   // by token, cuDNN attention's bf16 copies and workspace). It grows (synchronously) on the first
-  // call that needs more — in practice the first training step — and never shrinks.
+  // call that needs more — in practice the first training step — and never shrinks. Growing it
+  // drops the captured graphs (they hold the old address).
   float* scratch(int64_t floats) const;
 
  private:
@@ -149,7 +168,12 @@ class CudaBackend final : public Backend {
     uint16_t* bf16;
   };
   void matmul_bf16(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K, bool trans_a,
-                   bool trans_b, float alpha, float beta) const;
+                   bool trans_b, float alpha, float beta, int64_t batch, int64_t stride_out, int64_t stride_a,
+                   int64_t stride_b) const;
+  // bf16 staging areas for GEMM operands (Bf16Gemm::staging; growth drops the graphs), and an
+  // operand's bf16 values: its registered copy, or n values rounded to nearest into `stage`.
+  void bf16_staging(std::initializer_list<int64_t> elems, uint16_t** areas) const;
+  const uint16_t* bf16_operand(const ParamShadow* shadow, const float* p, int64_t n, uint16_t* stage) const;
   // Singular vectors where an SVD left them in the scratch: vector v's element e at
   // data[v·vec_stride + e·elem_stride]. top_singular_vectors tries svd_gesvdj (false: it did not
   // converge), then svd_gesvd (throws Error when it fails).
@@ -163,6 +187,10 @@ class CudaBackend final : public Backend {
   const ParamShadow* shadow_containing(const float* p, int64_t n) const;
   // A backend op wrote `bytes` bytes at p: re-round the bf16 copy of every registered float among them.
   void params_written(const void* p, int64_t bytes) const;
+  // Forgets every captured graph (memory they use was released or moved).
+  void drop_graphs() const;
+  // Times `reps` back-to-back GEMMs of n³ in this math mode with CUDA events: FLOP/s.
+  double measure_gemm_peak(int64_t n, int reps) const;
 
   CudaMath math_;
   int device_ = 0;
@@ -171,11 +199,20 @@ class CudaBackend final : public Backend {
   mutable cusolverDnHandle_t cusolver_ = nullptr;  // made on the first SVD
   mutable float* scratch_ = nullptr;
   mutable int64_t scratch_floats_ = 0;
-  // Pinned host memory for copy_to_device calls up to kStagingBytes, made on the first; the event
-  // marks when the stream has read the last copy staged there.
+  // Pinned host memory for copy_to_device calls up to kStagingBytes: a ring of slots, made on the
+  // first such call; slot i's event marks when the stream has read the copy last staged there, so
+  // a slot waits only for its own previous copy, kStagingSlots uploads back.
   static constexpr int64_t kStagingBytes = int64_t(4) << 20;
-  mutable void* staging_ = nullptr;
-  mutable cudaEvent_t staging_read_ = nullptr;
+  static constexpr int kStagingSlots = 4;
+  mutable char* staging_ = nullptr;
+  mutable cudaEvent_t staging_read_[kStagingSlots] = {};
+  mutable int staging_next_ = 0;
+  // Captured graphs by key, keys seen once (run eagerly), and the capture in progress.
+  mutable std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+  mutable std::unordered_map<uint64_t, int> graph_seen_;
+  mutable bool capturing_ = false;
+  bool graphs_enabled_ = true;
+  mutable Peak peak_;
   // cuDNN SDPA, created on the first bf16 attention call; null when unavailable (cudnn_why_ says why).
   mutable std::unique_ptr<CudnnSdpa> cudnn_;
   mutable bool cudnn_tried_ = false;

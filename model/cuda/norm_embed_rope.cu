@@ -13,24 +13,59 @@ static __global__ void embedding_forward_kernel(float* out, const int32_t* token
   CAIRN_GRID_STRIDE(i, N * C) out[i] = table[int64_t(tokens[i / C]) * C + i % C];
 }
 
-// Deterministic: positions are sorted by token with a stable radix sort (equal tokens keep their
-// position order), then one block per run of equal tokens sums its dout rows in that order and adds
-// the sum to the token's row once. No atomics, so the gradient is bitwise repeatable (what exact
-// resume on the GPU needs); a frequent token's run is summed by one block, a bounded imbalance.
+// Deterministic, no atomics, and no token's rows summed by one block alone (a frequent token such
+// as EOS would keep one SM busy for the whole batch): positions are sorted by token with CUB's
+// stable radix sort on the bits V needs (equal tokens keep their position order), then cut into
+// tiles of kEmbTile sorted positions. Phase 1, one block per tile: each run of equal tokens inside
+// the tile is summed in order; a run wholly inside the tile is added to its token's row at once,
+// the part of a run continuing from the previous tile is the tile's `head`, the part of a run
+// begun in this tile that continues into the next its `tail`. Phase 2, one block per tile whose
+// tail exists: tail + the following tiles' heads, in order, added to the row. The order of every
+// sum depends only on the tokens, so the gradient is bitwise repeatable (exact resume on the GPU).
+constexpr int64_t kEmbTile = 32;
+
 static __global__ void iota_kernel(int32_t* out, int64_t n) {
   CAIRN_GRID_STRIDE(i, n) out[i] = int32_t(i);
 }
 
-static __global__ void embedding_backward_sorted_kernel(float* dtable, const float* dout, const int32_t* sorted_tokens,
-                                                        const int32_t* positions, int64_t N, int64_t C) {
-  const int64_t first = blockIdx.x;
-  const int32_t token = sorted_tokens[first];
-  if (first > 0 && sorted_tokens[first - 1] == token) return;  // not the start of a run
-  int64_t end = first + 1;
-  while (end < N && sorted_tokens[end] == token) ++end;
+static __global__ void embedding_backward_tiles_kernel(float* dtable, float* head, float* tail, const float* dout,
+                                                       const int32_t* sorted, const int32_t* positions, int64_t N,
+                                                       int64_t C) {
+  const int64_t tile = blockIdx.x, start = tile * kEmbTile, end = start + kEmbTile < N ? start + kEmbTile : N;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     float sum = 0.0f;
-    for (int64_t j = first; j < end; ++j) sum += dout[int64_t(positions[j]) * C + c];
+    int64_t run_start = start;
+    for (int64_t j = start; j < end; ++j) {
+      sum += dout[int64_t(positions[j]) * C + c];
+      const int32_t token = sorted[j];
+      if (j + 1 < end && sorted[j + 1] == token) continue;  // the run goes on inside the tile
+      const bool from_before = run_start == start && start > 0 && sorted[start - 1] == token;
+      const bool into_next = j + 1 == end && end < N && sorted[end] == token;
+      if (from_before)
+        head[tile * C + c] = sum;  // also when it goes on into the next tile: a middle part
+      else if (into_next)
+        tail[tile * C + c] = sum;
+      else
+        dtable[int64_t(token) * C + c] += sum;
+      sum = 0.0f;
+      run_start = j + 1;
+    }
+  }
+}
+
+static __global__ void embedding_backward_runs_kernel(float* dtable, const float* head, const float* tail,
+                                                      const int32_t* sorted, int64_t N, int64_t C) {
+  const int64_t tile = blockIdx.x, start = tile * kEmbTile, end = start + kEmbTile < N ? start + kEmbTile : N;
+  const int32_t token = sorted[end - 1];
+  if (end >= N || sorted[end] != token) return;      // the tile's last run ends inside it
+  if (start > 0 && sorted[start - 1] == token) return;  // it began in an earlier tile: that tile's block
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    float sum = tail[tile * C + c];
+    for (int64_t k = tile + 1;; ++k) {
+      sum += head[k * C + c];
+      const int64_t k_end = (k + 1) * kEmbTile;
+      if (k_end >= N || sorted[k_end] != token) break;
+    }
     dtable[int64_t(token) * C + c] += sum;
   }
 }
@@ -43,27 +78,37 @@ void CudaBackend::embedding_forward(float* out, const int32_t* tokens, const flo
 }
 
 void CudaBackend::embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t N,
-                                     int64_t C) const {
+                                     int64_t C, int64_t V) const {
   if (N * C == 0) return;
-  CAIRN_ASSERT(N < (int64_t(1) << 31), "embedding_backward: ", N, " positions do not fit int32 indices");
-  // Scratch: positions, sorted tokens, sorted positions, then CUB's temporary storage.
+  CAIRN_ASSERT(N < (int64_t(1) << 31) && V > 0 && V <= (int64_t(1) << 31), "embedding_backward: ", N,
+               " positions or a vocabulary of ", V, " do not fit int32 indices");
+  int end_bit = 1;  // tokens are in [0, V): only their low bits need sorting
+  while ((int64_t(1) << end_bit) < V) ++end_bit;
+  // Scratch: positions, sorted tokens, sorted positions, then the tiles' heads and tails, then CUB's
+  // temporary storage.
   size_t sort_bytes = 0;
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, tokens, static_cast<int32_t*>(nullptr),
                                              static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-                                             N, 0, 32, stream_));
-  const int64_t ints = 3 * N;
-  auto* base = reinterpret_cast<int32_t*>(scratch(ints + int64_t(sort_bytes + 3) / 4 + 1));
+                                             int(N), 0, end_bit, stream_));
+  const int64_t tiles = (N + kEmbTile - 1) / kEmbTile;
+  const int64_t ints = 3 * N + (3 * N) % 2;  // keeps the float areas 8-byte aligned
+  auto* base = reinterpret_cast<int32_t*>(scratch(ints + 2 * tiles * C + int64_t(sort_bytes + 3) / 4 + 1));
   int32_t* positions = base;
   int32_t* sorted_tokens = base + N;
   int32_t* sorted_positions = base + 2 * N;
-  void* sort_storage = base + ints;
+  float* head = reinterpret_cast<float*>(base + ints);
+  float* tail = head + tiles * C;
+  void* sort_storage = tail + tiles * C;
   iota_kernel<<<grid_for(N, 256), 256, 0, stream_>>>(positions, N);
   CUDA_CHECK_LAUNCH();
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_storage, sort_bytes, tokens, sorted_tokens, positions,
-                                             sorted_positions, N, 0, 32, stream_));
+                                             sorted_positions, int(N), 0, end_bit, stream_));
   const int threads = C >= 256 ? 256 : 32 * int((C + 31) / 32);
-  embedding_backward_sorted_kernel<<<unsigned(N), threads, 0, stream_>>>(dtable, dout, sorted_tokens,
-                                                                        sorted_positions, N, C);
+  CAIRN_ASSERT(tiles <= INT32_MAX);
+  embedding_backward_tiles_kernel<<<unsigned(tiles), threads, 0, stream_>>>(dtable, head, tail, dout, sorted_tokens,
+                                                                           sorted_positions, N, C);
+  CUDA_CHECK_LAUNCH();
+  embedding_backward_runs_kernel<<<unsigned(tiles), threads, 0, stream_>>>(dtable, head, tail, sorted_tokens, N, C);
   CUDA_CHECK_LAUNCH();
 }
 
