@@ -70,7 +70,9 @@ if [ -f "$src/gpu_bundle/bundle.tar.xz" ]; then
     bin=""
   fi
 fi
-if [ -z "$bin" ]; then
+if [ -z "$bin" ] && [ "$has_gpu" = 0 ]; then
+  row "build (CAIRN_CUDA_ONLY)" SKIP "no device and no bundle: nothing to run it on (bench/gpu_bundle.sh makes the bundle)"
+elif [ -z "$bin" ]; then
   build=${BUILD:-$src/build/gpu_check}
   echo "== no usable bundle: building CAIRN_CUDA_ONLY (sm_${CUDA_ARCH:-90}) in $build (log: $out/build.log)"
   t0=$(date +%s)
