@@ -1,4 +1,4 @@
-// `cairn prepare` (text to a token dataset) and `cairn plot` (metrics to a PNG).
+// `cairn prepare` (text to a token dataset) and `cairn plot` (metrics to a PNG or SVG).
 #include <atomic>
 #include <charconv>
 #include <csignal>
@@ -126,9 +126,9 @@ int cmd_prepare(int argc, char** argv) {
 
 static const CommandSpec kPlotSpec{
     "plot",
-    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png] [--x KEY] [--y KEY ...] [--log-y]",
-    "Draws loss curves (training and validation) of one or more runs into a PNG.",
-    {{"out", "FILE", "PNG to write (default: loss.png in the first run directory)"},
+    "RUN_DIR_OR_METRICS.jsonl ... [--out FILE.png|FILE.svg] [--x KEY] [--y KEY ...] [--log-y]",
+    "Draws loss curves (training and validation) of one or more runs into a PNG or an SVG.",
+    {{"out", "FILE", "image to write, PNG or SVG by its extension (default: loss.png in the first run directory)"},
      {"y", "KEY", "metric to draw (default: loss and every val_loss*)", true},
      {"x", "KEY", "x axis: step (default), tokens, or total_tokens (a stage-2 run continues stage 1's curve)"},
      {"log-y", "", "logarithmic y axis"}},

@@ -1,22 +1,24 @@
-// `cairn plot`: metrics JSONL -> PNG line chart. Reads each run's metrics (resumes handled by
-// step), chooses the curves, lays out axes with 1-2-5 ticks and a legend that avoids the curves,
-// rasterizes anti-aliased polylines and markers into an RGB buffer, draws text with the embedded
-// bitmap font, and writes the PNG encoded by libpng's simplified API.
+// `cairn plot`: metrics JSONL -> PNG or SVG line chart. Reads each run's metrics (resumes handled
+// by step), chooses the curves, lays out axes with 1-2-5 ticks and a legend that avoids the
+// curves, and draws them with cairo (vector paths, the system's sans-serif font through
+// fontconfig) onto an image surface written as PNG or onto an SVG surface.
 #include "launch/plot.h"
 
-#include <png.h>
+#include <cairo-svg.h>
+#include <cairo.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "launch/bitmap_font.h"
 #include "util/error.h"
 #include "util/file_io.h"
+#include "util/utf8.h"
 
 namespace cairn {
 namespace {
@@ -38,125 +40,77 @@ constexpr std::array<Rgb, 9> kPalette = {{{31, 119, 180},
                                           {227, 119, 194},
                                           {188, 189, 34},
                                           {23, 190, 207}}};
+constexpr const char* kFontFamily = "sans-serif";  // fontconfig's choice (DejaVu Sans on Debian)
 
-// Anti-aliased shapes are first rendered into a per-series coverage mask (max over shapes), then
-// blended once, so the joints of a polyline are not darkened by overlapping segment edges.
-class Coverage {
- public:
-  Coverage(int w, int h) : w_(w), h_(h), a_(static_cast<std::size_t>(w) * h, 0.0f) {}
-
-  // Segment of width `thick` between points in continuous pixel coordinates (pixel (x, y) spans
-  // [x, x+1) x [y, y+1)); each pixel's coverage comes from its centre's distance to the segment.
-  void segment(double x0, double y0, double x1, double y1, double thick) {
-    const double r = thick / 2;
-    const double dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
-    each_pixel(std::min(x0, x1) - r, std::min(y0, y1) - r, std::max(x0, x1) + r,
-               std::max(y0, y1) + r, [&](double cx, double cy) {
-                 double t = len2 > 0 ? ((cx - x0) * dx + (cy - y0) * dy) / len2 : 0;
-                 t = std::clamp(t, 0.0, 1.0);
-                 return r + 0.5 - std::hypot(cx - (x0 + t * dx), cy - (y0 + t * dy));
-               });
-  }
-
-  void disc(double x, double y, double radius) {
-    each_pixel(x - radius, y - radius, x + radius, y + radius,
-               [&](double cx, double cy) { return radius + 0.5 - std::hypot(cx - x, cy - y); });
-  }
-
-  float at(int x, int y) const { return a_[static_cast<std::size_t>(y) * w_ + x]; }
-
- private:
-  template <typename F>
-  void each_pixel(double xa, double ya, double xb, double yb, F coverage) {
-    const int x_begin = std::max(0, static_cast<int>(std::floor(xa - 1)));
-    const int y_begin = std::max(0, static_cast<int>(std::floor(ya - 1)));
-    const int x_end = std::min(w_, static_cast<int>(std::ceil(xb + 1)));
-    const int y_end = std::min(h_, static_cast<int>(std::ceil(yb + 1)));
-    for (int y = y_begin; y < y_end; ++y)
-      for (int x = x_begin; x < x_end; ++x) {
-        const float c = static_cast<float>(std::clamp(coverage(x + 0.5, y + 0.5), 0.0, 1.0));
-        float& slot = a_[static_cast<std::size_t>(y) * w_ + x];
-        slot = std::max(slot, c);
-      }
-  }
-
-  int w_, h_;
-  std::vector<float> a_;
+struct CairoDeleter {
+  void operator()(cairo_t* cr) const { cairo_destroy(cr); }
+  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
 };
+using CairoPtr = std::unique_ptr<cairo_t, CairoDeleter>;
+using SurfacePtr = std::unique_ptr<cairo_surface_t, CairoDeleter>;
 
-class Canvas {
+// Every size of the chart follows the text size: gaps, tick marks, strokes and markers are
+// multiples of one unit, a seventh of the font size (2 px at the default 1000x600).
+double unit(const PlotLayout& l) { return l.font / 7; }
+double title_size(double font) { return font * 1.25; }
+
+// Stroke widths, shared by the drawing and the legend placement that must avoid what is drawn.
+double line_width(double u) { return 0.75 * u + 0.5; }
+double marker_radius(double u) { return 1.75 * u; }
+double lone_point_radius(double u) { return 1.5 * u; }
+
+// cairo's text calls need valid UTF-8 (invalid input puts the context into an error state): each
+// byte that starts no well-formed sequence becomes '?'.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size();) {
+    const int n = utf8_sequence_length(s, i);
+    out += n == 0 ? std::string("?") : s.substr(i, n);
+    i += n == 0 ? 1 : n;
+  }
+  return out;
+}
+
+void select_font(cairo_t* cr, double size) {
+  cairo_select_font_face(cr, kFontFamily, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+}
+
+// Text metrics in pixels from the same font the drawing uses, so the layout knows what fits.
+class TextMeasure {
  public:
-  Canvas(int w, int h) : w_(w), h_(h), px_(static_cast<std::size_t>(w) * h * 3) {
-    fill_rect(0, 0, w, h, kBackground);
+  TextMeasure()
+      : surface_(cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1)), cr_(cairo_create(surface_.get())) {}
+  double width(const std::string& s, double size) const {
+    select_font(cr_.get(), size);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr_.get(), printable(s).c_str(), &e);
+    return e.x_advance;
   }
-  int width() const { return w_; }
-  int height() const { return h_; }
-  const std::vector<std::uint8_t>& pixels() const { return px_; }
-
-  void blend(int x, int y, Rgb c, double alpha) {
-    if (x < 0 || y < 0 || x >= w_ || y >= h_ || alpha <= 0) return;
-    alpha = std::min(alpha, 1.0);
-    std::uint8_t* p = &px_[(static_cast<std::size_t>(y) * w_ + x) * 3];
-    for (int k = 0; k < 3; ++k)
-      p[k] = static_cast<std::uint8_t>(std::lround(p[k] + (c[k] - p[k]) * alpha));
+  // Ascent plus descent: the height of one line of text.
+  double line_height(double size) const {
+    select_font(cr_.get(), size);
+    cairo_font_extents_t e;
+    cairo_font_extents(cr_.get(), &e);
+    return e.ascent + e.descent;
   }
-
-  // Fills [x0, x1) x [y0, y1), clipped to the canvas.
-  void fill_rect(int x0, int y0, int x1, int y1, Rgb c) {
-    for (int y = std::max(0, y0); y < std::min(h_, y1); ++y)
-      for (int x = std::max(0, x0); x < std::min(w_, x1); ++x) blend(x, y, c, 1.0);
-  }
-
-  void stroke_rect(int x0, int y0, int x1, int y1, Rgb c) {
-    fill_rect(x0, y0, x1, y0 + 1, c);
-    fill_rect(x0, y1 - 1, x1, y1, c);
-    fill_rect(x0, y0, x0 + 1, y1, c);
-    fill_rect(x1 - 1, y0, x1, y1, c);
-  }
-
-  void paint(const Coverage& mask, Rgb c) {
-    for (int y = 0; y < h_; ++y)
-      for (int x = 0; x < w_; ++x) blend(x, y, c, mask.at(x, y));
-  }
-
-  // Text with its top-left corner at (x, y), each font pixel a `scale` x `scale` block.
-  void text(int x, int y, const std::string& s, int scale, Rgb c) {
-    for (std::size_t i = 0; i < s.size(); ++i)
-      for (int row = 0; row < kGlyphHeight; ++row)
-        for (int col = 0; col < kGlyphWidth; ++col)
-          if (glyph_pixel(s[i], col, row)) {
-            const int bx = x + (static_cast<int>(i) * kGlyphAdvance + col) * scale;
-            fill_rect(bx, y + row * scale, bx + scale, y + (row + 1) * scale, c);
-          }
-  }
-
-  // Text turned 90 degrees counter-clockwise (read bottom to top); (x, y) is its bottom-left
-  // corner.
-  void text_up(int x, int y, const std::string& s, int scale, Rgb c) {
-    for (std::size_t i = 0; i < s.size(); ++i)
-      for (int row = 0; row < kGlyphHeight; ++row)
-        for (int col = 0; col < kGlyphWidth; ++col)
-          if (glyph_pixel(s[i], col, row)) {
-            const int by = y - (static_cast<int>(i) * kGlyphAdvance + col + 1) * scale;
-            fill_rect(x + row * scale, by, x + (row + 1) * scale, by + scale, c);
-          }
+  // Shortens `s` with "..." so it is at most `max_px` wide (whole characters only).
+  std::string fit(const std::string& s, double size, double max_px) const {
+    std::string text = printable(s);
+    if (width(text, size) <= max_px) return text;
+    while (!text.empty()) {
+      std::size_t cut = text.size() - 1;
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // continuation byte
+      text.resize(cut);
+      if (width(text + "...", size) <= max_px) break;
+    }
+    return text + "...";
   }
 
  private:
-  int w_, h_;
-  std::vector<std::uint8_t> px_;
+  SurfacePtr surface_;
+  CairoPtr cr_;
 };
-
-int text_width(const std::string& s, int scale) {
-  return s.empty() ? 0 : (static_cast<int>(s.size()) * kGlyphAdvance - 1) * scale;
-}
-
-// Shortens `s` with "..." so it is at most `max_px` wide.
-std::string fit_text(const std::string& s, int scale, int max_px) {
-  if (text_width(s, scale) <= max_px) return s;
-  const int chars = std::max(0, (max_px / scale + 1) / kGlyphAdvance - 3);
-  return s.substr(0, chars) + "...";
-}
 
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
   std::string out;
@@ -275,15 +229,11 @@ bool segment_near_rect(double x0, double y0, double x1, double y1, const PlotRec
   return true;
 }
 
-// Stroke widths, shared by the drawing and the legend placement that must avoid what is drawn.
-double line_width(int font) { return 0.75 * font + 0.5; }
-double marker_radius(int font) { return 1.75 * font; }
-double lone_point_radius(int font) { return 1.5 * font; }
-
 bool covers_a_curve(const PlotLayout& l, const std::vector<PlotSeries>& series, const PlotRect& box) {
+  const double u = unit(l);
   for (const auto& s : series) {
-    double reach = s.points.size() == 1 ? lone_point_radius(l.font) : line_width(l.font) / 2;
-    if (s.markers) reach = std::max(reach, marker_radius(l.font));
+    double reach = s.points.size() == 1 ? lone_point_radius(u) : line_width(u) / 2;
+    if (s.markers) reach = std::max(reach, marker_radius(u));
     for (std::size_t k = 0; k < s.points.size(); ++k) {
       const auto [x0, y0] = l.to_pixel(s.points[k].first, s.points[k].second);
       const auto [x1, y1] = k + 1 < s.points.size() ? l.to_pixel(s.points[k + 1].first, s.points[k + 1].second)
@@ -353,26 +303,150 @@ Rgb generated_color(std::size_t i) {
   return colors[i];
 }
 
-void write_png(const Canvas& canvas, const std::string& path) {
-  png_image image{};
-  image.version = PNG_IMAGE_VERSION;
-  image.width = static_cast<png_uint_32>(canvas.width());
-  image.height = static_cast<png_uint_32>(canvas.height());
-  image.format = PNG_FORMAT_RGB;
-  // Encoded in memory, then written with checked writes (libpng's own file output does not say why
-  // a write failed).
-  png_alloc_size_t size = 0;
-  const auto encode = [&](void* memory) {
-    if (!png_image_write_to_memory(&image, memory, &size, 0, canvas.pixels().data(), canvas.width() * 3, nullptr)) {
-      const std::string why = image.message;
-      png_image_free(&image);
-      throw Error(str("cannot encode the PNG for ", path, ": ", why));
+void set_colour(cairo_t* cr, Rgb c) { cairo_set_source_rgb(cr, c[0] / 255.0, c[1] / 255.0, c[2] / 255.0); }
+
+// Fills [x0, x1) x [y0, y1); on whole pixels it is crisp.
+void fill_rect(cairo_t* cr, double x0, double y0, double x1, double y1, Rgb c) {
+  set_colour(cr, c);
+  cairo_rectangle(cr, x0, y0, x1 - x0, y1 - y0);
+  cairo_fill(cr);
+}
+
+void stroke_rect(cairo_t* cr, int x0, int y0, int x1, int y1, Rgb c) {
+  set_colour(cr, c);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, x0 + 0.5, y0 + 0.5, x1 - x0 - 1, y1 - y0 - 1);  // the pixel row/column inside
+  cairo_stroke(cr);
+}
+
+// Text with the top of its line box at y, starting at x; `up`: turned 90 degrees counter-clockwise
+// (read bottom to top), with (x, y) the bottom-left corner of its line box.
+void draw_text(cairo_t* cr, double x, double y, const std::string& s, double size, Rgb c, bool up = false) {
+  select_font(cr, size);
+  cairo_font_extents_t e;
+  cairo_font_extents(cr, &e);
+  set_colour(cr, c);
+  cairo_save(cr);
+  cairo_translate(cr, x, y);
+  if (up) cairo_rotate(cr, -M_PI / 2);
+  cairo_move_to(cr, 0, e.ascent);
+  cairo_show_text(cr, printable(s).c_str());
+  cairo_restore(cr);
+}
+
+// A polyline (a disc when it has one point) with round joins, and a dot on every point for
+// `markers`; one path per series, so its joints are not darkened by overlapping segments.
+void draw_curve(cairo_t* cr, const std::vector<std::pair<double, double>>& pixels, bool markers, double u, Rgb c) {
+  set_colour(cr, c);
+  if (pixels.size() > 1) {
+    cairo_set_line_width(cr, line_width(u));
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    cairo_move_to(cr, pixels[0].first, pixels[0].second);
+    for (std::size_t k = 1; k < pixels.size(); ++k) cairo_line_to(cr, pixels[k].first, pixels[k].second);
+    cairo_stroke(cr);
+  }
+  const double radius = markers ? marker_radius(u) : pixels.size() == 1 ? lone_point_radius(u) : 0;
+  if (radius == 0) return;
+  for (const auto& [x, y] : pixels) {
+    cairo_new_sub_path(cr);
+    cairo_arc(cr, x, y, radius, 0, 2 * M_PI);
+  }
+  cairo_fill(cr);
+}
+
+// What the layout does not decide: the words.
+struct ChartText {
+  std::string title, x_label, y_label;
+};
+
+void draw_chart(cairo_t* cr, const PlotLayout& l, const std::vector<PlotSeries>& series, const ChartText& text) {
+  const TextMeasure measure;
+  const double u = unit(l), font = l.font;
+  const int line_h = static_cast<int>(std::lround(measure.line_height(font)));
+  const double tick_len = std::lround(3 * u), pad = std::lround(4 * u);
+  const int px0 = l.plot.x0, px1 = l.plot.x1, py0 = l.plot.y0, py1 = l.plot.y1;
+
+  fill_rect(cr, 0, 0, l.width, l.height, kBackground);
+  for (std::size_t i = 0; i < l.x.ticks.size(); ++i) {
+    const double x = std::lround(px0 + l.x.tick_frac(i) * (px1 - px0));
+    fill_rect(cr, x, py0, x + 1, py1, kGridColor);
+    fill_rect(cr, x, py1, x + 1, py1 + tick_len, kAxisColor);
+    draw_text(cr, x - measure.width(l.x.labels[i], font) / 2, py1 + tick_len + pad, l.x.labels[i], font, kTextColor);
+  }
+  for (std::size_t i = 0; i < l.y.ticks.size(); ++i) {
+    const double y = std::lround(py1 - l.y.tick_frac(i) * (py1 - py0));
+    fill_rect(cr, px0, y, px1, y + 1, kGridColor);
+    fill_rect(cr, px0 - tick_len, y, px0, y + 1, kAxisColor);
+    draw_text(cr, px0 - tick_len - pad - measure.width(l.y.labels[i], font), y + 0.5 - line_h / 2.0, l.y.labels[i],
+              font, kTextColor);
+  }
+  stroke_rect(cr, px0, py0, px1 + 1, py1 + 1, kAxisColor);
+
+  const std::string x_label = measure.fit(text.x_label, font, px1 - px0);
+  draw_text(cr, (px0 + px1 - measure.width(x_label, font)) / 2, l.height - pad - line_h, x_label, font, kTextColor);
+  const std::string y_label = measure.fit(text.y_label, font, py1 - py0);
+  draw_text(cr, pad * 2, (py0 + py1 + measure.width(y_label, font)) / 2, y_label, font, kTextColor, true);
+  const std::string title = measure.fit(text.title, title_size(font), l.width - 2 * pad);
+  draw_text(cr, (l.width - measure.width(title, title_size(font))) / 2, pad, title, title_size(font), kTextColor);
+
+  // Curves: training lines thin (they are noisy and dense), validation lines with dot markers.
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    std::vector<std::pair<double, double>> pixels;
+    for (const auto& [x, y] : series[i].points) pixels.push_back(l.to_pixel(x, y));
+    draw_curve(cr, pixels, series[i].markers, u, series_color(i));
+  }
+
+  const PlotRect& b = l.legend;
+  const double row_h = line_h + pad;
+  fill_rect(cr, b.x0, b.y0, b.x1, b.y1, kBackground);
+  stroke_rect(cr, b.x0, b.y0, b.x1, b.y1, kAxisColor);
+  cairo_font_extents_t e;
+  select_font(cr, font);
+  cairo_font_extents(cr, &e);
+  for (std::size_t i = 0; i < l.legend_entries.size(); ++i) {
+    const double ty = b.y0 + pad + static_cast<double>(i) * row_h;
+    const bool is_series = i + 1 < l.legend_entries.size() || l.legend_entries.size() == series.size();
+    if (is_series) {
+      const double cy = ty + e.ascent - 0.35 * font;  // the middle of a digit
+      draw_curve(cr, {{b.x0 + pad, cy}, {l.legend_text_x - pad, cy}}, false, u, series_color(i));
+      if (series[i].markers) draw_curve(cr, {{(b.x0 + l.legend_text_x) / 2.0, cy}}, true, u, series_color(i));
     }
-  };
-  encode(nullptr);  // the size
-  std::string bytes(size, '\0');
-  encode(bytes.data());
-  bytes.resize(size);
+    draw_text(cr, l.legend_text_x, ty, l.legend_entries[i], font, kTextColor);
+  }
+}
+
+cairo_status_t append_to_string(void* closure, const unsigned char* data, unsigned int length) {
+  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+  return CAIRO_STATUS_SUCCESS;
+}
+
+void check_cairo(cairo_status_t status, const std::string& path) {
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw Error(str("cannot draw the chart for ", path, ": cairo says ", cairo_status_to_string(status)));
+}
+
+// Draws onto an RGB image encoded as PNG, or onto an SVG document (by the file name's extension),
+// in memory, then writes the file atomically with checked writes.
+template <typename Draw>
+void write_chart(const std::string& path, int width, int height, Draw draw) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext != ".png" && ext != ".svg")
+    throw Error(str("cannot tell which image format to write to ", path, ": name it *.png or *.svg"));
+  std::string bytes;
+  SurfacePtr surface(ext == ".svg" ? cairo_svg_surface_create_for_stream(append_to_string, &bytes, width, height)
+                                   : cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height));
+  check_cairo(cairo_surface_status(surface.get()), path);
+  if (ext == ".svg") cairo_svg_surface_set_document_unit(surface.get(), CAIRO_SVG_UNIT_PX);
+  {
+    CairoPtr cr(cairo_create(surface.get()));
+    draw(cr.get());
+    check_cairo(cairo_status(cr.get()), path);
+  }
+  if (ext == ".png") check_cairo(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &bytes), path);
+  cairo_surface_finish(surface.get());  // an SVG surface writes its document here
+  check_cairo(cairo_surface_status(surface.get()), path);
   write_file_atomic(path, bytes);
 }
 
@@ -514,15 +588,18 @@ PlotLayout plot_layout(const std::vector<PlotSeries>& series, const PlotOptions&
       y_min = std::min(y_min, y), y_max = std::max(y_max, y);
     }
 
-  // Fonts grow with the image area: scale 2 at the default 1000x600.
+  // Text grows with the image area: 14 px at the default 1000x600.
   PlotLayout l;
   const int W = l.width = opt.width, H = l.height = opt.height;
-  const int font = l.font = std::clamp(static_cast<int>(std::sqrt(static_cast<double>(W) * H) / 300), 1, 4);
+  const double font = l.font = std::clamp(std::sqrt(static_cast<double>(W) * H) / 55, 8.0, 64.0);
+  const TextMeasure measure;
+  const double u = unit(l);
   const int max_ticks = 10;  // per axis; more only clutters the grid
-  const int line_h = kGlyphHeight * font, tick_len = 3 * font, pad = 4 * font;
-  const int top = pad * 2 + kGlyphHeight * (font + 1);  // the title's font is one larger
+  const int line_h = static_cast<int>(std::lround(measure.line_height(font)));
+  const int tick_len = static_cast<int>(std::lround(3 * u)), pad = static_cast<int>(std::lround(4 * u));
+  const int top = pad * 2 + static_cast<int>(std::lround(measure.line_height(title_size(font))));
   const int bottom = tick_len + pad + line_h + pad + line_h + pad;
-  const int right = pad * 2 + 4 * kGlyphAdvance * font;  // room for half of the last x label
+  const int right = pad * 2 + static_cast<int>(std::lround(measure.width("0000", font)));  // half the last x label
   const double plot_h = H - top - bottom;
 
   const auto make_y = [&](int n) { return opt.log_y ? log_axis(y_min, y_max, n) : linear_axis(y_min, y_max, n); };
@@ -531,32 +608,37 @@ PlotLayout plot_layout(const std::vector<PlotSeries>& series, const PlotOptions&
                       // Log ticks crowd towards the top: ask for more room there.
                       return opt.log_y ? 2.0 * line_h : line_h + pad;
                     });
-  int y_label_w = 0;
-  for (const auto& label : l.y.labels) y_label_w = std::max(y_label_w, text_width(label, font));
-  const int left = pad * 2 + line_h + pad + y_label_w + pad + tick_len;
+  double y_label_w = 0;
+  for (const auto& label : l.y.labels) y_label_w = std::max(y_label_w, measure.width(label, font));
+  const int left = pad * 2 + line_h + pad + static_cast<int>(std::ceil(y_label_w)) + pad + tick_len;
   const auto place_x_axis = [&](int right_margin) {
     l.plot = {left, top, W - right_margin, H - bottom};
     const double plot_w = l.plot.x1 - l.plot.x0;
     l.x = fitted_axis([&](int n) { return linear_axis(x_min, x_max, n); },
-                      std::min(max_ticks, static_cast<int>(plot_w / (5.0 * kGlyphAdvance * font))), plot_w,
+                      std::min(max_ticks, static_cast<int>(plot_w / (4.0 * font))), plot_w,
                       [&](const std::string& a, const std::string& b) {
-                        return (text_width(a, font) + text_width(b, font)) / 2.0 + 2 * pad;
+                        return (measure.width(a, font) + measure.width(b, font)) / 2.0 + 2 * pad;
                       });
   };
   place_x_axis(right);
 
   // Legend entries, as many as fit the plot area's height.
-  const int row_h = line_h + pad, swatch = 8 * font;
+  const int row_h = line_h + pad, swatch = static_cast<int>(std::lround(8 * u));
   const int max_rows = std::max(1, (l.plot.y1 - l.plot.y0 - 4 * pad) / row_h);
   const auto fit_entries = [&](int max_text_w) {
     l.legend_entries.clear();
     for (std::size_t i = 0; i < series.size() && static_cast<int>(i) < max_rows; ++i)
-      l.legend_entries.push_back(fit_text(series[i].name, font, max_text_w));
+      l.legend_entries.push_back(measure.fit(series[i].name, font, max_text_w));
     if (static_cast<int>(series.size()) > max_rows)
       l.legend_entries.back() = str("(", series.size() - max_rows + 1, " more)");
-    int text_w = 0;
-    for (const auto& e : l.legend_entries) text_w = std::max(text_w, text_width(e, font));
-    return std::pair{pad + swatch + pad + text_w + pad, pad + static_cast<int>(l.legend_entries.size()) * row_h};
+    double text_w = 0;
+    for (const auto& e : l.legend_entries) text_w = std::max(text_w, measure.width(e, font));
+    return std::pair{pad + swatch + pad + static_cast<int>(std::ceil(text_w)) + pad,
+                     pad + static_cast<int>(l.legend_entries.size()) * row_h};
+  };
+  const auto place_legend = [&](const PlotRect& box) {
+    l.legend = box;
+    l.legend_text_x = box.x0 + pad + swatch + pad;
   };
   auto [box_w, box_h] = fit_entries((l.plot.x1 - l.plot.x0) / 2);
   const int inset = 2 * pad;
@@ -568,7 +650,7 @@ PlotLayout plot_layout(const std::vector<PlotSeries>& series, const PlotOptions&
   for (const auto& [bx, by] : corners) {
     const PlotRect box{bx, by, bx + box_w, by + box_h};
     if (!covers_a_curve(l, series, box)) {
-      l.legend = box;
+      place_legend(box);
       return l;
     }
   }
@@ -576,12 +658,12 @@ PlotLayout plot_layout(const std::vector<PlotSeries>& series, const PlotOptions&
   std::tie(box_w, box_h) = fit_entries(W / 3 - swatch - 3 * pad);
   place_x_axis(box_w + pad + right);
   const int bx = W - pad - box_w;
-  l.legend = {bx, l.plot.y0, bx + box_w, l.plot.y0 + box_h};
+  place_legend({bx, l.plot.y0, bx + box_w, l.plot.y0 + box_h});
   l.legend_outside = true;
   return l;
 }
 
-void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& png_path,
+void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& image_path,
                   const PlotOptions& opt) {
   if (jsonl_paths.empty()) throw Error("cairn plot: give at least one metrics.jsonl file");
   if (opt.width < 320 || opt.height < 200 || opt.width > 20000 || opt.height > 20000)
@@ -591,74 +673,16 @@ void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string
   for (const auto& p : jsonl_paths) runs.push_back(read_metrics(p));
   const std::vector<PlotSeries> series = plot_series(runs, opt);
   const PlotLayout l = plot_layout(series, opt);
-  const int W = l.width, H = l.height, font = l.font, title_font = font + 1;
-  const int line_h = kGlyphHeight * font, tick_len = 3 * font, pad = 4 * font;
-  const int px0 = l.plot.x0, px1 = l.plot.x1, py0 = l.plot.y0, py1 = l.plot.y1;
 
-  Canvas canvas(W, H);
-  for (std::size_t i = 0; i < l.x.ticks.size(); ++i) {
-    const int x = static_cast<int>(std::lround(px0 + l.x.tick_frac(i) * (px1 - px0)));
-    canvas.fill_rect(x, py0, x + 1, py1, kGridColor);
-    canvas.fill_rect(x, py1, x + 1, py1 + tick_len, kAxisColor);
-    canvas.text(x - text_width(l.x.labels[i], font) / 2, py1 + tick_len + pad, l.x.labels[i], font, kTextColor);
-  }
-  for (std::size_t i = 0; i < l.y.ticks.size(); ++i) {
-    const int y = static_cast<int>(std::lround(py1 - l.y.tick_frac(i) * (py1 - py0)));
-    canvas.fill_rect(px0, y, px1, y + 1, kGridColor);
-    canvas.fill_rect(px0 - tick_len, y, px0, y + 1, kAxisColor);
-    canvas.text(px0 - tick_len - pad - text_width(l.y.labels[i], font), y - kGlyphAscent * font / 2, l.y.labels[i],
-                font, kTextColor);
-  }
-  canvas.stroke_rect(px0, py0, px1 + 1, py1 + 1, kAxisColor);
-
-  // Axis labels and title.
-  const std::string x_label = fit_text(opt.x_key, font, px1 - px0);
-  canvas.text((px0 + px1 - text_width(x_label, font)) / 2, H - pad - line_h, x_label, font, kTextColor);
+  ChartText text;
+  text.x_label = opt.x_key;
   bool all_loss = true;
   for (const auto& s : series) all_loss = all_loss && s.name.find("loss") != std::string::npos;
-  std::string y_label = all_loss ? "loss" : (opt.y_keys.size() == 1 ? opt.y_keys[0] : "value");
-  y_label = fit_text(y_label + (opt.log_y ? " (log scale)" : ""), font, py1 - py0);
-  canvas.text_up(pad * 2, (py0 + py1 + text_width(y_label, font)) / 2, y_label, font, kTextColor);
-  std::string title = opt.title;
-  if (title.empty()) title = runs.size() == 1 ? runs[0].label : std::to_string(runs.size()) + " runs";
-  title = fit_text(title, title_font, W - 2 * pad);
-  canvas.text((W - text_width(title, title_font)) / 2, pad, title, title_font, kTextColor);
-
-  // Curves: training lines thin (they are noisy and dense), validation lines with dot markers.
-  for (std::size_t i = 0; i < series.size(); ++i) {
-    Coverage mask(W, H);
-    const auto& pts = series[i].points;
-    for (std::size_t k = 0; k < pts.size(); ++k) {
-      const auto [x, y] = l.to_pixel(pts[k].first, pts[k].second);
-      if (k + 1 < pts.size()) {
-        const auto [x1, y1] = l.to_pixel(pts[k + 1].first, pts[k + 1].second);
-        mask.segment(x, y, x1, y1, line_width(font));
-      } else if (pts.size() == 1) {
-        mask.disc(x, y, lone_point_radius(font));
-      }
-      if (series[i].markers) mask.disc(x, y, marker_radius(font));
-    }
-    canvas.paint(mask, series_color(i));
-  }
-
-  const PlotRect& b = l.legend;
-  const int row_h = line_h + pad, swatch = 8 * font;
-  canvas.fill_rect(b.x0, b.y0, b.x1, b.y1, kBackground);
-  canvas.stroke_rect(b.x0, b.y0, b.x1, b.y1, kAxisColor);
-  for (std::size_t i = 0; i < l.legend_entries.size(); ++i) {
-    const int ty = b.y0 + pad + static_cast<int>(i) * row_h;
-    const bool is_series = i + 1 < l.legend_entries.size() || l.legend_entries.size() == series.size();
-    if (is_series) {
-      Coverage mask(W, H);
-      const double cy = ty + kGlyphAscent * font / 2.0;
-      mask.segment(b.x0 + pad, cy, b.x0 + pad + swatch, cy, line_width(font));
-      if (series[i].markers) mask.disc(b.x0 + pad + swatch / 2.0, cy, marker_radius(font));
-      canvas.paint(mask, series_color(i));
-    }
-    canvas.text(b.x0 + pad + swatch + pad, ty, l.legend_entries[i], font, kTextColor);
-  }
-
-  write_png(canvas, png_path);
+  text.y_label = all_loss ? "loss" : (opt.y_keys.size() == 1 ? opt.y_keys[0] : "value");
+  if (opt.log_y) text.y_label += " (log scale)";
+  text.title = opt.title;
+  if (text.title.empty()) text.title = runs.size() == 1 ? runs[0].label : std::to_string(runs.size()) + " runs";
+  write_chart(image_path, l.width, l.height, [&](cairo_t* cr) { draw_chart(cr, l, series, text); });
 }
 
 }  // namespace cairn

@@ -1,7 +1,6 @@
 // `cairn plot`: draws training/validation curves from metrics JSONL files (one JSON object per
-// line, written by the trainer) into a PNG, with its own rasterizer and bitmap font and libpng for
-// output. Also exposes the metrics reader and the tick chooser, which tests and bench scripts use
-// directly.
+// line, written by the trainer) into a PNG or SVG with cairo. Also exposes the metrics reader, the
+// curve chooser, the layout and the tick chooser, which tests use directly.
 #pragma once
 
 #include <array>
@@ -22,12 +21,13 @@ struct PlotOptions {
   std::string title;                // empty: the run label (one file) or "<n> runs"
 };
 
-// Draws plot_series(...) on one chart laid out by plot_layout(...) and writes an RGB8 PNG to
-// `png_path` (through `png_path + ".tmp"` and a rename, so readers never see half a file; a failed
-// write is an Error naming the file and the reason). Throws cairn::Error for a missing or
-// unreadable file, a line that is not a JSON object (naming file and line), or no plottable data
-// for the requested keys (listing the keys that exist).
-void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& png_path,
+// Draws plot_series(...) on one chart laid out by plot_layout(...) and writes it to `image_path`:
+// an RGB PNG for a name ending in .png, an SVG (vector paths, sizes in px) for .svg; any other
+// name is refused. The file is written through `image_path + ".tmp"` and a rename, so readers never
+// see half a file; a failed write is an Error naming the file and the reason. Throws cairn::Error
+// for a missing or unreadable file, a line that is not a JSON object (naming file and line), or no
+// plottable data for the requested keys (listing the keys that exist).
+void plot_metrics(const std::vector<std::string>& jsonl_paths, const std::string& image_path,
                   const PlotOptions& options);
 
 // One metrics file, by step. Lines without an integer "step" and blank lines are skipped; values
@@ -74,12 +74,14 @@ struct PlotAxis {
 
 // Where everything goes, decided before anything is drawn.
 struct PlotLayout {
-  int width = 0, height = 0, font = 1;  // font: pixels per font pixel
-  PlotRect plot;                        // the plot area (its frame included)
+  int width = 0, height = 0;
+  double font = 0;  // text size in pixels; gaps, strokes and markers scale with it
+  PlotRect plot;    // the plot area (its frame included)
   PlotAxis x, y;
   PlotRect legend;
   bool legend_outside = false;              // right of the plot area, which is narrowed for it
   std::vector<std::string> legend_entries;  // series names that fit; the last may be "(n more)"
+  int legend_text_x = 0;                    // where the entries' text starts, right of the swatches
   std::pair<double, double> to_pixel(double x, double y) const;  // data units -> pixel coordinates
 };
 

@@ -1,18 +1,22 @@
 // Tests for `cairn plot` (launch/plot.h): the metrics reader (resume semantics, errors), the choice
 // of curves (no val_loss duplicating a val_loss/<name>, total_tokens across stages), the tick chooser
 // and label format, distinct colours for many series, a legend that covers no curve (checked on the
-// layout and on the pixels), and the rendered PNG read back with libpng (size, ink in the plot area,
-// series colours, a falling curve drawn high on the left and low on the right).
+// layout and on the pixels), the rendered PNG read back with cairo (size, ink in the plot area,
+// series colours, a falling curve drawn high on the left and low on the right), and the same chart
+// as SVG (size, one stroked path in each series' colour).
 #include "launch/plot.h"
 
 #include <gtest/gtest.h>
-#include <png.h>
+#include <cairo.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 
-#include "launch/bitmap_font.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -30,13 +34,19 @@ struct Image {
 };
 
 Image read_png(const std::string& path) {
-  png_image image{};
-  image.version = PNG_IMAGE_VERSION;
-  EXPECT_TRUE(png_image_begin_read_from_file(&image, path.c_str())) << image.message;
-  image.format = PNG_FORMAT_RGB;
-  Image out{static_cast<int>(image.width), static_cast<int>(image.height), {}};
-  out.rgb.resize(PNG_IMAGE_SIZE(image));
-  EXPECT_TRUE(png_image_finish_read(&image, nullptr, out.rgb.data(), 0, nullptr)) << image.message;
+  cairo_surface_t* s = cairo_image_surface_create_from_png(path.c_str());
+  EXPECT_EQ(cairo_surface_status(s), CAIRO_STATUS_SUCCESS) << cairo_status_to_string(cairo_surface_status(s));
+  cairo_surface_flush(s);
+  Image out{cairo_image_surface_get_width(s), cairo_image_surface_get_height(s), {}};
+  const int stride = cairo_image_surface_get_stride(s);
+  const unsigned char* data = cairo_image_surface_get_data(s);
+  for (int y = 0; y < out.height && data; ++y)
+    for (int x = 0; x < out.width; ++x) {
+      std::uint32_t px;  // native-endian 0xAARRGGBB; the chart is opaque
+      std::memcpy(&px, data + static_cast<std::size_t>(y) * stride + 4 * x, 4);
+      for (int shift : {16, 8, 0}) out.rgb.push_back(static_cast<std::uint8_t>(px >> shift));
+    }
+  cairo_surface_destroy(s);
   return out;
 }
 
@@ -135,19 +145,6 @@ TEST(FormatTick, DecimalsFollowStepAndLargeValuesGetSuffixes) {
   EXPECT_EQ(format_tick(20000, 10000, 50000), "20k");
 }
 
-TEST(BitmapFont, GlyphsHaveInkWhereExpected) {
-  EXPECT_FALSE(glyph_pixel(' ', 2, 3));
-  EXPECT_TRUE(glyph_pixel('1', 2, 3));   // the stem of a one
-  EXPECT_TRUE(glyph_pixel('g', 1, 8));   // a descender
-  EXPECT_FALSE(glyph_pixel('A', 5, 0));  // outside the cell
-  for (char c = 33; c < 127; ++c) {
-    int ink = 0;
-    for (int r = 0; r < kGlyphHeight; ++r)
-      for (int col = 0; col < kGlyphWidth; ++col) ink += glyph_pixel(c, col, r);
-    EXPECT_GT(ink, 0) << "glyph '" << c << "' is blank";
-  }
-}
-
 TEST_F(PlotTest, ResumedRunReplacesStepsFromTheResumePoint) {
   const auto path = write_run("run", {
                                          R"({"step": 1, "loss": 5.0})",
@@ -208,6 +205,51 @@ TEST_F(PlotTest, DefaultKeysAndSeveralRunsGetTheirOwnColours) {
   for (std::size_t i = 0; i < 6; ++i)
     EXPECT_GT(colour_stats(img, series_color(i)).count, 10) << "series " << i;
   EXPECT_EQ(colour_stats(img, series_color(6)).count, 0);
+}
+
+TEST_F(PlotTest, SvgByExtensionHoldsOneStrokedPathPerSeries) {
+  const auto a = write_run("runA", falling_curve());
+  const auto b = write_run("runB", falling_curve(1.0));
+  PlotOptions opt;
+  opt.width = 800;
+  opt.height = 500;
+  const std::string svg_path = (dir_ / "chart.SVG").string();  // the extension in any case
+  plot_metrics({a, b}, svg_path, opt);
+  EXPECT_FALSE(fs::exists(svg_path + ".tmp"));
+  std::ifstream in(svg_path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string svg = buf.str();
+  ASSERT_EQ(svg.rfind("<?xml", 0), 0u) << svg.substr(0, 200);
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("width=\"800px\""), std::string::npos);
+  EXPECT_NE(svg.find("height=\"500px\""), std::string::npos);
+  EXPECT_EQ(svg.find("<image"), std::string::npos) << "drawn as vectors, not a raster inside an SVG";
+  // Stroke colours as cairo writes them: rgb(r%,g%,b%).
+  std::multiset<std::array<int, 3>> strokes;
+  const std::regex stroke(R"(stroke:rgb\(([0-9.]+)%,([0-9.]+)%,([0-9.]+)%\))");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), stroke); it != std::sregex_iterator(); ++it)
+    strokes.insert({static_cast<int>(std::lround(std::stod((*it)[1]) * 2.55)),
+                    static_cast<int>(std::lround(std::stod((*it)[2]) * 2.55)),
+                    static_cast<int>(std::lround(std::stod((*it)[3]) * 2.55))});
+  const auto count = [&](std::size_t i) {
+    const auto c = series_color(i);
+    return strokes.count({c[0], c[1], c[2]});
+  };
+  for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(count(i), 2u) << "series " << i << ": its curve and its legend swatch";
+  EXPECT_EQ(count(6), 0u);
+}
+
+TEST_F(PlotTest, OutputNameMustSayPngOrSvg) {
+  const auto path = write_run("run", falling_curve());
+  const std::string pdf = (dir_ / "chart.pdf").string();
+  try {
+    plot_metrics({path}, pdf, PlotOptions{});
+    FAIL() << "a .pdf name accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(".svg"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(pdf));
 }
 
 TEST_F(PlotTest, ValLossIdenticalToANamedSetIsDrawnOnce) {
@@ -326,7 +368,7 @@ TEST_F(PlotTest, LegendGoesBesideThePlotWhenEveryCornerHasACurve) {
   // On the pixels: inside the legend box, right of the swatches, only text and background.
   plot_metrics({path}, png(), opt);
   const Image img = read_png(png());
-  const int text_x0 = l.legend.x0 + (4 + 8 + 4) * l.font;  // pad, swatch, pad
+  const int text_x0 = l.legend_text_x;
   for (std::size_t i = 0; i < series.size(); ++i) {
     long inside = 0;
     for (int y = l.legend.y0; y < l.legend.y1; ++y)
