@@ -290,11 +290,18 @@ TEST_F(ExportTest, SentencePieceTokenizerIsShipped) {
 }
 
 // The ids `tokenizers` (Python) gives with a tokenizer.json, as cairn encodes ("ids") and with a
-// plain encode(text) ("default_ids"): tools/reference/hf_tokenizer_golden.py encode. Empty when
-// python3 or its tokenizers package is missing.
+// plain encode(text) ("default_ids"): tools/reference/hf_tokenizer_golden.py encode, with the
+// Python of the .venv that tools/setup.sh makes. Without that .venv: python3, and empty when it
+// lacks the tokenizers package; a .venv without the package is a failure (setup installs it).
 nlohmann::json python_tokenizers_ids(const std::string& tokenizer_json, const std::string& text_file) {
-  if (std::system("python3 -c 'import tokenizers' > /dev/null 2>&1") != 0) return {};
-  const std::string cmd = str("python3 ", CAIRN_SOURCE_DIR, "/tools/reference/hf_tokenizer_golden.py encode '",
+  const std::string venv_python = str(CAIRN_SOURCE_DIR, "/.venv/bin/python3");
+  const bool venv = fs::exists(venv_python);
+  const std::string python = venv ? venv_python : "python3";
+  if (std::system((python + " -c 'import tokenizers' > /dev/null 2>&1").c_str()) != 0) {
+    if (venv) ADD_FAILURE() << venv_python << " has no tokenizers package: rerun tools/setup.sh";
+    return {};
+  }
+  const std::string cmd = str(python, " ", CAIRN_SOURCE_DIR, "/tools/reference/hf_tokenizer_golden.py encode '",
                               tokenizer_json, "' '", text_file, "'");
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
@@ -337,7 +344,7 @@ TEST_F(ExportTest, HfTokenizerIsShippedWithoutItsBos) {
   // The tokenizers package loads it and, with no BOS added any more, encodes plain text as cairn.
   std::ofstream(path("text.txt"), std::ios::binary) << text.substr(0, text.find(" <|"));
   const auto py = python_tokenizers_ids(path("hf/tokenizer.json"), path("text.txt"));
-  if (py.is_null()) GTEST_SKIP() << "python3 with the tokenizers package is not installed";
+  if (py.is_null()) GTEST_SKIP() << "no .venv (tools/setup.sh) and python3 has no tokenizers package";
   const auto ids = tok->encode(text.substr(0, text.find(" <|")));
   EXPECT_EQ(py["ids"].get<std::vector<uint32_t>>(), ids);
   EXPECT_EQ(py["default_ids"].get<std::vector<uint32_t>>(), ids);

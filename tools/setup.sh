@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages cairn needs (only those missing) and builds it into build/.
+# Installs the Debian packages cairn needs (only those missing), the Python packages its reference
+# checks need into .venv, and builds it into build/.
 # Usage: tools/setup.sh [extra cmake args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,23 @@ if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python packages of the reference checks CTest runs (TensorBoard's own reader of the event
+# files, the tokenizers package against the HF tokenizer export), in the virtual environment .venv
+# (gitignored) that the tests use; installed again only when this list changes.
+venv=.venv
+py_packages="tensorboard==2.21.0 tokenizers==0.23.3"
+if [ "$(cat "$venv/cairn-packages" 2>/dev/null)" != "$py_packages" ]; then
+  echo "setup: installing $py_packages into $venv"
+  # shellcheck disable=SC2086  # the list is split into its packages on purpose
+  if { [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"; } &&
+     "$venv/bin/python3" -m pip install -q --disable-pip-version-check $py_packages; then
+    echo "$py_packages" > "$venv/cairn-packages"
+  else
+    echo "setup: could not install $py_packages into $venv; rerun tools/setup.sh (without $venv the" \
+         "TensorBoard and tokenizers checks are skipped, with it they fail)" >&2
+  fi
 fi
 
 # With a CUDA toolkit: the header-only cudnn_frontend (cuDNN's graph API in C++, for fused

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""TensorBoard's own reader on cairn's event files (a CTest entry; exit 77 = skipped when the
-`tensorboard` package is missing).
+"""TensorBoard's own reader on cairn's event files (a CTest entry, run with tools/setup.sh's .venv;
+exit 77 = skipped when run outside a virtual environment without the `tensorboard` package).
 
 Trains a tiny run of 12 steps with checkpoints every 4, then resumes it from the step-4 checkpoint
 with a different learning rate, so steps 5-12 are written twice with different values. TensorBoard's
@@ -19,7 +19,9 @@ import time
 try:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 except ImportError:
-    print("skipped: the tensorboard Python package is not installed (pip install tensorboard)")
+    if sys.prefix != sys.base_prefix:  # the .venv of tools/setup.sh, which installs it
+        sys.exit(f"the virtual environment {sys.prefix} has no tensorboard package: rerun tools/setup.sh")
+    print("skipped: the tensorboard Python package is not installed (tools/setup.sh puts it into .venv)")
     sys.exit(77)
 
 
