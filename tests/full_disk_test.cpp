@@ -23,6 +23,7 @@
 #include "trainer/trainer.h"
 #include "util/error.h"
 #include "util/file_io.h"
+#include "util/file_lock.h"
 
 namespace cairn {
 namespace {
@@ -99,6 +100,14 @@ TEST(OutputFile, AFailedWriteNamesTheFileAndTheReason) {
   EXPECT_TRUE(has(missing, "No such file or directory")) << missing;
 }
 
+// The LOCK file a failed run leaves in its checkpoint directory: the error says so, and the lock
+// is free for the next run.
+void expect_lock_file_said_and_free(const std::string& error, const std::string& checkpoint_dir) {
+  EXPECT_TRUE(has(error, "'" + checkpoint_dir + "/LOCK' stays behind")) << error;
+  ASSERT_TRUE(fs::exists(checkpoint_dir + "/LOCK"));
+  EXPECT_EQ(FileLock(checkpoint_dir + "/LOCK").status(), FileLock::Status::acquired);
+}
+
 TEST_F(FullDiskTest, AFailedMetricsWriteStopsTheRunAfterACheckpoint) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
   TrainConfig c = config(path("run"));
@@ -115,6 +124,7 @@ TEST_F(FullDiskTest, AFailedMetricsWriteStopsTheRunAfterACheckpoint) {
   EXPECT_EQ(fs::path(checkpoint_find_latest(path("run/checkpoints"), warn)).filename(), "step_00000003");
   EXPECT_EQ(warn.str(), "");
   EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
+  expect_lock_file_said_and_free(e, path("run/checkpoints"));
 }
 
 TEST_F(FullDiskTest, AFullDiskKeepsThePreviousCheckpointAndTheRunContinuesWithRoom) {
@@ -140,6 +150,7 @@ TEST_F(FullDiskTest, AFullDiskKeepsThePreviousCheckpointAndTheRunContinuesWithRo
     EXPECT_NE(entry.path().extension(), ".tmp") << "unfinished checkpoint left behind: " << entry.path();
   EXPECT_GE(whole_lines(path("disk/run/metrics.jsonl")), 4);
   EXPECT_FALSE(fs::exists(path("disk/run/COMPLETE")));
+  expect_lock_file_said_and_free(e, path("disk/run/checkpoints"));
 
   // Room again: --resume auto finishes the run from step 4, with the losses of an uninterrupted one.
   fs::remove(path("disk/ballast"));

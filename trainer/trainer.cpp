@@ -31,6 +31,13 @@ CudaMath cuda_math(const std::string& precision) {
   return precision == "bf16" ? CudaMath::bf16 : precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
 }
 
+// A failed write sends the user into the checkpoint directory, where the LOCK file stays (as after
+// every run: it records the last holder); say that it no longer locks anything.
+std::string lock_file_note(const std::string& checkpoint_dir) {
+  return str(" ('", checkpoint_dir, "/LOCK' stays behind as after every run, naming the last holder; it locks nothing ",
+             "once this run has ended)");
+}
+
 }  // namespace
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
@@ -375,7 +382,8 @@ void Trainer::run() {
     } catch (const CollectiveError& e) {
       throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
                                 "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
-                                "' are intact: make room, then continue with `cairn train ... --resume auto`"));
+                                "' are intact: make room, then continue with `cairn train ... --resume auto`",
+                                lock_file_note(checkpoint_dir())));
     }
   };
   const StopSignals signals;
@@ -479,7 +487,7 @@ void Trainer::stop_after_failed_write(const std::string& my_error, std::string s
   else
     outcome = str("the checkpoint attempt failed too (", ckpt_error, "); `--resume auto` continues from the newest ",
                   "complete checkpoint in '", checkpoint_dir(), "' once there is room");
-  throw CollectiveError(str(error, "; training stopped at step ", state_.step, ": ", outcome));
+  throw CollectiveError(str(error, "; training stopped at step ", state_.step, ": ", outcome, lock_file_note(checkpoint_dir())));
 }
 
 }  // namespace cairn
