@@ -406,10 +406,15 @@ std::string extract_documents(const CorpusChunk& chunk, const std::vector<InputF
     for (const TextPiece& p : chunk.pieces) {
       const std::string_view text(chunk.text.data() + p.offset, p.size);
       if (p.begin && p.end && is_blank(text)) continue;
-      const size_t bad = utf8_invalid_offset(text);
+      // A NUL byte is valid UTF-8 but never text: refused (or skipped) as the file sniff and invalid
+      // UTF-8 are, wherever in the file it is.
+      const size_t bad = std::min(utf8_invalid_offset(text), text.find('\0'));
       if (bad != std::string_view::npos) {
         if (!opts.skip_invalid) {
           const int64_t line = p.line + std::count(text.begin(), text.begin() + std::ptrdiff_t(bad), '\n');
+          if (text[bad] == '\0')
+            return str(path, ":", line, ": a NUL byte, which text does not hold: remove it, or pass --skip-invalid to "
+                       "skip such documents");
           return str(path, ":", line, ": invalid UTF-8 (byte 0x", std::hex, int(static_cast<unsigned char>(text[bad])),
                      std::dec, "): convert the file to UTF-8, or pass --skip-invalid to skip such documents");
         }

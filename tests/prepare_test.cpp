@@ -259,6 +259,20 @@ TEST_F(PrepareTest, BadInputIsRefusedNamingFileAndLineOrSkippedAndCounted) {
   write_bytes(path("latin.txt"), latin);
   e = refused(options({path("latin.txt")}, "latin"));
   EXPECT_NE(e.find("latin.txt:3: invalid UTF-8 (byte 0xef)"), std::string::npos) << e;
+  // A NUL byte there is refused the same way (it used to become token 0), and skipped alike.
+  std::string nul = latin;
+  nul[nul.find('\xef')] = '\0';
+  write_bytes(path("nul.txt"), nul);
+  e = refused(options({path("nul.txt")}, "nul"));
+  EXPECT_NE(e.find("nul.txt:3: a NUL byte"), std::string::npos) << e;
+  PrepareOptions skip_latin = options({path("a.txt"), path("latin.txt")}, "latin"),
+                 skip_nul = options({path("a.txt"), path("nul.txt")}, "nul");
+  skip_latin.corpus.skip_invalid = skip_nul.corpus.skip_invalid = true;
+  const PrepareSummary sl = prepare_dataset(skip_latin), sn = prepare_dataset(skip_nul);
+  EXPECT_EQ(sn.skipped_documents, 1);
+  EXPECT_EQ(sn.skipped_documents, sl.skipped_documents);
+  EXPECT_EQ(sn.documents, sl.documents);
+  EXPECT_EQ(sn.tokens, sl.tokens);
 
   // Damaged compressed files.
   const std::string text = as_jsonl(random_documents(200, 2));
