@@ -303,9 +303,12 @@ PrepareSummary merge_dataset_parts(const std::vector<std::string>& part_dirs, co
     if (p.parts != first.parts || p.parts == 1)
       throw Error(str(name, " is part ", p.part, " of ", p.parts, " but part '", parts[0].second, "' is of ", first.parts,
                       ": merge the parts of one `--part I/N` preparation"));
+    if (i > 0 && parts[i - 1].first.part == p.part)  // sorted by part: a repeat follows its first
+      throw Error(str("part ", p.part, " of ", first.parts, " is given twice ('", parts[i - 1].second, "' and '",
+                      parts[i].second, "'): every part 0..", first.parts - 1, " must be merged exactly once"));
     if (p.part != int64_t(i))
-      throw Error(str("part ", i, " of ", first.parts, " is ", i > 0 && parts[i - 1].first.part == p.part ? "given twice" : "missing",
-                      ": every part 0..", first.parts - 1, " must be merged exactly once"));
+      throw Error(str("part ", i, " of ", first.parts, " is missing: every part 0..", first.parts - 1,
+                      " must be merged exactly once"));
     if (p.inputs_xxh64 != first.inputs_xxh64)
       throw Error(str(name, " was prepared from another input list than part '", parts[0].second,
                       "' (the files or their sizes differ): prepare every part from the same inputs"));

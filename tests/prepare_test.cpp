@@ -392,7 +392,13 @@ TEST_F(PrepareTest, PartsMergedEqualOneShotPreparation) {
   std::string e = error_of([&] { merge_dataset_parts({parts[0], parts[2]}, path("merged"), true); });
   EXPECT_NE(e.find("part 1 of 3 is missing"), std::string::npos) << e;
   e = error_of([&] { merge_dataset_parts({parts[0], parts[1], parts[1], parts[2]}, path("merged"), true); });
-  EXPECT_NE(e.find("given twice"), std::string::npos) << e;
+  EXPECT_NE(e.find("part 1 of 3 is given twice ('part-1' and 'part-1')"), std::string::npos) << e;
+  fs::copy(parts[2], path("merged/copy-of-2"), fs::copy_options::recursive);  // the same part in two directories
+  e = error_of([&] { merge_dataset_parts({path("merged/copy-of-2"), parts[0], parts[1], parts[2]}, path("merged"), true); });
+  EXPECT_NE(e.find("part 2 of 3 is given twice"), std::string::npos) << e;
+  EXPECT_NE(e.find("'copy-of-2'"), std::string::npos) << e;
+  EXPECT_NE(e.find("'part-2'"), std::string::npos) << e;
+  fs::remove_all(path("merged/copy-of-2"));
   e = error_of([&] { merge_dataset_parts({path("one")}, path("."), true); });
   EXPECT_NE(e.find("merge the parts of one"), std::string::npos) << e;
   // A part prepared from another input list.
