@@ -5,7 +5,8 @@
 # Pre-LN the deeper layers matter least (small increases), and both methods raise the deeper
 # layers' share. Prints the table and the mean increase over the first and the second half.
 # Usage: [OUT=runs/bench-depth] bash bench/depth_layer_skip.sh [build dir]   (after bench/depth_repro.sh
-# with the same OUT; a few minutes)
+# with the same OUT; a few minutes). THREADS defaults to 1, as in bench/depth_repro.sh: eval took all
+# cores before it had --threads, and on a shared 2-core machine its OpenMP threads mostly waited.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -13,7 +14,7 @@ OUT=${OUT:-runs/bench-depth}
 for run in pre mix lns; do
   [ -f $OUT/$run/model.h5 ] || { echo "no $OUT/$run/model.h5: run bench/depth_repro.sh first" >&2; exit 1; }
   $BUILD/cairn eval $OUT/$run --data out/fortunes --skip-layer each --windows ${WINDOWS:-256} \
-      --micro-batch 16 --json $OUT/$run-skip.json > /dev/null
+      --micro-batch 16 --threads ${THREADS:-1} --json $OUT/$run-skip.json > /dev/null
 done
 python3 - "$OUT" <<'PY'
 import json, sys

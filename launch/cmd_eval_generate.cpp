@@ -18,7 +18,8 @@ namespace cairn {
 
 static const CommandSpec kEvalSpec{
     "eval",
-    "WEIGHTS_OR_CHECKPOINT --data DATASET [--data DATASET ...] [--split val|train] [--windows N] [--micro-batch B]",
+    "WEIGHTS_OR_CHECKPOINT --data DATASET [--data DATASET ...] [--split val|train] [--windows N] [--micro-batch B]\n"
+    "     [--threads N]",
     "Mean next-token loss and perplexity of a trained model on token datasets, one line per dataset.\n"
     "Windows of seq_len + 1 tokens are taken in order, as training's validation takes them (the first\n"
     "training.eval_windows of the val split give its val_loss); under mpirun or srun the ranks share\n"
@@ -30,6 +31,7 @@ static const CommandSpec kEvalSpec{
      {"windows", "N", "evaluate the first N windows (default: all windows)"},
      {"batches", "N", "the first N x micro-batch windows (older form of --windows)"},
      {"micro-batch", "B", "windows per forward pass (default 8)"},
+     {"threads", "N", "CPU threads per rank (default 0: cores / ranks on the host, as training.threads = 0)"},
      {"json", "FILE", "also write the results as JSON"},
      {"skip-layer", "L|each", "skip layer L (0-based); each: the whole model, then every layer skipped in turn"}},
     ""};
@@ -65,9 +67,10 @@ int cmd_eval(int argc, char** argv) {
   };
   const int64_t windows = args.has("batches") ? count("batches") * micro_batch : count("windows");
   const std::string split = args.get("split", "val");
+  const int64_t threads = args.get_integer("threads", 0, 0, 4096);
   auto comm = make_communicator(&argc, &argv);
   try {
-    cpu_set_threads(threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
+    cpu_set_threads(threads > 0 ? int(threads) : threads_per_rank(*comm, int(std::thread::hardware_concurrency())));
     const std::string weights = checkpoint_weights_path(args.positional()[0]);
     TrainedModel m = load_trained_model(weights, micro_batch);
     const std::vector<int64_t> skips = skip_plan(args, m.config.model.n_layers);

@@ -397,6 +397,18 @@ TEST_F(UseModelTest, EvalAndGenerateCommands) {
               run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--windows", "5", "--batches", "1"});
             }).find("--windows or --batches"),
             std::string::npos);
+  // --threads N sets the CPU threads (as training.threads does) and changes no result.
+  ASSERT_EQ(run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--split", "train", "--windows", "5",
+                           "--micro-batch", "2", "--threads", "2", "--json", path("eval5t.json")}),
+            0);
+  EXPECT_EQ(cpu_threads(), 2);
+  cpu_set_threads(1);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(path("eval5t.json")))["results"], j5["results"]);
+  for (const char* bad : {"-1", "1.5"})
+    EXPECT_NE(error_of([&] { run(cmd_eval, {path("model.h5"), "--data", path("data.h5"), "--threads", bad}); })
+                  .find("--threads"),
+              std::string::npos)
+        << bad;
 
   // Greedy generation prints the prompt and then the decoded greedy continuation.
   testing::internal::CaptureStdout();
