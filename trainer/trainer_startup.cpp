@@ -7,8 +7,19 @@
 #include "trainer/optim/fira.h"
 #include "trainer/step_law.h"
 #include "trainer/trainer.h"
+#include "util/error.h"
 
 namespace cairn {
+
+// The blocks' norm layout, for the model line: which layers are Post-LN (Mix-LN) and whether
+// LayerNorm Scaling multiplies the pre-norm outputs.
+static std::string describe_norms(const ModelConfig& m) {
+  std::string out = m.norm_layout == "mix" ? str("Mix-LN: the first ", m.post_ln_layers(), " of ", m.n_layers,
+                                                 " layers Post-LN (alpha ", m.mix_ln_alpha, "), the rest Pre-LN")
+                                           : std::string("Pre-LN");
+  if (m.norm_scaling) out += ", LayerNorm Scaling (pre-norm outputs of layer l times 1/sqrt(l))";
+  return out;
+}
 
 void Trainer::print_startup() {
   const auto state_bytes = comm_.all_gather_strings(std::to_string(optimizer_->state_bytes()));
@@ -18,7 +29,8 @@ void Trainer::print_startup() {
   for (const auto& note : config_notes_) std::cerr << "WARNING: " << note << std::endl;
   std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
             << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
-            << ", seq " << cfg_.model.seq_len << ": " << t.count() << " parameters ("
+            << ", seq " << cfg_.model.seq_len << ", norms " << describe_norms(cfg_.model) << ": " << t.count()
+            << " parameters ("
             << t.count(ParamRole::matrix) << " dense matrix, " << t.count(ParamRole::lowrank_factor)
             << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
             << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "
