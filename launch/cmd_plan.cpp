@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "data/mixture.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "model/growth.h"
@@ -57,6 +58,25 @@ void print_growth_plan(double n, double d, int64_t g, double layers) {
                 d - grow_at);
   else
     std::printf("\nd is not below D: at this budget the fit says to train the target model from the start\n");
+  if (n < kGstackFittedParams.first || n > kGstackFittedParams.second)
+    std::printf("note: N = %.4g lies outside the target sizes the timing was fitted on (%.3g to %.3g parameters):\n"
+                "      the advice above is an extrapolation; measure growth at this scale (bench/gstack_repro.sh)\n",
+                n, kGstackFittedParams.first, kGstackFittedParams.second);
+}
+
+// model.vocab_size = 0: the training data's vocabulary (data.mixture's first source, or data.train),
+// with `note` saying so; when the data cannot be read, 1 (N does not depend on it) and why.
+static int64_t training_vocabulary(const TrainConfig& cfg, std::string& note) {
+  try {
+    const std::string path = cfg.data.mixture.empty() ? cfg.data.train : parse_mixture(cfg.data.mixture).front().path;
+    if (path.empty()) throw Error("data.train is not set");
+    const int64_t vocab = TokenDataset::open(path).vocab_size();
+    note = str(", vocabulary ", vocab, " of ", path);
+    return vocab;
+  } catch (const Error& e) {
+    note = str(" at vocabulary 1, as the training data's is unknown (", e.what(), "): set model.vocab_size for the real count");
+    return 1;
+  }
 }
 
 int cmd_plan(int argc, char** argv) {
@@ -75,7 +95,8 @@ int cmd_plan(int argc, char** argv) {
     config_apply_file(cfg, args.get("config"));
     for (const auto& o : args.all("set")) config_apply_override(cfg, o);
     ModelConfig m = cfg.model;
-    if (m.vocab_size == 0) m.vocab_size = 1;  // the dataset's; N does not depend on it
+    std::string vocab_note;
+    if (m.vocab_size == 0) m.vocab_size = training_vocabulary(cfg, vocab_note);  // as training takes it
     m.validate();
     const int64_t ranks = args.get_integer("ranks", 1, 1, 1 << 20);
     n = double(non_embedding_param_count(m));
@@ -83,7 +104,7 @@ int cmd_plan(int argc, char** argv) {
     d = run_tokens(cfg, ranks);
     std::printf("run: %s, %lld rank%s: N = %.4g non-embedding parameters (%.4g with embeddings%s), "
                 "D = %.4g tokens\n", args.get("config").c_str(), (long long)ranks, ranks == 1 ? "" : "s", n, total,
-                cfg.model.vocab_size == 0 ? " at vocabulary 1: set model.vocab_size for the real count" : "", d);
+                vocab_note.c_str(), d);
   } else {
     if (!args.has("params") || !args.has("tokens"))
       throw Error("give --params N and --tokens D (or --config RUN.toml)");

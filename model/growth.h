@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/llama.h"
@@ -34,5 +35,8 @@ std::vector<int64_t> layers_changing_layout(const ModelConfig& src, int64_t fact
 // log10(d) = 0.88·log10(N) + 163.27/log10(C) − 5.74 with C = 6·N·D. Returns d (tokens of the
 // small model before growth).
 double gstack_growth_tokens(double params, double tokens);
+// The target sizes the paper fitted that formula on (410M, 1.1B and 3B parameters) and checked it
+// at (7B): outside them its timing is an extrapolation.
+inline constexpr std::pair<double, double> kGstackFittedParams{4.1e8, 7e9};
 
 }  // namespace cairn

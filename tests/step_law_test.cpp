@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "data/token_dataset.h"
 #include "launch/commands.h"
 #include "tests/test_support.h"
 #include "trainer/config.h"
@@ -121,10 +122,40 @@ TEST(StepLaw, PlanCommandPrintsStepLawBesideTheGrowthPlan) {
   EXPECT_NE(cfg.find("schedule.lr = 0.003 (0.31x the suggestion), batch 2048 tokens (0.88x)"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("1 layers (grown to 4)"), std::string::npos) << cfg;  // the configured depth is the target
 
+  // The G_stack timing was fitted on 410M to 3B targets (checked at 7B): outside, it says so.
+  const std::string outside = "lies outside the target sizes the timing was fitted on";
+  EXPECT_NE(out.find("note: N = 1e+08 " + outside), std::string::npos) << out;
+  EXPECT_NE(cfg.find(outside), std::string::npos) << cfg;
+  EXPECT_EQ(run_plan({"--params", "1e9", "--tokens", "1e11"}).find(outside), std::string::npos);
+  EXPECT_EQ(run_plan({"--params", "7e9", "--tokens", "2e12"}).find(outside), std::string::npos);
+  EXPECT_NE(run_plan({"--params", "8e9", "--tokens", "2e12"}).find(outside), std::string::npos);
+
   EXPECT_NE(error_of([&] { run_plan({"--params", "1e8"}); }).find("--tokens"), std::string::npos);
   EXPECT_NE(error_of([&] { run_plan({"--config", "x.toml", "--params", "1"}); }).find("either"), std::string::npos);
   EXPECT_NE(error_of([&] { run_plan({"--params", "1e8", "--tokens", "1e10", "--factor", "2.5"}); }).find("--factor"),
             std::string::npos);
+}
+
+// model.vocab_size = 0 takes the training data's vocabulary, as training does, for the count with
+// embeddings (and the G_stack N); without readable data it says that it counted vocabulary 1.
+TEST_F(StepLawRun, PlanTakesTheVocabularyOfTheTrainingData) {
+  const std::string data = write_byte_dataset(path("d.h5"), 20, 4, random_letter_docs(1, 40, 20));
+  const int64_t vocab = TokenDataset::open(data).vocab_size();
+  const std::string config = std::string(CAIRN_SOURCE_DIR) + "/configs/tiny.toml";
+  const auto counts = [](const std::string& out) { return out.substr(0, out.find("D = ")); };
+  const std::string taken = run_plan({"--config", config, "--set", "model.vocab_size=0", "--set", "data.train=" + data});
+  const std::string given = run_plan({"--config", config, "--set", str("model.vocab_size=", vocab)});
+  EXPECT_NE(taken.find(str(", vocabulary ", vocab, " of ", data)), std::string::npos) << taken;
+  const auto with_embeddings = [](const std::string& out) {
+    const size_t at = out.find(" non-embedding parameters (");
+    return out.substr(at, out.find(" with embeddings", at) - at);
+  };
+  EXPECT_EQ(with_embeddings(taken), with_embeddings(given)) << taken << given;
+  EXPECT_NE(counts(taken), counts(run_plan({"--config", config, "--set", "model.vocab_size=1"})));
+  const std::string unknown =
+      run_plan({"--config", config, "--set", "model.vocab_size=0", "--set", "data.train=" + path("missing")});
+  EXPECT_NE(unknown.find("at vocabulary 1, as the training data's is unknown ("), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("missing"), std::string::npos) << unknown;
 }
 
 }  // namespace
