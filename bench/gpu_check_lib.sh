@@ -69,7 +69,8 @@ check_rows() {
   # A RUN line with no PASS/FAIL after it: the check that was running when the program stopped.
   running=$(awk '$1 == "RUN" {r = $2} ($1 == "PASS" || $1 == "FAIL") && $2 == r {r = ""} END {print r}' "$file")
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$file" | tail -1)
-  [ -n "$summary" ] || summary="$passed passed before it stopped"
+  if [ -z "$summary" ] && [ "$passed" = 0 ] && [ -z "$running" ]; then summary="no check ran"
+  elif [ -z "$summary" ]; then summary="$passed passed before it stopped"; fi
   if [ "$rc" = 0 ]; then
     echo "cuda_check (all checks)|ok|$summary"
   else
@@ -105,7 +106,8 @@ ops_test_rows() {
            CudaNccl.OneRankCollectivesRunOnTheDevice; do
     if grep -q "^\[       OK \] $t" "$file"; then echo "  $t|ok|"
     elif grep -q "^\[  SKIPPED \] $t" "$file"; then
-      echo "  $t|$(status_of 77)|$(grep -A2 "^\[ RUN      \] $t" "$file" | grep -v '^\[' | head -1 | cut -c1-100)"
+      # GoogleTest prints "file:line: Skipped", then the reason.
+      echo "  $t|$(status_of 77)|$(grep -A3 "^\[ RUN      \] $t" "$file" | grep -v -E '^\[|: Skipped$' | head -1 | cut -c1-100)"
     elif grep -q "^\[  FAILED  \] $t" "$file"; then
       echo "  $t|FAIL|$(awk -v t="$t" '$0 ~ "^\\[ RUN      \\] " t {on = 1; next} on && /Failure/ {print; getline; print; exit}' "$file" |
         tr -s ' ' | tr '\n' ' ' | cut -c1-160)"

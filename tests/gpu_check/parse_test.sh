@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/gpu_check_lib.sh on recorded outputs (tests/gpu_check/logs/, in the programs' formats):
-# results rows come from whatever a program printed, also when a time limit killed it or it failed.
+# bench/gpu_check_lib.sh on recorded outputs (tests/gpu_check/logs/: written in the programs' exact
+# formats, from their printf calls and GoogleTest's, since no GPU run exists yet): results rows come
+# from whatever a program printed, also when a time limit killed it or it failed.
 #   bash tests/gpu_check/parse_test.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,6 +69,16 @@ expect_eq "cuda_ops_test's counts" "$(echo "$rows" | tail -1)" "cuda_ops_test|FA
 sed "/RUN      \] CudaNccl/q" "$logs/ops_test_pass.txt" > "$tmp/ops.txt"  # killed inside the NCCL test
 expect_has "a GoogleTest case a kill interrupted fails" "$(ops_test_rows "$tmp/ops.txt" 124)" \
   "  CudaNccl.OneRankCollectivesRunOnTheDevice|FAIL|time limit while it ran"
+
+printf '%s\n' '[ RUN      ] CudaNccl.OneRankCollectivesRunOnTheDevice' 'tests/cuda_ops_test.cpp:81: Skipped' \
+  'built without NCCL' '[  SKIPPED ] CudaNccl.OneRankCollectivesRunOnTheDevice (0 ms)' > "$tmp/skipped.txt"
+has_gpu=0
+expect_eq "a skipped GoogleTest case shows its reason" "$(ops_test_rows "$tmp/skipped.txt" 0 | head -1)" \
+  "  CudaNccl.OneRankCollectivesRunOnTheDevice|SKIP|built without NCCL"
+echo "SKIP: no CUDA device (cudaGetDeviceCount: cudaErrorNoDevice: no CUDA-capable device is detected)" > "$tmp/77.txt"
+expect_eq "cuda_check without a device" "$(check_rows "$tmp/77.txt" 77)" \
+  "cuda_check (all checks)|SKIP|no device: no check ran; SKIP: no CUDA device (cudaGetDeviceCount: cudaErrorNoDevice: no CUDA-capable device is detected)"
+has_gpu=1
 
 expect_eq "a hung training run keeps its last step" "$(train_row "train 350M" "$logs/train_hung.txt" 124)" \
   "train 350M|FAIL|time limit (last: step 10 loss 8.9021 121.0k tok/s MFU 27.5%)"
