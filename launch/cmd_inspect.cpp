@@ -44,8 +44,8 @@ int cmd_inspect(int argc, char** argv) {
   const std::string dir = checkpoint_resolve(target.string());
   const CheckpointInfo info = checkpoint_read_info(dir);
   std::cout << "checkpoint " << dir << " (" << kCheckpointFormat << " v" << info.format_version << ")\n"
-            << "step " << info.step << ", samples " << info.samples << ", tokens " << info.tokens << ", skipped steps "
-            << info.skipped_steps << ", world size " << info.world_size << "\n"
+            << "step " << info.state.step << ", samples " << info.state.samples << ", tokens " << info.state.tokens
+            << ", skipped steps " << info.state.skipped_steps << ", world size " << info.world_size << "\n"
             << "optimizer " << info.optimizer << " (" << info.optimizer_steps << " steps)\n\nfiles:\n";
   for (const auto& f : info.files)
     std::cout << "  " << std::left << std::setw(24) << f.name << std::right << std::setw(14) << f.bytes
