@@ -13,8 +13,7 @@
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
-#include "trainer/optim/adamw.h"
-#include "trainer/optim/fira.h"
+#include "trainer/optim/make_optimizer.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -27,33 +26,6 @@ CudaMath cuda_math(const std::string& precision) {
 }
 
 }  // namespace
-
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
-                                          std::vector<int> owned_rows, const Backend& be) {
-  const OptimizerConfig& o = cfg.optimizer;
-  if (o.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), o, be);
-  if (o.name == "fira" || o.name == "galore") {
-    const PlainAdamConfig plain{o.beta1, o.beta2, o.eps, o.weight_decay};
-    return std::make_unique<FiraOptimizer>(table, std::move(owned_rows), lowrank_config(o), plain, be);
-  }
-  throw Error(str("optimizer.name = \"", o.name, "\" is not an optimizer: use \"adamw\", \"fira\" or \"galore\""));
-}
-
-LowRankConfig lowrank_config(const OptimizerConfig& o) {
-  LowRankConfig c;
-  c.rank = o.rank;
-  c.update_gap = o.update_gap;
-  c.alpha = o.alpha;
-  c.limiter_gamma = o.limiter_gamma;
-  c.residual = o.name == "fira";
-  c.residual_form = o.residual_form == "paper" ? LowRankConfig::ResidualForm::paper : LowRankConfig::ResidualForm::code;
-  c.beta1 = o.beta1;
-  c.beta2 = o.beta2;
-  c.eps = o.eps;
-  c.weight_decay = o.weight_decay;
-  validate(c);
-  return c;
-}
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
   const double norm = std::sqrt(be.sum_squares(grads, n));
@@ -138,16 +110,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
                           : threads_per_rank(comm_, int(std::max(1u, std::thread::hardware_concurrency())));
   cpu_set_threads(threads);
 
-  // NCCL first: it selects this rank's GPU (local rank % GPUs on the host), which the CUDA backend
-  // then binds to.
-  if (cfg_.device == "cuda" && comm_.size() > 1) {
-    CommOptions options;
-    options.timeout_seconds = cfg_.training.comm_timeout_s;
-    device_comm_ = make_nccl_communicator(comm_, options);
-  }
+  // The gradients' communicator first: on GPUs it selects this rank's GPU (local rank % GPUs on the
+  // host), which the CUDA backend then binds to.
+  CommOptions options;
+  options.timeout_seconds = cfg_.training.comm_timeout_s;
+  grad_comm_ = std::make_unique<GradientCommunicator>(comm_, cfg_.device == "cuda", options);
   const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
-  if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  grad_comm_->set_compute_stream(be.compute_stream());
   // Before anything is allocated: a run that cannot fit is refused now, not killed later.
   memory_ = check_memory(cfg_, be, comm_);
   if (!memory_.refusal.empty()) throw Error(memory_.refusal);
@@ -177,7 +147,7 @@ Trainer::~Trainer() = default;
 
 void Trainer::attach_model() {
   const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
-  Communicator& grad_comm = device_comm_ ? static_cast<Communicator&>(*device_comm_) : comm_;
+  Communicator& grad_comm = grad_comm_->get();
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
                                          cfg_.training.zero1);
   // One rank has nothing to communicate; without a hook the model may replay its micro-step as a

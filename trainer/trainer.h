@@ -3,7 +3,8 @@
 // GB = micro_batch · grad_accum · world size; micro-step a of rank r takes the micro_batch samples
 // starting at s·GB + (a·world + r)·micro_batch. So N ranks with micro-batch b see exactly what
 // one rank with micro-batch N·b sees. The trainer talks to other ranks only through its
-// Communicator, and on GPUs through an NCCL communicator it makes from it for the gradients.
+// Communicator, and for the gradients through the one comm/ picks from it (GradientCommunicator:
+// NCCL on GPUs).
 // The run around the steps (run directory, checkpoints, stop signals) is TrainingRun's (run.h).
 #pragma once
 
@@ -13,12 +14,11 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "comm/nccl_communicator.h"
+#include "comm/grad_sync.h"
 #include "data/mixture.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/llama.h"
-#include "trainer/grad_sync.h"
 #include "trainer/memory_plan.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/peak_flops.h"
@@ -101,9 +101,10 @@ class Trainer {
   std::vector<std::string> no_validation_;  // datasets without a usable validation split, described
   std::string token_check_;                 // what the start-of-training token check did
   std::unique_ptr<LlamaModel> model_;
-  // With device = "cuda" and several ranks: NCCL over the GPUs' gradient buffers (comm_, on the
-  // host, still carries everything else). Declared before sync_, whose requests it must outlive.
-  std::unique_ptr<NcclCommunicator> device_comm_;
+  // What the gradients travel on: comm_, or with device = "cuda" and several ranks a device
+  // communicator over the GPUs' gradient buffers (comm_ still carries everything else). Declared
+  // before sync_, whose requests it must outlive.
+  std::unique_ptr<GradientCommunicator> grad_comm_;
   std::unique_ptr<GradientSync> sync_;
   bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
@@ -126,16 +127,8 @@ class Trainer {
 // Returns the norm before clipping.
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 
-struct LowRankConfig;
-// Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
-LowRankConfig lowrank_config(const OptimizerConfig& o);
-
 // `cairn train --dry-run`: validates cfg, opens its datasets (for the vocabulary) and checks the
 // memory plan (check_memory) on the configured backend; allocates nothing for the model. Collective.
 MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm);
-
-// Builds the optimizer named by cfg.optimizer.name for the given owned rows.
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
-                                          std::vector<int> owned_rows, const Backend& be);
 
 }  // namespace cairn
