@@ -27,12 +27,8 @@ static std::string shape_text(const std::vector<int64_t>& shape) {
 
 int cmd_inspect(int argc, char** argv) {
   namespace fs = std::filesystem;
-  Args args(kInspectSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kInspectSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1) throw Error("give one checkpoint directory (see --help)");
+  const Args args = parse_command(kInspectSpec, argc, argv, {Positionals::one, "checkpoint directory"});
+  if (args.help()) return 0;
   // Like eval, generate and export, take a run directory for its checkpoints/ (the default
   // checkpoint.dir); say what a file is instead of calling it missing.
   fs::path target = args.positional()[0];

@@ -40,12 +40,8 @@ static const CommandSpec kTrainSpec{
     "(output.progress = false).\n"};
 
 int cmd_train(int argc, char** argv) {
-  Args args(kTrainSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kTrainSpec) << "\nconfig keys (defaults):\n" << config_describe();
-    return 0;
-  }
-  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
+  const Args args = parse_command(kTrainSpec, argc, argv, {}, "\nconfig keys (defaults):\n" + config_describe());
+  if (args.help()) return 0;
   TrainConfig cfg = config_load(args.get("config"), args.all("set"));
   // Set by launch/cairn-mpirun.sh and slurm/launch.sh when their own output is not a terminal:
   // mpirun gives each rank a pty, so the bar's escape codes would fill the log file.
