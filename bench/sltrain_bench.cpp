@@ -50,7 +50,7 @@ double time_linear(int64_t out, int64_t in, int64_t r, float alpha, int64_t N, c
   c.rank = r;
   c.alpha = alpha;
   c.density = 0.03f;
-  c.sltrain_path = path;
+  c.sltrain_path = *choice_from_name<SLTrainPathSetting>(path);
   auto lin = make_linear(c, "w", out, in, 0);
   ParamTable t;
   BufferTable b;
@@ -105,7 +105,7 @@ void bench_model(const std::string& size, const std::string& kind, int steps) {
     c.linear.density = 0.03f;
     if (c.linear.kind == LinearKind::sltrain) {
       const std::string path = kind.substr(kind.find('-') + 1);
-      c.linear.sltrain_path = path;
+      c.linear.sltrain_path = *choice_from_name<SLTrainPathSetting>(path);
     }
   }
   const int64_t B = 8, N = B * c.seq_len;

@@ -121,9 +121,9 @@ int cmd_plan(int argc, char** argv) {
     const double batch = d / double(cfg.training.steps);
     std::printf("  this run:   schedule.lr = %.3g (%.2fx the suggestion), batch %.4g tokens (%.2fx)\n",
                 double(cfg.schedule.lr), double(cfg.schedule.lr) / s.lr, batch, batch / s.batch_tokens);
-    if (cfg.model.linear.kind != LinearKind::dense || cfg.optimizer.name != "adamw")
+    if (cfg.model.linear.kind != LinearKind::dense || cfg.optimizer.name != OptimizerName::adamw)
       std::printf("  note: %s weights with %s: Step Law was not fitted on these; their papers use their own LRs\n",
-                  linear_kind_name(cfg.model.linear.kind), cfg.optimizer.name.c_str());
+                  linear_kind_name(cfg.model.linear.kind), choice_name(cfg.optimizer.name).data());
   }
   std::printf("\nG_stack growth (factor %lld):\n", (long long)g);
   const bool whole = from_config && cfg.model.n_layers % g == 0;  // else no small model of L / G layers

@@ -60,8 +60,8 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
   check_same("model.rank", s.linear.rank, d.linear.rank);
   if (s.norm_layout != d.norm_layout || s.mix_ln_alpha != d.mix_ln_alpha || s.norm_scaling != d.norm_scaling)
     throw Error(str("G_stack growth keeps the norm layout: model.norm_layout, model.mix_ln_alpha and "
-                    "model.norm_scaling would change from \"", s.norm_layout, "\", ", s.mix_ln_alpha, ", ",
-                    s.norm_scaling ? "true" : "false", " to \"", d.norm_layout, "\", ", d.mix_ln_alpha, ", ",
+                    "model.norm_scaling would change from \"", choice_name(s.norm_layout), "\", ", s.mix_ln_alpha, ", ",
+                    s.norm_scaling ? "true" : "false", " to \"", choice_name(d.norm_layout), "\", ", d.mix_ln_alpha, ", ",
                     d.norm_scaling ? "true" : "false"));
   if (d.n_layers < s.n_layers || d.n_layers % s.n_layers != 0)
     throw Error(str("G_stack growth needs n_layers = g·", s.n_layers, " for an integer g >= 1, got ", d.n_layers));

@@ -9,10 +9,8 @@
 namespace cairn {
 
 LinearKind linear_kind_from_string(const std::string& s) {
-  if (s == "dense") return LinearKind::dense;
-  if (s == "lowrank") return LinearKind::lowrank;
-  if (s == "sltrain") return LinearKind::sltrain;
-  throw Error(str("model.linear = \"", s, "\" is not a linear-weight kind: use \"dense\", \"lowrank\" or \"sltrain\""));
+  if (const auto kind = choice_from_name<LinearKind>(s)) return *kind;
+  throw Error(str("model.linear = \"", s, "\" is not a linear-weight kind: use ", choice_list<LinearKind>()));
 }
 
 int64_t linear_weight_param_count(const LinearConfig& cfg, int64_t out, int64_t in) {
@@ -24,14 +22,7 @@ int64_t linear_weight_param_count(const LinearConfig& cfg, int64_t out, int64_t 
   return 0;
 }
 
-const char* linear_kind_name(LinearKind k) {
-  switch (k) {
-    case LinearKind::dense: return "dense";
-    case LinearKind::lowrank: return "lowrank";
-    case LinearKind::sltrain: return "sltrain";
-  }
-  return "?";
-}
+const char* linear_kind_name(LinearKind k) { return choice_name(k).data(); }  // the table's literals
 
 std::unique_ptr<Linear> make_linear(const LinearConfig& cfg, std::string name, int64_t out,
                                     int64_t in, int layer) {

@@ -11,21 +11,36 @@
 
 #include "model/backend.h"
 #include "model/param_table.h"
+#include "util/choice.h"
 #include "util/rng.h"
 
 namespace cairn {
 
 enum class LinearKind { dense, lowrank, sltrain };
+template <>
+struct ChoiceNames<LinearKind> {
+  static constexpr std::array<std::pair<std::string_view, LinearKind>, 3> names{
+      {{"dense", LinearKind::dense}, {"lowrank", LinearKind::lowrank}, {"sltrain", LinearKind::sltrain}}};
+};
 LinearKind linear_kind_from_string(const std::string& s);  // throws Error naming the valid kinds
 const char* linear_kind_name(LinearKind k);
+
+// model.sltrain_path: "auto" picks per shape by measurement; the others force one path.
+enum class SLTrainPathSetting { automatic, materialized, factored };
+template <>
+struct ChoiceNames<SLTrainPathSetting> {
+  static constexpr std::array<std::pair<std::string_view, SLTrainPathSetting>, 3> names{
+      {{"auto", SLTrainPathSetting::automatic},
+       {"materialized", SLTrainPathSetting::materialized},
+       {"factored", SLTrainPathSetting::factored}}};
+};
 
 struct LinearConfig {
   LinearKind kind = LinearKind::dense;
   int64_t rank = 0;      // r, for lowrank and sltrain
   float alpha = 32.0f;   // scale s = alpha / r
   float density = 0.0f;  // δ, for sltrain: nnz = floor(δ·out·in)
-  // "auto" picks per shape by measurement; "materialized" or "factored" force one path.
-  std::string sltrain_path = "auto";
+  SLTrainPathSetting sltrain_path = SLTrainPathSetting::automatic;
 };
 
 // Floating-point operations of one forward and one backward call of a linear weight on N rows, as

@@ -153,13 +153,8 @@ void sampled_gradient_add(float* dvalues, const float* dy, const float* x, const
 }  // namespace
 
 SLTrainLinear::SLTrainLinear(std::string name, int64_t out, int64_t in, int layer, int64_t rank, float alpha,
-                             float density, const std::string& path)
-    : LowRankLinear(std::move(name), out, in, layer, rank, alpha),
-      nnz_(sltrain_nnz(density, out, in)),
-      path_(path) {
-  if (path != "auto" && path != "materialized" && path != "factored")
-    throw Error(str("model.sltrain_path = \"", path, "\" is not a path: use \"auto\", \"materialized\" or \"factored\""));
-}
+                             float density, SLTrainPathSetting path)
+    : LowRankLinear(std::move(name), out, in, layer, rank, alpha), nnz_(sltrain_nnz(density, out, in)), path_(path) {}
 
 void SLTrainLinear::declare(ParamTable& params, BufferTable& buffers) {
   LowRankLinear::declare(params, buffers);
@@ -185,14 +180,14 @@ const int32_t* SLTrainLinear::support(const BufferTable& buffers) const {
 }
 
 SLTrainPath SLTrainLinear::path_for(int64_t N) const {
-  if (path_ == "materialized") return SLTrainPath::materialized;
-  if (path_ == "factored") return SLTrainPath::factored;
+  if (path_ == SLTrainPathSetting::materialized) return SLTrainPath::materialized;
+  if (path_ == SLTrainPathSetting::factored) return SLTrainPath::factored;
   return sltrain_auto_path(out_, in_, rank_, nnz_, N);
 }
 
 int64_t SLTrainLinear::workspace_floats(int64_t N) const {
-  if (path_ == "materialized") return out_ * in_;
-  if (path_ == "factored") return N * rank_;
+  if (path_ == SLTrainPathSetting::materialized) return out_ * in_;
+  if (path_ == SLTrainPathSetting::factored) return N * rank_;
   // Auto may take either path for a smaller N than the largest.
   return std::max(out_ * in_, N * rank_);
 }
@@ -202,7 +197,7 @@ bool sltrain_host_backend(const Backend& be) { return &be == &cpu_backend(); }
 SLTrainPath SLTrainLinear::path_on(const Backend& be, int64_t N) const {
   if (sltrain_host_backend(be)) return path_for(N);
   // The factored path's sparse kernels are host code; elsewhere W is formed and GEMMs do the rest.
-  if (path_ == "factored")
+  if (path_ == SLTrainPathSetting::factored)
     throw Error(str("model.sltrain_path = \"factored\" runs its sparse kernels on the host; the ", be.name(),
                     " backend uses \"materialized\" (or \"auto\", which picks it there)"));
   return SLTrainPath::materialized;

@@ -46,9 +46,8 @@ bool sltrain_host_backend(const Backend& be);
 
 class SLTrainLinear final : public LowRankLinear {
  public:
-  // path: "auto" | "materialized" | "factored" (Error otherwise).
   SLTrainLinear(std::string name, int64_t out, int64_t in, int layer, int64_t rank, float alpha,
-                float density, const std::string& path);
+                float density, SLTrainPathSetting path);
 
   void declare(ParamTable& params, BufferTable& buffers) override;
   // As the official code: A as LowRankLinear's, B = 0; then the support from a stream seeded by
@@ -84,7 +83,7 @@ class SLTrainLinear final : public LowRankLinear {
   void form_weight(const Backend& be, float* W, const float* params, const int32_t* idx) const;
 
   int64_t nnz_;
-  std::string path_;  // "auto" | "materialized" | "factored"
+  SLTrainPathSetting path_;
   std::string index_name_;
   int64_t offset_values_ = -1;
   int index_row_ = -1;

@@ -40,23 +40,18 @@ void ModelConfig::validate() const {
     if (linear.rank > std::min(dim, ffn_dim))
       throw Error(str("model.rank = ", linear.rank, " exceeds the smallest projection side ", std::min(dim, ffn_dim)));
   }
-  if (norm_layout != "pre" && norm_layout != "mix")
-    throw Error(str("model.norm_layout = \"", norm_layout, "\" is not a layout: use \"pre\" (Pre-LN) or \"mix\" (Mix-LN)"));
   if (!(mix_ln_alpha >= 0 && mix_ln_alpha <= 1))
     throw Error(str("model.mix_ln_alpha = ", mix_ln_alpha, " must be in [0, 1] (the fraction of Post-LN layers)"));
-  if (norm_scaling && norm_layout == "mix")
+  if (norm_scaling && norm_layout == NormLayout::mix)
     throw Error("model.norm_scaling = true cannot be combined with model.norm_layout = \"mix\": LayerNorm Scaling "
                 "scales pre-norm outputs, which Mix-LN's Post-LN layers do not have, and neither paper's code "
                 "combines the two; choose one");
   if (linear.kind == LinearKind::sltrain && !(linear.density >= 0 && linear.density < 1))
     throw Error(str("model.density = ", linear.density, " must be in [0, 1)"));
-  if (linear.kind == LinearKind::sltrain && linear.sltrain_path != "auto" && linear.sltrain_path != "materialized" &&
-      linear.sltrain_path != "factored")
-    throw Error(str("model.sltrain_path = \"", linear.sltrain_path, "\" is not a path: use \"auto\", \"materialized\" or \"factored\""));
 }
 
 int64_t ModelConfig::post_ln_layers() const {
-  if (norm_layout != "mix") return 0;
+  if (norm_layout != NormLayout::mix) return 0;
   return std::min(n_layers, int64_t(std::floor(mix_ln_alpha * double(n_layers) + 1e-9)));
 }
 

@@ -32,6 +32,14 @@
 
 namespace cairn {
 
+// model.norm_layout: "pre" (Pre-LN) or "mix" (Mix-LN).
+enum class NormLayout { pre, mix };
+template <>
+struct ChoiceNames<NormLayout> {
+  static constexpr std::array<std::pair<std::string_view, NormLayout>, 2> names{
+      {{"pre", NormLayout::pre}, {"mix", NormLayout::mix}}};
+};
+
 struct ModelConfig {
   int64_t vocab_size = 257;
   int64_t dim = 128;       // C
@@ -44,7 +52,7 @@ struct ModelConfig {
   bool tie_embeddings = false;
   float init_std = 0.02f;
   LinearConfig linear;     // kind of the q,k,v,o,gate,up,down weights
-  std::string norm_layout = "pre";  // "pre" | "mix" (Mix-LN)
+  NormLayout norm_layout = NormLayout::pre;
   double mix_ln_alpha = 0.25;       // mix: the first floor(alpha·L) blocks are Post-LN
   bool norm_scaling = false;        // LayerNorm Scaling: pre-norm outputs of block l times 1/sqrt(l)
 

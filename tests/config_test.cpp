@@ -19,8 +19,57 @@ TEST(Config, FileAndOverridesApply) {
   config_apply_override(c, "optimizer.name=fira");  // a bare word is a string
   config_apply_override(c, "output.plot=false");
   EXPECT_EQ(c.training.steps, 7);
-  EXPECT_EQ(c.optimizer.name, "fira");
+  EXPECT_EQ(c.optimizer.name, OptimizerName::fira);
   EXPECT_FALSE(c.output.plot);
+}
+
+// The choice keys are enums parsed once, where the config is read: every allowed name reads back
+// from the printed config, any other name or type is refused listing the allowed ones.
+TEST(Config, ChoiceKeysTakeTheirNamesAndListThemWhenRefused) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> choices = {
+      {"device", {"cpu", "cuda"}},
+      {"optimizer.name", {"adamw", "fira", "galore"}},
+      {"optimizer.residual_form", {"code", "paper"}},
+      {"schedule.kind", {"cosine", "constant", "rewarm", "infinite"}},
+      {"schedule.cooldown_shape", {"cosine", "linear", "inv_sqrt"}},
+      {"training.precision", {"fp32", "tf32", "bf16"}},
+      {"model.norm_layout", {"pre", "mix"}},
+      {"model.sltrain_path", {"auto", "materialized", "factored"}},
+      {"model.linear", {"dense", "lowrank", "sltrain"}}};
+  for (const auto& [key, names] : choices) {
+    SCOPED_TRACE(key);
+    std::string allowed;
+    for (size_t i = 0; i < names.size(); ++i)
+      allowed += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + ("\"" + names[i] + "\"");
+    for (const auto& name : names) {
+      TrainConfig c;
+      config_apply_override(c, key + "=" + name);
+      EXPECT_NE(config_to_toml(c).find(key.substr(key.find('.') + 1) + " = \"" + name + "\""), std::string::npos);
+      TrainConfig back;
+      config_apply_toml(back, config_to_toml(c), "printed");
+      EXPECT_TRUE(config_diff(c, back, {key}).empty()) << name;
+    }
+    TrainConfig c;
+    std::string e = error_of([&] { config_apply_override(c, key + "=bogus"); });
+    EXPECT_NE(e.find("is \"bogus\": use " + allowed), std::string::npos) << e;
+    e = error_of([&] { config_apply_override(c, key + "=3"); });
+    EXPECT_NE(e.find("must be one of the strings " + allowed), std::string::npos) << e;
+  }
+}
+
+TEST(Config, DiffNamesTheKeysThatDifferInTheGivenOrder) {
+  TrainConfig a, b;
+  b.model.dim = 64;
+  b.optimizer.name = OptimizerName::fira;
+  const auto d = config_diff(a, b, {"optimizer.name", "model.n_layers", "model.dim"});
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].key, "optimizer.name");
+  EXPECT_EQ(d[0].a, "\"adamw\"");
+  EXPECT_EQ(d[0].b, "\"fira\"");
+  EXPECT_EQ(d[1].key, "model.dim");
+  EXPECT_EQ(d[1].a, "128");
+  EXPECT_EQ(d[1].b, "64");
+  EXPECT_TRUE(config_diff(a, a, config_key_names()).empty());
 }
 
 TEST(Config, UnknownKeyIsNamedWithTheSectionsKeys) {
@@ -83,17 +132,18 @@ TEST(Config, PrecisionIsCheckedAgainstTheDevice) {
   c.data.train = "x.h5";
   config_validate(c);  // fp32 on the CPU
   for (const char* p : {"tf32", "bf16"}) {
-    c.training.precision = p;
+    c.training.precision = *choice_from_name<Precision>(p);
     const std::string e = error_of([&] { config_validate(c); });
     EXPECT_NE(e.find("needs device = \"cuda\""), std::string::npos) << e;
     EXPECT_NE(e.find(p), std::string::npos) << e;
   }
-  c.training.precision = "fp16";
-  const std::string e = error_of([&] { config_validate(c); });
-  EXPECT_NE(e.find("\"bf16\""), std::string::npos) << e;
-  EXPECT_NE(e.find("training.precision = \"fp16\""), std::string::npos) << e;
+  const std::string e = error_of([&] { config_apply_override(c, "training.precision=fp16"); });
+  EXPECT_NE(e.find("config key 'training.precision' in --set training.precision=fp16 is \"fp16\": use \"fp32\", "
+                   "\"tf32\" or \"bf16\""),
+            std::string::npos)
+      << e;
   config_apply_override(c, "training.precision=bf16");
-  EXPECT_EQ(c.training.precision, "bf16");
+  EXPECT_EQ(c.training.precision, Precision::bf16);
 }
 
 // Configs written before training.eval_windows (presets people copied, configs stored in

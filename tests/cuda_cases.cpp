@@ -852,7 +852,7 @@ std::vector<CudaCheck> cuda_checks() {
   for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain})
     out.push_back(whole_model_check(str("model_", linear_kind_name(kind)), check_model_config(kind)));
   ModelConfig mix = check_model_config();
-  mix.norm_layout = "mix";
+  mix.norm_layout = NormLayout::mix;
   mix.mix_ln_alpha = 0.5;
   out.push_back(whole_model_check("model_mix_ln", mix));
   ModelConfig scaled = check_model_config();

@@ -68,9 +68,9 @@ TEST(CudaBackend, WithoutDeviceSaysWhy) {
   const std::string why = cuda_unavailable_reason();
   EXPECT_TRUE(why.find("cudaGetDeviceCount: cudaError") == 0 || why == "the CUDA runtime sees no device") << why;
   TrainConfig cfg;
-  cfg.device = "cuda";
+  cfg.device = Device::cuda;
   EXPECT_THROW(config_validate(cfg), Error);
-  cfg.training.precision = "bf16";
+  cfg.training.precision = Precision::bf16;
   EXPECT_THROW(config_validate(cfg), Error);
 }
 
@@ -120,7 +120,7 @@ class CudaTrainTest : public ScratchDirTest {
     for (size_t i = 0; i < doc.size(); ++i) doc[i] = uint32_t((d * 31 + i * 7) % 256);
     return doc;
   }
-  TrainConfig config(const std::string& device, const std::string& run) const {
+  TrainConfig config(Device device, const std::string& run) const {
     TrainConfig c = tiny_train_config(path("data.h5"), path(run));
     c.device = device;
     c.training.steps = 8;
@@ -140,8 +140,8 @@ class CudaTrainTest : public ScratchDirTest {
 TEST_F(CudaTrainTest, ResumedGpuRunEqualsUninterruptedBitForBit) {
   for (const char* precision : {"fp32", "bf16"}) {
     SCOPED_TRACE(precision);
-    TrainConfig c = config("cuda", str("run_", precision));
-    c.training.precision = precision;
+    TrainConfig c = config(Device::cuda, str("run_", precision));
+    c.training.precision = *choice_from_name<Precision>(precision);
     Trainer full(c, *comm_);
     std::vector<float> losses;
     for (int i = 0; i < 8; ++i) losses.push_back(full.train_step().loss);
@@ -159,24 +159,24 @@ TEST_F(CudaTrainTest, ResumedGpuRunEqualsUninterruptedBitForBit) {
 }
 
 TEST_F(CudaTrainTest, CheckpointMovesCpuToGpuToCpu) {
-  Trainer reference(config("cpu", "reference"), *comm_);
+  Trainer reference(config(Device::cpu, "reference"), *comm_);
   std::vector<float> ref_losses;
   for (int i = 0; i < 8; ++i) ref_losses.push_back(reference.train_step().loss);
 
   std::string ckpt;
   {
-    Trainer cpu(config("cpu", "cpu1"), *comm_);
+    Trainer cpu(config(Device::cpu, "cpu1"), *comm_);
     for (int i = 0; i < 3; ++i) cpu.train_step();
     ckpt = TrainingRun(cpu).save_checkpoint();
   }
   {
-    Trainer gpu(config("cuda", "gpu"), *comm_);
+    Trainer gpu(config(Device::cuda, "gpu"), *comm_);
     TrainingRun(gpu).load_checkpoint(ckpt);
     for (int i = 3; i < 6; ++i)
       EXPECT_NEAR(gpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;
     ckpt = TrainingRun(gpu).save_checkpoint();
   }
-  Trainer cpu(config("cpu", "cpu2"), *comm_);
+  Trainer cpu(config(Device::cpu, "cpu2"), *comm_);
   TrainingRun(cpu).load_checkpoint(ckpt);
   EXPECT_EQ(cpu.state().step, 6);
   for (int i = 6; i < 8; ++i)

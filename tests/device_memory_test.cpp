@@ -50,9 +50,9 @@ class DeviceMemoryTest : public ScratchDirTest {
     if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
     if (v.kind == LinearKind::sltrain) {
       c.model.linear.density = 0.1f;
-      c.model.linear.sltrain_path = "materialized";
+      c.model.linear.sltrain_path = SLTrainPathSetting::materialized;
     }
-    c.optimizer.name = v.optimizer;
+    c.optimizer.name = *choice_from_name<OptimizerName>(v.optimizer);
     c.optimizer.rank = 4;
     c.optimizer.update_gap = 2;
     return c;

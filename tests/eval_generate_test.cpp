@@ -456,7 +456,7 @@ TEST_F(UseModelTest, EvalAndGenerateRebuildTheNormLayoutAndSkipLayers) {
   const TokenDataset ds = TokenDataset::open(path("data.h5"));
   for (const char* layout : {"mix", "scaled"}) {
     SCOPED_TRACE(layout);
-    cfg_.model.norm_layout = std::string(layout) == "mix" ? "mix" : "pre";
+    cfg_.model.norm_layout = std::string(layout) == "mix" ? NormLayout::mix : NormLayout::pre;
     cfg_.model.mix_ln_alpha = 0.5;  // layer 0 of 2 Post-LN
     cfg_.model.norm_scaling = std::string(layout) == "scaled";
     const std::string file = str(layout, ".h5"), json = path(str(layout, ".json"));

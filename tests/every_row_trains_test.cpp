@@ -37,7 +37,7 @@ TEST_P(EveryRowTrains, EveryRowHasAGradientAndMoves) {
   c.model.linear.kind = v.kind;
   if (v.kind != LinearKind::dense) c.model.linear.rank = 4;
   if (v.kind == LinearKind::sltrain) c.model.linear.density = 0.1f;
-  c.optimizer.name = v.optimizer;
+  c.optimizer.name = *choice_from_name<OptimizerName>(v.optimizer);
   c.optimizer.rank = 4;
   c.optimizer.update_gap = 2;
   c.optimizer.weight_decay = 0.0f;

@@ -451,7 +451,7 @@ TEST_F(ExportTest, CommandRefusesIncompleteCheckpointsAndBadOptions) {
 // layer (alpha·L < 1) the model is Pre-LN and exports.
 TEST_F(ExportTest, MixLnIsRefusedNamingTheKey) {
   ModelConfig c = tiny_config();
-  c.norm_layout = "mix";
+  c.norm_layout = NormLayout::mix;
   LlamaModel model(c, cpu_backend(), 1);  // alpha 0.25 of 2 layers: no Post-LN layer
   model.init_weights(1);
   auto tok = make_byte_tokenizer();

@@ -133,14 +133,13 @@ TEST(FiraOptimizer, StateNamesShapesAndBytes) {
   }
   EXPECT_TRUE(saw_proj_right && saw_proj_left);
   EXPECT_EQ(opt.state_bytes(), 4 * floats);
-  OptimizerStateMemory mem = optimizer_state_memory(table, "fira", cfg);
+  OptimizerStateMemory mem = optimizer_state_memory(table, OptimizerName::fira, cfg);
   EXPECT_EQ(mem.bytes(), opt.state_bytes());
   EXPECT_EQ(mem.matrix_rows, 2);
   // q: P 3×8 + 2·(12×3) + 1; down: P 8×3 + 2·(3×12) + 1.
   EXPECT_EQ(mem.matrix_floats, (24 + 72 + 1) * 2);
   EXPECT_EQ(mem.matrix_floats_adamw, 2 * 96 * 2);
-  EXPECT_EQ(optimizer_state_memory(table, "adamw", cfg).bytes(), 4 * 2 * table.count());
-  EXPECT_THROW(optimizer_state_memory(table, "adam8bit", cfg), Error);
+  EXPECT_EQ(optimizer_state_memory(table, OptimizerName::adamw, cfg).bytes(), 4 * 2 * table.count());
 }
 
 TEST(FiraOptimizer, UpdatesOnlyOwnedRows) {
@@ -174,15 +173,15 @@ TEST(FiraOptimizer, MemoryReportFor60M) {
   t.add("model.norm.weight", {512}, ParamRole::norm, -1);
   t.add("lm_head.weight", {32000, 512}, ParamRole::lm_head, -1);
   LowRankConfig cfg;  // rank 128
-  OptimizerStateMemory fira = optimizer_state_memory(t, "fira", cfg);
-  OptimizerStateMemory adamw = optimizer_state_memory(t, "adamw", cfg);
+  OptimizerStateMemory fira = optimizer_state_memory(t, OptimizerName::fira, cfg);
+  OptimizerStateMemory adamw = optimizer_state_memory(t, OptimizerName::adamw, cfg);
   // Per layer: 4 × (128·512 + 2·512·128 + 1) + 2 × (128·512 + 2·1376·128 + 1) + (512·128 + 2·128·1376 + 1).
   const int64_t per_layer = 4 * (65536 + 131072 + 1) + 3 * (65536 + 352256 + 1);
   EXPECT_EQ(fira.matrix_floats, 8 * per_layer);
   EXPECT_EQ(fira.matrix_floats_adamw, adamw.matrix_floats);
   EXPECT_EQ(fira.other_floats, adamw.other_floats);
   EXPECT_EQ(fira.clamped_rows, 0);
-  std::string line = describe_optimizer_state_memory(fira, "fira", cfg);
+  std::string line = describe_optimizer_state_memory(fira, OptimizerName::fira, cfg);
   EXPECT_NE(line.find("fira"), std::string::npos) << line;
 }
 

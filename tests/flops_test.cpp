@@ -19,7 +19,7 @@
 namespace cairn {
 namespace {
 
-LinearConfig linear_config(LinearKind kind, const std::string& path = "auto") {
+LinearConfig linear_config(LinearKind kind, SLTrainPathSetting path = SLTrainPathSetting::automatic) {
   LinearConfig c;
   c.kind = kind;
   c.rank = 3;
@@ -41,10 +41,10 @@ TEST(LinearFlops, EachKindMatchesItsHandCount) {
   EXPECT_EQ(lowrank.forward, 2 * 4 * 3 * 5 + 2 * 4 * 3 * 7);  // t = x·Aᵀ, y = s·t·Bᵀ
   // t again, dB = s·dyᵀ·t, u = dy·B, dA = s·uᵀ·x, dx = s·u·A
   EXPECT_EQ(lowrank.backward, 2 * 4 * 3 * 5 + 2 * 7 * 3 * 4 + 2 * 4 * 3 * 7 + 2 * 3 * 5 * 4 + 2 * 4 * 5 * 3);
-  const LinearFlops factored = flops_of(linear_config(LinearKind::sltrain, "factored"));
+  const LinearFlops factored = flops_of(linear_config(LinearKind::sltrain, SLTrainPathSetting::factored));
   EXPECT_EQ(factored.forward, lowrank.forward + 2 * 4 * 10);        // + x·Sᵀ
   EXPECT_EQ(factored.backward, lowrank.backward + 2 * (2 * 4 * 10));  // + dy·S, sampled dvalues
-  const LinearFlops materialized = flops_of(linear_config(LinearKind::sltrain, "materialized"));
+  const LinearFlops materialized = flops_of(linear_config(LinearKind::sltrain, SLTrainPathSetting::materialized));
   const double form = 2 * 7 * 5 * 3 + 10;  // W = s·B·A, then the scatter of S
   EXPECT_EQ(materialized.forward, form + 2 * 4 * 7 * 5);
   // W again, dx = dy·W, dW = dyᵀ·x, dB = s·dW·Aᵀ, dA = s·Bᵀ·dW, the gather of dvalues
@@ -57,11 +57,11 @@ TEST(LinearFlops, AutoCountsThePathItTakes) {
   const auto& sl = dynamic_cast<const SLTrainLinear&>(*lin);
   const LinearFlops a = lin->flops(cpu_backend(), 4);
   const LinearFlops want =
-      flops_of(linear_config(LinearKind::sltrain, sl.path_for(4) == SLTrainPath::factored ? "factored" : "materialized"));
+      flops_of(linear_config(LinearKind::sltrain, sl.path_for(4) == SLTrainPath::factored ? SLTrainPathSetting::factored : SLTrainPathSetting::materialized));
   EXPECT_EQ(a.forward, want.forward);
   EXPECT_EQ(a.backward, want.backward);
   const ForwardingBackend off_host(cpu_backend());
-  EXPECT_EQ(lin->flops(off_host, 4).forward, flops_of(linear_config(LinearKind::sltrain, "materialized")).forward);
+  EXPECT_EQ(lin->flops(off_host, 4).forward, flops_of(linear_config(LinearKind::sltrain, SLTrainPathSetting::materialized)).forward);
 }
 
 // A CPU backend that adds up the FLOPs of what it is asked to do: 2·M·N·K per matmul (per product

@@ -31,7 +31,7 @@ struct Golden {
     cfg.norm_eps = float(read_attr_double(f, "norm_eps"));
     cfg.rope_theta = float(read_attr_double(f, "rope_theta"));
     cfg.tie_embeddings = read_attr_int(f, "tied") != 0;
-    if (has_attr(f, "norm_layout")) cfg.norm_layout = read_attr_string(f, "norm_layout");
+    if (has_attr(f, "norm_layout")) cfg.norm_layout = *choice_from_name<NormLayout>(read_attr_string(f, "norm_layout"));
     if (has_attr(f, "mix_ln_alpha")) cfg.mix_ln_alpha = read_attr_double(f, "mix_ln_alpha");
     if (has_attr(f, "norm_scaling")) cfg.norm_scaling = read_attr_int(f, "norm_scaling") != 0;
     B = read_attr_int(f, "batch");

@@ -117,7 +117,7 @@ TEST(Growth, MixLnKeepsAlphaAndTakesNormGainsBySlot) {
   const Backend& be = cpu_backend();
   ModelConfig c = small_config();
   c.n_layers = 4;
-  c.norm_layout = "mix";
+  c.norm_layout = NormLayout::mix;
   c.mix_ln_alpha = 0.25;
   LlamaModel src(c, be, 1);
   src.init_weights(3);
@@ -146,7 +146,7 @@ TEST(Growth, MixLnKeepsAlphaAndTakesNormGainsBySlot) {
   EXPECT_TRUE(std::isfinite(dst.forward_loss(tokens.data(), targets.data(), 1)));
   // Growth cannot change the norm keys.
   ModelConfig scaled = grown;
-  scaled.norm_layout = "pre";
+  scaled.norm_layout = NormLayout::pre;
   scaled.norm_scaling = true;
   LlamaModel other(scaled, be, 1);
   EXPECT_NE(error_of([&] { grow_depthwise(src, other); }).find("model.norm_layout"), std::string::npos);
@@ -384,7 +384,7 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
 TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
   cfg_.training.steps = 2;
   cfg_.model.n_layers = 4;
-  cfg_.model.norm_layout = "mix";
+  cfg_.model.norm_layout = NormLayout::mix;
   cfg_.model.mix_ln_alpha = 0.5;
   auto comm = make_self_communicator();
   std::string ckpt;
@@ -409,7 +409,7 @@ TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(path("grown.h5")), "stored");
   EXPECT_EQ(stored.model.n_layers, 8);
-  EXPECT_EQ(stored.model.norm_layout, "mix");
+  EXPECT_EQ(stored.model.norm_layout, NormLayout::mix);
   EXPECT_EQ(stored.model.mix_ln_alpha, 0.5);
   LlamaModel grown(stored.model, cpu_backend(), 1);
   load_model_weights(grown, path("grown.h5"));
@@ -425,7 +425,7 @@ TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
   }
   // init_from with a different norm_scaling: the weights would mean something else.
   TrainConfig scaled = cfg_;
-  scaled.model.norm_layout = "pre";
+  scaled.model.norm_layout = NormLayout::pre;
   scaled.model.norm_scaling = true;
   scaled.output.run_dir = path("run_scaled");
   scaled.training.steps = 1;

@@ -87,7 +87,7 @@ class MemoryPlanTest : public ScratchDirTest {
     write_byte_dataset(path("data.h5"), 40, 4, random_letter_docs(9, 30, 30));
     comm_ = make_self_communicator();
   }
-  TrainConfig config(LinearKind kind, const std::string& optimizer) const {
+  TrainConfig config(LinearKind kind, OptimizerName optimizer) const {
     TrainConfig c = tiny_train_config(path("data.h5"), path("run"));
     c.model.linear.kind = kind;
     if (kind != LinearKind::dense) c.model.linear.rank = 4;
@@ -100,7 +100,7 @@ class MemoryPlanTest : public ScratchDirTest {
   // Trains a 2-layer model past its growth to 4 layers (at step 4) on `be`; returns the plan of
   // the run as configured (the small model's).
   MemoryPlan plan_of_a_growth(const CountingBackend& be) const {
-    TrainConfig c = config(LinearKind::dense, "adamw");
+    TrainConfig c = config(LinearKind::dense, OptimizerName::adamw);
     c.training.steps = 8;
     c.growth.at_tokens = 3 * 2 * 16 + 1;  // crossed at step 4 (2 sequences of 16 tokens per step)
     c.growth.factor = 2;
@@ -120,7 +120,7 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAndOptimizerAllocate) {
       SCOPED_TRACE(str(linear_kind_name(kind), " ", optimizer));
       const CountingBackend be;
       {
-        Trainer t(config(kind, optimizer), *comm_, &be);
+        Trainer t(config(kind, *choice_from_name<OptimizerName>(optimizer)), *comm_, &be);
         t.train_step();  // the first step makes SLTrain's support copies and Fira's first projection
         t.train_step();
         const MemoryPlan plan = plan_memory(t.config(), be, 1, 0, t.config().training.micro_batch);
@@ -137,8 +137,8 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAndOptimizerAllocate) {
 TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
   for (const char* layout : {"pre", "mix", "scaled"}) {
     SCOPED_TRACE(layout);
-    TrainConfig c = config(LinearKind::dense, "adamw");
-    c.model.norm_layout = std::string(layout) == "mix" ? "mix" : "pre";
+    TrainConfig c = config(LinearKind::dense, OptimizerName::adamw);
+    c.model.norm_layout = std::string(layout) == "mix" ? NormLayout::mix : NormLayout::pre;
     c.model.mix_ln_alpha = 0.5;  // layer 0 of 2 Post-LN
     c.model.norm_scaling = std::string(layout) == "scaled";
     const CountingBackend be;
@@ -151,7 +151,7 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
     }
     std::map<std::string, int64_t> sizes;
     for (const auto& b : LlamaModel::activation_sizes(resolved, be, 2)) sizes[b.name] = b.count;
-    const bool mix = c.model.norm_layout == "mix";
+    const bool mix = c.model.norm_layout == NormLayout::mix;
     EXPECT_EQ(sizes.count("layers.0.ln1"), mix ? 0u : 1u);
     EXPECT_EQ(sizes.count("layers.0.ffn_out"), mix ? 1u : 0u);
     EXPECT_EQ(sizes.count("layers.1.ln1"), 1u);
@@ -161,7 +161,7 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
 
 // The real CPU backend: no support copies, and the model's own buffers are the plan's model items.
 TEST_F(MemoryPlanTest, OnTheCpuBackendSLTrainKeepsItsSupportOnTheHost) {
-  TrainConfig c = config(LinearKind::sltrain, "adamw");
+  TrainConfig c = config(LinearKind::sltrain, OptimizerName::adamw);
   c.model.vocab_size = 257;
   const MemoryPlan on_cpu = plan_memory(c, cpu_backend(), 1, 0, 2);
   const CountingBackend counting;
@@ -193,7 +193,7 @@ TEST_F(MemoryPlanTest, PlanCoversThePeakOfAnInRunGrowth) {
 TEST_F(MemoryPlanTest, PlanCountsTheBackendsAttentionScratchOnce) {
   {
     const AttentionScratchBackend be;
-    Trainer t(config(LinearKind::dense, "adamw"), *comm_, &be);
+    Trainer t(config(LinearKind::dense, OptimizerName::adamw), *comm_, &be);
     t.train_step();
     EXPECT_EQ(be.live(), plan_memory(t.config(), be, 1, 0, 2).bytes(MemoryPlace::backend));
   }
@@ -202,7 +202,7 @@ TEST_F(MemoryPlanTest, PlanCountsTheBackendsAttentionScratchOnce) {
 }
 
 TEST_F(MemoryPlanTest, ARunThatDoesNotFitIsRefusedBeforeAllocatingWithTheLargestMicroBatch) {
-  TrainConfig c = config(LinearKind::dense, "adamw");
+  TrainConfig c = config(LinearKind::dense, OptimizerName::adamw);
   c.training.micro_batch = 8;
   c.training.grad_accum = 3;
   TrainConfig resolved = c;
@@ -225,7 +225,7 @@ TEST_F(MemoryPlanTest, ARunThatDoesNotFitIsRefusedBeforeAllocatingWithTheLargest
 TEST_F(MemoryPlanTest, EvenOneSequenceNotFittingSaysSoAndABadLimitIsAnError) {
   {
     const ScopedEnv env("CAIRN_MEMORY_LIMIT_BYTES", "1000");
-    const std::string msg = error_of([&] { Trainer t(config(LinearKind::dense, "adamw"), *comm_); });
+    const std::string msg = error_of([&] { Trainer t(config(LinearKind::dense, OptimizerName::adamw), *comm_); });
     EXPECT_NE(msg.find("even training.micro_batch = 1 does not fit"), std::string::npos) << msg;
   }
   const ScopedEnv env("CAIRN_MEMORY_LIMIT_BYTES", "16G");

@@ -37,7 +37,7 @@ TEST(Model, TiedEmbeddingGradientsMatchFiniteDifferences) {
 ModelConfig mix_config(double alpha) {
   ModelConfig c = tiny_config();
   c.n_layers = 3;
-  c.norm_layout = "mix";
+  c.norm_layout = NormLayout::mix;
   c.mix_ln_alpha = alpha;
   return c;
 }
@@ -66,7 +66,7 @@ TEST(Model, PostLnLayersAndNormScales) {
   ModelConfig c = tiny_config();
   c.n_layers = 12;
   EXPECT_EQ(c.post_ln_layers(), 0);  // "pre" ignores mix_ln_alpha
-  c.norm_layout = "mix";
+  c.norm_layout = NormLayout::mix;
   EXPECT_EQ(c.post_ln_layers(), 3);  // the official 71M/130M runs: POST_NUM = 3 of 12
   c.mix_ln_alpha = 0;
   EXPECT_EQ(c.post_ln_layers(), 0);
@@ -86,15 +86,13 @@ TEST(Model, PostLnLayersAndNormScales) {
 
 TEST(Model, NormLayoutKeysAreValidated) {
   ModelConfig c = tiny_config();
-  c.norm_layout = "post";
-  EXPECT_NE(error_of([&] { c.validate(); }).find("model.norm_layout = \"post\""), std::string::npos);
-  c.norm_layout = "mix";
+  c.norm_layout = NormLayout::mix;
   c.mix_ln_alpha = 1.5;
   EXPECT_NE(error_of([&] { c.validate(); }).find("model.mix_ln_alpha"), std::string::npos);
   c.mix_ln_alpha = 0.25;
   c.norm_scaling = true;
   EXPECT_NE(error_of([&] { c.validate(); }).find("model.norm_scaling"), std::string::npos);
-  c.norm_layout = "pre";
+  c.norm_layout = NormLayout::pre;
   EXPECT_NO_THROW(c.validate());
 }
 
@@ -108,7 +106,7 @@ TEST(Model, PostLnLayersUseTheOfficialNormNames) {
   EXPECT_EQ(t.find("model.layers.1.post_feedforward_layernorm.weight"), -1);
   // Same parameter count as Pre-LN: two gains per layer either way.
   ModelConfig pre = mix_config(0.34);
-  pre.norm_layout = "pre";
+  pre.norm_layout = NormLayout::pre;
   EXPECT_EQ(t.count(), LlamaModel(pre, cpu_backend(), 1).params().count());
   EXPECT_EQ(t.count(), model_param_count(mix_config(0.34)));
 }
@@ -127,7 +125,7 @@ std::pair<float, std::vector<float>> loss_and_grads(const ModelConfig& cfg, cons
 
 TEST(Model, MixLnWithAlphaZeroIsPreLnBitForBit) {
   ModelConfig pre = tiny_config(), mix = tiny_config();
-  mix.norm_layout = "mix";
+  mix.norm_layout = NormLayout::mix;
   mix.mix_ln_alpha = 0.0;
   const auto a = loss_and_grads(pre), b = loss_and_grads(mix);
   EXPECT_EQ(a.first, b.first);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "tests/test_support.h"
 #include "trainer/config.h"
 #include "trainer/schedule.h"
 #include "util/error.h"
@@ -34,7 +35,7 @@ TEST(Schedule, RewarmStartsAtStartLrAndReDecays) {
 
 TEST(Schedule, RewarmFromConfigDefaultsToOnePercentAndTheMinimum) {
   ScheduleConfig c;
-  c.kind = "rewarm";
+  c.kind = ScheduleKind::rewarm;
   c.lr = 2e-3f;
   c.min_lr_ratio = 0.1f;
   c.stage_start = 1000;  // a new stage on a run resumed at step 1000
@@ -92,9 +93,10 @@ min_lr_ratio = 0.01
   auto s = make_schedule(cfg.schedule, 1000);
   EXPECT_NEAR(s->lr(300), 4e-4f, kTol);
   EXPECT_NEAR(s->lr(1000), 1e-5f, 1e-9);
-  cfg.schedule.cooldown_shape = "square";
-  EXPECT_THROW(make_schedule(cfg.schedule, 1000), Error);
-  cfg.schedule.cooldown_shape = "linear";
+  EXPECT_NE(error_of([&] { config_apply_override(cfg, "schedule.cooldown_shape=square"); })
+                .find("is \"square\": use \"cosine\", \"linear\" or \"inv_sqrt\""),
+            std::string::npos);
+  cfg.schedule.cooldown_shape = CooldownShape::linear;
   cfg.schedule.anneal_start = 1000;
   EXPECT_THROW(make_schedule(cfg.schedule, 1000), Error);
 }
@@ -102,7 +104,7 @@ min_lr_ratio = 0.01
 TEST(Schedule, DefaultWarmupDependsOnTheKind) {
   ScheduleConfig c;
   EXPECT_EQ(warmup_steps(c, 1000), 100);
-  c.kind = "rewarm";
+  c.kind = ScheduleKind::rewarm;
   EXPECT_EQ(warmup_steps(c, 1000), 10);
   c.warmup = 25;
   EXPECT_EQ(warmup_steps(c, 1000), 25);
@@ -148,9 +150,10 @@ TEST(Schedule, GrowthGivesTheSmallAndTheGrownModelEachAStageFromWarmup) {
 }
 
 TEST(Schedule, UnknownKindIsRefused) {
-  ScheduleConfig c;
-  c.kind = "triangle";
-  EXPECT_THROW(make_schedule(c, 100), Error);
+  TrainConfig c;
+  EXPECT_NE(error_of([&] { config_apply_override(c, "schedule.kind=triangle"); })
+                .find("is \"triangle\": use \"cosine\", \"constant\", \"rewarm\" or \"infinite\""),
+            std::string::npos);
 }
 
 }  // namespace

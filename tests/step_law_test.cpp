@@ -67,10 +67,10 @@ TEST(StepLaw, HintOnlyWhenMoreThanThreeTimesAway) {
   }
   c.schedule.lr = 3e-2f;
   EXPECT_NE(step_law_hint(c, 1).find("3.14x above"), std::string::npos);
-  c.optimizer.name = "fira";
+  c.optimizer.name = OptimizerName::fira;
   EXPECT_NE(step_law_hint(c, 1).find("Fira/GaLore"), std::string::npos);
   // 8 ranks: D = 1.64e7, η = 9.550e-3·8^0.307 = 1.808e-2, so 1e-2 is within 3x and 5e-3 is not.
-  c.optimizer.name = "adamw";
+  c.optimizer.name = OptimizerName::adamw;
   c.schedule.lr = 1e-2f;
   EXPECT_EQ(step_law_hint(c, 8), "");
   c.schedule.lr = 5e-3f;

@@ -246,13 +246,13 @@ TEST_F(TrainTest, AWarmupAsLongAsTheRunIsSaidAtStart) {
 // The start-up model line says the norm layout: how many layers are Post-LN, and LayerNorm Scaling.
 TEST_F(TrainTest, TheModelLineSaysTheNormLayout) {
   const std::string data = write_byte_dataset(path("n.h5"), 30, 3, "norms before and after. ");
-  auto model_line = [&](const std::string& layout, bool scaling) {
+  auto model_line = [&](NormLayout layout, bool scaling) {
     TrainConfig c = tiny(data);
     c.model.n_layers = 4;
     c.model.norm_layout = layout;
     c.model.norm_scaling = scaling;
     c.training.steps = 1;
-    c.output.run_dir = path(str("run_", layout, scaling));
+    c.output.run_dir = path(str("run_", choice_name(layout), scaling));
     auto comm = make_self_communicator();
     Trainer t(c, *comm);
     TrainingRun run(t);
@@ -262,11 +262,11 @@ TEST_F(TrainTest, TheModelLineSaysTheNormLayout) {
     const size_t at = out.find("\nmodel: ");
     return at == std::string::npos ? out : out.substr(at + 1, out.find('\n', at + 1) - at - 1);
   };
-  EXPECT_NE(model_line("pre", false).find(", norms Pre-LN: "), std::string::npos) << model_line("pre", false);
-  const std::string mix = model_line("mix", false);
+  EXPECT_NE(model_line(NormLayout::pre, false).find(", norms Pre-LN: "), std::string::npos) << model_line(NormLayout::pre, false);
+  const std::string mix = model_line(NormLayout::mix, false);
   EXPECT_NE(mix.find(", norms Mix-LN: the first 1 of 4 layers Post-LN (alpha 0.25), the rest Pre-LN: "), std::string::npos)
       << mix;
-  const std::string scaled = model_line("pre", true);
+  const std::string scaled = model_line(NormLayout::pre, true);
   EXPECT_NE(scaled.find(", norms Pre-LN, LayerNorm Scaling (pre-norm outputs of layer l times 1/sqrt(l)): "),
             std::string::npos)
       << scaled;

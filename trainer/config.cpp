@@ -9,7 +9,9 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <variant>
 
 #include "model/backend.h"
@@ -19,7 +21,24 @@
 namespace cairn {
 namespace {
 
-using Field = std::variant<int64_t*, uint64_t*, float*, double*, bool*, std::string*, LinearKind*,
+// A choice key's field (an enum with a ChoiceNames table): set from one of its names, printed as
+// its name, and the allowed names listed when another is given.
+struct Choice {
+  std::function<bool(std::string_view)> set;  // false, and nothing set, for a name not in the table
+  std::function<std::string_view()> get;
+  std::string allowed;
+};
+template <typename E>
+Choice choice(E* p) {
+  return {[p](std::string_view name) {
+            const std::optional<E> v = choice_from_name<E>(name);
+            if (v) *p = *v;
+            return v.has_value();
+          },
+          [p] { return choice_name(*p); }, choice_list<E>()};
+}
+
+using Field = std::variant<int64_t*, uint64_t*, float*, double*, bool*, std::string*, Choice,
                            std::vector<std::string>*>;
 
 struct Key {
@@ -39,7 +58,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
   auto& d = c.data;
   auto& t = c.training;
   return {
-      {"device", &c.device, "\"cpu\" (\"cuda\" where the CUDA backend is built)"},
+      {"device", choice(&c.device), "\"cpu\" (\"cuda\" where the CUDA backend is built)"},
       {"model.vocab_size", &m.vocab_size, "vocabulary size V; 0 takes the dataset's"},
       {"model.dim", &m.dim, "model width C"},
       {"model.n_layers", &m.n_layers, "transformer blocks L"},
@@ -50,16 +69,16 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"model.rope_theta", &m.rope_theta, "rotary embedding base"},
       {"model.tie_embeddings", &m.tie_embeddings, "LM head shares the embedding matrix"},
       {"model.init_std", &m.init_std, "std of the normal initialization"},
-      {"model.linear", &m.linear.kind, "projection weights: \"dense\" | \"lowrank\" | \"sltrain\""},
+      {"model.linear", choice(&m.linear.kind), "projection weights: \"dense\" | \"lowrank\" | \"sltrain\""},
       {"model.rank", &m.linear.rank, "rank r of low-rank / SLTrain factors"},
       {"model.alpha", &m.linear.alpha, "low-rank scale s = alpha / r"},
       {"model.density", &m.linear.density, "SLTrain sparse density delta"},
-      {"model.sltrain_path", &m.linear.sltrain_path, "\"auto\" | \"materialized\" | \"factored\""},
-      {"model.norm_layout", &m.norm_layout, "\"pre\" (Pre-LN) | \"mix\" (Mix-LN: the first floor(mix_ln_alpha * n_layers) layers Post-LN)"},
+      {"model.sltrain_path", choice(&m.linear.sltrain_path), "\"auto\" | \"materialized\" | \"factored\""},
+      {"model.norm_layout", choice(&m.norm_layout), "\"pre\" (Pre-LN) | \"mix\" (Mix-LN: the first floor(mix_ln_alpha * n_layers) layers Post-LN)"},
       {"model.mix_ln_alpha", &m.mix_ln_alpha, "Mix-LN: fraction of the layers, the first ones, that are Post-LN (0: all Pre-LN)"},
       {"model.norm_scaling", &m.norm_scaling, "LayerNorm Scaling: layer l's (1-based) pre-norm outputs times 1/sqrt(l) (not with \"mix\")"},
       {"model.init_from", &c.init_from, "weights file (model.h5 or a checkpoint's) to start from; \"\": random init"},
-      {"optimizer.name", &o.name, "\"adamw\" | \"fira\" | \"galore\""},
+      {"optimizer.name", choice(&o.name), "\"adamw\" | \"fira\" | \"galore\""},
       {"optimizer.beta1", &o.beta1, "Adam beta1"},
       {"optimizer.beta2", &o.beta2, "Adam beta2"},
       {"optimizer.eps", &o.eps, "Adam epsilon"},
@@ -71,15 +90,15 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"optimizer.update_gap", &o.update_gap, "Fira/GaLore steps between projection refreshes"},
       {"optimizer.alpha", &o.alpha, "Fira/GaLore scale"},
       {"optimizer.limiter_gamma", &o.limiter_gamma, "Fira norm-growth limiter"},
-      {"optimizer.residual_form", &o.residual_form, "Fira residual: \"code\" | \"paper\""},
-      {"schedule.kind", &s.kind, "\"cosine\" | \"constant\" | \"rewarm\" | \"infinite\""},
+      {"optimizer.residual_form", choice(&o.residual_form), "Fira residual: \"code\" | \"paper\""},
+      {"schedule.kind", choice(&s.kind), "\"cosine\" | \"constant\" | \"rewarm\" | \"infinite\""},
       {"schedule.lr", &s.lr, "peak learning rate"},
       {"schedule.min_lr_ratio", &s.min_lr_ratio, "final LR as a fraction of the peak"},
       {"schedule.warmup", &s.warmup, "warmup: a fraction of the stage's steps if < 1, else steps; < 0: 0.01 for rewarm, 0.1 otherwise"},
       {"schedule.stage_start", &s.stage_start, "first step of this schedule stage (e.g. the resumed step of a new stage)"},
       {"schedule.start_lr", &s.start_lr, "rewarm: LR at the stage's first step; < 0: lr * min_lr_ratio"},
       {"schedule.cooldown", &s.cooldown, "infinite: cooldown length, a fraction of the stage's steps if < 1, else steps"},
-      {"schedule.cooldown_shape", &s.cooldown_shape, "infinite: \"cosine\" | \"linear\" | \"inv_sqrt\""},
+      {"schedule.cooldown_shape", choice(&s.cooldown_shape), "infinite: \"cosine\" | \"linear\" | \"inv_sqrt\""},
       {"schedule.const_lr_ratio", &s.const_lr_ratio, "infinite: constant-phase LR as a fraction of the peak"},
       {"schedule.anneal_start", &s.anneal_start, "infinite: step where the exponential anneal to lr * min_lr_ratio starts (< 0: none)"},
       {"data.train", &d.train, "token dataset written by `cairn prepare` (a directory, or an older .h5 file)"},
@@ -101,7 +120,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
        "skip steps with non-finite loss instead of stopping (10 in a row still stop the run)"},
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
       {"training.peak_flops", &t.peak_flops, "peak FLOP/s per rank for MFU (0: a GPU's datasheet peak for the math mode, else the GEMM peak measured once per host, backend and threads, cached in ~/.cache/cairn/peak.json)"},
-      {"training.precision", &t.precision,
+      {"training.precision", choice(&t.precision),
        "GEMM math: \"fp32\" | \"tf32\" | \"bf16\" (TF32 / bf16 tensor cores, fp32 master weights, device = \"cuda\")"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
@@ -140,10 +159,17 @@ void set_field(Key& key, const toml::node& node, const std::string& origin) {
   auto wrong = [&](const char* want) -> Error {
     return Error(str("config key '", key.name, "' in ", origin, " must be ", want));
   };
+  if (Choice* c = std::get_if<Choice>(&key.field)) {
+    if (!node.is_string()) throw wrong(str("one of the strings ", c->allowed).c_str());
+    const std::string name = *node.value<std::string>();
+    if (!c->set(name)) throw Error(str("config key '", key.name, "' in ", origin, " is \"", name, "\": use ", c->allowed));
+    return;
+  }
   std::visit(
-      [&](auto* p) {
+      [&](auto p) {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, bool>) {
+        if constexpr (std::is_same_v<T, Choice>) {
+        } else if constexpr (std::is_same_v<T, bool>) {
           if (!node.is_boolean()) throw wrong("a boolean (true or false)");
           *p = *node.value<bool>();
         } else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) {
@@ -157,9 +183,6 @@ void set_field(Key& key, const toml::node& node, const std::string& origin) {
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (!node.is_string()) throw wrong("a string");
           *p = *node.value<std::string>();
-        } else if constexpr (std::is_same_v<T, LinearKind>) {
-          if (!node.is_string()) throw wrong("a string");
-          *p = linear_kind_from_string(*node.value<std::string>());
         } else {  // array of strings
           const toml::array* arr = node.as_array();
           if (!arr) throw wrong("an array of strings, e.g. [\"a\", \"b\"]");
@@ -189,14 +212,15 @@ void apply_table(std::vector<Key>& keys, const toml::table& table, const std::st
 
 std::string format_field(const Field& f) {
   return std::visit(
-      [](auto* p) -> std::string {
+      [](auto p) -> std::string {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
+        if constexpr (std::is_same_v<T, Choice>) return str("\"", p.get(), "\"");
+        else if constexpr (std::is_same_v<T, bool>) return *p ? "true" : "false";
         else if constexpr (std::is_same_v<T, std::string>) {
           std::ostringstream os;
           os << toml::value<std::string>(*p);
           return os.str();
-        } else if constexpr (std::is_same_v<T, LinearKind>) return str("\"", linear_kind_name(*p), "\"");
+        }
         else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
           std::ostringstream os;
           os << "[";
@@ -275,7 +299,7 @@ std::string config_to_toml(const TrainConfig& cfg) {
 }
 
 void config_validate(const TrainConfig& c) {
-  if (c.device == "cuda") {
+  if (c.device == Device::cuda) {
     if (!CAIRN_HAVE_CUDA)
       throw Error("device = \"cuda\" is not available in this build (configured without CUDA: CAIRN_CUDA=OFF "
                   "or no nvcc found): rebuild with the CUDA toolkit, or use device = \"cpu\"");
@@ -284,17 +308,12 @@ void config_validate(const TrainConfig& c) {
       throw Error("device = \"cuda\" but no CUDA device is usable on this machine (no GPU, no driver, or a "
                   "driver older than the CUDA runtime): use device = \"cpu\"");
     // What still runs host code on parameter memory (see docs/cuda.md).
-    if (c.model.linear.kind == LinearKind::sltrain && c.model.linear.sltrain_path == "factored")
+    if (c.model.linear.kind == LinearKind::sltrain && c.model.linear.sltrain_path == SLTrainPathSetting::factored)
       throw Error("model.sltrain_path = \"factored\" runs its sparse kernels on the host: with device = \"cuda\" "
                   "use \"materialized\" or \"auto\" (which forms W = s·B·A + S and multiplies densely there)");
-  } else if (c.device != "cpu") {
-    throw Error(str("device = \"", c.device, "\" is not a device: use \"cpu\" or \"cuda\""));
   }
-  if (c.training.precision != "fp32" && c.training.precision != "tf32" && c.training.precision != "bf16")
-    throw Error(str("training.precision = \"", c.training.precision, "\" is not supported: use \"fp32\", "
-                    "\"tf32\" or \"bf16\""));
-  if (c.training.precision != "fp32" && c.device != "cuda")
-    throw Error(str("training.precision = \"", c.training.precision, "\" needs device = \"cuda\" (the CPU backend "
+  if (c.training.precision != Precision::fp32 && c.device != Device::cuda)
+    throw Error(str("training.precision = \"", choice_name(c.training.precision), "\" needs device = \"cuda\" (the CPU backend "
                     "computes in fp32): set device = \"cuda\" or training.precision = \"fp32\""));
   ModelConfig m = c.model;
   if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
@@ -339,8 +358,6 @@ void config_validate(const TrainConfig& c) {
     throw Error("data.train is not set: give a token dataset written by `cairn prepare` (e.g. --set data.train=out/fortunes)");
   if (c.checkpoint.every < 0) throw Error("checkpoint.every must be 0 (off) or positive");
   if (c.checkpoint.keep < 0) throw Error("checkpoint.keep must be 0 (keep all) or positive");
-  if (c.optimizer.residual_form != "code" && c.optimizer.residual_form != "paper")
-    throw Error("optimizer.residual_form must be \"code\" or \"paper\"");
 }
 
 std::vector<std::string> config_upgrade(TrainConfig& c) {
@@ -364,6 +381,27 @@ TrainConfig config_load(const std::string& path, const std::vector<std::string>&
   for (const auto& o : overrides) config_apply_override(cfg, o);
   config_validate(cfg);
   return cfg;
+}
+
+std::vector<std::string> config_key_names() {
+  TrainConfig probe;
+  std::vector<std::string> out;
+  for (const auto& k : keys_of(probe))
+    if (!k.deprecated) out.push_back(k.name);
+  return out;
+}
+
+std::vector<ConfigDifference> config_diff(const TrainConfig& a, const TrainConfig& b, const std::vector<std::string>& keys) {
+  TrainConfig ca = a, cb = b;  // keys_of takes the fields to write; nothing is written here
+  auto ka = keys_of(ca), kb = keys_of(cb);
+  std::vector<ConfigDifference> out;
+  for (const auto& name : keys) {
+    const Key *x = find_key(ka, name), *y = find_key(kb, name);
+    CAIRN_ASSERT(x && y, "config_diff: no key ", name);
+    std::string va = format_field(x->field), vb = format_field(y->field);
+    if (va != vb) out.push_back({name, std::move(va), std::move(vb)});
+  }
+  return out;
 }
 
 std::string config_describe() {

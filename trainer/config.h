@@ -27,6 +27,15 @@ void config_validate(const TrainConfig& cfg);
 // training.eval_windows = eval_batches x micro_batch); returns one note per rewritten key for the
 // user. Call after config_validate.
 std::vector<std::string> config_upgrade(TrainConfig& cfg);
+// Every key's name ("section.key"), in the table's order (deprecated keys left out).
+std::vector<std::string> config_key_names();
+// One key whose value differs between two configs, the values as the TOML file writes them.
+struct ConfigDifference {
+  std::string key, a, b;
+};
+// The keys of `keys` (names of the key table, e.g. "model.dim") whose values differ between a and
+// b, in the order given.
+std::vector<ConfigDifference> config_diff(const TrainConfig& a, const TrainConfig& b, const std::vector<std::string>& keys);
 // "key  (type)  meaning" lines for --help.
 std::string config_describe();
 

@@ -98,7 +98,7 @@ Parts plan_parts(const TrainConfig& cfg, const ModelConfig& mc, const Backend& b
   }
   const OptimizerStateMemory opt =
       optimizer_state_memory(table, rows, cfg.optimizer.name, lowrank_config(cfg.optimizer));
-  p.optimizer.push_back({str("optimizer state (", cfg.optimizer.name, world > 1 && cfg.training.zero1 ? ", this rank's ZeRO-1 share" : "", ")"),
+  p.optimizer.push_back({str("optimizer state (", choice_name(cfg.optimizer.name), world > 1 && cfg.training.zero1 ? ", this rank's ZeRO-1 share" : "", ")"),
                          opt.bytes()});
   if (opt.workspace.floats() > 0) {  // Fira or GaLore on dense matrices
     p.optimizer.push_back({"low-rank optimizer step workspace", 4 * opt.workspace.floats()});

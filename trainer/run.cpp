@@ -45,24 +45,6 @@ const char* const kShapeKeys[] = {"model.vocab_size", "model.dim",    "model.n_l
                                   "model.rank",       "model.density", "model.norm_layout", "model.mix_ln_alpha",
                                   "model.norm_scaling", "optimizer.name"};
 
-// "section.key" -> value text of a config_to_toml() rendering.
-std::map<std::string, std::string> config_entries(const std::string& toml) {
-  std::map<std::string, std::string> out;
-  std::istringstream is(toml);
-  std::string section;
-  for (std::string line; std::getline(is, line);) {
-    if (line.empty()) continue;
-    if (line.front() == '[') {
-      section = line.substr(1, line.find(']') - 1);
-      continue;
-    }
-    const auto eq = line.find(" = ");
-    if (eq == std::string::npos) continue;
-    out[section.empty() ? line.substr(0, eq) : section + "." + line.substr(0, eq)] = line.substr(eq + 3);
-  }
-  return out;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -227,26 +209,21 @@ void TrainingRun::check_checkpoint_dir_unused() {
 void TrainingRun::load_verified(const std::string& dir, std::chrono::steady_clock::time_point start) {
   const TrainConfig& cfg = trainer_.config();  // the grown model's after the deepen() below
   const CheckpointInfo info = checkpoint_read_info(dir);
-  const auto saved = config_entries(info.config_toml);
+  // The checkpoint's config; a key an older checkpoint lacks had its default value there.
+  TrainConfig saved;
+  config_apply_toml(saved, info.config_toml, str("the config stored in checkpoint '", dir, "'"));
   // A run that grew in place (growth.at_tokens) before this checkpoint resumes as the grown model.
   // Not grow(): no growth happens now, and its message would claim one at step 0.
-  const auto saved_layers = saved.find("model.n_layers");
   const int64_t growth_step = trainer_.growth_step();
-  const bool grown = growth_step >= 0 && info.state.step >= growth_step && saved_layers != saved.end() &&
-                     saved_layers->second == std::to_string(cfg.model.n_layers * cfg.growth.factor);
+  const bool grown = growth_step >= 0 && info.state.step >= growth_step &&
+                     saved.model.n_layers == cfg.model.n_layers * cfg.growth.factor;
   if (grown) trainer_.deepen(cfg.growth.factor);
-  const auto now = config_entries(config_to_toml(cfg));
-  const TrainConfig fresh;
-  const auto defaults = config_entries(config_to_toml(fresh));
   const bool reset = cfg.training.reset_optimizer;
-  for (const char* key : kShapeKeys) {
-    if (reset && std::string(key) == "optimizer.name") continue;  // a fresh optimizer may differ
-    const auto s = saved.find(key);
-    const std::string sv = s == saved.end() ? defaults.at(key) : s->second, nv = now.at(key);
-    if (sv != nv)
-      throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
-                      ": the model and optimizer must match to resume (use the checkpoint's config)"));
-  }
+  std::vector<std::string> must_match(std::begin(kShapeKeys), std::end(kShapeKeys));
+  if (reset) std::erase(must_match, "optimizer.name");  // a fresh optimizer may differ
+  for (const auto& d : config_diff(saved, cfg, must_match))
+    throw Error(str("checkpoint '", dir, "' was saved with ", d.key, " = ", d.a, " but this run has ", d.key, " = ", d.b,
+                    ": the model and optimizer must match to resume (use the checkpoint's config)"));
   std::vector<std::vector<float>> opt_state;
   if (!reset) opt_state = checkpoint_read_optimizer(dir, info, trainer_.optimizer());
   load_model_weights(trainer_.model(), (fs::path(dir) / "model.h5").string());  // checks all, then copies
@@ -266,21 +243,15 @@ void TrainingRun::load_verified(const std::string& dir, std::chrono::steady_cloc
               << cfg.growth.at_tokens << "): continuing as the grown " << cfg.model.n_layers << "-layer model ("
               << trainer_.model().params().count() << " parameters), LR "
               << trainer_.schedule().stages().back().describe() << "\n";
+  std::vector<std::string> listed;  // where the outputs go may change freely
+  for (const auto& k : config_key_names())
+    if (k.rfind("output.", 0) != 0 && k.rfind("checkpoint.", 0) != 0) listed.push_back(k);
   std::string changed;
-  for (const auto& [k, v] : now) {
-    if (k.rfind("output.", 0) == 0 || k.rfind("checkpoint.", 0) == 0) continue;
-    const auto s = saved.find(k);
-    if (s == saved.end() || s->second != v) changed += str("\n  ", k, ": ", s == saved.end() ? "(absent)" : s->second, " -> ", v);
-  }
+  for (const auto& d : config_diff(saved, cfg, listed)) changed += str("\n  ", d.key, ": ", d.a, " -> ", d.b);
   if (!changed.empty()) std::cout << "note: this run's config differs from the checkpoint's in:" << changed << "\n";
   // The global batch is micro_batch x grad_accum x ranks: a different rank count changes it without
   // any config key changing, and the run silently stops being the one that was checkpointed.
-  const auto saved_int = [&](const char* key, int64_t fallback) {
-    const auto it = saved.find(key);
-    return it == saved.end() ? fallback : std::stoll(it->second);
-  };
-  const int64_t saved_batch = saved_int("training.micro_batch", cfg.training.micro_batch) *
-                              saved_int("training.grad_accum", cfg.training.grad_accum) * info.world_size;
+  const int64_t saved_batch = saved.training.micro_batch * saved.training.grad_accum * info.world_size;
   const int64_t batch = cfg.training.micro_batch * cfg.training.grad_accum * comm_.size();
   if (saved_batch != batch)
     std::cout << "WARNING: the global batch changes from " << saved_batch << " sequences per step (saved by "

@@ -92,7 +92,7 @@ static int64_t steps_of(double value, int64_t stage_steps) {
 }
 
 int64_t warmup_steps(const ScheduleConfig& cfg, int64_t stage_steps) {
-  const double w = cfg.warmup >= 0 ? cfg.warmup : cfg.kind == "rewarm" ? 0.01 : 0.1;
+  const double w = cfg.warmup >= 0 ? cfg.warmup : cfg.kind == ScheduleKind::rewarm ? 0.01 : 0.1;
   return steps_of(w, stage_steps);
 }
 
@@ -101,28 +101,27 @@ ScheduleStage make_stage(const ScheduleConfig& cfg, int64_t start, int64_t end, 
   const int64_t w = warmup_steps(cfg, stage);
   const float min = cfg.lr * cfg.min_lr_ratio;
   std::unique_ptr<LrSchedule> s;
-  if (cfg.kind == "cosine") {
-    s = std::make_unique<WarmupCosine>(cfg.lr, cfg.min_lr_ratio, w, stage);
-  } else if (cfg.kind == "constant") {
-    s = std::make_unique<WarmupConstant>(cfg.lr, w);
-  } else if (cfg.kind == "rewarm") {
-    s = std::make_unique<Rewarm>(cfg.start_lr >= 0 ? cfg.start_lr : min, cfg.lr, min, w, stage);
-  } else if (cfg.kind == "infinite") {
-    CooldownShape shape;
-    if (cfg.cooldown_shape == "cosine") shape = CooldownShape::cosine;
-    else if (cfg.cooldown_shape == "linear") shape = CooldownShape::linear;
-    else if (cfg.cooldown_shape == "inv_sqrt") shape = CooldownShape::inv_sqrt;
-    else throw Error(str("schedule.cooldown_shape = \"", cfg.cooldown_shape, "\": use \"cosine\", \"linear\" or \"inv_sqrt\""));
-    const int64_t anneal = cfg.anneal_start < 0 ? -1 : cfg.anneal_start - start;
-    if (cfg.anneal_start >= 0 && (anneal < 0 || anneal >= stage))
-      throw Error(str("schedule.anneal_start = ", cfg.anneal_start, " must lie in the stage [", start, ", ", end, ")"));
-    if (cfg.anneal_start >= 0 && !(min > 0))
-      throw Error("the exponential anneal needs schedule.min_lr_ratio > 0");
-    s = std::make_unique<Infinite>(cfg.lr, cfg.lr * cfg.const_lr_ratio, min, w,
-                                   std::max<int64_t>(1, steps_of(cfg.cooldown, stage)), shape, anneal, stage);
-  } else {
-    throw Error(str("schedule.kind = \"", cfg.kind,
-                    "\" is not a schedule: use \"cosine\", \"constant\", \"rewarm\" or \"infinite\""));
+  switch (cfg.kind) {
+    case ScheduleKind::cosine:
+      s = std::make_unique<WarmupCosine>(cfg.lr, cfg.min_lr_ratio, w, stage);
+      break;
+    case ScheduleKind::constant:
+      s = std::make_unique<WarmupConstant>(cfg.lr, w);
+      break;
+    case ScheduleKind::rewarm:
+      s = std::make_unique<Rewarm>(cfg.start_lr >= 0 ? cfg.start_lr : min, cfg.lr, min, w, stage);
+      break;
+    case ScheduleKind::infinite: {
+      const int64_t anneal = cfg.anneal_start < 0 ? -1 : cfg.anneal_start - start;
+      if (cfg.anneal_start >= 0 && (anneal < 0 || anneal >= stage))
+        throw Error(str("schedule.anneal_start = ", cfg.anneal_start, " must lie in the stage [", start, ", ", end, ")"));
+      if (cfg.anneal_start >= 0 && !(min > 0))
+        throw Error("the exponential anneal needs schedule.min_lr_ratio > 0");
+      s = std::make_unique<Infinite>(cfg.lr, cfg.lr * cfg.const_lr_ratio, min, w,
+                                     std::max<int64_t>(1, steps_of(cfg.cooldown, stage)), cfg.cooldown_shape, anneal,
+                                     stage);
+      break;
+    }
   }
   return {start, end, w, std::move(label), std::move(s)};
 }

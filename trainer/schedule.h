@@ -63,8 +63,6 @@ class Rewarm final : public LrSchedule {
   int64_t warmup_, total_;
 };
 
-enum class CooldownShape { cosine, linear, inv_sqrt };
-
 // Infinite schedule: linear warmup to peak over W steps (as WarmupCosine); cooldown over D steps
 // to c = const_lr with u = (t − W)/D:
 //   cosine   c + (peak − c)·(1 + cos πu)/2

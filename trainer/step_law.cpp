@@ -34,7 +34,7 @@ std::string step_law_hint(const TrainConfig& cfg, int64_t ranks) {
   const StepLaw s = step_law(n, d);
   const double ratio = double(cfg.schedule.lr) / s.lr;
   if (ratio <= 3 && ratio >= 1.0 / 3) return "";
-  const bool low_rank = cfg.model.linear.kind != LinearKind::dense || cfg.optimizer.name != "adamw";
+  const bool low_rank = cfg.model.linear.kind != LinearKind::dense || cfg.optimizer.name != OptimizerName::adamw;
   return str("hint: schedule.lr = ", g3(cfg.schedule.lr), " is ", g3(ratio > 1 ? ratio : 1 / ratio), "x ",
              ratio > 1 ? "above" : "below", " the Step Law suggestion ", g3(s.lr), " for N = ", g3(n),
              " non-embedding parameters and D = ", g3(d), " tokens (its batch size: ", g3(s.batch_tokens),

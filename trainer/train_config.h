@@ -8,11 +8,52 @@
 #include <vector>
 
 #include "model/llama.h"
+#include "util/choice.h"
 
 namespace cairn {
 
+// The choice keys' values (util/choice.h: each enum's names are its TOML strings).
+enum class Device { cpu, cuda };
+template <>
+struct ChoiceNames<Device> {
+  static constexpr std::array<std::pair<std::string_view, Device>, 2> names{{{"cpu", Device::cpu}, {"cuda", Device::cuda}}};
+};
+enum class OptimizerName { adamw, fira, galore };
+template <>
+struct ChoiceNames<OptimizerName> {
+  static constexpr std::array<std::pair<std::string_view, OptimizerName>, 3> names{
+      {{"adamw", OptimizerName::adamw}, {"fira", OptimizerName::fira}, {"galore", OptimizerName::galore}}};
+};
+// Fira's residual: "code" G − alpha·back(R) (the official code), "paper" G − back(R).
+enum class ResidualForm { code, paper };
+template <>
+struct ChoiceNames<ResidualForm> {
+  static constexpr std::array<std::pair<std::string_view, ResidualForm>, 2> names{
+      {{"code", ResidualForm::code}, {"paper", ResidualForm::paper}}};
+};
+enum class ScheduleKind { cosine, constant, rewarm, infinite };
+template <>
+struct ChoiceNames<ScheduleKind> {
+  static constexpr std::array<std::pair<std::string_view, ScheduleKind>, 4> names{
+      {{"cosine", ScheduleKind::cosine}, {"constant", ScheduleKind::constant}, {"rewarm", ScheduleKind::rewarm},
+       {"infinite", ScheduleKind::infinite}}};
+};
+enum class CooldownShape { cosine, linear, inv_sqrt };
+template <>
+struct ChoiceNames<CooldownShape> {
+  static constexpr std::array<std::pair<std::string_view, CooldownShape>, 3> names{
+      {{"cosine", CooldownShape::cosine}, {"linear", CooldownShape::linear}, {"inv_sqrt", CooldownShape::inv_sqrt}}};
+};
+// GEMM math: fp32, or TF32 / bf16 tensor cores with fp32 master weights (device = "cuda").
+enum class Precision { fp32, tf32, bf16 };
+template <>
+struct ChoiceNames<Precision> {
+  static constexpr std::array<std::pair<std::string_view, Precision>, 3> names{
+      {{"fp32", Precision::fp32}, {"tf32", Precision::tf32}, {"bf16", Precision::bf16}}};
+};
+
 struct OptimizerConfig {
-  std::string name = "adamw";  // "adamw" | "fira" | "galore"
+  OptimizerName name = OptimizerName::adamw;
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
   float weight_decay = 0.1f;
   bool decay_norms = false;        // weight decay on RMSNorm gains
@@ -23,11 +64,11 @@ struct OptimizerConfig {
   int64_t update_gap = 200;
   float alpha = 0.25f;
   float limiter_gamma = 1.01f;
-  std::string residual_form = "code";  // "code": G − alpha·back(R); "paper": G − back(R)
+  ResidualForm residual_form = ResidualForm::code;
 };
 
 struct ScheduleConfig {
-  std::string kind = "cosine";  // "cosine" | "constant" | "rewarm" | "infinite"
+  ScheduleKind kind = ScheduleKind::cosine;
   float lr = 3e-3f;             // peak learning rate
   float min_lr_ratio = 0.1f;    // cosine / rewarm end (and the infinite anneal's end) at lr·min_lr_ratio
   double warmup = -1;           // a fraction of the stage's steps if < 1, else steps; < 0: the kind's
@@ -36,7 +77,7 @@ struct ScheduleConfig {
   float start_lr = -1;          // rewarm: LR at the stage's first step; < 0: lr·min_lr_ratio
   // Infinite schedule: warmup, cooldown to lr·const_lr_ratio, constant, optional anneal.
   double cooldown = 0.1;        // a fraction of the stage's steps if < 1, else steps
-  std::string cooldown_shape = "cosine";  // "cosine" | "linear" | "inv_sqrt"
+  CooldownShape cooldown_shape = CooldownShape::cosine;
   float const_lr_ratio = 0.5f;  // the constant phase's LR as a fraction of lr
   int64_t anneal_start = -1;    // step where the exponential anneal to lr·min_lr_ratio begins; < 0: none
 };
@@ -68,7 +109,7 @@ struct TrainingConfig {
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
   double peak_flops = 0;         // for MFU; 0: a GPU's datasheet peak, else the measured GEMM peak, cached per host (trainer/peak_flops.h)
-  std::string precision = "fp32"; // GEMM math: "fp32" | "tf32" | "bf16" (device = "cuda" only)
+  Precision precision = Precision::fp32;  // device = "cuda" only
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
   double bucket_mb = 4;          // gradient all-reduce bucket size (MiB)
@@ -90,7 +131,7 @@ struct CheckpointConfig {
 };
 
 struct TrainConfig {
-  std::string device = "cpu";
+  Device device = Device::cpu;
   ModelConfig model;
   std::string init_from = "";    // key model.init_from: weights file to start from ("": random init)
   OptimizerConfig optimizer;

@@ -20,9 +20,14 @@ namespace cairn {
 
 namespace {
 
-// training.precision (validated by config_validate) → the CUDA backend's math mode.
-CudaMath cuda_math(const std::string& precision) {
-  return precision == "bf16" ? CudaMath::bf16 : precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+// training.precision → the CUDA backend's math mode.
+CudaMath cuda_math(Precision precision) {
+  switch (precision) {
+    case Precision::tf32: return CudaMath::tf32;
+    case Precision::bf16: return CudaMath::bf16;
+    case Precision::fp32: break;
+  }
+  return CudaMath::fp32;
 }
 
 }  // namespace
@@ -47,7 +52,7 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 
 // device and training.precision's backend.
 static const Backend& configured_backend(const TrainConfig& cfg) {
-  return cfg.device == "cuda" ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
+  return cfg.device == Device::cuda ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
 }
 
 MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
@@ -64,23 +69,14 @@ static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) 
   const std::string file = checkpoint_weights_path(cfg.init_from);
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
-  const ModelConfig &a = stored.model, &b = cfg.model;
-  const std::tuple<const char*, std::string, std::string> keys[] = {
-      {"model.n_layers", str(a.n_layers), str(b.n_layers)},
-      {"model.dim", str(a.dim), str(b.dim)},
-      {"model.n_heads", str(a.n_heads), str(b.n_heads)},
-      {"model.ffn_dim", str(a.ffn_dim), str(b.ffn_dim)},
-      {"model.vocab_size", str(a.vocab_size), str(b.vocab_size)},
-      {"model.linear", linear_kind_name(a.linear.kind), linear_kind_name(b.linear.kind)},
-      {"model.tie_embeddings", a.tie_embeddings ? "true" : "false", b.tie_embeddings ? "true" : "false"},
-      {"model.norm_layout", a.norm_layout, b.norm_layout},
-      {"model.mix_ln_alpha", a.norm_layout == "mix" ? str(a.mix_ln_alpha) : "(unused)",
-       b.norm_layout == "mix" ? str(b.mix_ln_alpha) : "(unused)"},
-      {"model.norm_scaling", a.norm_scaling ? "true" : "false", b.norm_scaling ? "true" : "false"}};
-  for (const auto& [key, saved, configured] : keys)
-    if (saved != configured)
-      throw Error(str("model.init_from = '", file, "' was saved with ", key, " = ", saved, " but this run has ", key,
-                      " = ", configured, ": make the model keys match the architecture the weights were saved with"));
+  std::vector<std::string> keys = {"model.n_layers",       "model.dim",         "model.n_heads",
+                                    "model.ffn_dim",        "model.vocab_size",  "model.linear",
+                                    "model.tie_embeddings", "model.norm_layout", "model.norm_scaling"};
+  if (stored.model.norm_layout == NormLayout::mix || cfg.model.norm_layout == NormLayout::mix)
+    keys.push_back("model.mix_ln_alpha");  // unused by Pre-LN
+  for (const auto& d : config_diff(stored, cfg, keys))
+    throw Error(str("model.init_from = '", file, "' was saved with ", d.key, " = ", d.a, " but this run has ", d.key,
+                    " = ", d.b, ": make the model keys match the architecture the weights were saved with"));
   load_model_weights(model, file);
   return file;
 }
@@ -114,7 +110,7 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
   // host), which the CUDA backend then binds to.
   CommOptions options;
   options.timeout_seconds = cfg_.training.comm_timeout_s;
-  grad_comm_ = std::make_unique<GradientCommunicator>(comm_, cfg_.device == "cuda", options);
+  grad_comm_ = std::make_unique<GradientCommunicator>(comm_, cfg_.device == Device::cuda, options);
   const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
   grad_comm_->set_compute_stream(be.compute_stream());

@@ -14,7 +14,7 @@ namespace cairn {
 // The blocks' norm layout, for the model line: which layers are Post-LN (Mix-LN) and whether
 // LayerNorm Scaling multiplies the pre-norm outputs.
 static std::string describe_norms(const ModelConfig& m) {
-  std::string out = m.norm_layout == "mix" ? str("Mix-LN: the first ", m.post_ln_layers(), " of ", m.n_layers,
+  std::string out = m.norm_layout == NormLayout::mix ? str("Mix-LN: the first ", m.post_ln_layers(), " of ", m.n_layers,
                                                  " layers Post-LN (alpha ", m.mix_ln_alpha, "), the rest Pre-LN")
                                            : std::string("Pre-LN");
   if (m.norm_scaling) out += ", LayerNorm Scaling (pre-norm outputs of layer l times 1/sqrt(l))";
@@ -38,7 +38,7 @@ void Trainer::print_startup() {
   std::cout << memory_summary(memory_) << "\n";
   if (const std::string device = model_->backend().device_summary(); !device.empty())
     std::cout << "device: " << device << "\n";
-  if (cfg_.optimizer.name != "adamw") {
+  if (cfg_.optimizer.name != OptimizerName::adamw) {
     const LowRankConfig lc = lowrank_config(cfg_.optimizer);
     std::cout << describe_optimizer_state_memory(optimizer_state_memory(t, cfg_.optimizer.name, lc),
                                                  cfg_.optimizer.name, lc) << "\n";

@@ -25,7 +25,7 @@ namespace cairn {
 namespace {
 
 Communicator* world = nullptr;
-std::string device = "cpu";
+Device device = Device::cpu;
 std::string dataset_path;
 std::string run_dir;  // only checkpoints are written there: these tests never call TrainingRun::run()
 
@@ -113,7 +113,7 @@ TEST(TrainerMpi, ValidationMatchesOneRank) {
       m.backend().copy_to_device(m.param_data(), params.data(), int64_t(params.size()) * 4);
       m.backend().parameters_changed(m.param_data(), int64_t(params.size()));
       const double v = alone.validate();
-      if (device == "cpu" && micro_batch == tiny_config().training.micro_batch)
+      if (device == Device::cpu && micro_batch == tiny_config().training.micro_batch)
         EXPECT_EQ(v, shared) << "eval_windows " << windows;
       else
         EXPECT_NEAR(v, shared, 1e-6 * shared) << "eval_windows " << windows << ", micro_batch " << micro_batch;
@@ -173,8 +173,8 @@ int main(int argc, char** argv) {
   cairn::world = comm.get();
   testing::InitGoogleTest(&argc, argv);
   for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--device=cuda") cairn::device = "cuda";
-  if (cairn::device == "cuda") {
+    if (std::string(argv[i]) == "--device=cuda") cairn::device = cairn::Device::cuda;
+  if (cairn::device == cairn::Device::cuda) {
     // One GPU per rank on this host, or every rank skips.
     int64_t missing = cairn::cuda_device_count() < comm->local_size() ? 1 : 0;
     comm->all_reduce(&missing, 1, cairn::ReduceOp::max);

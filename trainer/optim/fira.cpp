@@ -206,17 +206,14 @@ std::vector<StateTensor> FiraOptimizer::state() {
   return out;
 }
 
-OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
-                                            const LowRankConfig& cfg) {
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, OptimizerName optimizer, const LowRankConfig& cfg) {
   std::vector<int> rows(table.rows().size());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = int(i);
   return optimizer_state_memory(table, rows, optimizer, cfg);
 }
 
 OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::vector<int>& rows,
-                                            const std::string& optimizer, const LowRankConfig& cfg) {
-  if (optimizer != "adamw" && optimizer != "galore" && optimizer != "fira")
-    throw Error(str("unknown optimizer '", optimizer, "': use adamw, galore or fira"));
+                                            OptimizerName optimizer, const LowRankConfig& cfg) {
   OptimizerStateMemory mem;
   for (int row : rows) {
     const ParamRow& pr = table.row(row);
@@ -226,11 +223,11 @@ OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::
     }
     ++mem.matrix_rows;
     mem.matrix_floats_adamw += 2 * pr.numel;
-    if (optimizer == "adamw") {
+    if (optimizer == OptimizerName::adamw) {
       mem.matrix_floats += 2 * pr.numel;
     } else {
       LowRankShape s = lowrank_shape(cfg, pr.shape.at(0), pr.shape.at(1));
-      mem.matrix_floats += s.state_numel(optimizer == "fira");
+      mem.matrix_floats += s.state_numel(optimizer == OptimizerName::fira);
       mem.clamped_rows += s.clamped ? 1 : 0;
       mem.workspace.fit(s);
       if (s.m * s.n > mem.largest_matrix_m * mem.largest_matrix_n) mem.largest_matrix_m = s.m, mem.largest_matrix_n = s.n;
@@ -239,11 +236,11 @@ OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::
   return mem;
 }
 
-std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, const std::string& optimizer,
+std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, OptimizerName optimizer,
                                             const LowRankConfig& cfg) {
   constexpr double MiB = 1024.0 * 1024.0;
   char buf[512];
-  if (optimizer == "adamw") {
+  if (optimizer == OptimizerName::adamw) {
     std::snprintf(buf, sizeof buf, "optimizer state (adamw): %.1f MiB (matrices %.1f MiB, other rows %.1f MiB)",
                   mem.bytes() / MiB, 4.0 * mem.matrix_floats / MiB, 4.0 * mem.other_floats / MiB);
     return buf;
@@ -251,7 +248,7 @@ std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, con
   std::snprintf(buf, sizeof buf,
                 "optimizer state (%s, rank %lld, gap %lld): %.1f MiB = %lld matrices %.1f MiB "
                 "(AdamW would hold %.1f MiB) + other rows %.1f MiB",
-                optimizer.c_str(), (long long)cfg.rank, (long long)cfg.update_gap, mem.bytes() / MiB,
+                choice_name(optimizer).data(), (long long)cfg.rank, (long long)cfg.update_gap, mem.bytes() / MiB,
                 (long long)mem.matrix_rows, 4.0 * mem.matrix_floats / MiB, 4.0 * mem.matrix_floats_adamw / MiB,
                 4.0 * mem.other_floats / MiB);
   std::string out = buf;

@@ -12,6 +12,7 @@
 #include "model/backend.h"
 #include "model/param_table.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/train_config.h"
 
 namespace cairn {
 
@@ -22,7 +23,8 @@ struct LowRankConfig {
   float limiter_gamma = 1.01f; // ‖S_t‖ ≤ γ·‖S_{t-1}‖
   bool residual = true;        // false = GaLore (no residual S)
   // code: S = (G − alpha·back(R))·φ, as fira_adamw.py computes it; paper: S = (G − back(R))·φ.
-  enum class ResidualForm { code, paper } residual_form = ResidualForm::code;
+  using ResidualForm = cairn::ResidualForm;  // optimizer.residual_form
+  ResidualForm residual_form = ResidualForm::code;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-6f;
   float weight_decay = 0.0f;   // decoupled, applied after the update: W −= lr·wd·W
 };
@@ -129,14 +131,12 @@ struct OptimizerStateMemory {
   int64_t largest_matrix_m = 0, largest_matrix_n = 0;  // the largest of them (its SVD's scratch)
   int64_t bytes() const { return 4 * (matrix_floats + other_floats); }  // state only
 };
-// Of the whole table, or of `rows` (a rank's share under ZeRO-1). Throws Error for an unknown
-// optimizer name.
-OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::string& optimizer,
-                                            const LowRankConfig& cfg);
+// Of the whole table, or of `rows` (a rank's share under ZeRO-1).
+OptimizerStateMemory optimizer_state_memory(const ParamTable& table, OptimizerName optimizer, const LowRankConfig& cfg);
 OptimizerStateMemory optimizer_state_memory(const ParamTable& table, const std::vector<int>& rows,
-                                            const std::string& optimizer, const LowRankConfig& cfg);
+                                            OptimizerName optimizer, const LowRankConfig& cfg);
 // One line for the start of a run, e.g. "optimizer state (fira, r 128): 123.4 MiB = ...".
-std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, const std::string& optimizer,
+std::string describe_optimizer_state_memory(const OptimizerStateMemory& mem, OptimizerName optimizer,
                                             const LowRankConfig& cfg);
 
 }  // namespace cairn
