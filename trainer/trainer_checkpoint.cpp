@@ -58,6 +58,39 @@ std::string share(Communicator& comm, std::string s) {
   return s;
 }
 
+// The global batch is micro_batch x grad_accum x ranks, so a different rank count changes it
+// without any config key changing. When only the rank count changed since the checkpoint (the same
+// run continued on the nodes that remain), grad_accum takes up the difference if a whole number
+// does; if none does, resuming is refused, naming the settings. When the user changed micro_batch or
+// grad_accum themselves, their batch stands, with a warning if it differs. Returns the grad_accum
+// to use and what to tell the user ("" for nothing).
+std::pair<int64_t, std::string> grad_accum_for_ranks(const std::map<std::string, std::string>& saved,
+                                                     int64_t saved_world, const TrainingConfig& t, int64_t world) {
+  const auto saved_int = [&](const char* key, int64_t fallback) {
+    const auto it = saved.find(key);
+    return it == saved.end() ? fallback : std::stoll(it->second);
+  };
+  const int64_t saved_micro = saved_int("training.micro_batch", t.micro_batch);
+  const int64_t saved_accum = saved_int("training.grad_accum", t.grad_accum);
+  const int64_t saved_batch = saved_micro * saved_accum * saved_world;
+  const int64_t batch = t.micro_batch * t.grad_accum * world;
+  if (saved_batch == batch) return {t.grad_accum, ""};
+  const std::string was = str("the checkpoint's global batch is ", saved_batch, " sequences per step (", saved_world,
+                              " ranks x micro_batch ", saved_micro, " x grad_accum ", saved_accum, ")");
+  if (t.micro_batch != saved_micro || t.grad_accum != saved_accum)
+    return {t.grad_accum, str("WARNING: ", was, "; this run's is ", batch, " (", world, " x micro_batch ", t.micro_batch,
+                              " x grad_accum ", t.grad_accum, "): to continue the same run, set training.micro_batch x "
+                              "training.grad_accum x ranks = ", saved_batch)};
+  if (saved_batch % (t.micro_batch * world) != 0)
+    throw Error(str(was, "; on ", world, " ranks no whole training.grad_accum keeps it (", saved_batch, " / (", world,
+                    " x micro_batch ", t.micro_batch, ") is not an integer): set training.micro_batch and "
+                    "training.grad_accum so that micro_batch x grad_accum x ", world, " = ", saved_batch,
+                    ", or resume on a rank count that divides it"));
+  const int64_t accum = saved_batch / (t.micro_batch * world);
+  return {accum, str("continuing on ", world, " ranks instead of ", saved_world, ": training.grad_accum ", t.grad_accum,
+                     " -> ", accum, " keeps the global batch of ", saved_batch, " sequences per step")};
+}
+
 }  // namespace
 
 std::string Trainer::checkpoint_dir() const {
@@ -200,11 +233,14 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
       throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
                       ": the model and optimizer must match to resume (use the checkpoint's config)"));
   }
+  // Before anything changes: a rank count that cannot keep the global batch is refused here.
+  const auto [grad_accum, batch_note] = grad_accum_for_ranks(saved, info.world_size, cfg_.training, comm_.size());
   std::vector<std::vector<float>> opt_state;
   if (!reset) opt_state = checkpoint_read_optimizer(dir, info, *optimizer_);
   load_model_weights(*model_, (fs::path(dir) / "model.h5").string());  // checks all, then copies
   // training.reset_optimizer: weights and counters continue, the optimizer starts fresh.
   if (!reset) checkpoint_commit_optimizer(*optimizer_, opt_state, info.optimizer_steps, model_->backend());
+  cfg_.training.grad_accum = grad_accum;
   state_.step = info.step;
   state_.samples = info.samples;
   state_.tokens = info.tokens;
@@ -227,21 +263,7 @@ void Trainer::load_verified(const std::string& dir, std::chrono::steady_clock::t
     if (s == saved.end() || s->second != v) changed += str("\n  ", k, ": ", s == saved.end() ? "(absent)" : s->second, " -> ", v);
   }
   if (!changed.empty()) std::cout << "note: this run's config differs from the checkpoint's in:" << changed << "\n";
-  // The global batch is micro_batch x grad_accum x ranks: a different rank count changes it without
-  // any config key changing, and the run silently stops being the one that was checkpointed.
-  const auto saved_int = [&](const char* key, int64_t fallback) {
-    const auto it = saved.find(key);
-    return it == saved.end() ? fallback : std::stoll(it->second);
-  };
-  const int64_t saved_batch = saved_int("training.micro_batch", cfg_.training.micro_batch) *
-                              saved_int("training.grad_accum", cfg_.training.grad_accum) * info.world_size;
-  const int64_t batch = cfg_.training.micro_batch * cfg_.training.grad_accum * comm_.size();
-  if (saved_batch != batch)
-    std::cout << "WARNING: the global batch changes from " << saved_batch << " sequences per step (saved by "
-              << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ") to " << batch << " ("
-              << comm_.size() << " x micro_batch " << cfg_.training.micro_batch << " x grad_accum "
-              << cfg_.training.grad_accum << "): to continue the same run, set training.micro_batch x "
-              << "training.grad_accum x ranks = " << saved_batch << "\n";
+  if (!batch_note.empty()) std::cout << batch_note << "\n";
   std::cout << std::flush;
 }
 
