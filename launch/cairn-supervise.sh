@@ -13,6 +13,7 @@
 #        --layout names the ranks on each host (e.g. "n1:0-1 n2:2-3"), so a report that names only
 #        a host (mpirun's lost daemon) also names its ranks.
 # env:   CAIRN_ABORT_GRACE  seconds (default 30)
+#        CAIRN_LOST_REPORT  a file to write the lost ranks and hosts to, one "rank R on host H" a line
 # exit:  the launcher's code; 75 (EX_TEMPFAIL) when ranks or a node were lost (so a batch script can
 #        requeue the job on the nodes that remain), with a last line "cairn-supervise: lost: ...".
 set -uo pipefail
@@ -89,6 +90,7 @@ rc=$?
 sleep 0.2  # the last lines of the launcher's stderr
 if [ -s "$notes/lost" ]; then
   say "lost: $(sort -u "$notes/lost" | paste -sd ';' | sed 's/;/; /g')"
+  [ -z "${CAIRN_LOST_REPORT:-}" ] || sed 's/, rank /\nrank /g' "$notes/lost" | sort -u >"$CAIRN_LOST_REPORT"
   exit 75
 fi
 if [ -n "$ended_it" ] && [ "$rc" -eq 0 ]; then rc=1; fi

@@ -98,7 +98,7 @@ run_and_lose() {
 # resumes RUN_DIR: the latest checkpoint loads (every file's size and hash verified) on this host.
 check_latest_resumes() {
   local dir=$1 np=$2 step
-  step=$(readlink "$dir/checkpoints/latest" 2>/dev/null || ls "$dir/checkpoints" | grep -E '^step_[0-9]+$' | tail -n 1)
+  step=$(tr -d "[:space:]" <"$dir/checkpoints/latest")
   step=$((10#${step#step_}))
   ((step >= 3)) || fail "no checkpoint of step >= 3 in $dir/checkpoints"
   mpirun --allow-run-as-root --oversubscribe -np "$np" "$cairn" train "${common[@]}" --set "output.run_dir=$dir" \

@@ -157,8 +157,8 @@ cmd_up() {
   fi
 }
 
-# Kills every process in the cluster's namespaces (by PID: all were started into them), then
-# removes the namespaces, their bind files and hosts files. Safe to repeat; finds leftovers by name.
+# Kills every process in the cluster's namespaces (by PID: all were started into them) and the
+# munged of a Slurm cluster on it, then removes the namespaces, their bind files and hosts files. Safe to repeat; finds leftovers by name.
 cmd_down() {
   need_root
   local n pids
@@ -175,6 +175,11 @@ cmd_down() {
     fi
     ip netns delete "$n" 2>/dev/null || true
   done
+  # munged of a Slurm cluster on it (slurm.sh) runs in the root namespace: by its recorded PID.
+  if [ -f "$state/slurm/pids" ]; then
+    pids=$(awk '$1 == "munged" {print $2}' "$state/slurm/pids")
+    [ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+  fi
   # Every mount under the state directory (namespace files, then the directory's own), deepest first.
   local m
   for m in $(findmnt -rn -o TARGET | grep "^$state/" | sort -r || true); do umount "$m" 2>/dev/null || true; done
