@@ -51,7 +51,7 @@ watch() {
     printf '%s\n' "$line" >&2
     case $line in
       *"aborting the job:"* | *"MPI_ABORT was invoked"* | *"lost communication with a remote daemon"* | \
-      *"noticed that process rank"* | *"daemon"*"failed"* | *"Node failure"* | *"Task "*" exited"*)
+      *"noticed that process rank"* | *"daemon"*"failed"* | *"Node failure on "*)
         [ -f "$notes/abort" ] || echo "$line" >"$notes/abort" ;;
     esac
     case $line in
@@ -61,6 +61,9 @@ watch() {
         echo "$line" | sed -E 's/.*process rank ([0-9]+) .* on node ([^ ]+) (.*)/rank \1 on host \2 (\3)/' >>"$notes/lost" ;;
       *"Remote daemon:"*" on node "*)  # mpirun: "  Remote daemon: [[1,0],2] on node n2"
         host=${line##*on node }
+        ranks_on "${host%% *}" >>"$notes/lost" ;;
+      *"Node failure on "*)  # srun: "srun: error: Node failure on n2"
+        host=${line##*Node failure on }
         ranks_on "${host%% *}" >>"$notes/lost" ;;
     esac
   done

@@ -35,13 +35,9 @@ cmd_up() {
   started=""
   trap '[ -n "$started" ] || { echo "slurm.sh: up failed; stopping what it started" >&2; cmd_down >&2; }' EXIT
 
-  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
-  chmod 400 "$dir/munge/munge.key"
-  chmod 700 "$dir/munge"
-  munged --foreground --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
-         --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-         --seed-file="$dir/munge/munged.seed" >/dev/null 2>&1 &
-  echo "munged $!" >>"$dir/pids"
+  local munged_pid
+  munged_pid=$("$here/../../slurm/test-cluster/start_munged.sh" "$dir")
+  echo "munged $munged_pid" >>"$dir/pids"
 
   {
     cat <<EOF
@@ -88,10 +84,6 @@ EOF
   } >"$dir/slurm.conf"
 
   local deadline=$((SECONDS + ${CAIRN_SLURM_START_TIMEOUT:-60}))
-  until [ -S "$dir/munge/munge.socket" ]; do
-    ((SECONDS < deadline)) || fail "munged did not create its socket: $(cat "$dir/munge/munged.log" 2>/dev/null)"
-    sleep 0.2
-  done
   # slurmd through nsenter + a UTS namespace (cluster.sh exec), not `ip netns exec`, which remounts
   # /sys: slurmd then fails on its cgroup mount.
   # (cluster.sh itself, not the cl function: $! is then the daemon, which nsenter and unshare exec)
