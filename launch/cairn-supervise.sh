@@ -47,7 +47,7 @@ ranks_on() {  # HOST -> "ranks 2-3 on HOST" from the layout, or "HOST"
 # Reads the launcher's stderr, passes every line on, and notes the first abort and every loss.
 watch() {
   local line host
-  while IFS= read -r line; do
+  while IFS= read -r line || [ -n "$line" ]; do  # (also a last line without a newline)
     printf '%s\n' "$line" >&2
     case $line in
       *"aborting the job:"* | *"MPI_ABORT was invoked"* | *"lost communication with a remote daemon"* | \
@@ -67,6 +67,7 @@ watch() {
         ranks_on "${host%% *}" >>"$notes/lost" ;;
     esac
   done
+  touch "$notes/eof"
 }
 
 # In its own process group, so a Ctrl-C at the terminal reaches it only through forward().
@@ -90,7 +91,9 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$pid"
 rc=$?
-sleep 0.2  # the last lines of the launcher's stderr
+# The last lines of the launcher's stderr: until the watcher has read them all (at most 2 s: a lost
+# node's daemon may hold the pipe open for good).
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ -f "$notes/eof" ] && break; sleep 0.2; done
 if [ -s "$notes/lost" ]; then
   say "lost: $(sort -u "$notes/lost" | paste -sd ';' | sed 's/;/; /g')"
   [ -z "${CAIRN_LOST_REPORT:-}" ] || sed 's/, rank /\nrank /g' "$notes/lost" | sort -u >"$CAIRN_LOST_REPORT"
