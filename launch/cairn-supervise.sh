@@ -70,9 +70,11 @@ watch() {
   touch "$notes/eof"
 }
 
-# In its own process group, so a Ctrl-C at the terminal reaches it only through forward().
+# In its own process group, so a Ctrl-C at the terminal reaches it only through forward(); stdin
+# from /dev/null, since a background process group reading the terminal would be stopped (cairn
+# reads no input).
 set -m
-"$@" 2> >(watch) &
+"$@" </dev/null 2> >(watch) &
 pid=$!
 set +m
 forward() { kill -s "$1" "$pid" 2>/dev/null; }
