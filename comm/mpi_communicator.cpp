@@ -1,8 +1,9 @@
 // The MPI Communicator (Open MPI 4.1). Every collective is a non-blocking MPI call polled with
 // MPI_Testall until a deadline, so a dead or hung peer ends the job with a message naming the
-// collective and the ranks (and their hosts) that no longer answer, instead of a silent hang. Buffers larger than CommOptions::max_count
-// elements are split into chunks because MPI counts are `int`. MPI errors are returned, reported
-// with the call, MPI's error string and file:line, and end the job.
+// collective and the ranks (and their hosts) that no longer answer, instead of a silent hang.
+// Buffers larger than CommOptions::max_count elements are split into chunks because MPI counts are
+// `int`. MPI errors are returned, reported with the call, MPI's error string and file:line, and end
+// the job.
 #include "comm/communicator.h"
 
 #include "util/error.h"
