@@ -15,9 +15,14 @@ if(CAIRN_MPI)
              COMMAND bash ${cluster_test} ${mode} ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR} $<TARGET_FILE:checkpoint_compare>)
     list(APPEND cluster_tests cluster_${mode})
   endforeach()
+  add_test(NAME cluster_harness COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/harness_test.sh harness ${PROJECT_SOURCE_DIR})
+  list(APPEND cluster_tests cluster_harness)
   set_tests_properties(${cluster_tests} PROPERTIES LABELS cluster TIMEOUT 600 PROCESSORS 2
                        RESOURCE_LOCK cairn_cluster SKIP_RETURN_CODE 77)
 endif()
+# The harness's refusals need no root and touch nothing: part of the ordinary suite.
+add_test(NAME cluster_harness_refuses_bad_subnets
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/harness_test.sh refuses ${PROJECT_SOURCE_DIR})
 
 # Slurm on the cluster (tools/cluster/slurm.sh): preemption and requeue across 2 nodes, node loss
 # under Slurm, and a node-range job finishing on the node that is left. Labels cluster and slurm.
