@@ -27,7 +27,7 @@ add_test(NAME cluster_harness_refuses_bad_subnets
 # Slurm on the cluster (tools/cluster/slurm.sh): preemption and requeue across 2 nodes, node loss
 # under Slurm, and a node-range job finishing on the node that is left. Labels cluster and slurm.
 if(CAIRN_MPI)
-  foreach(mode requeue loss fewer)
+  foreach(mode requeue loss loss-srun fewer)
     add_test(NAME cluster_slurm_${mode}
              COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/slurm_cluster_test.sh ${mode} ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
     set_tests_properties(cluster_slurm_${mode} PROPERTIES LABELS "cluster;slurm" TIMEOUT 900 PROCESSORS 2

@@ -8,6 +8,7 @@
 #   loss     `sbatch -N2` with CAIRN_ON_NODE_LOSS=fail: node 2's link goes down mid-run; the job
 #            ends FAILED, its log naming host and rank, within comm_timeout_s + probe window +
 #            CAIRN_ABORT_GRACE (+10 s slack) of the loss; the latest checkpoint resumes.
+#   loss-srun  the same with the srun launcher (srun --mpi=pmix) instead of mpirun.
 #   fewer    `sbatch --nodes=1-2 --exclusive` (one rank per node; with --ntasks-per-node Slurm gives
 #            the range's minimum): node 2's link goes down mid-run; the job requeues
 #            once Slurm marks the node not responding, resumes on node 1 alone with grad_accum
@@ -101,7 +102,8 @@ case $mode in
     diff "$work/ref.losses" "$work/run.losses" >/dev/null || fail "per-step losses differ from the uninterrupted run"
     say "PASS: sbatch -N2 preempted, requeued, resumed at step $(grep -oE 'resumed from .*: step [0-9]+' "$work/job.out" | grep -oE '[0-9]+$' | head -n 1); $steps losses bit-identical to one host"
     ;;
-  loss | fewer)
+  loss | loss-srun | fewer)
+    [ "$mode" = loss-srun ] && export CAIRN_LAUNCHER=srun && mode=loss
     if [ "$mode" = loss ]; then
       jid=$(CAIRN_ON_NODE_LOSS=fail submit "$work/job.out" -N2 --ntasks-per-node=1 -- training.steps=100000 checkpoint.every=3)
     else
@@ -145,5 +147,5 @@ case $mode in
       say "PASS: --nodes=1-2: node 2 lost, requeued after $(grep -oE 'Slurm has [^;]*' "$work/job.out" | head -n 1), finished on node 1 with grad_accum 2 after $(since "$t0") s"
     fi
     ;;
-  *) fail "unknown mode '$mode': requeue, loss or fewer" ;;
+  *) fail "unknown mode '$mode': requeue, loss, loss-srun or fewer" ;;
 esac

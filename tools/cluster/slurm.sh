@@ -52,6 +52,8 @@ CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.socket,cred_expire=5
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
+# Per node: PMIx (srun --mpi=pmix) makes its directories under TmpFS, which all nodes share here.
+TmpFS=$dir/tmp/%n
 SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.%n.pid
 SlurmctldLogFile=$dir/slurmctld.log
@@ -90,7 +92,7 @@ EOF
   "$here/cluster.sh" exec head slurmctld -D -f "$dir/slurm.conf" >"$dir/slurmctld.out" 2>&1 &
   echo "slurmctld $!" >>"$dir/pids"
   for ((k = 1; k <= nodes; k++)); do
-    mkdir -p "$dir/spool/$prefix-n$k"
+    mkdir -p "$dir/spool/$prefix-n$k" "$dir/tmp/$prefix-n$k"
     "$here/cluster.sh" exec "n$k" slurmd -D -f "$dir/slurm.conf" -N "$prefix-n$k" >"$dir/slurmd.$prefix-n$k.out" 2>&1 &
     echo "slurmd $!" >>"$dir/pids"
   done
