@@ -91,7 +91,7 @@ while kill -0 "$pid" 2>/dev/null; do
   fi
   sleep 0.5
 done
-wait "$pid"
+wait "$pid" 2>/dev/null  # (not the shell's own "Killed" notice: the line above said it)
 rc=$?
 # The last lines of the launcher's stderr: until the watcher has read them all (at most 2 s: a lost
 # node's daemon may hold the pipe open for good).
