@@ -7,6 +7,7 @@
 #include "comm/nccl_communicator.h"
 #include "tests/cuda_cases.h"
 #include "tests/test_support.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "trainer/config.h"
 #include "util/cuda_module.h"
@@ -44,6 +45,14 @@ TEST(CudaBackend, SummarizesItsDeviceMemory) {
 // The module opens (every symbol resolves: dlopen with RTLD_NOW) wherever it was built.
 TEST(CudaBackend, ModuleOpens) { EXPECT_EQ(cuda_module_error(), ""); }
 
+// What the loaded libraries report, device or not (bench/gpu_check.sh prints it).
+TEST(CudaBackend, ReportsTheLoadedLibraryVersions) {
+  const std::string v = cuda_library_versions();
+  for (const char* lib : {"CUDA runtime ", "driver ", "cuBLAS ", "cuDNN ", "NCCL "})
+    EXPECT_NE(v.find(lib), std::string::npos) << lib << " missing: " << v;
+  EXPECT_EQ(v.find("cuBLAS 0.0.0"), std::string::npos) << v;
+}
+
 TEST(CudaBackend, WithoutDeviceSaysWhy) {
   if (cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";
   for (CudaMath math : {CudaMath::fp32, CudaMath::tf32, CudaMath::bf16}) {
@@ -52,8 +61,12 @@ TEST(CudaBackend, WithoutDeviceSaysWhy) {
       FAIL() << "cuda_backend() returned without a device";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("device = \"cpu\""), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(cuda_unavailable_reason()), std::string::npos) << e.what();
     }
   }
+  // The runtime's own error (no driver, an old driver, no device), not just "none".
+  const std::string why = cuda_unavailable_reason();
+  EXPECT_TRUE(why.find("cudaGetDeviceCount: cudaError") == 0 || why == "the CUDA runtime sees no device") << why;
   TrainConfig cfg;
   cfg.device = "cuda";
   EXPECT_THROW(config_validate(cfg), Error);
@@ -136,10 +149,10 @@ TEST_F(CudaTrainTest, ResumedGpuRunEqualsUninterruptedBitForBit) {
     {
       Trainer first(c, *comm_);
       for (int i = 0; i < 3; ++i) EXPECT_EQ(first.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
-      ckpt = first.save_checkpoint();
+      ckpt = TrainingRun(first).save_checkpoint();
     }
     Trainer resumed(c, *comm_);
-    resumed.load_checkpoint(ckpt);
+    TrainingRun(resumed).load_checkpoint(ckpt);
     for (int i = 3; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
     EXPECT_EQ(params_of(resumed), params_of(full));
   }
@@ -154,17 +167,17 @@ TEST_F(CudaTrainTest, CheckpointMovesCpuToGpuToCpu) {
   {
     Trainer cpu(config("cpu", "cpu1"), *comm_);
     for (int i = 0; i < 3; ++i) cpu.train_step();
-    ckpt = cpu.save_checkpoint();
+    ckpt = TrainingRun(cpu).save_checkpoint();
   }
   {
     Trainer gpu(config("cuda", "gpu"), *comm_);
-    gpu.load_checkpoint(ckpt);
+    TrainingRun(gpu).load_checkpoint(ckpt);
     for (int i = 3; i < 6; ++i)
       EXPECT_NEAR(gpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;
-    ckpt = gpu.save_checkpoint();
+    ckpt = TrainingRun(gpu).save_checkpoint();
   }
   Trainer cpu(config("cpu", "cpu2"), *comm_);
-  cpu.load_checkpoint(ckpt);
+  TrainingRun(cpu).load_checkpoint(ckpt);
   EXPECT_EQ(cpu.state().step, 6);
   for (int i = 6; i < 8; ++i)
     EXPECT_NEAR(cpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;

@@ -5,7 +5,7 @@
 
 #include "comm/network.h"
 #include "trainer/config.h"
-#include "trainer/optim/fira.h"
+#include "trainer/optim/make_optimizer.h"
 #include "trainer/step_law.h"
 #include "trainer/trainer.h"
 
@@ -54,7 +54,7 @@ void Trainer::print_startup() {
     for (const auto& b : state_bytes) std::cout << " " << std::stod(b) / 1e6;
     std::cout << (cfg_.training.zero1 ? " (sharded, ZeRO-1)" : " (replicated)") << "\n";
     for (const auto& line : network) std::cout << line << "\n";
-    if (device_comm_) std::cout << "gradients: NCCL between the GPUs (MPI for everything else)\n";
+    if (grad_comm_->get().name() == "nccl") std::cout << "gradients: NCCL between the GPUs (MPI for everything else)\n";
   }
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("
