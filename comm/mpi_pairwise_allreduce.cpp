@@ -58,16 +58,22 @@ void PairwiseAllReduce::start_phase() {
   receives_.clear();
   next_send_ = next_receive_ = 0;
   const int g = p.group.size, r = p.group.rank;
-  // Segments of chunk c, in ascending order on both ends of every pair.
-  auto add = [&](std::vector<Message>& list, int peer, int c) {
-    const int64_t b = chunk_begin(p, c), e = chunk_begin(p, c + 1);
-    for (int64_t off = b; off < e; off += plan_.segment) list.push_back({peer, off, std::min(plan_.segment, e - off)});
-  };
-  for (int k = 1; k < g; ++k) {
-    const int to = (r + k) % g, from = (r - k + g) % g;
-    add(sends_, to, p.kind == Kind::reduce_scatter ? to : r);
-    add(receives_, from, p.kind == Kind::reduce_scatter ? r : from);
+  // Segment j of chunk c for every step k = 1..g-1, segment by segment (all peers at once, so one
+  // slow peer does not stall the others); ascending on both ends of every pair, as MPI matches.
+  // A segment's receives are reduced in step order, so every sum is added in the same order.
+  const int64_t longest = (p.end - p.begin + g - 1) / g;
+  for (int64_t off = 0; off < longest; off += plan_.segment) {
+    for (int k = 1; k < g; ++k) {
+      const int to = (r + k) % g, from = (r - k + g) % g;
+      auto add = [&](std::vector<Message>& list, int peer, int c, bool last) {
+        const int64_t b = chunk_begin(p, c) + off, e = chunk_begin(p, c + 1);
+        if (b < e) list.push_back({peer, b, std::min(plan_.segment, e - b), last});
+      };
+      add(sends_, to, p.kind == Kind::reduce_scatter ? to : r, false);
+      add(receives_, from, p.kind == Kind::reduce_scatter ? r : from, k == g - 1);
+    }
   }
+  scale_on_receive_ = avg_ && last_reduce(phase_);
   const bool rs = p.kind == Kind::reduce_scatter;
   slot_elems_ = 0;
   for (const auto* list : {&sends_, &receives_})
@@ -93,11 +99,8 @@ void PairwiseAllReduce::start_phase() {
 
 void PairwiseAllReduce::finish_phase() {
   const Phase& p = phases_[phase_];
-  const bool last_reduce = p.kind == Kind::reduce_scatter && phase_ + 1 < phases_.size() &&
-                           phases_[phase_ + 1].kind == Kind::all_gather;
-  if (avg_ && last_reduce) {
-    // This rank's chunk now holds the sum over every rank: scale it once, here, before it is
-    // shared, instead of the whole buffer on every rank afterwards.
+  if (avg_ && last_reduce(phase_) && p.group.size == 1) {
+    // Alone in the group, no receive scaled this rank's chunk (see complete_receive).
     float* x = data_ + chunk_begin(p, p.group.rank);
     const int64_t m = chunk_begin(p, p.group.rank + 1) - chunk_begin(p, p.group.rank);
     const float s = 1.0f / float(world_);
@@ -157,15 +160,25 @@ void PairwiseAllReduce::complete_receive(Message& m) {
   const Phase& p = phases_[phase_];
   float* x = data_ + m.offset;
   if (m.slot < 0) return;
+  // avg: the chunk this rank owns holds the sum over every rank once the last contribution is
+  // added; it is scaled in the same pass, before it is shared (rather than the whole buffer on
+  // every rank afterwards).
+  const bool scale = scale_on_receive_ && m.last;
+  const float s = 1.0f / float(world_);
   if (p.bf16) {
     const uint16_t* in = receive_stage_.get() + size_t(m.slot) * size_t(slot_elems_);
-    if (p.kind == Kind::reduce_scatter)
-      for (int64_t i = 0; i < m.elems; ++i) x[i] += bf16_to_float(in[i]);
-    else
+    if (p.kind == Kind::all_gather)
       for (int64_t i = 0; i < m.elems; ++i) x[i] = bf16_to_float(in[i]);
+    else if (scale)
+      for (int64_t i = 0; i < m.elems; ++i) x[i] = (x[i] + bf16_to_float(in[i])) * s;
+    else
+      for (int64_t i = 0; i < m.elems; ++i) x[i] += bf16_to_float(in[i]);
   } else {
     const float* in = receive_f32_.get() + size_t(m.slot) * size_t(slot_elems_);
-    for (int64_t i = 0; i < m.elems; ++i) x[i] += in[i];
+    if (scale)
+      for (int64_t i = 0; i < m.elems; ++i) x[i] = (x[i] + in[i]) * s;
+    else
+      for (int64_t i = 0; i < m.elems; ++i) x[i] += in[i];
   }
   free_receive_.push_back(m.slot);
 }

@@ -92,11 +92,16 @@ class PairwiseAllReduce {
   struct Message {
     int peer;
     int64_t offset, elems;
+    bool last = false;  // a reduce-scatter's final contribution to its segment
     MPI_Request request = MPI_REQUEST_NULL;
     int slot = -1;
   };
 
   int64_t chunk_begin(const Phase& p, int c) const { return p.begin + (p.end - p.begin) * c / p.group.size; }
+  bool last_reduce(size_t phase) const {
+    return phases_[phase].kind == Kind::reduce_scatter && phase + 1 < phases_.size() &&
+           phases_[phase + 1].kind == Kind::all_gather;
+  }
   void start_phase();
   void finish_phase();
   void post_sends();
@@ -111,6 +116,7 @@ class PairwiseAllReduce {
   std::vector<Phase> phases_;
   size_t phase_ = 0;
   bool phase_started_ = false;
+  bool scale_on_receive_ = false;  // avg: the last contributions are added and scaled in one pass
   // The current phase's messages, in the order they are posted (the order each peer expects).
   std::vector<Message> sends_, receives_;
   size_t next_send_ = 0, next_receive_ = 0;
