@@ -50,12 +50,16 @@ PY
 
 printf "# %s, %s steps, links %s Gbit/s, load average %s at start\n" "$config" "$steps" "$LINK_GBPS" "$(cut -d' ' -f1 /proc/loadavg)"
 printf "%5s %12s %12s %12s %12s %8s %12s\n" nodes compute_s predicted_s measured_s "pred tok/s" "meas/pred" comm_overlap
+cores=$(nproc)
 for n in "${counts[@]}"; do
   local_dir=$work/local$n cluster_dir=$work/cluster$n
+  # The nodes share this machine's cores: as many compute threads in all as there are cores, in
+  # both runs (a node would otherwise take every core for each of its ranks).
+  threads=(--set training.threads=$(( cores / n > 0 ? cores / n : 1 )))
   if [ "$n" = 1 ]; then
-    "$build/cairn" "${args[@]}" --set output.run_dir="$local_dir" >/dev/null
+    "$build/cairn" "${args[@]}" "${threads[@]}" --set output.run_dir="$local_dir" >/dev/null
   else
-    "${mpirun[@]}" -np "$n" "$build/cairn" "${args[@]}" --set output.run_dir="$local_dir" >/dev/null
+    "${mpirun[@]}" -np "$n" "$build/cairn" "${args[@]}" "${threads[@]}" --set output.run_dir="$local_dir" >/dev/null
   fi
   compute=$(step_seconds "$local_dir")
   plan=$("$build/cairn" plan --config "$config" $(for s in $SET; do printf -- '--set %s ' "$s"; done) \
@@ -67,7 +71,7 @@ for n in "${counts[@]}"; do
   else
     "$cluster" hostfile 1 "$n" >"$work/hosts$n"
     "$cluster" mpi mpirun --allow-run-as-root --hostfile "$work/hosts$n" -np "$n" "$PWD/$build/cairn" "${args[@]}" \
-      --set output.run_dir="$cluster_dir" >/dev/null
+      "${threads[@]}" --set output.run_dir="$cluster_dir" >/dev/null
     measured=$(step_seconds "$cluster_dir")
     overlap=$(python3 -c "import json; print('%.2f' % [json.loads(l) for l in open('$cluster_dir/metrics.jsonl')][-1]['comm_overlap'])")
   fi
