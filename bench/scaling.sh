@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measured against predicted data-parallel scaling on the namespace cluster (tools/cluster/,
-# docs/cluster.md): for each node count N, a run of N ranks on one host (shared memory, no link)
-# gives one rank's compute per step at this machine's core share; `cairn plan --nodes N
+# docs/cluster.md): for each node count N, N independent one-rank runs at once give one rank's
+# compute per step at this machine's core share (no communication); `cairn plan --nodes N
 # --step-seconds S` predicts the step on N nodes with capped links; the run on N cluster nodes
 # (1 rank each) measures it. On one machine the "nodes" share its cores, so each N gets its own
 # compute measurement instead of the 1-rank one a real cluster would use.
@@ -31,7 +31,6 @@ if [ -z "${LINK_GBPS:-}" ]; then
   case $rate in *Gbit) LINK_GBPS=${rate%Gbit} ;; *Mbit) LINK_GBPS=$(awk -v r="${rate%Mbit}" 'BEGIN { print r / 1000 }') ;;
     *) echo "scaling.sh: node 1's link has no cap: start the cluster with --rate, or set LINK_GBPS" >&2; exit 2 ;; esac
 fi
-mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 args=(train --config "$config" --set data.train="$data" --set training.steps="$steps" --set training.log_every=1
       --set training.eval_every=0 --set training.check_every=0 --set output.plot=false --set output.progress=false)
 SET=${SET:-training.grad_accum=1}
@@ -56,12 +55,13 @@ for n in "${counts[@]}"; do
   # The nodes share this machine's cores: as many compute threads in all as there are cores, in
   # both runs (a node would otherwise take every core for each of its ranks).
   threads=(--set training.threads=$(( cores / n > 0 ? cores / n : 1 )))
-  if [ "$n" = 1 ]; then
-    "$build/cairn" "${args[@]}" "${threads[@]}" --set output.run_dir="$local_dir" >/dev/null
-  else
-    "${mpirun[@]}" -np "$n" "$build/cairn" "${args[@]}" "${threads[@]}" --set output.run_dir="$local_dir" >/dev/null
-  fi
-  compute=$(step_seconds "$local_dir")
+  # Compute alone at the same core share: N independent one-rank runs at once (no communication).
+  pids=()
+  for ((k = 0; k < n; ++k)); do
+    "$build/cairn" "${args[@]}" "${threads[@]}" --set output.run_dir="$local_dir/$k" >/dev/null & pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  compute=$(for ((k = 0; k < n; ++k)); do step_seconds "$local_dir/$k"; done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
   plan=$("$build/cairn" plan --config "$config" $(for s in $SET; do printf -- '--set %s ' "$s"; done) \
            --nodes "$n" --link-gbps "$LINK_GBPS" --step-seconds "$compute")
   predicted=$(awk '/^  step / { print $2 }' <<<"$plan")
