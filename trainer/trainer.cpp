@@ -51,7 +51,7 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 }
 
 // device and training.precision's backend.
-static const Backend& configured_backend(const TrainConfig& cfg) {
+const Backend& configured_backend(const TrainConfig& cfg) {
   return cfg.device == Device::cuda ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
 }
 
@@ -145,7 +145,8 @@ void Trainer::attach_model() {
   const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
   Communicator& grad_comm = grad_comm_->get();
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
-                                         cfg_.training.zero1);
+                                         cfg_.training.zero1,
+                                         cfg_.training.grad_wire == "bf16" ? WirePrecision::bf16 : WirePrecision::fp32);
   // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
   // CUDA graph (a hook starts collectives in the middle of backward, which a graph cannot hold).
   if (grad_comm.size() > 1)
