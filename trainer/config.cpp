@@ -293,9 +293,9 @@ void config_validate(const TrainConfig& c) {
   if (c.training.precision != "fp32" && c.training.precision != "tf32" && c.training.precision != "bf16")
     throw Error(str("training.precision = \"", c.training.precision, "\" is not supported: use \"fp32\", "
                     "\"tf32\" or \"bf16\""));
-  if (c.training.precision != "fp32" && c.device != "cuda")
-    throw Error(str("training.precision = \"", c.training.precision, "\" needs device = \"cuda\" (the CPU backend "
-                    "computes in fp32): set device = \"cuda\" or training.precision = \"fp32\""));
+  if (c.training.precision == "tf32" && c.device != "cuda")
+    throw Error("training.precision = \"tf32\" needs device = \"cuda\" (TF32 is a GPU tensor-core format; the CPU "
+                "backend computes in fp32 or bf16): set device = \"cuda\", or training.precision = \"fp32\" or \"bf16\"");
   ModelConfig m = c.model;
   if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
   m.validate();

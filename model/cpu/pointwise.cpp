@@ -70,11 +70,13 @@ void CpuBackend::crossentropy_forward(float* losses, const float* logits, const 
 void CpuBackend::add_inplace(float* y, const float* x, int64_t n) const {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  written(y, n * 4);
 }
 
 void CpuBackend::scale_inplace(float* x, float s, int64_t n) const {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  written(x, n * 4);
 }
 
 void CpuBackend::scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const {
@@ -127,6 +129,7 @@ void CpuBackend::adamw_update(float* p, const float* g, float* m, float* v, int6
     p[i] *= 1.0f - lr * weight_decay;
     p[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
   }
+  written(p, n * 4);
 }
 
 }  // namespace cairn
