@@ -98,6 +98,9 @@ class CpuBackend final : public Backend {
     int64_t n;
     std::unique_ptr<uint16_t[]> bf16;
   };
+  // The bf16 copy of p[0, n) when it lies wholly inside a registered buffer (bf16 mode): the copy
+  // of p[0], and *first, p[0]'s index in the buffer; else null.
+  uint16_t* param_copy(const float* p, int64_t n, int64_t* first) const;
   // An op wrote [p, p + bytes): re-round the copy of the registered floats among them (bf16 mode).
   void written(const void* p, int64_t bytes) const;
   // The bf16 values of the operand p[0, n): its registered copy, or rounded to nearest into

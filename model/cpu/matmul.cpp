@@ -39,12 +39,21 @@ int64_t CpuBackend::own_bytes() const {
   return bytes;
 }
 
-const uint16_t* CpuBackend::bf16_operand(const float* p, int64_t n, int area) const {
+uint16_t* CpuBackend::param_copy(const float* p, int64_t n, int64_t* first) const {
   const auto at = reinterpret_cast<uintptr_t>(p);
   for (const ParamCopy& c : copies_) {
     const auto base = reinterpret_cast<uintptr_t>(c.base);
-    if (at >= base && at + uintptr_t(n) * 4 <= base + uintptr_t(c.n) * 4) return c.bf16.get() + (p - c.base);
+    if (at >= base && at + uintptr_t(n) * 4 <= base + uintptr_t(c.n) * 4) {
+      *first = p - c.base;
+      return c.bf16.get() + *first;
+    }
   }
+  return nullptr;
+}
+
+const uint16_t* CpuBackend::bf16_operand(const float* p, int64_t n, int area) const {
+  int64_t first = 0;
+  if (const uint16_t* copy = param_copy(p, n, &first)) return copy;
   std::vector<uint16_t>& stage = staging_[area];
   if (int64_t(stage.size()) < n) stage.resize(size_t(n));
   cpu_round_bf16(stage.data(), p, n);
