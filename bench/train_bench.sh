@@ -15,6 +15,10 @@ python=${PYTHON:-python3}
 setups=${SETUPS:-eager,compile,bf16,bf16-compile}
 tiny="--dim 128 --layers 4 --heads 4 --ffn 352 --vocab 257 --seq 128 --batch 16"
 m60="--dim 512 --layers 8 --heads 8 --ffn 1376 --vocab 32000 --seq 256 --batch 8"
+# MFU against GEMM peaks measured now, in this run's conditions, not a cached one from another day.
+export XDG_CACHE_HOME=$(mktemp -d)
+trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
+echo "load: $(uptime)"
 for preset in ${PRESETS:-m60}; do
   args=${!preset}
   echo "== $preset: $args threads $threads"
