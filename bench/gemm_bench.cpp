@@ -3,7 +3,7 @@
 // FLOP-weighted rate, and which library each mode uses. Also the cpu-bf16 backend's matmul end to
 // end (fp32 activations rounded to bf16 each call, weights from its registered copy).
 // Usage: gemm_bench [--dim 512 --ffn 1376 --vocab 32000 --seq 256 --batch 8 --layers 8 --threads 2
-//                    --seconds 0.2]   (defaults: the 60M preset)
+//                    --seconds 0.2]   (defaults: the 60M preset; train_bench's --heads is accepted)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
     else if (k == "--batch") B = int64_t(v);
     else if (k == "--layers") L = int64_t(v);
     else if (k == "--threads") threads = int64_t(v);
+    else if (k == "--heads") continue;  // accepted (train_bench's arguments); attention is not timed here
     else if (k == "--seconds") budget = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
