@@ -219,8 +219,9 @@ class Backend {
   }
 
   // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
-  // backend's CudaMath::bf16 and the CPU backend's CpuMath::bf16; a no-op everywhere else). The model registers its flat fp32
-  // parameter buffer once: base is a pointer returned by this backend's alloc, n floats of it.
+  // backend's CudaMath::bf16 and the CPU backend's CpuMath::bf16; a no-op everywhere else). The
+  // model registers its flat fp32 parameter buffer once: base is a pointer returned by this
+  // backend's alloc, n floats of it.
   // The backend then keeps a rounded copy of the range (the fp32 values stay the master copy:
   // what checkpoints save) and uses it whenever a matmul operand lies inside the range, instead of
   // rounding the operand again. The copy is a function of the master alone and is kept current by
