@@ -167,8 +167,14 @@ class Backend {
   };
   virtual std::optional<DeviceMemory> device_memory() const { return std::nullopt; }
   // Bytes this backend allocates itself when a buffer of n floats is registered with
-  // register_parameters (below): the CUDA backend's bf16 copy in CudaMath::bf16 (2·n), else 0.
+  // register_parameters (below): the bf16 copy of the CUDA backend's CudaMath::bf16 and of the CPU
+  // backend's CpuMath::bf16 (2·n), else 0.
   virtual int64_t parameter_copy_bytes(int64_t /*n*/) const { return 0; }
+  // Bytes this backend keeps itself to stage matmul operands that are not registered parameters,
+  // when the largest first and the largest second operand hold `floats` floats together: the bf16
+  // copies of the CPU backend's CpuMath::bf16 (2·floats), else 0 (the CUDA backend's staging is not
+  // counted).
+  virtual int64_t matmul_staging_bytes(int64_t /*floats*/) const { return 0; }
 
   // The peak dense GEMM rate of this backend's matmul (FLOP/s) for MFU, and where the number comes
   // from (a datasheet entry for the device and math mode, or a measurement on the device); flops 0
@@ -213,8 +219,9 @@ class Backend {
   }
 
   // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
-  // backend's CudaMath::bf16; a no-op everywhere else). The model registers its flat fp32
-  // parameter buffer once: base is a pointer returned by this backend's alloc, n floats of it.
+  // backend's CudaMath::bf16 and the CPU backend's CpuMath::bf16; a no-op everywhere else). The
+  // model registers its flat fp32 parameter buffer once: base is a pointer returned by this
+  // backend's alloc, n floats of it.
   // The backend then keeps a rounded copy of the range (the fp32 values stay the master copy:
   // what checkpoints save) and uses it whenever a matmul operand lies inside the range, instead of
   // rounding the operand again. The copy is a function of the master alone and is kept current by
@@ -261,8 +268,13 @@ class DeviceArray {
   int64_t n_ = 0;
 };
 
-// The CPU backend (BLAS GEMMs, OpenMP elsewhere).
-const Backend& cpu_backend();
+// The CPU backend (BLAS GEMMs, OpenMP elsewhere), one instance per math mode: fp32 GEMMs, or
+// bf16 GEMMs with the CUDA backend's CudaMath::bf16 recipe (matmul inputs rounded to bf16 —
+// registered parameters stochastically, from a kept copy; activations to nearest — fp32
+// accumulation and outputs; every other op, the parameters, gradients and optimizer state fp32).
+// The GEMM library of each mode is fixed per build (model/cpu/gemm.h says which and why).
+enum class CpuMath { fp32, bf16 };
+const Backend& cpu_backend(CpuMath math = CpuMath::fp32);
 
 // The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
 // TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation), or bf16 tensor-core GEMMs

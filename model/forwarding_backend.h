@@ -31,6 +31,7 @@ class ForwardingBackend : public Backend {
   std::string device_summary() const override { return inner_.device_summary(); }
   std::optional<DeviceMemory> device_memory() const override { return inner_.device_memory(); }
   int64_t parameter_copy_bytes(int64_t n) const override { return inner_.parameter_copy_bytes(n); }
+  int64_t matmul_staging_bytes(int64_t floats) const override { return inner_.matmul_staging_bytes(floats); }
   void register_parameters(const float* base, int64_t n) const override { inner_.register_parameters(base, n); }
   void parameters_changed(const float* p, int64_t n) const override { inner_.parameters_changed(p, n); }
   void* alloc(int64_t bytes) const override { return inner_.alloc(bytes); }

@@ -202,6 +202,17 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
   return b;
 }
 
+int64_t LlamaModel::matmul_operand_floats(const ModelConfig& cfg, int64_t max_batch, int64_t logit_rows) {
+  const int64_t C = cfg.dim, F = cfg.ffn_dim, N = max_batch * cfg.seq_len;
+  const int64_t rows = logit_rows_of(cfg, max_batch, logit_rows);
+  // First operands: activations forward, linear_backward's dy of k fused products (q/k/v, gate/up,
+  // the head's dlogits). Second ones: linear_backward's x; a materialized SLTrain weight.
+  const int64_t first = std::max({3 * N * C, 2 * N * F, rows * cfg.vocab_size});
+  int64_t second = std::max(N * F, rows * C);
+  if (cfg.linear.kind != LinearKind::dense) second = std::max(second, F * C);
+  return first + second;
+}
+
 int64_t LlamaModel::activation_arena_bytes(const std::vector<ActivationBuffer>& buffers) {
   int64_t bytes = 0;
   for (const auto& b : buffers) bytes += align_up(b.count * b.elem_bytes, kActivationAlign);

@@ -117,6 +117,10 @@ class LlamaModel {
   static std::vector<ActivationBuffer> activation_sizes(const ModelConfig& cfg, const Backend& be, int64_t max_batch,
                                                         int64_t logit_rows = 0);
   static int64_t activation_arena_bytes(const std::vector<ActivationBuffer>& buffers);
+  // The most floats of a first matmul operand of a step plus the most of a second one, parameters
+  // not counted (a batched product's or linear_backward's operands taken whole): what a backend
+  // that rounds operands into its own staging (Backend::matmul_staging_bytes) needs at most.
+  static int64_t matmul_operand_floats(const ModelConfig& cfg, int64_t max_batch, int64_t logit_rows = 0);
   static constexpr int64_t kActivationAlign = 256;
   // The parameter rows the constructor declares for cfg, without building the model.
   static ParamTable parameter_table(const ModelConfig& cfg);

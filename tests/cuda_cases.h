@@ -57,6 +57,12 @@ inline CheckTokens check_tokens(int64_t n, uint64_t seed) {
 // Expectations about the CUDA backend's own behaviour (which attention path runs, its limits) apply
 // only when the backend under test is CUDA, not a stand-in (cuda_cases_selftest_test).
 inline bool is_cuda(const Backend& be) { return be.name().rfind("cuda", 0) == 0; }
+// A backend that rounds GEMM inputs to bf16 itself ("cuda-bf16", "cpu-bf16"), not a stand-in that
+// computes the bf16 checks in fp32: the checks of the rounding itself apply to it.
+inline bool rounds_to_bf16(const Backend& be) {
+  const std::string n = be.name();
+  return n.size() >= 5 && n.compare(n.size() - 5, 5, "-bf16") == 0;
+}
 
 // n floats of a backend's memory, copied to the host.
 inline std::vector<float> download(const Backend& be, const float* p, int64_t n) {

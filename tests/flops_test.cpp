@@ -167,7 +167,7 @@ TEST_F(PeakCacheTest, AMeasurementIsCachedPerHostBackendAndThreadsAndReused) {
   EXPECT_NE(first.source.find("now, cached in " + cache()), std::string::npos) << first.source;
   std::ifstream in(cache());
   const auto j = nlohmann::json::parse(in);
-  EXPECT_EQ(j["format"], 1);
+  EXPECT_EQ(j["format"], 2);
   EXPECT_EQ(j["peaks"][peak_cache_key(be, 3)].get<double>(), first.flops);
 
   be.calls = 0;
@@ -180,6 +180,12 @@ TEST_F(PeakCacheTest, AMeasurementIsCachedPerHostBackendAndThreadsAndReused) {
   EXPECT_GT(be.calls, 0);
   EXPECT_NE(peak_cache_key(be, 3), peak_cache_key(be, 4));
   EXPECT_NE(peak_cache_key(be, 3), peak_cache_key(cpu_backend(), 3));
+  // The CPU's math modes are two peaks, each keyed by the mode's GEMM libraries (a build with
+  // other libraries measures anew).
+  const std::string fp32 = peak_cache_key(cpu_backend(), 3), bf16 = peak_cache_key(cpu_backend(CpuMath::bf16), 3);
+  EXPECT_NE(fp32, bf16);
+  EXPECT_NE(fp32.find(" cpu 3 threads [openblas"), std::string::npos) << fp32;
+  EXPECT_NE(bf16.find(" cpu-bf16 3 threads ["), std::string::npos) << bf16;
 
   be.calls = 0;
   const PeakFlops configured = resolve_peak_flops(5e9, be, 3);
@@ -190,8 +196,9 @@ TEST_F(PeakCacheTest, AMeasurementIsCachedPerHostBackendAndThreadsAndReused) {
 TEST_F(PeakCacheTest, ACorruptOrForeignCacheIsMeasuredOverAndRewritten) {
   const InstantGemm be;
   for (const std::string& bad : {std::string("{\"format\": 1, \"peaks\": {\"x\": "), std::string("[1, 2]"),
-                                 nlohmann::json{{"format", 2}, {"peaks", {{peak_cache_key(be, 1), 7.0}}}}.dump(),
-                                 nlohmann::json{{"format", 1}, {"peaks", {{peak_cache_key(be, 1), -7.0}}}}.dump()}) {
+                                 nlohmann::json{{"format", 1}, {"peaks", {{peak_cache_key(be, 1), 7.0}}}}.dump(),
+                                 nlohmann::json{{"format", 3}, {"peaks", {{peak_cache_key(be, 1), 7.0}}}}.dump(),
+                                 nlohmann::json{{"format", 2}, {"peaks", {{peak_cache_key(be, 1), -7.0}}}}.dump()}) {
     SCOPED_TRACE(bad);
     std::filesystem::create_directories(dir_ / "cairn");
     std::ofstream(cache()) << bad;

@@ -179,7 +179,7 @@ TEST(SLTrainLinear, MaterializedAndFactoredPathsAgree) {
 // (as a checkpoint or weights load does). A second CpuBackend stands in for a GPU here.
 TEST(SLTrainLinear, OffHostBackendMirrorsTheSupportAndFollowsReloads) {
   const int64_t out = 30, in = 26, N = 11;
-  const CpuBackend off_host;
+  const CpuBackend off_host(cpu_gemm(CpuMath::fp32));
   Harness h(sltrain_cfg(4, 0.2f, "auto"), out, in), other(sltrain_cfg(4, 0.2f, "auto"), out, in, /*seed=*/9);
   auto* lin = static_cast<SLTrainLinear*>(h.lin.get());
   EXPECT_EQ(lin->path_on(off_host, N), SLTrainPath::materialized);

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libdnnl-dev liblapacke-dev libhdf5-dev hdf5-tools
           libopenmpi-dev openmpi-bin libgtest-dev libtomlplusplus-dev nlohmann-json3-dev
           libsentencepiece-dev libpcre2-dev libicu-dev libcairo2-dev fonts-dejavu-core zlib1g-dev libzstd-dev fortunes fortunes-de slurm-wlm
           munge iproute2 iperf3)

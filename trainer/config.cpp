@@ -121,7 +121,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"training.threads", &t.threads, "CPU threads per rank (0: cores / local ranks)"},
       {"training.peak_flops", &t.peak_flops, "peak FLOP/s per rank for MFU (0: a GPU's datasheet peak for the math mode, else the GEMM peak measured once per host, backend and threads, cached in ~/.cache/cairn/peak.json)"},
       {"training.precision", choice(&t.precision),
-       "GEMM math: \"fp32\" | \"tf32\" | \"bf16\" (TF32 / bf16 tensor cores, fp32 master weights, device = \"cuda\")"},
+       "GEMM math: \"fp32\" | \"tf32\" (device = \"cuda\") | \"bf16\" (bf16 GEMM operands, fp32 accumulation and master weights; GPU or CPU)"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
       {"training.grad_wire", &t.grad_wire,
@@ -316,9 +316,9 @@ void config_validate(const TrainConfig& c) {
       throw Error("model.sltrain_path = \"factored\" runs its sparse kernels on the host: with device = \"cuda\" "
                   "use \"materialized\" or \"auto\" (which forms W = s·B·A + S and multiplies densely there)");
   }
-  if (c.training.precision != Precision::fp32 && c.device != Device::cuda)
-    throw Error(str("training.precision = \"", choice_name(c.training.precision), "\" needs device = \"cuda\" (the CPU backend "
-                    "computes in fp32): set device = \"cuda\" or training.precision = \"fp32\""));
+  if (c.training.precision == Precision::tf32 && c.device != Device::cuda)
+    throw Error("training.precision = \"tf32\" needs device = \"cuda\" (TF32 is a GPU tensor-core format; the CPU "
+                "backend computes in fp32 or bf16): set device = \"cuda\", or training.precision = \"fp32\" or \"bf16\"");
   ModelConfig m = c.model;
   if (m.vocab_size == 0) m.vocab_size = 1;  // resolved from the dataset later
   m.validate();

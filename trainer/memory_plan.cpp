@@ -68,6 +68,8 @@ Parts plan_parts(const TrainConfig& cfg, const ModelConfig& mc, const Backend& b
   p.model.push_back({"gradients", params});
   if (const int64_t copy = be.parameter_copy_bytes(table.total()); copy > 0)
     p.model.push_back({str("parameter copy of the ", be.name(), " backend"), copy});
+  if (const int64_t staging = be.matmul_staging_bytes(LlamaModel::matmul_operand_floats(mc, B)); staging > 0)
+    p.model.push_back({str("matmul operand staging of the ", be.name(), " backend"), staging});
 
   const std::vector<ActivationBuffer> acts = LlamaModel::activation_sizes(mc, be, B);
   auto role_bytes = [&](std::initializer_list<ActivationRole> roles) {

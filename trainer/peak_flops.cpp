@@ -10,41 +10,53 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "model/bf16.h"
+#include "model/cpu/gemm.h"
 #include "util/error.h"
 
 namespace cairn {
 
-double measure_matmul_peak(const Backend& be) {
-  struct Shape {
-    int64_t M, N, K;
-  };
-  // Two square GEMMs and one shaped like a projection (2048 rows through a 512 → 1376 weight):
-  // BLAS kernels peak at different shapes, and the best of them is the machine's peak.
-  const Shape shapes[] = {{1024, 1024, 1024}, {2048, 2048, 2048}, {2048, 1376, 512}};
+namespace {
+
+// The math mode of `be` when it is one of cpu_backend()'s instances.
+std::optional<CpuMath> cpu_math_of(const Backend& be) {
+  for (CpuMath m : {CpuMath::fp32, CpuMath::bf16})
+    if (&be == &cpu_backend(m)) return m;
+  return std::nullopt;
+}
+
+struct Shape {
+  int64_t M, N, K;
+};
+// Two square GEMMs and one shaped like a projection (2048 rows through a 512 → 1376 weight):
+// GEMM kernels peak at different shapes, and the best of them is the machine's peak.
+constexpr Shape kShapes[] = {{1024, 1024, 1024}, {2048, 2048, 2048}, {2048, 1376, 512}};
+
+int64_t largest_operand() {
   int64_t elems = 0;
-  for (const Shape& s : shapes) elems = std::max({elems, s.M * s.K, s.K * s.N, s.M * s.N});
-  DeviceArray<float> a(be, elems), b(be, elems), c(be, elems);
-  const std::vector<float> host(static_cast<size_t>(elems), 0.5f);
-  be.copy_to_device(a.data(), host.data(), elems * 4);
-  be.copy_to_device(b.data(), host.data(), elems * 4);
-  float sink = 0;
-  // Seconds for `reps` GEMMs; a GPU backend returns before they end, so copying one result back
-  // waits for them.
+  for (const Shape& s : kShapes) elems = std::max({elems, s.M * s.K, s.K * s.N, s.M * s.N});
+  return elems;
+}
+
+// The best FLOP/s of `gemm(shape)` over the shapes, each the best of several timings of enough
+// repetitions to run for about 0.1 s. `finish` waits for queued work (a GPU backend's).
+double best_rate(const std::function<void(const Shape&)>& gemm, const std::function<void()>& finish) {
   auto time = [&](const Shape& s, int64_t reps) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < reps; ++i)
-      be.matmul(c.data(), a.data(), b.data(), s.M, s.N, s.K, false, false, 1.0f, 0.0f);
-    be.copy_to_host(&sink, c.data(), 4);
+    for (int64_t i = 0; i < reps; ++i) gemm(s);
+    finish();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   constexpr double kTimingSeconds = 0.1;  // long enough that one preemption barely shows
   constexpr int kTimings = 5;             // best of: another process's burst only lowers some
   double best = 0;
-  for (const Shape& s : shapes) {
+  for (const Shape& s : kShapes) {
     time(s, 1);  // warm up: thread pools, page faults, library heuristics
     const double once = std::max(time(s, 1), 1e-7);
     const int64_t reps = std::clamp<int64_t>(int64_t(std::ceil(kTimingSeconds / once)), 1, 100000);
@@ -52,6 +64,38 @@ double measure_matmul_peak(const Backend& be) {
       best = std::max(best, 2.0 * double(s.M) * double(s.N) * double(s.K) * double(reps) / time(s, reps));
   }
   return best;
+}
+
+// The best rate of any CPU GEMM library of the mode, on operands of its own type (no rounding).
+double measure_cpu_gemms(CpuMath math) {
+  const int64_t elems = largest_operand();
+  const std::vector<float> a(size_t(elems), 0.5f), b(size_t(elems), 0.5f);
+  const std::vector<uint16_t> ha(size_t(elems), bf16_round_nearest(0.5f)), hb = ha;
+  std::vector<float> c(static_cast<size_t>(elems));
+  double best = 0;
+  for (const CpuGemm& g : cpu_gemms()) {
+    if (g.math != math) continue;
+    const void* pa = math == CpuMath::bf16 ? static_cast<const void*>(ha.data()) : a.data();
+    const void* pb = math == CpuMath::bf16 ? static_cast<const void*>(hb.data()) : b.data();
+    best = std::max(best, best_rate([&](const Shape& s) { g.run(c.data(), pa, pb, s.M, s.N, s.K, false, false, 1.0f, 0.0f); },
+                                    [] {}));
+  }
+  return best;
+}
+
+}  // namespace
+
+double measure_matmul_peak(const Backend& be) {
+  if (const std::optional<CpuMath> math = cpu_math_of(be)) return measure_cpu_gemms(*math);
+  const int64_t elems = largest_operand();
+  DeviceArray<float> a(be, elems), b(be, elems), c(be, elems);
+  const std::vector<float> host(static_cast<size_t>(elems), 0.5f);
+  be.copy_to_device(a.data(), host.data(), elems * 4);
+  be.copy_to_device(b.data(), host.data(), elems * 4);
+  float sink = 0;
+  // A GPU backend returns before its GEMMs end, so copying one result back waits for them.
+  return best_rate([&](const Shape& s) { be.matmul(c.data(), a.data(), b.data(), s.M, s.N, s.K, false, false, 1.0f, 0.0f); },
+                   [&] { be.copy_to_host(&sink, c.data(), 4); });
 }
 
 std::string peak_cache_path() {
@@ -66,6 +110,13 @@ std::string peak_cache_key(const Backend& be, int threads) {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown-host");
   std::string key = str(host, " ", be.name(), " ", threads, " threads");
+  // A CPU peak is the best of the mode's GEMM libraries: a build with other libraries measures anew.
+  if (const std::optional<CpuMath> math = cpu_math_of(be)) {
+    std::string libs;
+    for (const CpuGemm& g : cpu_gemms())
+      if (g.math == *math) libs += (libs.empty() ? "" : "+") + g.name;
+    key += str(" [", libs, "]");
+  }
   // OpenBLAS's kernels differ by core type (the design notes: 175 against 300 GFLOP/s here).
   if (const char* core = std::getenv("OPENBLAS_CORETYPE"); core && *core) key += str(" ", core);
   return key;
@@ -73,7 +124,7 @@ std::string peak_cache_key(const Backend& be, int threads) {
 
 namespace {
 
-constexpr int kCacheFormat = 1;
+constexpr int kCacheFormat = 2;  // 2: CPU peaks are the best of the mode's GEMM libraries
 
 // The cache's peaks object; empty when the file is missing, unreadable or not this format.
 nlohmann::json read_peak_cache(const std::string& path) {

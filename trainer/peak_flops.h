@@ -4,8 +4,9 @@
 // host, backend and thread count: runs on one machine report MFU against the same number.
 //
 // Cache file: $XDG_CACHE_HOME/cairn/peak.json, else ~/.cache/cairn/peak.json; JSON
-// {"format": 1, "peaks": {"<host> <backend> <threads> threads[ <OPENBLAS_CORETYPE>]": FLOP/s}}.
-// A missing, unreadable or corrupt file is ignored and rewritten; delete it to measure again.
+// {"format": 2, "peaks": {"<host> <backend> <threads> threads[ [<CPU GEMM libraries>]][ <OPENBLAS_CORETYPE>]": FLOP/s}}.
+// A missing, unreadable or corrupt file (or format 1, whose CPU peaks were OpenBLAS's alone) is
+// ignored and rewritten; delete it to measure again.
 #pragma once
 
 #include <string>
@@ -14,8 +15,10 @@
 
 namespace cairn {
 
-// fp32 GEMM throughput (FLOP/s) of `be` with its current threads: the best over several shapes
-// of the best of several timings, each of enough repetitions to run for about 0.1 s.
+// GEMM throughput (FLOP/s) of `be` with its current threads: the best over several shapes of the
+// best of several timings, each of enough repetitions to run for about 0.1 s. For cpu_backend(math)
+// the peak of the machine in that math mode rather than of one library: the best of every GEMM
+// library of the mode (model/cpu/gemm.h) on operands already in its type (bf16 for bf16).
 double measure_matmul_peak(const Backend& be);
 
 // A peak and where it came from, for the start-up report.

@@ -109,7 +109,7 @@ struct TrainingConfig {
   bool skip_nonfinite = false;   // skip a step with a non-finite loss or gradient instead of stopping
   int64_t threads = 0;           // CPU threads per rank; 0: cores / ranks on this host
   double peak_flops = 0;         // for MFU; 0: a GPU's datasheet peak, else the measured GEMM peak, cached per host (trainer/peak_flops.h)
-  Precision precision = Precision::fp32;  // device = "cuda" only
+  Precision precision = Precision::fp32;  // GEMM math: fp32 | tf32 (device = "cuda" only) | bf16
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
   double bucket_mb = 4;          // gradient all-reduce bucket size (MiB)

@@ -52,7 +52,8 @@ static TrainConfig resolve(TrainConfig cfg, const TrainingData& data) {
 
 // device and training.precision's backend.
 const Backend& configured_backend(const TrainConfig& cfg) {
-  return cfg.device == Device::cuda ? cuda_backend(cuda_math(cfg.training.precision)) : cpu_backend();
+  if (cfg.device == Device::cuda) return cuda_backend(cuda_math(cfg.training.precision));
+  return cpu_backend(cfg.training.precision == Precision::bf16 ? CpuMath::bf16 : CpuMath::fp32);
 }
 
 MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {

@@ -1,7 +1,8 @@
-// CPU GEMM (OpenBLAS), memory, and thread control.
+// The CPU backend's instances, memory, and thread control (its GEMMs: matmul.cpp).
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -10,9 +11,9 @@
 
 namespace cairn {
 
-const Backend& cpu_backend() {
-  static const CpuBackend backend;
-  return backend;
+const Backend& cpu_backend(CpuMath math) {
+  static const CpuBackend fp32(cpu_gemm(CpuMath::fp32)), bf16(cpu_gemm(CpuMath::bf16));
+  return math == CpuMath::bf16 ? bf16 : fp32;
 }
 
 void cpu_set_threads(int n) {
@@ -23,14 +24,6 @@ void cpu_set_threads(int n) {
 
 int cpu_threads() { return omp_get_max_threads(); }
 
-void CpuBackend::matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
-                        bool trans_a, bool trans_b, float alpha, float beta) const {
-  if (M == 0 || N == 0) return;
-  const int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              int(M), int(N), int(K), alpha, a, int(lda), b, int(ldb), beta, out, int(N));
-}
-
 void* CpuBackend::alloc(int64_t bytes) const {
   // 64-byte aligned for AVX-512 loads; aligned_alloc wants a multiple of the alignment.
   const size_t size = (size_t(bytes) + 63) / 64 * 64;
@@ -39,9 +32,16 @@ void* CpuBackend::alloc(int64_t bytes) const {
   return p;
 }
 
-void CpuBackend::release(void* p) const { std::free(p); }
+void CpuBackend::release(void* p) const {
+  copies_.erase(std::remove_if(copies_.begin(), copies_.end(), [&](const ParamCopy& c) { return c.base == p; }),
+                copies_.end());
+  std::free(p);
+}
 
-void CpuBackend::zero(void* p, int64_t bytes) const { std::memset(p, 0, size_t(bytes)); }
+void CpuBackend::zero(void* p, int64_t bytes) const {
+  std::memset(p, 0, size_t(bytes));
+  written(p, bytes);
+}
 
 void CpuBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const {
   std::memcpy(host, dev, size_t(bytes));
@@ -49,6 +49,7 @@ void CpuBackend::copy_to_host(void* host, const void* dev, int64_t bytes) const 
 
 void CpuBackend::copy_to_device(void* dev, const void* host, int64_t bytes) const {
   std::memcpy(dev, host, size_t(bytes));
+  written(dev, bytes);
 }
 
 }  // namespace cairn

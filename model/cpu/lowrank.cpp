@@ -56,6 +56,7 @@ void CpuBackend::apply_update(float* w, const float* u, int64_t n, float step, f
     w[i] -= step * u[i];
     if (decay != 0.0f) w[i] -= decay * w[i];
   }
+  written(w, n * 4);
 }
 
 void CpuBackend::limit_norm_growth(float* x, int64_t n, float* prev, float gamma, bool first) const {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "model/bf16.h"
 #include "model/cpu/cpu_backend.h"
 #include "model/cpu/fast_math.h"
 
@@ -70,11 +71,13 @@ void CpuBackend::crossentropy_forward(float* losses, const float* logits, const 
 void CpuBackend::add_inplace(float* y, const float* x, int64_t n) const {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  written(y, n * 4);
 }
 
 void CpuBackend::scale_inplace(float* x, float s, int64_t n) const {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
+  written(x, n * 4);
 }
 
 void CpuBackend::scatter_add(float* dst, const int32_t* idx, const float* values, int64_t n) const {
@@ -119,14 +122,26 @@ void CpuBackend::adamw_update(float* p, const float* g, float* m, float* v, int6
   // The PyTorch AdamW order: decay first, then the Adam step with bias-corrected moments.
   const float step = lr / bias_correction1;
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(bias_correction2);
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  const auto update = [=](int64_t i) {
     const float gi = g[i];
     m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
     v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
     p[i] *= 1.0f - lr * weight_decay;
     p[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+  };
+  // bf16 mode, parameters inside a registered buffer: their copy re-rounded in the same pass.
+  int64_t first = 0;
+  if (uint16_t* copy = param_copy(p, n, &first)) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      update(i);
+      copy[i] = bf16_round_param(first + i, p[i]);
+    }
+    return;
   }
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) update(i);
+  written(p, n * 4);
 }
 
 }  // namespace cairn
