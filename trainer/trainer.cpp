@@ -102,6 +102,8 @@ static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) 
       {"model.n_layers", str(a.n_layers), str(b.n_layers)},
       {"model.dim", str(a.dim), str(b.dim)},
       {"model.n_heads", str(a.n_heads), str(b.n_heads)},
+      {"model.n_kv_heads", str(a.kv_heads()), str(b.kv_heads())},
+      {"model.head_dim", str(a.head_size()), str(b.head_size())},
       {"model.ffn_dim", str(a.ffn_dim), str(b.ffn_dim)},
       {"model.vocab_size", str(a.vocab_size), str(b.vocab_size)},
       {"model.linear", linear_kind_name(a.linear.kind), linear_kind_name(b.linear.kind)},
