@@ -66,7 +66,9 @@ double shortest(float x) {
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
 
-std::string torch_dtype(TensorDtype d) { return d == TensorDtype::bf16 ? "bfloat16" : "float32"; }
+std::string torch_dtype(TensorDtype d) {
+  return d == TensorDtype::bf16 ? "bfloat16" : d == TensorDtype::f16 ? "float16" : "float32";
+}
 
 struct SpecialIds {
   int64_t bos, eos;

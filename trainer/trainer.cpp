@@ -14,6 +14,7 @@
 #include "comm/collective_error.h"
 #include "data/dataset_check.h"
 #include "model/growth.h"
+#include "model/hf_import.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
@@ -92,8 +93,13 @@ MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
 
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
-// Returns the weights file it read.
+// "hf:DIR" was resolved against DIR/config.json with the config (config_resolve_hf_model), and
+// its import checks every tensor. Returns what it read.
 static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  if (const std::string dir = hf_dir_of(cfg.init_from); !dir.empty()) {
+    hf_load_weights(model, dir);
+    return cfg.init_from;
+  }
   const std::string file = checkpoint_weights_path(cfg.init_from);
   TrainConfig stored;
   config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
