@@ -2,12 +2,13 @@
 // is the MHA model whose key/value heads are repeated (logits equal; its k, v gradients are the
 // sums of the repeated heads'), n_kv_heads = n_heads is the default model bit for bit, gradients
 // match finite differences for every weight kind, the llama3 frequencies follow the closed form,
-// and parameter counts and FLOPs follow the new shapes.
+// parameter counts follow the new shapes, and G_stack growth keeps them.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "model/growth.h"
 #include "model/llama.h"
 #include "tests/test_support.h"
 
@@ -168,6 +169,28 @@ TEST(Gqa, ParameterCountsAndShapesFollowTheHeads) {
   bad = gqa_config();
   bad.head_dim = 5;
   EXPECT_NE(error_of([&] { bad.validate(); }).find("must be even"), std::string::npos);
+}
+
+TEST(Gqa, GStackGrowthCopiesEveryRowAndKeepsTheHeads) {
+  const ModelConfig small = gqa_config();
+  LlamaModel src(small, cpu_backend(), 1);
+  src.init_weights(2);
+  LlamaModel dst(grown_config(small, 2), cpu_backend(), 1);
+  grow_depthwise(src, dst);
+  EXPECT_EQ(dst.config().kv_heads(), 2);
+  for (const auto& r : dst.params().rows()) {
+    std::string name = r.name;
+    if (const auto p = name.find("layers."); p != std::string::npos) {  // layer i of 4 from layer i mod 2
+      const auto dot = name.find('.', p + 7);
+      name = name.substr(0, p + 7) + std::to_string(std::stoi(name.substr(p + 7, dot - p - 7)) % 2) + name.substr(dot);
+    }
+    const ParamRow& from = src.params().at(name);
+    ASSERT_EQ(std::memcmp(dst.param_data() + r.offset, src.param_data() + from.offset, size_t(r.numel) * 4), 0) << r.name;
+  }
+  ModelConfig other = grown_config(small, 2);
+  other.n_kv_heads = 1;
+  LlamaModel wrong(other, cpu_backend(), 1);
+  EXPECT_NE(error_of([&] { grow_depthwise(src, wrong); }).find("model.n_kv_heads"), std::string::npos);
 }
 
 }  // namespace
