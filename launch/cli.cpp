@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <sstream>
 
 #include "util/error.h"
@@ -84,6 +85,30 @@ std::string command_help(const CommandSpec& spec) {
   os << "  --help                       this text\n";
   if (!spec.epilog.empty()) os << "\n" << spec.epilog;
   return os.str();
+}
+
+Args parse_command(const CommandSpec& spec, int argc, char** argv, const Positionals& positionals,
+                   const std::string& more_help) {
+  Args args(spec, argc, argv, 2);
+  if (args.help()) {
+    std::cout << command_help(spec) << more_help;
+    return args;
+  }
+  const auto& given = args.positional();
+  switch (positionals.count) {
+    case Positionals::none:
+      if (!given.empty()) throw Error(str("unexpected argument '", given[0], "'"));
+      break;
+    case Positionals::one:
+      if (given.size() != 1) throw Error(str("give one ", positionals.what, " (see --help)"));
+      break;
+    case Positionals::at_least_one:
+      if (given.empty()) throw Error(str("give at least one ", positionals.what));
+      break;
+    case Positionals::any:
+      break;
+  }
+  return args;
 }
 
 void require_new_output(const std::string& path) {

@@ -43,6 +43,19 @@ class Args {
 
 std::string command_help(const CommandSpec& spec);
 
+// The positional arguments a command takes, checked by parse_command.
+struct Positionals {
+  enum Count { none, one, at_least_one, any } count = none;  // any: the command checks them itself
+  std::string what;  // named in the error: "give one <what> (see --help)", "give at least one <what>"
+};
+
+// The preamble of every `cairn <command>`: parses its arguments (argv[2] on) against `spec` and
+// checks the positional ones. With --help it prints command_help(spec), then `more_help`, and
+// returns Args whose help() is true: the command then returns 0. Throws Error as Args does, and
+// for positional arguments that `positionals` does not allow.
+Args parse_command(const CommandSpec& spec, int argc, char** argv, const Positionals& positionals = {},
+                   const std::string& more_help = "");
+
 // Commands never overwrite what --out names: throws Error ("'PATH' already exists: remove it or
 // choose another --out") when `path` exists.
 void require_new_output(const std::string& path);

@@ -46,12 +46,8 @@ static std::vector<int64_t> skip_plan(const Args& args, int64_t n_layers) {
 }
 
 int cmd_eval(int argc, char** argv) {
-  Args args(kEvalSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kEvalSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  const Args args = parse_command(kEvalSpec, argc, argv, {Positionals::one, "weights file or checkpoint directory"});
+  if (args.help()) return 0;
   const std::vector<std::string> data = args.all("data");
   if (data.empty()) throw Error("give at least one --data DATASET (a dataset directory or .h5 file)");
   const int64_t micro_batch = int64_t(args.get_number("micro-batch", 8));
@@ -120,12 +116,8 @@ static const CommandSpec kGenerateSpec{
     ""};
 
 int cmd_generate(int argc, char** argv) {
-  Args args(kGenerateSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kGenerateSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  const Args args = parse_command(kGenerateSpec, argc, argv, {Positionals::one, "weights file or checkpoint directory"});
+  if (args.help()) return 0;
   if (!args.has("prompt")) throw Error("--prompt TEXT is required");
   GenerateOptions o;
   constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();

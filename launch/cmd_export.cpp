@@ -25,12 +25,8 @@ static const CommandSpec kExportSpec{
     ""};
 
 int cmd_export(int argc, char** argv) {
-  Args args(kExportSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kExportSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1) throw Error("give one weights file or checkpoint directory (see --help)");
+  const Args args = parse_command(kExportSpec, argc, argv, {Positionals::one, "weights file or checkpoint directory"});
+  if (args.help()) return 0;
   if (args.get("format", "hf") != "hf") throw Error(str("--format ", args.get("format"), " is unknown: use hf"));
   if (!args.has("out")) throw Error("--out DIR is required");
   const TensorDtype dtype = tensor_dtype_from_option(args.get("dtype", "fp32"));

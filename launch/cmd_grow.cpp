@@ -36,12 +36,8 @@ static int plan(const Args& args) {
 }
 
 int cmd_grow(int argc, char** argv) {
-  Args args(kGrowSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kGrowSpec);
-    return 0;
-  }
-  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
+  const Args args = parse_command(kGrowSpec, argc, argv);
+  if (args.help()) return 0;
   if (args.has("plan")) return plan(args);
   if (!args.has("from") || !args.has("out")) throw Error("--from WEIGHTS and --out OUT.h5 are required (or --plan)");
   require_new_output(args.get("out"));  // as export: fail before the work, never overwrite

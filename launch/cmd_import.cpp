@@ -25,13 +25,10 @@ static const CommandSpec kImportSpec{
     ""};
 
 int cmd_import(int argc, char** argv) {
-  Args args(kImportSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kImportSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1 || hf_dir_of(args.positional()[0]).empty())
-    throw Error("give one Hugging Face model directory as hf:DIR (see --help)");
+  const Args args = parse_command(kImportSpec, argc, argv, {Positionals::one, "Hugging Face model directory as hf:DIR"});
+  if (args.help()) return 0;
+  if (hf_dir_of(args.positional()[0]).empty())
+    throw Error(str("'", args.positional()[0], "' is not hf:DIR: name the Hugging Face model directory as hf:DIR"));
   if (!args.has("out")) throw Error("--out OUT.h5 is required");
   require_new_output(args.get("out"));
   const std::string dir = hf_dir_of(args.positional()[0]);

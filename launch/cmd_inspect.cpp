@@ -27,12 +27,8 @@ static std::string shape_text(const std::vector<int64_t>& shape) {
 
 int cmd_inspect(int argc, char** argv) {
   namespace fs = std::filesystem;
-  Args args(kInspectSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kInspectSpec);
-    return 0;
-  }
-  if (args.positional().size() != 1) throw Error("give one checkpoint directory (see --help)");
+  const Args args = parse_command(kInspectSpec, argc, argv, {Positionals::one, "checkpoint directory"});
+  if (args.help()) return 0;
   // Like eval, generate and export, take a run directory for its checkpoints/ (the default
   // checkpoint.dir); say what a file is instead of calling it missing.
   fs::path target = args.positional()[0];
@@ -44,8 +40,8 @@ int cmd_inspect(int argc, char** argv) {
   const std::string dir = checkpoint_resolve(target.string());
   const CheckpointInfo info = checkpoint_read_info(dir);
   std::cout << "checkpoint " << dir << " (" << kCheckpointFormat << " v" << info.format_version << ")\n"
-            << "step " << info.step << ", samples " << info.samples << ", tokens " << info.tokens << ", skipped steps "
-            << info.skipped_steps << ", world size " << info.world_size << "\n"
+            << "step " << info.state.step << ", samples " << info.state.samples << ", tokens " << info.state.tokens
+            << ", skipped steps " << info.state.skipped_steps << ", world size " << info.world_size << "\n"
             << "optimizer " << info.optimizer << " (" << info.optimizer_steps << " steps)\n\nfiles:\n";
   for (const auto& f : info.files)
     std::cout << "  " << std::left << std::setw(24) << f.name << std::right << std::setw(14) << f.bytes

@@ -60,12 +60,8 @@ void print_growth_plan(double n, double d, int64_t g, double layers) {
 }
 
 int cmd_plan(int argc, char** argv) {
-  Args args(kPlanSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kPlanSpec);
-    return 0;
-  }
-  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
+  const Args args = parse_command(kPlanSpec, argc, argv);
+  if (args.help()) return 0;
   const int64_t g = growth_factor_option(args);
   double n = 0, d = 0, total = 0;
   TrainConfig cfg;

@@ -54,11 +54,9 @@ void on_prepare_signal(int sig) {
 }  // namespace
 
 int cmd_prepare(int argc, char** argv) {
-  Args args(kPrepareSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kPrepareSpec);
-    return 0;
-  }
+  // Part files with --merge, nothing otherwise: checked below.
+  const Args args = parse_command(kPrepareSpec, argc, argv, {Positionals::any, ""});
+  if (args.help()) return 0;
   const std::string out = args.get("out");
   if (out.empty()) throw Error("--out DIR is required");
   PrepareSummary s;
@@ -135,12 +133,8 @@ static const CommandSpec kPlotSpec{
     ""};
 
 int cmd_plot(int argc, char** argv) {
-  Args args(kPlotSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kPlotSpec);
-    return 0;
-  }
-  if (args.positional().empty()) throw Error("give at least one run directory or metrics.jsonl");
+  const Args args = parse_command(kPlotSpec, argc, argv, {Positionals::at_least_one, "run directory or metrics.jsonl"});
+  if (args.help()) return 0;
   std::vector<std::string> files;
   for (const auto& p : args.positional())
     files.push_back(std::filesystem::is_directory(p) ? p + "/metrics.jsonl" : p);

@@ -1,9 +1,6 @@
 // `cairn train`: one data-parallel rank of a training run (alone, or under mpirun / srun).
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "comm/collective_error.h"
 #include "comm/communicator.h"
@@ -11,6 +8,7 @@
 #include "launch/commands.h"
 #include "launch/plot.h"
 #include "trainer/config.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -41,29 +39,9 @@ static const CommandSpec kTrainSpec{
     "exits on the signal and loses the ranks' output). CAIRN_PROGRESS=0 turns the progress bar off\n"
     "(output.progress = false).\n"};
 
-// The step <run_dir>/COMPLETE records, or -1 without one; rank 0 reads it, every rank learns it.
-static int64_t completed_steps(const std::string& run_dir, Communicator& comm) {
-  int64_t step = -1;
-  if (comm.rank() == 0) {
-    std::ifstream in(run_dir + "/COMPLETE");
-    if (in) {
-      const auto j = nlohmann::json::parse(in, nullptr, false);
-      if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer())
-        throw Error(str("'", run_dir, "/COMPLETE' is damaged (no integer \"step\"): remove it and continue with --resume auto"));
-      step = j["step"].get<int64_t>();
-    }
-  }
-  comm.broadcast(&step, sizeof step, 0);
-  return step;
-}
-
 int cmd_train(int argc, char** argv) {
-  Args args(kTrainSpec, argc, argv, 2);
-  if (args.help()) {
-    std::cout << command_help(kTrainSpec) << "\nconfig keys (defaults):\n" << config_describe();
-    return 0;
-  }
-  if (!args.positional().empty()) throw Error(str("unexpected argument '", args.positional()[0], "'"));
+  const Args args = parse_command(kTrainSpec, argc, argv, {}, "\nconfig keys (defaults):\n" + config_describe());
+  if (args.help()) return 0;
   TrainConfig cfg = config_load(args.get("config"), args.all("set"));
   // Set by launch/cairn-mpirun.sh and slurm/launch.sh when their own output is not a terminal:
   // mpirun gives each rank a pty, so the bar's escape codes would fill the log file.
@@ -87,7 +65,7 @@ int cmd_train(int argc, char** argv) {
     // `--resume auto` on a finished run (a resubmitted job): nothing to do at the same
     // training.steps; with more, continue from the checkpoint of its last step.
     const bool resume_auto = args.get("resume") == "auto";
-    const int64_t done = resume_auto ? completed_steps(cfg.output.run_dir, *comm) : -1;
+    const int64_t done = resume_auto ? TrainingRun::completed_steps(cfg.output.run_dir, *comm) : -1;
     if (done >= 0 && done == cfg.training.steps) {
       if (comm->rank() == 0)
         std::cout << "cairn train: run " << cfg.output.run_dir << " is already complete (" << done
@@ -95,24 +73,27 @@ int cmd_train(int argc, char** argv) {
       return 0;
     }
     Trainer trainer(cfg, *comm);
-    trainer.lock_checkpoint_dir();  // before a resume reads a checkpoint another run may be writing
-    const bool resumed = args.has("resume") && trainer.resume(args.get("resume"));
+    TrainingRun run(trainer);
+    run.lock_checkpoint_dir();  // before a resume reads a checkpoint another run may be writing
+    const bool resumed = args.has("resume") && run.resume(args.get("resume"));
     if (done >= 0 && !resumed)  // --resume auto found nothing: it would train the finished run again from step 0
       throw Error(str("run '", cfg.output.run_dir, "' finished ", done, " steps (its COMPLETE) but '",
-                      trainer.checkpoint_dir(), "' holds no checkpoint to continue from (was checkpoint.every 0?): ",
+                      run.checkpoint_dir(), "' holds no checkpoint to continue from (was checkpoint.every 0?): ",
                       "continue from its weights with model.init_from instead, or use another output.run_dir"));
-    trainer.run();
-    if (trainer.stopped()) return 0;
-    const std::string dir = trainer.config().output.run_dir;
+    run.run();
+    if (run.stopped()) return 0;
+    const RunFiles files(trainer.config().output.run_dir);
+    const std::string& dir = files.dir;
     std::string error;
     if (comm->rank() == 0) {
-      std::cout << "metrics: " << dir << "/metrics.jsonl\n";
-      if (trainer.config().output.tensorboard) std::cout << "TensorBoard: tensorboard --logdir " << dir << "/tb\n";
+      std::cout << "metrics: " << files.metrics << "\n";
+      if (trainer.config().output.tensorboard)
+        std::cout << "TensorBoard: tensorboard --logdir " << files.tensorboard << "\n";
       if (trainer.config().output.plot) {
-        error = capture_error([&] { plot_metrics({dir + "/metrics.jsonl"}, dir + "/loss.png", PlotOptions{}); });
+        error = capture_error([&] { plot_metrics({files.metrics}, dir + "/loss.png", PlotOptions{}); });
         if (error.empty()) std::cout << "loss curves: " << dir << "/loss.png\n";
       }
-      std::cout << "final weights: " << dir << "/model.h5" << std::endl;
+      std::cout << "final weights: " << files.weights << std::endl;
     }
     // The run is complete either way, but a failed plot fails the command on every rank.
     if (!error.empty()) error += str(" (the run itself is complete: draw the plot later with `cairn plot ", dir, "`)");

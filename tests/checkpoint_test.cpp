@@ -19,6 +19,7 @@
 #include "tests/test_support.h"
 #include "launch/commands.h"
 #include "trainer/checkpoint.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 #include "util/file_lock.h"
@@ -61,7 +62,7 @@ class CheckpointTest : public ScratchDirTest {
   std::string trained_checkpoint(int steps, const TrainConfig& c) {
     Trainer t(c, *comm_);
     for (int i = 0; i < steps; ++i) t.train_step();
-    return t.save_checkpoint();
+    return TrainingRun(t).save_checkpoint();
   }
 
   std::unique_ptr<Communicator> comm_;
@@ -96,11 +97,11 @@ TEST_F(CheckpointTest, StoppedAndResumedRunEqualsUninterruptedBitForBit) {
   {
     Trainer first(c, *comm_);
     for (int i = 0; i < 5; ++i) EXPECT_EQ(first.train_step().loss, full_losses[size_t(i)]);
-    ckpt = first.save_checkpoint();
+    ckpt = TrainingRun(first).save_checkpoint();
   }
   EXPECT_EQ(fs::path(ckpt).filename(), "step_00000005");
   Trainer resumed(c, *comm_);
-  resumed.load_checkpoint(ckpt);
+  TrainingRun(resumed).load_checkpoint(ckpt);
   EXPECT_EQ(resumed.state().step, 5);
   EXPECT_EQ(resumed.state().samples, 10);
   EXPECT_EQ(resumed.optimizer().steps(), 5);
@@ -112,9 +113,9 @@ TEST_F(CheckpointTest, OptimizerStateRoundTrips) {
   const TrainConfig c = config();
   Trainer a(c, *comm_);
   for (int i = 0; i < 3; ++i) a.train_step();
-  const std::string ckpt = a.save_checkpoint();
+  const std::string ckpt = TrainingRun(a).save_checkpoint();
   Trainer b(c, *comm_);
-  b.load_checkpoint(ckpt);
+  TrainingRun(b).load_checkpoint(ckpt);
   auto sa = a.optimizer().state(), sb = b.optimizer().state();
   ASSERT_EQ(sa.size(), sb.size());
   ASSERT_FALSE(sa.empty());
@@ -132,13 +133,13 @@ TEST_F(CheckpointTest, CrashDuringWriteLeavesPreviousCheckpointLoadable) {
   const TrainConfig c = config();
   Trainer t(c, *comm_);
   for (int i = 0; i < 3; ++i) t.train_step();
-  t.save_checkpoint();
+  TrainingRun(t).save_checkpoint();
   t.train_step();
   for (const char* stage : {"optimizer_rank0.h5", "model.h5", "trainer.json"}) {
     checkpoint_fault_hook = [&](const std::string& s) {
       if (s == stage) throw std::runtime_error("simulated crash");
     };
-    EXPECT_THROW(t.save_checkpoint(), std::runtime_error) << stage;
+    EXPECT_THROW(TrainingRun(t).save_checkpoint(), std::runtime_error) << stage;
     checkpoint_fault_hook = nullptr;
     EXPECT_TRUE(fs::exists(ckpt_root() + "/step_00000004.tmp")) << stage;
     EXPECT_FALSE(fs::exists(ckpt_root() + "/step_00000004")) << stage;
@@ -146,21 +147,23 @@ TEST_F(CheckpointTest, CrashDuringWriteLeavesPreviousCheckpointLoadable) {
     EXPECT_EQ(fs::path(checkpoint_find_latest(ckpt_root(), warn)).filename(), "step_00000003") << stage;
     EXPECT_EQ(warn.str(), "");
     Trainer r(c, *comm_);
-    EXPECT_TRUE(r.resume("auto"));
+    TrainingRun r_run(r);
+    EXPECT_TRUE(r_run.resume("auto"));
     EXPECT_EQ(r.state().step, 3);
   }
   // Killed after the rename but before `latest` moved: the renamed checkpoint is complete.
   checkpoint_fault_hook = [](const std::string& s) {
     if (s == "renamed") throw std::runtime_error("simulated crash");
   };
-  EXPECT_THROW(t.save_checkpoint(), std::runtime_error);
+  EXPECT_THROW(TrainingRun(t).save_checkpoint(), std::runtime_error);
   checkpoint_fault_hook = nullptr;
   std::ifstream latest(ckpt_root() + "/latest");
   std::string named;
   latest >> named;
   EXPECT_EQ(named, "step_00000003");
   Trainer r(c, *comm_);
-  EXPECT_TRUE(r.resume("auto"));
+  TrainingRun r_run(r);
+  EXPECT_TRUE(r_run.resume("auto"));
   EXPECT_EQ(r.state().step, 4);
 }
 
@@ -169,9 +172,9 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
   {
     Trainer t(c, *comm_);
     for (int i = 0; i < 2; ++i) t.train_step();
-    t.save_checkpoint();
+    TrainingRun(t).save_checkpoint();
     t.train_step();
-    t.save_checkpoint();
+    TrainingRun(t).save_checkpoint();
   }
   const std::string good = ckpt_root() + "/step_00000002", ckpt = ckpt_root() + "/step_00000003";
   const std::string copy = path("pristine");
@@ -181,9 +184,10 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
     fs::copy(copy, ckpt);
   };
   Trainer t(c, *comm_);
+  TrainingRun t_run(t);
 
   fs::resize_file(ckpt + "/model.h5", fs::file_size(ckpt + "/model.h5") - 100);
-  std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+  std::string e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("model.h5' is truncated"), std::string::npos) << e;
 
   restore();
@@ -196,7 +200,7 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
     b = char(b ^ 0x10);
     f.write(&b, 1);
   }
-  e = error_of([&] { t.load_checkpoint(ckpt); });
+  e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("optimizer_rank0.h5' is corrupted: checksum mismatch"), std::string::npos) << e;
   // `auto` falls back to the previous checkpoint with a warning naming the damage.
   std::ostringstream warn;
@@ -205,7 +209,7 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
 
   restore();
   fs::remove(ckpt + "/optimizer_rank0.h5");
-  e = error_of([&] { t.load_checkpoint(ckpt); });
+  e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("missing its file optimizer_rank0.h5"), std::string::npos) << e;
 
   restore();
@@ -213,7 +217,7 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
     std::ofstream f(ckpt + "/trainer.json", std::ios::app);
     f << "}";
   }
-  e = error_of([&] { t.load_checkpoint(ckpt); });
+  e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("trainer.json' is not valid JSON"), std::string::npos) << e;
 
   restore();
@@ -223,15 +227,15 @@ TEST_F(CheckpointTest, DamagedFilesGiveErrorsNamingTheFile) {
     j["step"] = 99;
     std::ofstream(ckpt + "/trainer.json") << j.dump(2);
   }
-  e = error_of([&] { t.load_checkpoint(ckpt); });
+  e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("trainer.json' is corrupted"), std::string::npos) << e;
 
-  e = error_of([&] { t.load_checkpoint(ckpt_root() + "/step_00000004.tmp"); });
+  e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt_root() + "/step_00000004.tmp"); });
   EXPECT_NE(e.find("does not exist"), std::string::npos) << e;
   EXPECT_EQ(t.state().step, 0);  // nothing was loaded by any failed attempt
 
   fs::remove_all(good);  // every checkpoint damaged: `auto` refuses rather than starting over
-  e = error_of([&] { t.resume("auto"); });
+  e = error_of([&] { t_run.resume("auto"); });
   EXPECT_NE(e.find("none of the 1 checkpoints"), std::string::npos) << e;
 }
 
@@ -260,7 +264,7 @@ TEST_F(CheckpointTest, IncompatibleConfigNamesTheKey) {
   other.model.dim = 64;
   other.output.run_dir = path("other");
   Trainer t(other, *comm_);
-  const std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+  const std::string e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("model.dim = 32 but this run has model.dim = 64"), std::string::npos) << e;
   EXPECT_EQ(t.state().step, 0);
 }
@@ -284,10 +288,10 @@ TEST_F(CheckpointTest, GroupedQueryRunResumesBitForBitAndKvHeadsAreAShapeKey) {
   {
     Trainer first(c, *comm_);
     for (int i = 0; i < 4; ++i) first.train_step();
-    ckpt = first.save_checkpoint();
+    ckpt = TrainingRun(first).save_checkpoint();
   }
   Trainer resumed(c, *comm_);
-  resumed.load_checkpoint(ckpt);
+  TrainingRun(resumed).load_checkpoint(ckpt);
   for (int i = 4; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, full_losses[size_t(i)]) << "step " << i + 1;
   EXPECT_EQ(params_of(resumed), params_of(full));
 
@@ -295,7 +299,7 @@ TEST_F(CheckpointTest, GroupedQueryRunResumesBitForBitAndKvHeadsAreAShapeKey) {
   mha.model.n_kv_heads = 4;
   mha.output.run_dir = path("mha");
   Trainer other(mha, *comm_);
-  const std::string e = error_of([&] { other.load_checkpoint(ckpt); });
+  const std::string e = error_of([&] { TrainingRun(other).load_checkpoint(ckpt); });
   EXPECT_NE(e.find("model.n_kv_heads"), std::string::npos) << e;
 }
 
@@ -304,12 +308,13 @@ TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   c.checkpoint.keep = 2;
   {
     Trainer fresh(c, *comm_);
-    EXPECT_FALSE(fresh.resume("auto"));
+    TrainingRun fresh_run(fresh);
+    EXPECT_FALSE(fresh_run.resume("auto"));
   }
   Trainer t(c, *comm_);
   for (int i = 0; i < 4; ++i) {
     t.train_step();
-    t.save_checkpoint();
+    TrainingRun(t).save_checkpoint();
   }
   const auto left = checkpoint_list(ckpt_root());
   ASSERT_EQ(left.size(), 2u);
@@ -343,12 +348,16 @@ TEST_F(CheckpointTest, TheLastStepIsCheckpointedSoALongerRunContinuesFromTheEnd)
   TrainConfig c = config();
   c.training.steps = 5;
   c.checkpoint.every = 2;
-  Trainer(c, *comm_).run();
+  {
+    Trainer trainer(c, *comm_);
+    TrainingRun(trainer).run();
+  }
   ASSERT_FALSE(checkpoint_list(ckpt_root()).empty());
   EXPECT_EQ(fs::path(checkpoint_list(ckpt_root()).front()).filename(), "step_00000005");
   c.training.steps = 8;
   Trainer longer(c, *comm_);
-  ASSERT_TRUE(longer.resume("auto"));
+  TrainingRun longer_run(longer);
+  ASSERT_TRUE(longer_run.resume("auto"));
   EXPECT_EQ(longer.state().step, 5);
 }
 
@@ -358,8 +367,9 @@ TEST_F(CheckpointTest, ResumingPastTrainingStepsIsAnError) {
   trained_checkpoint(4, c);
   c.training.steps = 3;
   Trainer t(c, *comm_);
-  ASSERT_TRUE(t.resume("auto"));
-  const std::string e = error_of([&] { t.run(); });
+  TrainingRun t_run(t);
+  ASSERT_TRUE(t_run.resume("auto"));
+  const std::string e = error_of([&] { t_run.run(); });
   EXPECT_NE(e.find("training.steps = 3"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
 }
@@ -373,12 +383,12 @@ TEST_F(CheckpointTest, ASaveNeverDeletesItselfOrNewerCheckpoints) {
     Trainer t(c, *comm_);
     for (int i = 0; i < 4; ++i) {
       t.train_step();
-      t.save_checkpoint();
+      TrainingRun(t).save_checkpoint();
     }
   }
   Trainer b(c, *comm_);
   b.train_step();
-  const std::string mine = b.save_checkpoint();
+  const std::string mine = TrainingRun(b).save_checkpoint();
   EXPECT_TRUE(fs::exists(mine + "/trainer.json")) << mine;
   EXPECT_EQ(checkpoint_resolve(ckpt_root()), mine);
   EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 3u);  // the other trajectory's 3 and 4 stay too
@@ -392,18 +402,18 @@ TEST_F(CheckpointTest, ResumingAnOlderCheckpointWarnsAboutNewerOnesBesideIt) {
     Trainer t(c, *comm_);
     for (int i = 0; i < 3; ++i) {
       t.train_step();
-      t.save_checkpoint();
+      TrainingRun(t).save_checkpoint();
     }
   }
   Trainer r(c, *comm_);
   testing::internal::CaptureStderr();
-  r.load_checkpoint(ckpt_root() + "/step_00000001");
+  TrainingRun(r).load_checkpoint(ckpt_root() + "/step_00000001");
   const std::string warned = testing::internal::GetCapturedStderr();
   EXPECT_NE(warned.find("WARNING"), std::string::npos) << warned;
   EXPECT_NE(warned.find("step_00000003"), std::string::npos) << warned;
   Trainer newest(c, *comm_);  // resuming the newest one is silent
   testing::internal::CaptureStderr();
-  newest.load_checkpoint(ckpt_root());
+  TrainingRun(newest).load_checkpoint(ckpt_root());
   EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
 }
 
@@ -413,17 +423,19 @@ TEST_F(CheckpointTest, FreshRunRefusesADirectoryHoldingAnEarlierRunsCheckpoints)
   {
     Trainer t(c, *comm_);
     t.train_step();
-    t.save_checkpoint();
+    TrainingRun(t).save_checkpoint();
   }
   Trainer fresh(c, *comm_);
-  const std::string e = error_of([&] { fresh.run(); });
+  TrainingRun fresh_run(fresh);
+  const std::string e = error_of([&] { fresh_run.run(); });
   EXPECT_NE(e.find("already holds"), std::string::npos) << e;
   EXPECT_NE(e.find("--resume auto"), std::string::npos) << e;
   EXPECT_EQ(checkpoint_list(ckpt_root()).size(), 1u);
   EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
   Trainer resumed(c, *comm_);  // continuing the run is what the message suggests, and it works
-  EXPECT_TRUE(resumed.resume("auto"));
-  resumed.run();
+  TrainingRun resumed_run(resumed);
+  EXPECT_TRUE(resumed_run.resume("auto"));
+  resumed_run.run();
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
 }
 
@@ -438,10 +450,11 @@ TEST_F(CheckpointTest, ASecondRunOnALockedCheckpointDirectoryFailsAtStartAndTouc
     FileLock holder(lock_file);  // another run's rank 0 (a separate open file, so flock() conflicts)
     ASSERT_EQ(holder.status(), FileLock::Status::acquired);
     Trainer t(c, *comm_);
+    TrainingRun t_run(t);
     const std::string e = error_of([&] {
-      t.lock_checkpoint_dir();
-      t.resume("auto");
-      t.run();
+      t_run.lock_checkpoint_dir();
+      t_run.resume("auto");
+      t_run.run();
     });
     EXPECT_NE(e.find("'" + ckpt_root() + "' is in use by another cairn run"), std::string::npos) << e;
     EXPECT_NE(e.find(str("pid ", ::getpid(), " on host ")), std::string::npos) << e;
@@ -463,9 +476,10 @@ TEST_F(CheckpointTest, ASecondRunOnALockedCheckpointDirectoryFailsAtStartAndTouc
     EXPECT_FALSE(fs::exists(path("run/COMPLETE")));
   }
   Trainer t(c, *comm_);  // the holder is gone: the run continues
-  t.lock_checkpoint_dir();
-  ASSERT_TRUE(t.resume("auto"));
-  t.run();
+  TrainingRun t_run(t);
+  t_run.lock_checkpoint_dir();
+  ASSERT_TRUE(t_run.resume("auto"));
+  t_run.run();
   EXPECT_TRUE(fs::exists(path("run/COMPLETE")));
   FileLock after(lock_file);  // run() released it
   EXPECT_EQ(after.status(), FileLock::Status::acquired);
@@ -515,7 +529,10 @@ TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
   TrainConfig c = config();
   c.training.log_every = 4;
   c.output.run_dir = path("full");
-  Trainer(c, *comm_).run();
+  {
+    Trainer trainer(c, *comm_);
+    TrainingRun(trainer).run();
+  }
   c.output.run_dir = path("stopped");
   c.checkpoint.every = 6;
   checkpoint_fault_hook = [](const std::string& stage) {
@@ -523,14 +540,16 @@ TEST_F(CheckpointTest, ResumeBetweenLogLinesContinuesTheMetricsExactly) {
   };
   {
     Trainer t(c, *comm_);
-    t.run();
-    ASSERT_TRUE(t.stopped());
+    TrainingRun t_run(t);
+    t_run.run();
+    ASSERT_TRUE(t_run.stopped());
     EXPECT_EQ(t.state().step, 6);
   }
   checkpoint_fault_hook = nullptr;
   Trainer r(c, *comm_);
-  ASSERT_TRUE(r.resume("auto"));
-  r.run();
+  TrainingRun r_run(r);
+  ASSERT_TRUE(r_run.resume("auto"));
+  r_run.run();
   const auto full = losses_of(path("full/metrics.jsonl")), resumed = losses_of(path("stopped/metrics.jsonl"));
   ASSERT_EQ(full.size(), 3u);
   EXPECT_EQ(resumed, full);
@@ -546,11 +565,12 @@ TEST_F(CheckpointTest, AStopReportThatCannotBeWrittenIsAWarningAndTheStopStaysCl
     if (stage == "latest") std::raise(SIGUSR1);  // a stop request while the step-6 checkpoint is written
   };
   Trainer t(c, *comm_);
+  TrainingRun t_run(t);
   testing::internal::CaptureStdout();
-  EXPECT_NO_THROW(t.run());
+  EXPECT_NO_THROW(t_run.run());
   const std::string out = testing::internal::GetCapturedStdout();
   checkpoint_fault_hook = nullptr;
-  EXPECT_TRUE(t.stopped());
+  EXPECT_TRUE(t_run.stopped());
   EXPECT_EQ(t.state().step, 6);
   EXPECT_NE(out.find("stopped by signal at step 6: checkpoint "), std::string::npos) << out;
   EXPECT_NE(out.find("warning: no stop report in the run directory: "), std::string::npos) << out;
@@ -566,12 +586,16 @@ TEST_F(CheckpointTest, AnIncompleteLastMetricsLineIsDroppedWhenTheRunContinues) 
   TrainConfig c = config();
   c.training.steps = 6;
   c.checkpoint.every = 3;
-  Trainer(c, *comm_).run();
+  {
+    Trainer trainer(c, *comm_);
+    TrainingRun(trainer).run();
+  }
   std::ofstream(path("run/metrics.jsonl"), std::ios::app) << R"({"step":7,"tokens":22)";
   c.training.steps = 9;
   Trainer r(c, *comm_);
-  ASSERT_TRUE(r.resume("auto"));
-  r.run();
+  TrainingRun r_run(r);
+  ASSERT_TRUE(r_run.resume("auto"));
+  r_run.run();
   const auto losses = losses_of(path("run/metrics.jsonl"));  // every line parses
   EXPECT_EQ(losses.size(), 9u);
   EXPECT_EQ(losses.count(7), 1u);
@@ -645,7 +669,7 @@ TEST_F(CheckpointTest, SigtermSavesExitsZeroAndResumeAutoFinishesTheSameRun) {
   EXPECT_FALSE(fs::exists(path("stopped/COMPLETE")));
   const auto saved = checkpoint_list(path("stopped/checkpoints"));
   ASSERT_EQ(saved.size(), 1u);
-  EXPECT_LT(checkpoint_read_info(saved[0]).step, 1500);
+  EXPECT_LT(checkpoint_read_info(saved[0]).state.step, 1500);
 
   auto resume = args_for("stopped");
   resume.push_back("--resume");

@@ -7,6 +7,7 @@
 #include "comm/nccl_communicator.h"
 #include "tests/cuda_cases.h"
 #include "tests/test_support.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "trainer/config.h"
 #include "util/cuda_module.h"
@@ -136,10 +137,10 @@ TEST_F(CudaTrainTest, ResumedGpuRunEqualsUninterruptedBitForBit) {
     {
       Trainer first(c, *comm_);
       for (int i = 0; i < 3; ++i) EXPECT_EQ(first.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
-      ckpt = first.save_checkpoint();
+      ckpt = TrainingRun(first).save_checkpoint();
     }
     Trainer resumed(c, *comm_);
-    resumed.load_checkpoint(ckpt);
+    TrainingRun(resumed).load_checkpoint(ckpt);
     for (int i = 3; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, losses[size_t(i)]) << "step " << i + 1;
     EXPECT_EQ(params_of(resumed), params_of(full));
   }
@@ -154,17 +155,17 @@ TEST_F(CudaTrainTest, CheckpointMovesCpuToGpuToCpu) {
   {
     Trainer cpu(config("cpu", "cpu1"), *comm_);
     for (int i = 0; i < 3; ++i) cpu.train_step();
-    ckpt = cpu.save_checkpoint();
+    ckpt = TrainingRun(cpu).save_checkpoint();
   }
   {
     Trainer gpu(config("cuda", "gpu"), *comm_);
-    gpu.load_checkpoint(ckpt);
+    TrainingRun(gpu).load_checkpoint(ckpt);
     for (int i = 3; i < 6; ++i)
       EXPECT_NEAR(gpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;
-    ckpt = gpu.save_checkpoint();
+    ckpt = TrainingRun(gpu).save_checkpoint();
   }
   Trainer cpu(config("cpu", "cpu2"), *comm_);
-  cpu.load_checkpoint(ckpt);
+  TrainingRun(cpu).load_checkpoint(ckpt);
   EXPECT_EQ(cpu.state().step, 6);
   for (int i = 6; i < 8; ++i)
     EXPECT_NEAR(cpu.train_step().loss, ref_losses[size_t(i)], 1e-4 * ref_losses[size_t(i)]) << "step " << i + 1;

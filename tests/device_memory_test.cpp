@@ -15,6 +15,7 @@
 #include "tests/graph_emulation.h"
 #include "tests/guarded_backend.h"
 #include "tests/test_support.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 
 namespace cairn {
@@ -78,10 +79,10 @@ TEST_F(DeviceMemoryTest, EveryWeightKindAndOptimizerTrainsResumesAndSavesThrough
     {
       Trainer t(c, *comm_, &guarded);
       for (int s = 0; s < 3; ++s) EXPECT_EQ(t.train_step().loss, want[size_t(s)]) << "step " << s + 1;
-      ckpt = t.save_checkpoint();
+      ckpt = TrainingRun(t).save_checkpoint();
     }
     Trainer resumed(c, *comm_, &guarded);
-    resumed.load_checkpoint(ckpt);
+    TrainingRun(resumed).load_checkpoint(ckpt);
     for (int s = 3; s < 6; ++s) EXPECT_EQ(resumed.train_step().loss, want[size_t(s)]) << "step " << s + 1;
   }
 }
@@ -93,7 +94,8 @@ TEST_F(DeviceMemoryTest, AWholeRunWithValidationGrowthAndWeightsStaysOnTheBacken
   c.growth.at_tokens = 4 * c.training.micro_batch * c.model.seq_len;  // G_stack after step 4
   c.growth.factor = 2;
   Trainer t(c, *comm_, &guarded);
-  t.run();
+  TrainingRun t_run(t);
+  t_run.run();
   EXPECT_EQ(t.state().step, 8);
   EXPECT_EQ(t.model().config().n_layers, 4);  // grown from 2
   EXPECT_TRUE(std::filesystem::exists(path("run_whole/model.h5")));

@@ -20,6 +20,7 @@
 #include "model/weights_io.h"
 #include "tests/test_support.h"
 #include "trainer/checkpoint.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 #include "util/file_io.h"
@@ -106,7 +107,8 @@ TEST_F(FullDiskTest, AFailedMetricsWriteStopsTheRunAfterACheckpoint) {
   fs::create_directories(path("run"));
   fs::create_symlink("/dev/full", path("run/metrics.jsonl"));
   Trainer t(c, *comm_);
-  const std::string e = error_of([&] { t.run(); });
+  TrainingRun t_run(t);
+  const std::string e = error_of([&] { t_run.run(); });
   EXPECT_TRUE(has(e, "cannot write '" + path("run/metrics.jsonl") + "': No space left on device")) << e;
   EXPECT_TRUE(has(e, "training stopped at step 3")) << e;
   EXPECT_EQ(t.state().step, 3);  // no step after the failed write
@@ -125,7 +127,8 @@ TEST_F(FullDiskTest, AFullDiskKeepsThePreviousCheckpointAndTheRunContinuesWithRo
     if (stage == "latest") fill(path("disk"));
   };
   Trainer t(c, *comm_);
-  const std::string e = error_of([&] { t.run(); });
+  TrainingRun t_run(t);
+  const std::string e = error_of([&] { t_run.run(); });
   checkpoint_fault_hook = nullptr;
   EXPECT_TRUE(has(e, "No space left on device")) << e;
   EXPECT_TRUE(has(e, path("disk/run/"))) << e;  // names the file
@@ -145,12 +148,16 @@ TEST_F(FullDiskTest, AFullDiskKeepsThePreviousCheckpointAndTheRunContinuesWithRo
   fs::remove(path("disk/ballast"));
   resize_disk(4096);
   Trainer r(c, *comm_);
-  ASSERT_TRUE(r.resume("auto"));
-  r.run();
+  TrainingRun r_run(r);
+  ASSERT_TRUE(r_run.resume("auto"));
+  r_run.run();
   EXPECT_TRUE(fs::exists(path("disk/run/COMPLETE")));
   TrainConfig u = c;
   u.output.run_dir = path("uninterrupted");
-  Trainer(u, *comm_).run();
+  {
+    Trainer trainer(u, *comm_);
+    TrainingRun(trainer).run();
+  }
   auto losses = [](const std::string& metrics) {
     std::map<int64_t, double> out;  // the last record of each step
     std::ifstream in(metrics);
@@ -173,7 +180,8 @@ TEST_F(FullDiskTest, AFailedTensorBoardWriteStopsTheRunAfterACheckpoint) {
     if (stage == "latest") fill(path("disk"));
   };
   Trainer t(c, *comm_);
-  const std::string e = error_of([&] { t.run(); });
+  TrainingRun t_run(t);
+  const std::string e = error_of([&] { t_run.run(); });
   checkpoint_fault_hook = nullptr;
   EXPECT_TRUE(has(e, "cannot write '" + path("run/tb") + "/events.out.tfevents.")) << e;
   EXPECT_TRUE(has(e, "No space left on device")) << e;

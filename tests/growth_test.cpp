@@ -21,6 +21,7 @@
 #include "model/weights_io.h"
 #include "tests/test_support.h"
 #include "trainer/config.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 #include "util/rng.h"
@@ -267,9 +268,10 @@ TEST_F(GrowthRunTest, TheGrowthStepRecordIsTheSmallModelsAndMessagesCountRunStep
     c.output.run_dir = path(str("run_g", factor));
     auto comm = make_self_communicator();
     Trainer t(c, *comm);
+    TrainingRun t_run(t);
     Run r;
     testing::internal::CaptureStdout();
-    t.run();
+    t_run.run();
     r.out = testing::internal::GetCapturedStdout();
     std::ifstream in(c.output.run_dir + "/metrics.jsonl");
     for (std::string line; std::getline(in, line);) {
@@ -304,12 +306,12 @@ TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
   auto comm = make_self_communicator();
   Trainer a(cfg_, *comm);
   for (int s = 0; s < 8; ++s) a.train_step();
-  const std::string ckpt = a.save_checkpoint();
+  const std::string ckpt = TrainingRun(a).save_checkpoint();
   std::vector<float> expected;
   for (int s = 8; s < 12; ++s) expected.push_back(a.train_step().loss);
 
   Trainer b(cfg_, *comm);  // the run's own config: 2 layers, growth configured
-  b.load_checkpoint(ckpt);
+  TrainingRun(b).load_checkpoint(ckpt);
   EXPECT_EQ(b.config().model.n_layers, 4);
   std::vector<float> got;
   for (int s = 8; s < 12; ++s) got.push_back(b.train_step().loss);
@@ -319,7 +321,7 @@ TEST_F(GrowthRunTest, CheckpointAfterGrowthResumesExactly) {
   // training.reset_optimizer: same weights and step, fresh optimizer, so the next step differs.
   cfg_.training.reset_optimizer = true;
   Trainer c(cfg_, *comm);
-  c.load_checkpoint(ckpt);
+  TrainingRun(c).load_checkpoint(ckpt);
   EXPECT_EQ(c.state().step, 8);
   EXPECT_NE(c.train_step().loss, 0.0f);
   EXPECT_NE(host_params(c.model()), host_params(b.model()));
@@ -334,11 +336,11 @@ TEST_F(GrowthRunTest, ResumingPastTheGrowthDoesNotClaimAGrowthNow) {
   {
     Trainer a(cfg_, *comm);
     for (int s = 0; s < 8; ++s) a.train_step();
-    ckpt = a.save_checkpoint();
+    ckpt = TrainingRun(a).save_checkpoint();
   }
   Trainer b(cfg_, *comm);
   testing::internal::CaptureStdout();
-  b.load_checkpoint(ckpt);
+  TrainingRun(b).load_checkpoint(ckpt);
   const std::string out = testing::internal::GetCapturedStdout();
   EXPECT_EQ(out.find("grew to"), std::string::npos) << out;  // it grew at step 6, in the earlier run
   EXPECT_NE(out.find("past this run's growth at step 6"), std::string::npos) << out;
@@ -352,7 +354,8 @@ TEST_F(GrowthRunTest, GrownWeightsFileStartsANewRun) {
   auto comm = make_self_communicator();
   {
     Trainer t(cfg_, *comm);
-    t.run();
+    TrainingRun t_run(t);
+    t_run.run();
   }
   // What `cairn grow` does: load, grow, save with the updated config.
   TrainConfig stored;
@@ -388,11 +391,14 @@ TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
   {
     Trainer t(cfg_, *comm);
     t.train_step();
-    ckpt = t.save_checkpoint();
+    ckpt = TrainingRun(t).save_checkpoint();
   }
   TrainConfig finished = cfg_;
   finished.output.run_dir = path("finished");
-  Trainer(finished, *comm).run();
+  {
+    Trainer trainer(finished, *comm);
+    TrainingRun(trainer).run();
+  }
   std::vector<std::string> args{"cairn", "grow", "--from", path("finished"), "--factor", "2", "--out", path("grown.h5")};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -414,7 +420,7 @@ TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
     TrainConfig other = cfg_;
     config_apply_override(other, change);
     Trainer t(other, *comm);
-    const std::string e = error_of([&] { t.load_checkpoint(ckpt); });
+    const std::string e = error_of([&] { TrainingRun(t).load_checkpoint(ckpt); });
     EXPECT_NE(e.find(std::string(change).substr(0, std::string(change).find('='))), std::string::npos) << e;
   }
   // init_from with a different norm_scaling: the weights would mean something else.
@@ -423,7 +429,10 @@ TEST_F(GrowthRunTest, NormKeysTravelWithWeightsGrowthCheckpointsAndInitFrom) {
   scaled.model.norm_scaling = true;
   scaled.output.run_dir = path("run_scaled");
   scaled.training.steps = 1;
-  Trainer(scaled, *comm).run();
+  {
+    Trainer trainer(scaled, *comm);
+    TrainingRun(trainer).run();
+  }
   TrainConfig plain = scaled;
   plain.model.norm_scaling = false;
   plain.init_from = path("run_scaled");
@@ -439,7 +448,10 @@ TEST_F(GrowthRunTest, GrowRefusesAnExistingOutputLikeExport) {
   namespace fs = std::filesystem;
   cfg_.training.steps = 2;
   auto comm = make_self_communicator();
-  Trainer(cfg_, *comm).run();
+  {
+    Trainer trainer(cfg_, *comm);
+    TrainingRun(trainer).run();
+  }
   auto grow = [&](const std::string& out) {
     std::vector<std::string> args{"cairn", "grow", "--from", path("run"), "--factor", "2", "--out", out};
     std::vector<char*> argv;

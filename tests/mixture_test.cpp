@@ -16,6 +16,7 @@
 #include "data/tokenizer.h"
 #include "tests/test_support.h"
 #include "trainer/config.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -178,8 +179,9 @@ TEST_F(MixtureTest, TrainerReportsValidationLossPerDataset) {
   cfg.output.plot = false;
   auto comm = make_self_communicator();
   Trainer trainer(cfg, *comm);
+  TrainingRun trainer_run(trainer);
   EXPECT_EQ(trainer.validation_names(), (std::vector<std::string>{"de", "en", "extra"}));
-  trainer.run();
+  trainer_run.run();
   std::ifstream in(path("run") + "/metrics.jsonl");
   std::string line, last;
   while (std::getline(in, line))

@@ -17,6 +17,7 @@
 #include "data/token_dataset.h"
 #include "data/tokenizer.h"
 #include "tests/test_support.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -109,10 +110,10 @@ TEST_F(ShardDatasetTest, ResumeAcrossShardsEqualsTheUninterruptedRun) {
   {
     Trainer first(c, *comm_);
     for (int i = 0; i < 3; ++i) EXPECT_EQ(first.train_step().loss, full[size_t(i)]);
-    ckpt = first.save_checkpoint();
+    ckpt = TrainingRun(first).save_checkpoint();
   }
   Trainer resumed(c, *comm_);
-  resumed.load_checkpoint(ckpt);
+  TrainingRun(resumed).load_checkpoint(ckpt);
   for (int i = 3; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, full[size_t(i)]) << "step " << i + 1;
 }
 

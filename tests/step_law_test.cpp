@@ -11,6 +11,7 @@
 #include "tests/test_support.h"
 #include "trainer/config.h"
 #include "trainer/step_law.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -86,7 +87,10 @@ TEST_F(StepLawRun, TrainingStartPrintsTheHint) {
     c.schedule.lr = lr;
     c.output.run_dir = path(str("run", lr));
     testing::internal::CaptureStdout();
-    Trainer(c, *comm).run();
+    {
+      Trainer trainer(c, *comm);
+      TrainingRun(trainer).run();
+    }
     const std::string out = testing::internal::GetCapturedStdout();
     EXPECT_EQ(out.find("hint: schedule.lr") != std::string::npos, lr == 1e-6f) << out;
   }

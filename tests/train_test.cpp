@@ -12,6 +12,7 @@
 #include <string>
 
 #include "tests/test_support.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 
 namespace cairn {
@@ -185,8 +186,9 @@ TEST_F(TrainTest, WithoutAValidationSplitValidationIsSkippedAndSaidOnce) {
   c.training.log_every = 1;
   auto comm = make_self_communicator();
   Trainer t(c, *comm);
+  TrainingRun t_run(t);
   testing::internal::CaptureStdout();
-  t.run();
+  t_run.run();
   const std::string out = testing::internal::GetCapturedStdout();
   const std::string note = "has no validation split longer than model.seq_len = 16 tokens: validation is skipped";
   const auto at = out.find(note);
@@ -230,8 +232,9 @@ TEST_F(TrainTest, AWarmupAsLongAsTheRunIsSaidAtStart) {
     c.output.run_dir = path(str("run_w", steps, "_", warmup));
     auto comm = make_self_communicator();
     Trainer t(c, *comm);
+    TrainingRun t_run(t);
     testing::internal::CaptureStderr();
-    t.run();
+    t_run.run();
     return testing::internal::GetCapturedStderr();
   };
   const std::string said = "is not shorter than the stage (6 steps): the LR never reaches schedule.lr";

@@ -3,6 +3,8 @@
 // tensors that rank owns) and trainer.json (counters, config, world size, a 64-bit hash of every
 // other file). It is written under step_XXXXXXXX.tmp/ and renamed once complete, so a directory
 // without .tmp is either complete or damaged (detected by the hashes), never half-written.
+// checkpoint.cpp: the layout, finding, verifying and reading checkpoints; checkpoint_save.cpp: the
+// write protocol.
 #pragma once
 
 #include <cstdint>
@@ -15,13 +17,15 @@
 #include "comm/communicator.h"
 #include "model/llama.h"
 #include "trainer/optim/optimizer.h"
+#include "trainer/trainer_state.h"
 #include "util/hash.h"
 
 namespace cairn {
 
 inline constexpr const char* kCheckpointFormat = "cairn-checkpoint";
 inline constexpr int64_t kCheckpointVersion = 1;
-
+inline constexpr const char* kCheckpointInfoFile = "trainer.json";
+inline constexpr const char* kOptimizerShardFormat = "cairn-optimizer-shard";
 
 struct CheckpointFile {
   std::string name;  // relative to the checkpoint directory
@@ -32,9 +36,8 @@ struct CheckpointFile {
 // trainer.json: everything but the weights and the optimizer state.
 struct CheckpointInfo {
   int64_t format_version = kCheckpointVersion;
-  int64_t step = 0, samples = 0, tokens = 0, skipped_steps = 0;
-  double interval_loss = 0;     // TrainerState's log interval in progress (absent in older files: 0)
-  int64_t interval_steps = 0;
+  TrainerState state;
+  LogInterval interval;         // absent in older files: empty
   int64_t world_size = 1;
   std::string optimizer;        // Optimizer::name()
   int64_t optimizer_steps = 0;  // Optimizer::steps()
@@ -44,6 +47,8 @@ struct CheckpointInfo {
 
 // "step_00000120".
 std::string checkpoint_name(int64_t step);
+// "optimizer_rank3.h5": the optimizer shard file of a rank.
+std::string checkpoint_shard_name(int64_t rank);
 // The step of a checkpoint directory's name (step_XXXXXXXX), or -1 for any other name.
 int64_t checkpoint_step(const std::string& name);
 // Directory named by a checkpoint path: the directory itself, or, for a checkpoint root holding a
@@ -97,22 +102,8 @@ ShardContents checkpoint_read_shard(const std::string& path);
 // Parameter names and shapes in a weights file (model.h5), in name order.
 std::vector<std::pair<std::string, std::vector<int64_t>>> checkpoint_read_params(const std::string& path);
 
-// While one exists, SIGTERM and SIGUSR1 only set a flag (received() returns the signal number)
-// instead of ending the process, however often they come (SIGKILL still ends it). The previous
-// handlers come back on destruction, unless one of the two was received: then both stay ignored
-// for the rest of the process (late copies of the stop request must not end it non-zero).
-// One at a time per process.
-class StopSignals {
- public:
-  StopSignals();
-  ~StopSignals();
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  static int received();
-};
-
-// Test hook: called with a stage name ("model.h5", "optimizer_rank0.h5", "trainer.json",
-// "renamed", "latest") after that part of a save is done; a hook that throws simulates a crash there.
+// Test hook: called with a stage name ("model.h5", "optimizer_rank0.h5", "trainer.json", "renamed",
+// "latest") after that part of a save is done; a hook that throws simulates a crash there.
 extern std::function<void(const std::string& stage)> checkpoint_fault_hook;
 
 }  // namespace cairn

@@ -12,9 +12,9 @@
 #include "model/growth.h"
 #include "model/linear_sltrain.h"
 #include "model/llama.h"
-#include "trainer/grad_sync.h"
+#include "comm/grad_sync.h"
 #include "trainer/optim/fira.h"
-#include "trainer/trainer.h"
+#include "trainer/optim/make_optimizer.h"
 #include "util/error.h"
 
 namespace cairn {

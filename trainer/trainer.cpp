@@ -1,27 +1,21 @@
-// The training loop (see trainer.h).
+// The trainer: its assembly, the step, growth, validation and the consistency check (see trainer.h).
 #include "trainer/trainer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <numeric>
-#include <optional>
 #include <thread>
 #include <tuple>
 
-#include "comm/collective_error.h"
 #include "data/dataset_check.h"
 #include "model/growth.h"
 #include "model/hf_import.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
-#include "trainer/optim/adamw.h"
-#include "trainer/optim/fira.h"
+#include "trainer/optim/make_optimizer.h"
 #include "util/error.h"
-#include "util/file_io.h"
 
 namespace cairn {
 
@@ -33,33 +27,6 @@ CudaMath cuda_math(const std::string& precision) {
 }
 
 }  // namespace
-
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
-                                          std::vector<int> owned_rows, const Backend& be) {
-  const OptimizerConfig& o = cfg.optimizer;
-  if (o.name == "adamw") return std::make_unique<AdamW>(table, std::move(owned_rows), o, be);
-  if (o.name == "fira" || o.name == "galore") {
-    const PlainAdamConfig plain{o.beta1, o.beta2, o.eps, o.weight_decay};
-    return std::make_unique<FiraOptimizer>(table, std::move(owned_rows), lowrank_config(o), plain, be);
-  }
-  throw Error(str("optimizer.name = \"", o.name, "\" is not an optimizer: use \"adamw\", \"fira\" or \"galore\""));
-}
-
-LowRankConfig lowrank_config(const OptimizerConfig& o) {
-  LowRankConfig c;
-  c.rank = o.rank;
-  c.update_gap = o.update_gap;
-  c.alpha = o.alpha;
-  c.limiter_gamma = o.limiter_gamma;
-  c.residual = o.name == "fira";
-  c.residual_form = o.residual_form == "paper" ? LowRankConfig::ResidualForm::paper : LowRankConfig::ResidualForm::code;
-  c.beta1 = o.beta1;
-  c.beta2 = o.beta2;
-  c.eps = o.eps;
-  c.weight_decay = o.weight_decay;
-  validate(c);
-  return c;
-}
 
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip) {
   const double norm = std::sqrt(be.sum_squares(grads, n));
@@ -151,16 +118,14 @@ Trainer::Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend) : 
                           : threads_per_rank(comm_, int(std::max(1u, std::thread::hardware_concurrency())));
   cpu_set_threads(threads);
 
-  // NCCL first: it selects this rank's GPU (local rank % GPUs on the host), which the CUDA backend
-  // then binds to.
-  if (cfg_.device == "cuda" && comm_.size() > 1) {
-    CommOptions options;
-    options.timeout_seconds = cfg_.training.comm_timeout_s;
-    device_comm_ = make_nccl_communicator(comm_, options);
-  }
+  // The gradients' communicator first: on GPUs it selects this rank's GPU (local rank % GPUs on the
+  // host), which the CUDA backend then binds to.
+  CommOptions options;
+  options.timeout_seconds = cfg_.training.comm_timeout_s;
+  grad_comm_ = std::make_unique<GradientCommunicator>(comm_, cfg_.device == "cuda", options);
   const Backend& be = backend ? *backend : configured_backend(cfg_);
   // Each bucket's all-reduce waits, on the GPU, for the backward kernels queued before it.
-  if (device_comm_) device_comm_->set_compute_stream(be.compute_stream());
+  grad_comm_->set_compute_stream(be.compute_stream());
   // Before anything is allocated: a run that cannot fit is refused now, not killed later.
   memory_ = check_memory(cfg_, be, comm_);
   if (!memory_.refusal.empty()) throw Error(memory_.refusal);
@@ -190,7 +155,7 @@ Trainer::~Trainer() = default;
 
 void Trainer::attach_model() {
   const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
-  Communicator& grad_comm = device_comm_ ? static_cast<Communicator&>(*device_comm_) : comm_;
+  Communicator& grad_comm = grad_comm_->get();
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
                                          cfg_.training.zero1);
   // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
@@ -342,152 +307,6 @@ void Trainer::check_consistency() {
     throw Error(str("parameters diverged across ranks at step ", state_.step, ": first differing parameter '",
                     table.row(int(min_first)).name, "'", first == min_first ? str(" (this is rank ", comm_.rank(), ")") : "",
                     "; the job cannot continue: resume from the last checkpoint"));
-}
-
-void Trainer::run() {
-  namespace fs = std::filesystem;
-  const std::string& dir = cfg_.output.run_dir;
-  lock_checkpoint_dir();
-  struct Unlock {  // however run() ends; a later run() in this process may take it again
-    Trainer& t;
-    ~Unlock() {
-      t.lock_.reset();
-      t.locked_ = false;
-    }
-  } unlock{*this};
-  if (!resumed_) check_checkpoint_dir_unused();
-  if (state_.step > cfg_.training.steps)
-    throw Error(str("the resumed checkpoint is at step ", state_.step, ", past training.steps = ", cfg_.training.steps,
-                    ": set training.steps to at least ", state_.step));
-  std::string error;
-  if (comm_.rank() == 0) {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) error = str("cannot create run directory '", dir, "': ", ec.message());
-    fs::remove(dir + "/COMPLETE", ec);  // written again only when this run finishes
-    fs::remove(dir + "/STOPPED", ec);   // this run's stop report, if it stops
-  }
-  throw_if_any_failed(comm_, error);
-  print_startup();
-  std::optional<MetricsLog> log;
-  const MetricsLog::Options outputs{dir + "/metrics.jsonl", cfg_.output.tensorboard ? dir + "/tb" : "", state_.step,
-                                    cfg_.training.steps, cfg_.output.progress};
-  throw_if_any_failed(comm_, capture_error([&] { log.emplace(outputs, comm_.rank() == 0); }));
-  // Rank 0's first failed write of an output (a full disk): every rank stops at the step boundary.
-  std::string output_error;
-  std::string ckpt;  // the checkpoint written at the current step, if any
-  // A failed checkpoint throws on every rank alike (checkpoint_save fails together).
-  const auto checkpoint_or_stop = [&] {
-    try {
-      return save_checkpoint();
-    } catch (const CollectiveError& e) {
-      throw CollectiveError(str("the checkpoint of step ", state_.step, " could not be written: ", e.what(),
-                                "; training stopped; the earlier checkpoints in '", checkpoint_dir(),
-                                "' are intact: make room, then continue with `cairn train ... --resume auto`"));
-    }
-  };
-  const StopSignals signals;
-  const int64_t first_step = state_.step;
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  auto interval_start = start;
-  int64_t interval_tokens = 0;
-  while (state_.step < cfg_.training.steps) {
-    const StepResult r = advance();
-    interval_tokens += global_batch() * cfg_.model.seq_len;
-    if (!r.skipped) {
-      state_.interval_loss += r.loss;
-      ++state_.interval_steps;
-    }
-    const auto now = clock::now();
-    const double elapsed = std::chrono::duration<double>(now - start).count();
-    const bool last = state_.step == cfg_.training.steps;
-    // The growth step always ends a record, and it is the small model's: its mean loss covers no
-    // step of the grown model, and its val_loss (evaluated even off eval_every) is the small
-    // model's last. The model grows after it; the next record is the grown model's.
-    const bool do_eval =
-        cfg_.training.eval_every > 0 && (state_.step % cfg_.training.eval_every == 0 || last || grow_due_);
-    if (state_.step % cfg_.training.log_every == 0 || last || do_eval || grow_due_) {
-      const double dt = std::chrono::duration<double>(now - interval_start).count();
-      const double tps = double(interval_tokens) / dt;
-      nlohmann::json rec = {{"step", state_.step},
-                            {"tokens", state_.tokens},
-                            {"total_tokens", cfg_.training.tokens_before + state_.tokens},
-                            {"loss", state_.interval_steps ? state_.interval_loss / double(state_.interval_steps) : double(r.loss)},
-                            {"lr", r.lr},
-                            {"grad_norm", r.grad_norm},
-                            {"tokens_per_s", tps},
-                            {"mfu", tps * flops_per_token_ / (peak_.flops * double(comm_.size()))},
-                            {"elapsed_s", elapsed},
-                            {"eta_s", elapsed / double(state_.step - first_step) * double(cfg_.training.steps - state_.step)}};
-      if (state_.skipped_steps) rec["skipped_steps"] = state_.skipped_steps;
-      if (do_eval) {
-        for (size_t i = 0; i < val_sets_.size(); ++i) {
-          const double v = validate(i);
-          if (i == 0) rec["val_loss"] = v;
-          if (val_sets_.size() > 1) rec["val_loss/" + val_sets_[i].name] = v;
-        }
-      }
-      if (comm_.size() > 1) rec["comm_overlap"] = sync_->last_overlap();
-      if (output_error.empty()) output_error = capture_error([&] { log->log(rec); });
-      interval_start = clock::now();
-      interval_tokens = 0;
-      state_.interval_loss = 0;
-      state_.interval_steps = 0;
-    }
-    if (grow_due_) grow(cfg_.growth.factor);
-    if (cfg_.training.check_every > 0 && (state_.step % cfg_.training.check_every == 0 || last)) check_consistency();
-    log->progress(state_.step, elapsed);
-    ckpt.clear();
-    // The last step too: a later run with more training.steps then continues from the end.
-    if (cfg_.checkpoint.every > 0 && (state_.step % cfg_.checkpoint.every == 0 || last)) {
-      const auto t0 = clock::now();
-      ckpt = checkpoint_or_stop();
-      log->message(str("checkpoint: ", ckpt, " (written in ", std::chrono::duration<double>(clock::now() - t0).count(), " s)"));
-    }
-    const StopFlags stop = stop_flags(!output_error.empty());
-    if (stop.output_failed) stop_after_failed_write(output_error, ckpt);
-    if (stop.signal) {
-      if (ckpt.empty()) ckpt = checkpoint_or_stop();
-      const std::string stopped = str("stopped by signal at step ", state_.step, ": checkpoint ", ckpt,
-                                      "; continue with `cairn train ... --resume auto`");
-      // First into a file: a launcher that exits on the signal (mpirun on a second SIGTERM) takes
-      // the ranks' output with it, so a job script reports the stop from there (slurm/cairn.sbatch).
-      // The checkpoint is written: a failure here is reported, but the stop stays a clean one.
-      const std::string report_error =
-          comm_.rank() == 0 ? capture_error([&] { write_file_atomic(dir + "/STOPPED", stopped + "\n"); }) : "";
-      log->message(stopped);
-      if (!report_error.empty()) log->message(str("warning: no stop report in the run directory: ", report_error));
-      stopped_ = true;
-      return;
-    }
-  }
-  if (comm_.rank() == 0)
-    error = capture_error([&] {
-      save_model_weights(*model_, dir + "/model.h5", config_to_toml(cfg_));
-      const nlohmann::json done = {{"step", state_.step}, {"samples", state_.samples}, {"tokens", state_.tokens},
-                                   {"skipped_steps", state_.skipped_steps}, {"weights", "model.h5"}};
-      write_file_atomic(dir + "/COMPLETE", done.dump() + "\n");
-    });
-  stop_after_failed_write(error, ckpt);
-  log->message(str("done: ", state_.step, " steps, ", state_.tokens, " tokens in ",
-                   format_duration(std::chrono::duration<double>(clock::now() - start).count())));
-}
-
-void Trainer::stop_after_failed_write(const std::string& my_error, std::string saved) {
-  std::string error;
-  for (const auto& e : comm_.all_gather_strings(my_error))
-    if (error.empty()) error = e;
-  if (error.empty()) return;
-  std::string outcome;
-  const std::string ckpt_error = saved.empty() ? capture_error([&] { saved = save_checkpoint(); }) : "";
-  if (ckpt_error.empty())
-    outcome = str("checkpoint ", saved, " holds step ", state_.step, ": make room, then continue with `cairn train ",
-                  "... --resume auto`");
-  else
-    outcome = str("the checkpoint attempt failed too (", ckpt_error, "); `--resume auto` continues from the newest ",
-                  "complete checkpoint in '", checkpoint_dir(), "' once there is room");
-  throw CollectiveError(str(error, "; training stopped at step ", state_.step, ": ", outcome));
 }
 
 }  // namespace cairn

@@ -3,45 +3,31 @@
 // GB = micro_batch · grad_accum · world size; micro-step a of rank r takes the micro_batch samples
 // starting at s·GB + (a·world + r)·micro_batch. So N ranks with micro-batch b see exactly what
 // one rank with micro-batch N·b sees. The trainer talks to other ranks only through its
-// Communicator, and on GPUs through an NCCL communicator it makes from it for the gradients.
+// Communicator, and for the gradients through the one comm/ picks from it (GradientCommunicator:
+// NCCL on GPUs).
+// The run around the steps (run directory, checkpoints, stop signals) is TrainingRun's (run.h).
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "comm/communicator.h"
-#include "comm/nccl_communicator.h"
+#include "comm/grad_sync.h"
 #include "data/mixture.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/llama.h"
-#include "trainer/grad_sync.h"
 #include "trainer/memory_plan.h"
-#include "trainer/metrics.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/peak_flops.h"
 #include "trainer/schedule.h"
 #include "trainer/train_config.h"
+#include "trainer/trainer_state.h"
 #include "trainer/validation.h"
-#include "util/file_lock.h"
 
 namespace cairn {
-
-// Where a run stands; everything needed to continue it exactly (with the weights and the
-// optimizer state).
-struct TrainerState {
-  int64_t step = 0;            // optimizer steps completed
-  int64_t samples = 0;         // global samples consumed (the data cursor)
-  int64_t tokens = 0;          // training tokens consumed by this run (growth does not reset it)
-  int64_t skipped_steps = 0;   // non-finite steps skipped (training.skip_nonfinite)
-  // The log interval in progress (steps since the last metrics record), so that the first record
-  // after a resume averages the same steps as the uninterrupted run's.
-  double interval_loss = 0;     // sum of the losses of its non-skipped steps
-  int64_t interval_steps = 0;   // its non-skipped steps
-};
 
 struct StepResult {
   float loss = 0;       // mean training loss over the global batch
@@ -58,41 +44,15 @@ class Trainer {
   Trainer(TrainConfig cfg, Communicator& comm, const Backend* backend = nullptr);
   ~Trainer();
 
-  // Trains until training.steps, logging and validating as configured, checkpointing every
-  // checkpoint.every steps and at the last step; saves the final weights and writes <run_dir>/COMPLETE. On SIGTERM or
-  // SIGUSR1 (on any rank) all ranks stop at the next step boundary, save a checkpoint, write the
-  // stop message to <run_dir>/STOPPED too and return with stopped() true. A run that did not
-  // resume refuses (Error, nothing written) a checkpoint directory that already holds checkpoints:
-  // they are another run's. Takes the checkpoint directory's lock (lock_checkpoint_dir) if not yet
-  // held and releases it when it returns or throws.
-  // A failed write of an output (metrics.jsonl, the TensorBoard file, model.h5, COMPLETE, a
-  // checkpoint: a full disk) stops every rank at the step boundary: after a checkpoint attempt,
-  // run() throws Error on every rank naming the file and the reason.
-  void run();
-  bool stopped() const { return stopped_; }
-
-  // Checkpoints (trainer_checkpoint.cpp; format in checkpoint.h). All collective.
-  // Writes the current state under checkpoint_dir(); returns the checkpoint's directory.
-  std::string save_checkpoint();
-  // Verifies a checkpoint (a step directory, or a checkpoint directory with a `latest` pointer),
-  // checks that it fits this model and optimizer, and restores weights, optimizer state and
-  // counters. Throws Error naming the file and the problem; nothing is changed on error.
-  void load_checkpoint(const std::string& path);
-  // `--resume`: "auto" loads the newest loadable checkpoint under checkpoint_dir() (skipping a
-  // damaged newer one with a warning) and returns true, or returns false when there is none; any
-  // other value is a path for load_checkpoint.
-  bool resume(const std::string& spec);
-  // checkpoint.dir, or <output.run_dir>/checkpoints.
-  std::string checkpoint_dir() const;
-  // Collective: rank 0 creates checkpoint_dir() and takes an exclusive lock on its LOCK file (see
-  // util/file_lock.h), recording its pid and host there, so that two runs (or the lingering ranks
-  // of a killed job) never write one checkpoint directory at once. Throws Error on every rank,
-  // naming the directory and the recorded holder, when another process holds it. Does nothing
-  // when already held. `cairn train` calls it before resuming; run() releases it.
-  void lock_checkpoint_dir();
   // One optimizer step, then the growth when the step crosses growth.at_tokens (exposed for tests;
-  // run() validates between the two).
+  // TrainingRun::run() records and validates between the two).
   StepResult train_step();
+  // train_step without the growth: afterwards growth_due() says whether this step crossed
+  // growth.at_tokens, and the caller grows the model (grow).
+  StepResult advance();
+  bool growth_due() const { return grow_due_; }
+  // With growth.at_tokens: the step after which the model grows; -1 without.
+  int64_t growth_step() const { return growth_step_; }
   // Collective: mean validation loss over the first training.eval_windows windows (all when
   // fewer; NaN without a validation split) of validation set `set`: the training datasets'
   // validation splits in configuration order, then data.validate's. The same for any rank count
@@ -103,8 +63,10 @@ class Trainer {
   // G_stack in place: the model becomes factor·n_layers layers deep (layer i a copy of layer
   // i mod L), with a fresh optimizer and the schedule restarted from warmup over the remaining
   // steps; config().model.n_layers reports the grown depth (and so does a checkpoint's config).
-  // train_step and run() call it after the step whose tokens cross growth.at_tokens.
+  // train_step and TrainingRun::run() call it after the step whose tokens cross growth.at_tokens.
   void grow(int64_t factor);
+  // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
+  void deepen(int64_t factor);
   // LR of a step: the configured schedule, or with growth.at_tokens the small model's stage
   // [0, growth step) and the grown model's [growth step, training.steps), each from warmup.
   float lr_at(int64_t step) const { return schedule_->lr(step); }
@@ -114,31 +76,23 @@ class Trainer {
 
   const TrainConfig& config() const { return cfg_; }
   const TrainerState& state() const { return state_; }
+  // A checkpoint's counters (TrainingRun's resume, after it restored the weights and optimizer state).
+  void set_state(const TrainerState& state) { state_ = state; }
   LlamaModel& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
   GradientSync& grad_sync() { return *sync_; }
+  const StagedSchedule& schedule() const { return *schedule_; }
+  Communicator& comm() { return comm_; }
   int64_t global_batch() const;
+  // Training FLOPs per token of the current model, and one rank's peak (for the MFU).
+  double flops_per_token() const { return flops_per_token_; }
+  const PeakFlops& peak() const { return peak_; }
+
+  // Collective (rank 0 prints, trainer_startup.cpp): what a run is about to do, before its first step.
+  void print_startup();
 
  private:
-  void print_startup();
-  // train_step without the growth: sets grow_due_ when this step crossed growth.at_tokens.
-  StepResult advance();
   void attach_model();  // gradient sync and optimizer of the current model_
-  // grow() without its announcement: also how a resume past the growth step rebuilds the grown model.
-  void deepen(int64_t factor);
-
-  // Collective: whether any rank received a stop signal, and whether any rank failed to write an output.
-  struct StopFlags {
-    bool signal = false, output_failed = false;
-  };
-  StopFlags stop_flags(bool output_failed);
-  // Collective: `my_error` is this rank's failed write of an output ("" for none). When any rank
-  // has one, every rank attempts a checkpoint (unless `saved` is one of the current step) and
-  // throws Error naming the failed file, the reason and where the run can continue from.
-  void stop_after_failed_write(const std::string& my_error, std::string saved);
-  void load_verified(const std::string& dir, std::chrono::steady_clock::time_point start);
-  // Collective: throws Error when checkpoint_dir() holds checkpoints (for a run that did not resume).
-  void check_checkpoint_dir_unused();
 
   TrainConfig cfg_;
   Communicator& comm_;
@@ -147,9 +101,10 @@ class Trainer {
   std::vector<std::string> no_validation_;  // datasets without a usable validation split, described
   std::string token_check_;                 // what the start-of-training token check did
   std::unique_ptr<LlamaModel> model_;
-  // With device = "cuda" and several ranks: NCCL over the GPUs' gradient buffers (comm_, on the
-  // host, still carries everything else). Declared before sync_, whose requests it must outlive.
-  std::unique_ptr<NcclCommunicator> device_comm_;
+  // What the gradients travel on: comm_, or with device = "cuda" and several ranks a device
+  // communicator over the GPUs' gradient buffers (comm_ still carries everything else). Declared
+  // before sync_, whose requests it must outlive.
+  std::unique_ptr<GradientCommunicator> grad_comm_;
   std::unique_ptr<GradientSync> sync_;
   bool sync_armed_ = false;
   std::unique_ptr<Optimizer> optimizer_;
@@ -164,10 +119,6 @@ class Trainer {
   double flops_per_token_ = 0;
   PeakFlops peak_;
   MemoryCheck memory_;  // the plan checked at start
-  bool stopped_ = false;
-  bool resumed_ = false;  // a checkpoint was loaded
-  std::unique_ptr<FileLock> lock_;  // rank 0's lock of checkpoint_dir()
-  bool locked_ = false;             // on every rank: lock_checkpoint_dir() succeeded
   std::string init_weights_;  // the weights file model.init_from named
   std::vector<std::string> config_notes_;  // deprecated keys rewritten (config_upgrade), said at start
 };
@@ -176,16 +127,8 @@ class Trainer {
 // Returns the norm before clipping.
 double clip_gradients(const Backend& be, float* grads, int64_t n, float clip);
 
-struct LowRankConfig;
-// Fira/GaLore settings from the [optimizer] section (throws Error naming a bad key).
-LowRankConfig lowrank_config(const OptimizerConfig& o);
-
 // `cairn train --dry-run`: validates cfg, opens its datasets (for the vocabulary) and checks the
 // memory plan (check_memory) on the configured backend; allocates nothing for the model. Collective.
 MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm);
-
-// Builds the optimizer named by cfg.optimizer.name for the given owned rows.
-std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, const ParamTable& table,
-                                          std::vector<int> owned_rows, const Backend& be);
 
 }  // namespace cairn

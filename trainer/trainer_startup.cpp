@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "trainer/config.h"
-#include "trainer/optim/fira.h"
+#include "trainer/optim/make_optimizer.h"
 #include "trainer/step_law.h"
 #include "trainer/trainer.h"
 

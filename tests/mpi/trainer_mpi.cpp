@@ -17,6 +17,7 @@
 #include "model/backend.h"
 #include "tests/test_support.h"
 #include "trainer/checkpoint.h"
+#include "trainer/run.h"
 #include "trainer/trainer.h"
 #include "util/error.h"
 
@@ -26,7 +27,7 @@ namespace {
 Communicator* world = nullptr;
 std::string device = "cpu";
 std::string dataset_path;
-std::string run_dir;  // only checkpoints are written there: these tests never call Trainer::run()
+std::string run_dir;  // only checkpoints are written there: these tests never call TrainingRun::run()
 
 TrainConfig tiny_config() {
   TrainConfig c = tiny_train_config(dataset_path, run_dir);
@@ -145,14 +146,14 @@ TEST(TrainerMpi, ACheckpointWriteFailingOnOneRankFailsOnEveryRank) {
   c.checkpoint.dir = run_dir + "/failing_checkpoints";
   Trainer t(c, *world);
   t.train_step();
-  const std::string previous = t.save_checkpoint();
+  const std::string previous = TrainingRun(t).save_checkpoint();
   t.train_step();
   // The last rank's shard fails (as on a full disk of its node); the others wrote theirs.
   const std::string failing = str("optimizer_rank", world->size() - 1, ".h5");
   checkpoint_fault_hook = [&](const std::string& stage) {
     if (stage == failing) throw Error("cannot write '" + failing + "': No space left on device");
   };
-  const std::string e = error_of([&] { t.save_checkpoint(); });
+  const std::string e = error_of([&] { TrainingRun(t).save_checkpoint(); });
   checkpoint_fault_hook = nullptr;
   EXPECT_EQ(e, "cannot write '" + failing + "': No space left on device");  // on every rank
   if (world->rank() == 0) {

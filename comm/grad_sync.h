@@ -8,12 +8,17 @@
 // Sharding (ZeRO-1): rows are split into `size()` contiguous ranges balanced by size; rank r owns
 // range r and keeps optimizer state only for those rows. After the optimizer step, each rank's
 // segment of the parameter buffer is gathered to all ranks.
+//
+// The gradients' communicator (GradientCommunicator) is picked here too, so that the trainer names
+// no backend: MPI (or the single process) for host gradients, NCCL for GPU gradients.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/nccl_communicator.h"
 #include "model/param_table.h"
 
 namespace cairn {
@@ -61,6 +66,25 @@ class GradientSync {
   std::vector<Bucket> buckets_;  // from the end of the buffer to its start
   size_t next_ = 0;              // first bucket not started
   double first_start_ = 0, overlap_ = 0;
+};
+
+// The communicator gradients travel on, picked for where they live: with gradients in GPU memory
+// on several ranks, NCCL over the GPUs, bootstrapped by `host`; otherwise `host` itself (MPI, or
+// the single process), which carries everything else in any case.
+class GradientCommunicator {
+ public:
+  // Collective. On GPUs, make it before the CUDA backend is first used: NCCL selects this rank's
+  // GPU (local rank % GPUs on the host), which the backend then binds to. `host` must outlive it.
+  GradientCommunicator(Communicator& host, bool device_gradients, const CommOptions& options);
+  ~GradientCommunicator();
+  // Orders each gradient collective after the work queued on cuda_stream (the CUDA backend's
+  // compute stream; see NcclCommunicator::set_compute_stream). Nothing to order on the host.
+  void set_compute_stream(void* cuda_stream);
+  Communicator& get() { return device_ ? *device_ : host_; }
+
+ private:
+  Communicator& host_;
+  std::unique_ptr<NcclCommunicator> device_;
 };
 
 }  // namespace cairn

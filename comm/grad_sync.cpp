@@ -1,5 +1,5 @@
-// Bucketed gradient all-reduce and ZeRO-1 row ownership (see grad_sync.h).
-#include "trainer/grad_sync.h"
+// Bucketed gradient all-reduce, ZeRO-1 row ownership and the gradients' communicator (see grad_sync.h).
+#include "comm/grad_sync.h"
 
 #include <algorithm>
 #include <chrono>
@@ -78,6 +78,17 @@ void GradientSync::finish() {
 
 void GradientSync::gather_params(float* params) {
   if (shard_) comm_.all_gather(params, segment_counts_);
+}
+
+GradientCommunicator::GradientCommunicator(Communicator& host, bool device_gradients, const CommOptions& options)
+    : host_(host) {
+  if (device_gradients && host.size() > 1) device_ = make_nccl_communicator(host, options);
+}
+
+GradientCommunicator::~GradientCommunicator() = default;
+
+void GradientCommunicator::set_compute_stream(void* cuda_stream) {
+  if (device_) device_->set_compute_stream(cuda_stream);
 }
 
 }  // namespace cairn
