@@ -8,7 +8,7 @@
 // (Backend::peak_flops: the datasheet's for a known GPU, else measured with CUDA events) and
 // against the dense bf16 one, and the device memory in use after the run (cairn allocates
 // everything at start and in the first step, so that is the run's peak); each run also as one
-// `RESULT key=value ...` line for scripts (bench/gpu_check.sh's table).
+// `RESULT key=value ...` line for scripts (bench/gpu_check.sh's table), flushed at once.
 // With --profile 1, each configuration also runs once more with every op timed (bench/op_profile.h).
 //   cuda_bench [--batch B] [--seq 256,1024] [--steps S] [--models 130m,350m] [--math bf16,tf32,fp32]
 //              [--optimizer adamw,fira] [--profile 0|1]
@@ -24,6 +24,7 @@
 #include "model/backend.h"
 #include "model/llama.h"
 #include "trainer/optim/fira.h"
+#include "util/cuda_module.h"
 #include "util/error.h"
 #include "util/rng.h"
 
@@ -101,8 +102,8 @@ void run(const std::string& model_name, int64_t seq_len, CudaMath math, const st
       be.adamw_update(model.param_data(), model.grad_data(), m.data(), v.data(), n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.0f,
                       1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.95f, float(t)));
   };
-  step(1);  // warm-up: cuBLAS heuristics, scratch growth
-  step(2);
+  step(1);  // warm-up: cuBLAS heuristics, scratch growth (the micro-step runs eagerly)
+  step(2);  // the micro-step is captured as a CUDA graph: the timed steps replay it
   profiler.reset();
   const auto t0 = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) step(3 + s);
@@ -126,9 +127,10 @@ void run(const std::string& model_name, int64_t seq_len, CudaMath math, const st
               tok_s, flops / 1e12, 100 * mfu, peak.flops / 1e12, peak.source.c_str(), 100 * flops / bf16_peak.flops,
               double(loss), memory.c_str());
   std::printf("RESULT kind=bench model=%s math=%s optimizer=%s B=%lld T=%lld tok_s=%.0f tflops=%.1f mfu=%.4f loss=%.4f "
-              "memory=\"%s\"\n",
+              "memory=\"%s\" attention=\"%s\"\n",
               model_name.c_str(), be.name().c_str(), optimizer.c_str(), (long long)B, (long long)cfg.seq_len, tok_s,
-              flops / 1e12, mfu, double(loss), memory.c_str());
+              flops / 1e12, mfu, double(loss), memory.c_str(), device.attention_path().c_str());
+  std::fflush(stdout);  // before Fira's refresh below, which a time limit may cut short
   if (fira) {
     // One more step at a refresh (steps = update_gap): its extra time is the SVDs of every matrix.
     fira->set_steps(LowRankConfig{}.update_gap);
@@ -162,10 +164,18 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!cuda_device_available()) {
-    std::printf("SKIP: no CUDA device\n");
-    return 77;  // as cuda_check: "skipped", not "measured"
+  // As cuda_check: a module that does not load is a failure with the loader's text; no device
+  // (the module loaded) is "skipped" (77), not "measured", with the runtime's reason.
+  if (const std::string& why = cuda_module_error(); !why.empty()) {
+    std::printf("cuda_bench: %s\n", why.c_str());
+    return 1;
   }
+  std::printf("libraries: %s\n", cuda_library_versions().c_str());
+  if (const std::string why = cuda_unavailable_reason(); !why.empty()) {
+    std::printf("SKIP: no CUDA device (%s)\n", why.c_str());
+    return 77;
+  }
+  std::fflush(stdout);
   try {
     for (const auto& mdl : split(models))
       for (const auto& seq : split(seqs)) {

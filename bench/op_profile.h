@@ -2,6 +2,8 @@
 // time of every op it forwards. For an asynchronous backend (CUDA) pass `sync`, which must wait
 // for the device (e.g. cudaDeviceSynchronize): it runs before and after each op, so the shares are
 // right but the total includes launch gaps that normal runs overlap; measure throughput without it.
+// It never captures graphs: its sync returns data to the host, which a capture refuses, and a
+// replayed graph would hide the ops it times.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +25,11 @@ class OpProfile final : public ForwardingBackend {
       : ForwardingBackend(inner), sync_(std::move(sync)) {}
 
   void reset() const { totals_.clear(); }
+
+  // Every op runs (and is timed) on its own: no bracket is captured or replayed.
+  bool graph_begin(uint64_t) const override { return false; }
+  void graph_end(uint64_t) const override {}
+  bool graph_abort(const std::string&) const override { return false; }
 
   // One line per op, largest first: calls, total ms, ms per step, share of the ops' total.
   std::string report(int steps) const {

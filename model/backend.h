@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -198,6 +200,25 @@ class Backend {
   // use is released or moves.
   virtual bool graph_begin(uint64_t /*key*/) const { return false; }
   virtual void graph_end(uint64_t /*key*/) const {}
+  // After an exception out of a bracket (an op, or graph_end itself): ends a capture still open and
+  // discards what it recorded. Returns true when the ops since graph_begin did not run (a capture
+  // records without running), having turned graphs off for the rest of the process and said so once
+  // on stderr with `why`; the caller must then run the ops again. False when nothing was being
+  // captured: the exception is the ops' own.
+  virtual bool graph_abort(const std::string& /*why*/) const { return false; }
+  // The bracket with its failure path: `ops` (the same ops with the same arguments for a key) run
+  // through graph_begin/graph_end, and when they throw inside a capture, graph_abort and then `ops`
+  // once more, eagerly. So a capture that fails costs one message, never the run.
+  void run_graph(uint64_t key, const std::function<void()>& ops) const {
+    if (graph_begin(key)) return;
+    try {
+      ops();
+      graph_end(key);
+    } catch (const std::exception& e) {
+      if (!graph_abort(e.what())) throw;
+      ops();
+    }
+  }
 
   // Parameter registration, for backends that compute GEMMs in a lower precision (the CUDA
   // backend's CudaMath::bf16; a no-op everywhere else). The model registers its flat fp32
@@ -263,6 +284,13 @@ const Backend& cuda_backend(CudaMath math = CudaMath::fp32);
 bool cuda_device_available();
 // Usable CUDA devices on this host (0 where cuda_device_available() is false); never throws.
 int cuda_device_count();
+// Why no CUDA device is usable, "" when one is: built without CUDA, the CUDA module failed to open
+// (the loader's message: a missing or mismatched library), the CUDA runtime's error (no driver, a
+// driver older than the runtime), or no device. Never throws.
+std::string cuda_unavailable_reason();
+// The CUDA libraries the module loaded, by their own version calls: runtime and driver, cuBLAS,
+// cuDNN and NCCL (or "not built in"). Throws Error when the module cannot be opened.
+std::string cuda_library_versions();
 // Threads used by CPU kernels and BLAS; 0 keeps the OpenMP default.
 void cpu_set_threads(int n);
 int cpu_threads();

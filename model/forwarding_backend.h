@@ -39,6 +39,7 @@ class ForwardingBackend : public Backend {
   // Graphs: the decorator sees the bracket (a test double may record or replay what is inside).
   bool graph_begin(uint64_t key) const override { return inner_.graph_begin(key); }
   void graph_end(uint64_t key) const override { inner_.graph_end(key); }
+  bool graph_abort(const std::string& why) const override { return inner_.graph_abort(why); }
 
   // An op that writes backend memory and returns nothing goes through run_op, which a test double
   // may defer (tests/graph_emulation.h records them as a graph would); ops that return a value or

@@ -677,13 +677,15 @@ float LlamaModel::forward_backward(const int32_t* inputs, const int32_t* targets
   upload_tokens(inputs, targets, B);
   // Everything between the upload and the loss read is one graph on a backend that replays them;
   // the tokens live in fixed buffers, so a replay reads this call's tokens.
-  const uint64_t key = step_key(B, grad_scale);
-  if (grad_ready_ || !be_.graph_begin(key)) {
+  const auto micro_step = [&] {
     forward(B);
     head_loss_backward(B, grad_scale);
     backward(B);
-    if (!grad_ready_) be_.graph_end(key);
-  }
+  };
+  if (grad_ready_)
+    micro_step();
+  else
+    be_.run_graph(step_key(B, grad_scale), micro_step);  // a failed capture reruns it eagerly
   // Read after backward is queued: a device backend runs the whole micro-step without waiting.
   return mean_of(be_, losses_.data(), B * cfg_.seq_len);
 }

@@ -45,6 +45,14 @@ TEST(CudaBackend, SummarizesItsDeviceMemory) {
 // The module opens (every symbol resolves: dlopen with RTLD_NOW) wherever it was built.
 TEST(CudaBackend, ModuleOpens) { EXPECT_EQ(cuda_module_error(), ""); }
 
+// What the loaded libraries report, device or not (bench/gpu_check.sh prints it).
+TEST(CudaBackend, ReportsTheLoadedLibraryVersions) {
+  const std::string v = cuda_library_versions();
+  for (const char* lib : {"CUDA runtime ", "driver ", "cuBLAS ", "cuDNN ", "NCCL "})
+    EXPECT_NE(v.find(lib), std::string::npos) << lib << " missing: " << v;
+  EXPECT_EQ(v.find("cuBLAS 0.0.0"), std::string::npos) << v;
+}
+
 TEST(CudaBackend, WithoutDeviceSaysWhy) {
   if (cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";
   for (CudaMath math : {CudaMath::fp32, CudaMath::tf32, CudaMath::bf16}) {
@@ -53,8 +61,12 @@ TEST(CudaBackend, WithoutDeviceSaysWhy) {
       FAIL() << "cuda_backend() returned without a device";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("device = \"cpu\""), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(cuda_unavailable_reason()), std::string::npos) << e.what();
     }
   }
+  // The runtime's own error (no driver, an old driver, no device), not just "none".
+  const std::string why = cuda_unavailable_reason();
+  EXPECT_TRUE(why.find("cudaGetDeviceCount: cudaError") == 0 || why == "the CUDA runtime sees no device") << why;
   TrainConfig cfg;
   cfg.device = "cuda";
   EXPECT_THROW(config_validate(cfg), Error);

@@ -170,12 +170,16 @@ class CudnnSdpaImpl final : public CudnnSdpa {
         return p;
       }
       // The linear workspace of the ordered-dQ backward is a few fp32 copies of dQ; the dP one
-      // (cuDNN < 9.25, or a GPU other than Hopper) is 2·B·NH·T² bytes. Tolerated up to 1 GiB, past
-      // that the own kernel runs rather than a step running out of memory.
+      // (cuDNN < 9.25, or a GPU other than Hopper) is 2·B·NH·T² bytes: exactly 1 GiB at B32/NH16/
+      // T1024. Tolerated up to an eighth of the device's memory (10 GB on an H100; the memory plan
+      // counts it), past that the own kernel runs rather than a step running out of memory.
       const int64_t linear = 4 * B * NH * ((T + 127) / 128 * 128) * (HS + 16) * 4 + (int64_t(64) << 20);
-      if (p.bwd_ws > std::max(linear, int64_t(1) << 30)) {
+      const auto memory = be_.device_memory();
+      const int64_t cap = std::max(int64_t(1) << 30, memory ? memory->total_bytes / 8 : 0);
+      if (p.bwd_ws > std::max(linear, cap)) {
         p.why = str("cuDNN ", cudnnGetVersion(), "'s deterministic backward wants a ", p.bwd_ws >> 20,
-                    " MiB workspace for ", shape, " (quadratic in T; cuDNN >= 9.25 on Hopper has a linear one)");
+                    " MiB workspace for ", shape, ", more than the ", std::max(linear, cap) >> 20,
+                    " MiB allowed (quadratic in T; cuDNN >= 9.25 on Hopper has a linear one)");
         return p;
       }
       p.ok = true;

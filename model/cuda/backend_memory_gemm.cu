@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <cstdio>
 #include <mutex>
 
 #include "model/cuda/attention_cudnn.h"
@@ -32,13 +33,18 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 }  // namespace cairn
 
-int cairn_cuda_device_count() {
+int cairn_cuda_device_count(const char** why) {
+  static std::string reason;  // what *why points to
   int n = 0;
-  // No driver, no device or a driver older than the runtime all read as "none".
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+  // No driver, no device or a driver older than the runtime all read as "none", with the reason.
+  if (const cudaError_t e = cudaGetDeviceCount(&n); e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky error for later calls
-    return 0;
+    reason = cairn::str("cudaGetDeviceCount: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
+    n = 0;
+  } else if (n == 0) {
+    reason = "the CUDA runtime sees no device";
   }
+  if (why) *why = n > 0 ? "" : reason.c_str();
   return n;
 }
 
@@ -47,10 +53,11 @@ const cairn::Backend* cairn_cuda_backend(cairn::CudaMath math) {
   static std::once_flag once[3];
   static CudaBackend* instance[3] = {nullptr, nullptr, nullptr};
   const int i = int(math);
-  if (cairn_cuda_device_count() == 0)
-    throw Error("device = \"cuda\" but no CUDA device is usable here (no GPU, no driver, or a driver "
-                "older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA GPU "
-                "or use device = \"cpu\"");
+  const char* why = nullptr;
+  if (cairn_cuda_device_count(&why) == 0)
+    throw Error(str("device = \"cuda\" but no CUDA device is usable here (", why, "; no GPU, no driver, or a "
+                    "driver older than the CUDA runtime cairn was built with): run on a machine with an NVIDIA "
+                    "GPU or use device = \"cpu\""));
   // Leaked on purpose: destroying CUDA objects after the runtime has shut down at exit fails.
   std::call_once(once[i], [&] { instance[i] = new CudaBackend(math); });
   return instance[i];
@@ -67,7 +74,7 @@ CudaBackend::CudaBackend(CudaMath math) : math_(math) {
   // handle only serves cublasGemmEx where cuBLASLt has no algorithm (bf16 inputs: TF32 is moot).
   CUBLAS_CHECK(cublasSetMathMode(cublas_, math == CudaMath::fp32 ? CUBLAS_DEFAULT_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
   if (math == CudaMath::bf16) bf16_ = std::make_unique<Bf16Gemm>(stream_, cublas_);
-  const char* graphs = std::getenv("CAIRN_CUDA_GRAPHS");
+  const char* graphs = std::getenv(kGraphsEnv);
   graphs_enabled_ = !(graphs && std::string(graphs) == "0");
 }
 
@@ -119,7 +126,12 @@ std::optional<Backend::DeviceMemory> CudaBackend::device_memory() const {
 
 void CudaBackend::release(void* p) const {
   if (!p) return;
-  CAIRN_ASSERT(!capturing_, "release() inside a graph capture");
+  // Never throws: it runs in destructors (~DeviceArray), also while an exception unwinds. Inside a
+  // capture (an op threw out of it) cudaFree would end the capture: freed when the capture ends.
+  if (capturing_) {
+    deferred_release_.push_back(p);
+    return;
+  }
   drop_graphs();  // a graph may use p
   // Releasing a registered parameter buffer ends its registration (and frees its bf16 copy).
   for (size_t i = 0; i < shadows_.size(); ++i)
@@ -130,8 +142,13 @@ void CudaBackend::release(void* p) const {
       break;
     }
   alloc_bytes_.erase(p);
-  // Pending kernels may still use p: cudaFree waits for the device, so this is safe.
-  CUDA_CHECK(cudaFree(p));
+  // Pending kernels may still use p: cudaFree waits for the device, so this is safe. It fails only
+  // after an earlier error broke the context; that error is the one to report, not this one.
+  if (const cudaError_t e = cudaFree(p); e != cudaSuccess) {
+    static bool said = false;
+    if (!said) std::fprintf(stderr, "cudaFree failed (%s): device memory is not released\n", cudaGetErrorString(e));
+    said = true;
+  }
 }
 
 void CudaBackend::zero(void* p, int64_t bytes) const {
@@ -234,22 +251,38 @@ bool CudaBackend::graph_begin(uint64_t key) const {
   CAIRN_ASSERT(!capturing_, "graph_begin inside a graph capture");
   if (!graphs_enabled_) return false;
   if (const auto it = graphs_.find(key); it != graphs_.end()) {
-    CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    if (const cudaError_t e = cudaGraphLaunch(it->second, stream_); e != cudaSuccess) {
+      (void)cudaGetLastError();
+      graphs_off(str("cudaGraphLaunch: ", cudaGetErrorString(e)));
+      return false;  // the caller runs the ops eagerly; a broken context fails there, with its error
+    }
     return true;
   }
   // The first time eagerly: cuBLASLt and cuDNN choose their plans and the scratch buffers reach
   // their sizes, none of which may happen during a capture.
   if (graph_seen_[key]++ == 0) return false;
-  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  if (const cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal); e != cudaSuccess) {
+    (void)cudaGetLastError();
+    graphs_off(str("cudaStreamBeginCapture: ", cudaGetErrorString(e)));
+    return false;
+  }
   capturing_ = true;
+  unrun_ = true;
   return false;
 }
 
 void CudaBackend::graph_end(uint64_t key) const {
   if (!capturing_) return;
-  capturing_ = false;
   cudaGraph_t graph = nullptr;
-  CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  capturing_ = false;
+  const bool released = !deferred_release_.empty();
+  release_deferred();
+  CUDA_CHECK(ended);  // e.g. an op the capture refused: graph_abort then reruns the ops
+  if (released) {
+    cudaGraphDestroy(graph);
+    throw Error("memory was released inside a graph capture: the graph would use freed memory");
+  }
   cudaGraphExec_t exec = nullptr;
   const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
@@ -258,12 +291,42 @@ void CudaBackend::graph_end(uint64_t key) const {
   if (graphs_.size() >= kMaxGraphs) drop_graphs();
   graphs_[key] = exec;
   CUDA_CHECK(cudaGraphLaunch(exec, stream_));  // the capture recorded the ops without running them
+  unrun_ = false;
 }
 
+bool CudaBackend::graph_abort(const std::string& why) const {
+  if (capturing_) {
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();  // an invalidated capture's error is not sticky: clear it
+    capturing_ = false;
+    release_deferred();
+  }
+  if (!unrun_) return false;
+  unrun_ = false;
+  graphs_off(why);
+  return true;
+}
+
+void CudaBackend::graphs_off(const std::string& why) const {
+  drop_graphs();
+  graphs_enabled_ = false;
+  std::fprintf(stderr, "CUDA graphs: off for the rest of this process: %s. Micro-steps run eagerly (%s=0 skips "
+               "graphs from the start)\n", why.c_str(), kGraphsEnv);
+}
+
+void CudaBackend::release_deferred() const {
+  std::vector<void*> ps;
+  ps.swap(deferred_release_);
+  for (void* p : ps) release(p);
+}
+
+// Keeps graph_seen_: the keys' eager warm-up (plans, scratch sizes) still holds when memory moved,
+// so the next bracket of a key seen once captures (a warm-up that grew the scratch would otherwise
+// delay every capture by one step).
 void CudaBackend::drop_graphs() const {
   for (const auto& entry : graphs_) cudaGraphExecDestroy(entry.second);
   graphs_.clear();
-  graph_seen_.clear();
 }
 
 // ---- GEMM peak ----------------------------------------------------------------------------------

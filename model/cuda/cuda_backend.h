@@ -47,6 +47,9 @@ const char* cublas_status_name(cublasStatus_t s);
 
 namespace cairn {
 
+// Set to 0, turns CUDA graphs off (Backend::graph_begin always runs the ops eagerly).
+inline constexpr const char* kGraphsEnv = "CAIRN_CUDA_GRAPHS";
+
 class CudnnSdpa;  // model/cuda/attention_cudnn.h
 class Bf16Gemm;
 
@@ -139,9 +142,11 @@ class CudaBackend final : public Backend {
   Peak peak_flops() const override;
   // CUDA graphs (Backend::graph_begin): a key seen for the first time runs eagerly (its warm-up:
   // plans, scratch sizes), the second time it is captured and launched, afterwards replayed.
-  // CAIRN_CUDA_GRAPHS=0 turns graphs off.
+  // CAIRN_CUDA_GRAPHS=0 turns graphs off; so does a failed capture or launch (graph_abort), once,
+  // with a message.
   bool graph_begin(uint64_t key) const override;
   void graph_end(uint64_t key) const override;
+  bool graph_abort(const std::string& why) const override;
 
   // CudaMath::bf16: a bf16 copy per registered buffer (see Backend); no-ops in the other modes.
   void register_parameters(const float* base, int64_t n) const override;
@@ -193,6 +198,10 @@ class CudaBackend final : public Backend {
   void params_written(const void* p, int64_t bytes) const;
   // Forgets every captured graph (memory they use was released or moved).
   void drop_graphs() const;
+  // Drops the graphs and turns them off for good, saying why on stderr.
+  void graphs_off(const std::string& why) const;
+  // Releases what release() deferred during a capture.
+  void release_deferred() const;
   // Times `reps` back-to-back GEMMs of n³ in this math mode with CUDA events: FLOP/s.
   double measure_gemm_peak(int64_t n, int reps) const;
 
@@ -211,11 +220,15 @@ class CudaBackend final : public Backend {
   mutable char* staging_ = nullptr;
   mutable cudaEvent_t staging_read_[kStagingSlots] = {};
   mutable int staging_next_ = 0;
-  // Captured graphs by key, keys seen once (run eagerly), and the capture in progress.
+  // Captured graphs by key, keys seen once (run eagerly), and the capture in progress: capturing_
+  // while the stream records, unrun_ until the recorded ops have been launched (graph_abort's
+  // answer), and the releases that came during the capture (an op threw out of it).
   mutable std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
   mutable std::unordered_map<uint64_t, int> graph_seen_;
   mutable bool capturing_ = false;
-  bool graphs_enabled_ = true;
+  mutable bool unrun_ = false;
+  mutable std::vector<void*> deferred_release_;
+  mutable bool graphs_enabled_ = true;
   mutable Peak peak_;
   // cuDNN SDPA, created on the first bf16 attention call; null when unavailable (cudnn_why_ says why).
   mutable std::unique_ptr<CudnnSdpa> cudnn_;
