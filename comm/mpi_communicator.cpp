@@ -1,8 +1,9 @@
 // The MPI Communicator (Open MPI 4.1). Every collective is a non-blocking MPI call polled with
 // MPI_Testall until a deadline, so a dead or hung peer ends the job with a message naming the
-// collective and the rank instead of a silent hang. Buffers larger than CommOptions::max_count
-// elements are split into chunks because MPI counts are `int`. MPI errors are returned, reported
-// with the call, MPI's error string and file:line, and end the job.
+// collective and the ranks (and their hosts) that no longer answer, instead of a silent hang.
+// Buffers larger than CommOptions::max_count elements are split into chunks because MPI counts are
+// `int`. MPI errors are returned, reported with the call, MPI's error string and file:line, and end
+// the job.
 #include "comm/communicator.h"
 
 #include "util/error.h"
@@ -14,6 +15,7 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -110,9 +112,13 @@ class MpiCommunicator final : public Communicator {
     CAIRN_MPI_CHECK(MPI_Get_processor_name(name, &len));
     host_.assign(name, size_t(len));
     yield_when_idle_ = unsigned(local_size_) > std::thread::hardware_concurrency();
+    // Who runs where, kept so a timeout can name the host of a silent peer: by then it cannot ask.
+    CAIRN_MPI_CHECK(MPI_Comm_dup(comm_, &probe_comm_));
+    hosts_ = all_gather_strings(host_);
   }
 
   ~MpiCommunicator() override {
+    CAIRN_MPI_CHECK(MPI_Comm_free(&probe_comm_));
     CAIRN_MPI_CHECK(MPI_Comm_free(&comm_));
     if (--live_instances == 0 && we_initialized) MPI_Finalize();
   }
@@ -303,12 +309,55 @@ class MpiCommunicator final : public Communicator {
 
   [[noreturn]] void timed_out(const char* what, int64_t count, double waited) {
     abort(str(what, " of ", count, " elements did not complete within the communicator timeout of ",
-              options_.timeout_seconds, " s (waited ", waited, " s): a peer rank has died, hung or "
-              "fallen far behind. If the peers are only slow, raise the timeout."));
+              options_.timeout_seconds, " s (waited ", waited, " s); ", silent_peers(),
+              ". If the peers are only slow, raise the timeout."));
+  }
+
+  // Which peers still answer, once a collective has timed out: this rank sends one byte to every
+  // other on a communicator of its own and waits up to the probe window for one from each. Live
+  // peers stuck in the same collective time out moments apart and probe in turn, so they answer;
+  // a rank on a lost node (link down, node crashed) or a dead one stays silent. MPI errors here
+  // count as silence: the job ends either way, this only decides what the message says.
+  std::string silent_peers() {
+    const double window = std::clamp(options_.timeout_seconds / 4, 2.0, 30.0);
+    const int tag = 7;
+    std::vector<char> out(size_t(size_), 1), in(size_t(size_), 0);
+    std::vector<MPI_Request> sends(size_t(size_), MPI_REQUEST_NULL), recvs(size_t(size_), MPI_REQUEST_NULL);
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      MPI_Isend(&out[size_t(r)], 1, MPI_CHAR, r, tag, probe_comm_, &sends[size_t(r)]);
+      MPI_Irecv(&in[size_t(r)], 1, MPI_CHAR, r, tag, probe_comm_, &recvs[size_t(r)]);
+    }
+    std::vector<bool> answered(size_t(size_), false);
+    answered[size_t(rank_)] = true;
+    const auto start = std::chrono::steady_clock::now();
+    int missing = size_ - 1;
+    while (missing > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < window) {
+      for (int r = 0; r < size_; ++r) {
+        if (answered[size_t(r)]) continue;
+        int done = 0;
+        if (MPI_Test(&recvs[size_t(r)], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) {
+          answered[size_t(r)] = true;
+          --missing;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (missing == 0)
+      return str("every other rank answered within ", window, " s: none is lost, one is hung or ranks "
+                 "called different collectives");
+    std::string silent;
+    for (int r = 0; r < size_; ++r)
+      if (!answered[size_t(r)]) silent += str(silent.empty() ? "" : ", ", "rank ", r, " on host ",
+                                                    hosts_.empty() ? "(not known yet)" : hosts_[size_t(r)]);
+    return str("no answer within ", window, " s from ", silent, " (their node is lost or unreachable, "
+               "or they died or hang outside MPI)");
   }
 
   CommOptions options_;
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm probe_comm_ = MPI_COMM_NULL;  // silent_peers' own traffic
+  std::vector<std::string> hosts_;       // host of every rank, by rank
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
   bool yield_when_idle_ = false;  // more ranks than cores on this host

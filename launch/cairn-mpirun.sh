@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs cairn on N data-parallel ranks with Open MPI's mpirun, outside Slurm (inside an allocation
 # use slurm/launch.sh). Resolves the mpirun command line in one place: ranks, hostfile, ranks per
-# node, binding, the network interface, and root's extra flags.
+# node, binding, the network interface, and root's extra flags. mpirun runs under
+# launch/cairn-supervise.sh, which ends the job when mpirun would wait forever for a lost node.
 # usage: launch/cairn-mpirun.sh [-n RANKS] [--hostfile FILE] [--per-node R] [--net-if IF] [--bind core|none]
 #                               [--] CAIRN_ARGS...      e.g. ... -n 2 -- train --config configs/tiny.toml
 # env:   CAIRN_BIN (default: build/cairn beside this script), CAIRN_MPIRUN (default: mpirun)
+#        CAIRN_ABORT_GRACE  seconds mpirun has to end after a rank aborted (default 30; see
+#                        launch/cairn-supervise.sh; exit code 75 when a node or rank was lost)
 #        CAIRN_PROGRESS  0 turns cairn's progress bar off; set to 0 here when this script's output is
 #                        not a terminal (mpirun gives each rank a pty: the bar would fill the log)
 set -euo pipefail
@@ -34,5 +37,18 @@ cmd=("${CAIRN_MPIRUN:-mpirun}" -np "$ranks" --bind-to "$bind")
 [ -n "$hostfile" ] && cmd+=(--hostfile "$hostfile")
 [ -n "$per_node" ] && cmd+=(--map-by "ppr:$per_node:node")
 [ -n "$net_if" ] && cmd+=(--mca btl_tcp_if_include "$net_if" --mca oob_tcp_if_include "$net_if")
+# Which ranks each host gets (--map-by ppr fills the hosts in hostfile order), so a lost host's
+# report can name its ranks.
+layout=""
+if [ -n "$hostfile" ] && [ -n "$per_node" ]; then
+  first=0
+  while read -r host _; do
+    case $host in "" | "#"*) continue ;; esac
+    ((first < ranks)) || break
+    last=$((first + per_node - 1 < ranks - 1 ? first + per_node - 1 : ranks - 1))
+    layout+="$host:$first-$last "
+    first=$((last + 1))
+  done <"$hostfile"
+fi
 echo "cairn-mpirun: ${cmd[*]} $bin $*" >&2
-exec "${cmd[@]}" "$bin" "$@"
+exec "$here/launch/cairn-supervise.sh" --layout "$layout" -- "${cmd[@]}" "$bin" "$@"

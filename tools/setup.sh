@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libhdf5-dev hdf5-tools
           libopenmpi-dev openmpi-bin libgtest-dev libtomlplusplus-dev nlohmann-json3-dev
           libsentencepiece-dev libpcre2-dev libicu-dev libpng-dev zlib1g-dev libzstd-dev fortunes fortunes-de slurm-wlm
-          munge)
+          munge iproute2 iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

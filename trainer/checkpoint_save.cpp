@@ -1,6 +1,7 @@
 // The checkpoint write protocol (see checkpoint.h and docs/formats.md): every rank writes its shard
 // under step_N.tmp/, rank 0 the weights and a trainer.json hashing every file, then renames the
-// directory into place; a failure on any rank fails the save on every rank.
+// directory into place; a failure on any rank fails the save on every rank, as does a directory
+// that not every rank sees (a node-local run directory).
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -55,6 +56,28 @@ nlohmann::json info_json(const CheckpointInfo& info) {
           {"files", files}};
 }
 
+// Checkpoints assume one file system that every rank sees: rank 0 creates the directory, every rank
+// writes its shard into it, rank 0 lists them all. A node-local run directory breaks that, and its
+// checkpoint could never be resumed; these two checks make it fail at the first checkpoint instead.
+// A rank other than 0 must see the directory rank 0 just created.
+void require_shared_directory(const fs::path& dir, Communicator& comm) {
+  if (comm.rank() == 0 || fs::is_directory(dir)) return;
+  throw Error(str("rank ", comm.rank(), " on host ", comm.host(), " does not see the checkpoint directory '",
+                  dir.string(), "' that rank 0 created: checkpoint.dir (by default output.run_dir/checkpoints) must be ",
+                  "on a file system that every node shares, not a node-local disk; no checkpoint was written"));
+}
+
+// Rank 0 must see the shard rank r wrote, as rank r described it.
+void require_visible(const fs::path& dir, const CheckpointFile& f, int r, const std::vector<std::string>& hosts) {
+  std::error_code ec;
+  const auto bytes = fs::file_size(dir / f.name, ec);
+  if (!ec && int64_t(bytes) == f.bytes) return;
+  throw Error(str("rank 0 on host ", hosts[0], " does not see ", f.name, " as rank ", r, " on host ", hosts[size_t(r)],
+                  " wrote it into '", dir.string(), "' (", ec ? "missing" : str(bytes, " bytes, not ", f.bytes),
+                  "): checkpoint.dir (by default output.run_dir/checkpoints) must be on a file system that every "
+                  "node shares, not a node-local disk; no checkpoint was written"));
+}
+
 }  // namespace
 
 // ---- saving ---------------------------------------------------------------------------------
@@ -84,6 +107,7 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
 
   std::string mine;  // this rank's files, one entry per line
   error = capture_error([&] {
+    require_shared_directory(tmp_dir, comm);
     const std::string shard = checkpoint_shard_name(comm.rank());
     H5File f = H5File::create((tmp_dir / shard).string());
     write_attr_string(f, "format", kOptimizerShardFormat);
@@ -118,13 +142,17 @@ std::string checkpoint_save(const std::string& root, CheckpointInfo info, const 
       break;
     }
   fail_together(error);
+  const auto hosts = comm.all_gather_strings(comm.host());
   if (comm.rank() == 0)
     error = capture_error([&] {
       info.files.clear();
-      for (const auto& s : all) {
-        std::istringstream is(s.substr(1));
-        for (std::string line; std::getline(is, line);)
-          if (!line.empty()) info.files.push_back(parse_entry(line));
+      for (size_t r = 0; r < all.size(); ++r) {
+        std::istringstream is(all[r].substr(1));
+        for (std::string line; std::getline(is, line);) {
+          if (line.empty()) continue;
+          info.files.push_back(parse_entry(line));
+          if (r > 0) require_visible(tmp_dir, info.files.back(), int(r), hosts);
+        }
       }
       std::sort(info.files.begin(), info.files.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
       nlohmann::json j = info_json(info);

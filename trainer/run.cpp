@@ -57,6 +57,39 @@ std::map<std::string, std::string> config_entries(const std::string& toml) {
   return out;
 }
 
+// The global batch is micro_batch x grad_accum x ranks, so a different rank count changes it
+// without any config key changing. When only the rank count changed since the checkpoint (the same
+// run continued on the nodes that remain), grad_accum takes up the difference if a whole number
+// does; if none does, resuming is refused, naming the settings. When the user changed micro_batch or
+// grad_accum themselves, their batch stands, with a warning if it differs. Returns the grad_accum
+// to use and what to tell the user ("" for nothing).
+std::pair<int64_t, std::string> grad_accum_for_ranks(const std::map<std::string, std::string>& saved,
+                                                     int64_t saved_world, const TrainingConfig& t, int64_t world) {
+  const auto saved_int = [&](const char* key, int64_t fallback) {
+    const auto it = saved.find(key);
+    return it == saved.end() ? fallback : std::stoll(it->second);
+  };
+  const int64_t saved_micro = saved_int("training.micro_batch", t.micro_batch);
+  const int64_t saved_accum = saved_int("training.grad_accum", t.grad_accum);
+  const int64_t saved_batch = saved_micro * saved_accum * saved_world;
+  const int64_t batch = t.micro_batch * t.grad_accum * world;
+  if (saved_batch == batch) return {t.grad_accum, ""};
+  const std::string was = str("the checkpoint's global batch is ", saved_batch, " sequences per step (", saved_world,
+                              " ranks x micro_batch ", saved_micro, " x grad_accum ", saved_accum, ")");
+  if (t.micro_batch != saved_micro || t.grad_accum != saved_accum)
+    return {t.grad_accum, str("WARNING: ", was, "; this run's is ", batch, " (", world, " x micro_batch ", t.micro_batch,
+                              " x grad_accum ", t.grad_accum, "): to continue the same run, set training.micro_batch x "
+                              "training.grad_accum x ranks = ", saved_batch)};
+  if (saved_batch % (t.micro_batch * world) != 0)
+    throw Error(str(was, "; on ", world, " ranks no whole training.grad_accum keeps it (", saved_batch, " / (", world,
+                    " x micro_batch ", t.micro_batch, ") is not an integer): set training.micro_batch and "
+                    "training.grad_accum so that micro_batch x grad_accum x ", world, " = ", saved_batch,
+                    ", or resume on a rank count that divides it"));
+  const int64_t accum = saved_batch / (t.micro_batch * world);
+  return {accum, str("continuing on ", world, " ranks instead of ", saved_world, ": training.grad_accum ", t.grad_accum,
+                     " -> ", accum, " keeps the global batch of ", saved_batch, " sequences per step")};
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -241,6 +274,8 @@ void TrainingRun::load_verified(const std::string& dir, std::chrono::steady_cloc
       throw Error(str("checkpoint '", dir, "' was saved with ", key, " = ", sv, " but this run has ", key, " = ", nv,
                       ": the model and optimizer must match to resume (use the checkpoint's config)"));
   }
+  // Before anything changes: a rank count that cannot keep the global batch is refused here.
+  const auto [grad_accum, batch_note] = grad_accum_for_ranks(saved, info.world_size, cfg.training, comm_.size());
   std::vector<std::vector<float>> opt_state;
   if (!reset) opt_state = checkpoint_read_optimizer(dir, info, trainer_.optimizer());
   load_model_weights(trainer_.model(), (fs::path(dir) / "model.h5").string());  // checks all, then copies
@@ -248,6 +283,7 @@ void TrainingRun::load_verified(const std::string& dir, std::chrono::steady_cloc
   if (!reset)
     checkpoint_commit_optimizer(trainer_.optimizer(), opt_state, info.optimizer_steps, trainer_.model().backend());
   trainer_.set_state(info.state);
+  trainer_.set_grad_accum(grad_accum);
   interval_ = info.interval;
   resumed_ = true;
   if (comm_.rank() != 0) return;
@@ -267,21 +303,7 @@ void TrainingRun::load_verified(const std::string& dir, std::chrono::steady_cloc
     if (s == saved.end() || s->second != v) changed += str("\n  ", k, ": ", s == saved.end() ? "(absent)" : s->second, " -> ", v);
   }
   if (!changed.empty()) std::cout << "note: this run's config differs from the checkpoint's in:" << changed << "\n";
-  // The global batch is micro_batch x grad_accum x ranks: a different rank count changes it without
-  // any config key changing, and the run silently stops being the one that was checkpointed.
-  const auto saved_int = [&](const char* key, int64_t fallback) {
-    const auto it = saved.find(key);
-    return it == saved.end() ? fallback : std::stoll(it->second);
-  };
-  const int64_t saved_batch = saved_int("training.micro_batch", cfg.training.micro_batch) *
-                              saved_int("training.grad_accum", cfg.training.grad_accum) * info.world_size;
-  const int64_t batch = cfg.training.micro_batch * cfg.training.grad_accum * comm_.size();
-  if (saved_batch != batch)
-    std::cout << "WARNING: the global batch changes from " << saved_batch << " sequences per step (saved by "
-              << info.world_size << " rank" << (info.world_size == 1 ? "" : "s") << ") to " << batch << " ("
-              << comm_.size() << " x micro_batch " << cfg.training.micro_batch << " x grad_accum "
-              << cfg.training.grad_accum << "): to continue the same run, set training.micro_batch x "
-              << "training.grad_accum x ranks = " << saved_batch << "\n";
+  if (!batch_note.empty()) std::cout << batch_note << "\n";
   std::cout << std::flush;
 }
 

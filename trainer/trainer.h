@@ -78,6 +78,9 @@ class Trainer {
   const TrainerState& state() const { return state_; }
   // A checkpoint's counters (TrainingRun's resume, after it restored the weights and optimizer state).
   void set_state(const TrainerState& state) { state_ = state; }
+  // Micro-steps per step from now on: TrainingRun's resume on another rank count keeps the
+  // checkpoint's global batch with it (nothing allocated depends on grad_accum).
+  void set_grad_accum(int64_t grad_accum) { cfg_.training.grad_accum = grad_accum; }
   LlamaModel& model() { return *model_; }
   Optimizer& optimizer() { return *optimizer_; }
   GradientSync& grad_sync() { return *sync_; }

@@ -1,8 +1,9 @@
 // Trainer::print_startup (see trainer.h): what a run is about to do, said once by rank 0 before
-// the first step: the resolved config, the model, memory, data, validation, parallelism, batch and
-// LR schedule, and compute.
+// the first step: the resolved config, the model, memory, data, validation, parallelism (hosts,
+// ranks per host, transport and interfaces), batch and LR schedule, and compute.
 #include <iostream>
 
+#include "comm/network.h"
 #include "trainer/config.h"
 #include "trainer/optim/make_optimizer.h"
 #include "trainer/step_law.h"
@@ -12,6 +13,7 @@ namespace cairn {
 
 void Trainer::print_startup() {
   const auto state_bytes = comm_.all_gather_strings(std::to_string(optimizer_->state_bytes()));
+  const auto network = comm_.size() > 1 ? describe_network(comm_) : std::vector<std::string>{};
   if (comm_.rank() != 0) return;
   const auto& t = model_->params();
   std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
@@ -51,6 +53,8 @@ void Trainer::print_startup() {
               << cfg_.training.bucket_mb << " MiB; optimizer state per rank (MB):";
     for (const auto& b : state_bytes) std::cout << " " << std::stod(b) / 1e6;
     std::cout << (cfg_.training.zero1 ? " (sharded, ZeRO-1)" : " (replicated)") << "\n";
+    for (const auto& line : network) std::cout << line << "\n";
+    if (grad_comm_->get().name() == "nccl") std::cout << "gradients: NCCL between the GPUs (MPI for everything else)\n";
   }
   std::cout << "batch: " << cfg_.training.micro_batch << " sequences x " << cfg_.training.grad_accum
             << " accumulation x " << comm_.size() << " ranks = " << global_batch() << " sequences ("

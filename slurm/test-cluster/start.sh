@@ -35,13 +35,8 @@ if ! getent hosts "$host" >/dev/null; then
 fi
 
 # munge: a fresh key, socket, pid, log and seed, all in DIR/munge (the system's /etc/munge untouched).
-dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
-chmod 400 "$dir/munge/munge.key"
-chmod 700 "$dir/munge"
-munged --foreground --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
-       --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-       --seed-file="$dir/munge/munged.seed" >/dev/null 2>&1 &
-echo "munged $!" >>"$dir/pids"
+munged_pid=$("$here/start_munged.sh" "$dir" "${CAIRN_SLURM_START_TIMEOUT:-60}")
+echo "munged $munged_pid" >>"$dir/pids"
 
 mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 # A free pair of loopback ports from 16817 up, so two test clusters on one machine do not collide.
@@ -61,10 +56,6 @@ echo "export SLURM_CONF=$dir/slurm.conf" >"$dir/env.sh"
 export SLURM_CONF=$dir/slurm.conf
 
 deadline=$((SECONDS + ${CAIRN_SLURM_START_TIMEOUT:-60}))
-until [ -S "$dir/munge/munge.socket" ]; do
-  [ $SECONDS -lt $deadline ] || fail "munged did not create its socket; its log: $(cat "$dir/munge/munged.log" 2>/dev/null)"
-  sleep 0.2
-done
 
 slurmctld -D -f "$dir/slurm.conf" >"$dir/slurmctld.out" 2>&1 &
 echo "slurmctld $!" >>"$dir/pids"

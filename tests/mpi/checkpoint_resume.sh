@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Multi-rank resume: a 2-rank run checkpointed at step 6 of 12 is resumed at 2 ranks (must equal
 # the uninterrupted run bit for bit), at 1 rank and at 4 ranks (same global batch through the
-# micro-batch; must match within tolerance: the reduction order changes); at 3 ranks with the same
-# micro-batch it must warn that the global batch changed. The dataset is cut into ~10 shards, so
+# micro-batch; must match within tolerance: the reduction order changes), at 1 rank with the
+# same micro-batch (the run continued on fewer nodes: grad_accum is raised to keep the global
+# batch, and it matches within tolerance); at 3 ranks with the same micro-batch no whole grad_accum
+# keeps the batch: the resume must be refused naming the setting; with another micro-batch given
+# by the user it must warn that the global batch changed. The dataset is cut into ~10 shards, so
 # training windows cross shard boundaries.
 # usage: checkpoint_resume.sh CAIRN COMPARE CONFIG WORKDIR MPIEXEC [MPIEXEC ARGS...] (without -np)
 set -euo pipefail
@@ -35,10 +38,19 @@ train 1 4 resume1 --resume "$ckpt"
 check resume1 1e-5
 train 4 1 resume4 --resume "$ckpt"
 check resume4 1e-5
-# Another rank count with the same micro-batch changes the global batch (4 -> 6) without any config
-# key changing: resuming must say so; the resumes above keep it and must not.
-train 3 2 resume3 --resume "$ckpt" --set training.steps=7
-grep -q "WARNING: the global batch changes from 4 sequences per step (saved by 2 ranks) to 6" "$work/resume3.log" ||
-  { echo "no warning about the changed global batch"; cat "$work/resume3.log"; exit 1; }
-if grep -q "global batch changes" "$work"/resume[124].log; then echo "warning where the batch is kept"; exit 1; fi
+train 1 2 fewer --resume "$ckpt"
+check fewer 1e-5
+grep -q "continuing on 1 ranks instead of 2: training.grad_accum 1 -> 2 keeps the global batch of 4 sequences" "$work/fewer.log" ||
+  { echo "no note about the raised grad_accum"; cat "$work/fewer.log"; exit 1; }
+# 3 ranks x micro-batch 2 cannot make 4 sequences: refused before anything is trained.
+if "${mpirun[@]}" -np 3 "$cairn" train "${common[@]}" --set training.micro_batch=2 --set output.run_dir="$work/resume3" \
+     --resume "$ckpt" >"$work/resume3.log" 2>&1; then echo "resuming on 3 ranks was not refused"; cat "$work/resume3.log"; exit 1; fi
+grep -q "on 3 ranks no whole training.grad_accum keeps it" "$work/resume3.log" ||
+  { echo "the refusal does not name training.grad_accum"; cat "$work/resume3.log"; exit 1; }
+[ ! -f "$work/resume3/metrics.jsonl" ] || [ ! -s "$work/resume3/metrics.jsonl" ] || { echo "the refused resume trained"; exit 1; }
+# The user's own micro-batch on 3 ranks changes the global batch (4 -> 3): allowed, with a warning.
+train 3 1 resume3b --resume "$ckpt" --set training.steps=7
+grep -q "WARNING: the checkpoint's global batch is 4 sequences per step (2 ranks x micro_batch 2 x grad_accum 1); this run's is 3" "$work/resume3b.log" ||
+  { echo "no warning about the changed global batch"; cat "$work/resume3b.log"; exit 1; }
+if grep -q "global batch is" "$work"/resume[124].log "$work/fewer.log"; then echo "warning where the batch is kept"; exit 1; fi
 echo "all resumes match"
