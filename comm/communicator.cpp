@@ -50,14 +50,15 @@ void Communicator::all_reduce(int64_t* data, int64_t n, ReduceOp op) {
   all_reduce_impl(data, n, CommType::i64, op);
 }
 
-Request Communicator::all_reduce_start(float* data, int64_t n, ReduceOp op) {
+Request Communicator::all_reduce_start(float* data, int64_t n, ReduceOp op, WirePrecision wire) {
   CAIRN_ASSERT(n >= 0 && (data || n == 0), "all_reduce_start of ", n, " elements");
-  return all_reduce_start_impl(data, n, CommType::f32, op);
+  CAIRN_ASSERT(wire == WirePrecision::fp32 || op != ReduceOp::max, "a bf16 wire is for sums and averages");
+  return all_reduce_start_impl(data, n, CommType::f32, op, wire);
 }
 
 Request Communicator::all_reduce_start(double* data, int64_t n, ReduceOp op) {
   CAIRN_ASSERT(n >= 0 && (data || n == 0), "all_reduce_start of ", n, " elements");
-  return all_reduce_start_impl(data, n, CommType::f64, op);
+  return all_reduce_start_impl(data, n, CommType::f64, op, WirePrecision::fp32);
 }
 
 void Communicator::check_segments(const std::vector<int64_t>& counts, const char* what) const {

@@ -18,6 +18,11 @@ enum class ReduceOp { sum, avg, max };
 // Element types a collective can carry; the typed overloads below choose it.
 enum class CommType { f32, f64, i64 };
 
+// What a float all-reduce puts on the wire between hosts. bf16 halves the bytes; the sums stay
+// fp32 (each contribution is rounded to bf16 once, added in fp32 by the owner of its chunk, and
+// the result is rounded once more to be shared: see comm/mpi_pairwise_allreduce.h).
+enum class WirePrecision { fp32, bf16 };
+
 struct CommOptions {
   // A collective that has not completed this many seconds after it started blocking ends the whole
   // job with a message naming the collective and the rank (a dead or hung peer must never hang the
@@ -26,6 +31,14 @@ struct CommOptions {
   // Largest element count passed to one MPI call; bigger buffers are split into chunks. MPI counts
   // are `int`, so the default is INT_MAX; tests set it small to exercise the chunked paths.
   int64_t max_count = 2147483647;
+  // Float sums and averages reduce within each host first (shared memory), then across hosts,
+  // then share the result within the host: each host's link carries the buffer's bytes once per
+  // direction instead of once per rank on it. Needs the same number of ranks on every host.
+  bool hierarchical = false;
+  // The ranks of one host, for the hierarchical all-reduce: 0 = as MPI sees them (shared memory);
+  // k > 0 groups consecutive ranks k at a time, so tests and benchmarks on one machine can act
+  // as several hosts.
+  int ranks_per_host = 0;
 };
 
 // A non-blocking all-reduce in flight. Move-only; Communicator::wait completes it (applying the avg
@@ -79,7 +92,8 @@ class Communicator {
   // (on disjoint buffers); every rank must start them in the same order. Complete with wait();
   // test() drives progress (MPI progresses non-blocking collectives only inside MPI calls, so a
   // caller overlapping work should test() now and then) and says whether it is done.
-  Request all_reduce_start(float* data, int64_t n, ReduceOp op);
+  // `wire` says what float data travels as (bf16: sum and avg only; communicators without it throw).
+  Request all_reduce_start(float* data, int64_t n, ReduceOp op, WirePrecision wire = WirePrecision::fp32);
   Request all_reduce_start(double* data, int64_t n, ReduceOp op);
   void wait(Request& request);
   bool test(Request& request);
@@ -104,7 +118,7 @@ class Communicator {
  protected:
   // The typed public calls check their contracts and forward here; n counts elements.
   virtual void all_reduce_impl(void* data, int64_t n, CommType type, ReduceOp op) = 0;
-  virtual Request all_reduce_start_impl(void* data, int64_t n, CommType type, ReduceOp op) = 0;
+  virtual Request all_reduce_start_impl(void* data, int64_t n, CommType type, ReduceOp op, WirePrecision wire) = 0;
   virtual void reduce_scatter_impl(float* data, const std::vector<int64_t>& counts, ReduceOp op) = 0;
   virtual void all_gather_impl(float* data, const std::vector<int64_t>& counts) = 0;
   virtual void broadcast_impl(void* data, int64_t bytes, int root) = 0;
@@ -116,9 +130,10 @@ class Communicator {
 // One process, size 1: every collective is the identity.
 std::unique_ptr<Communicator> make_self_communicator();
 
-// Initialises MPI (once per process; MPI_THREAD_FUNNELED: only the thread that created the
-// communicator may call it) and returns a communicator over a private duplicate of
-// MPI_COMM_WORLD. Several may exist; MPI is finalised when the last one is destroyed, after which
+// Initialises MPI (once per process, asking for MPI_THREAD_SERIALIZED: only the thread that
+// created the communicator may call it, and the communicator's own progress thread advances
+// all-reduces in flight while that thread computes) and returns a communicator over a private
+// duplicate of MPI_COMM_WORLD. Several may exist; MPI is finalised when the last one is destroyed, after which
 // MPI cannot be started again. Throws cairn::Error when built without MPI.
 std::unique_ptr<Communicator> make_mpi_communicator(int* argc, char*** argv,
                                                     const CommOptions& options = {});

@@ -31,8 +31,9 @@ std::vector<int> partition_rows(const ParamTable& table, int parts) {
   return bounds;
 }
 
-GradientSync::GradientSync(Communicator& comm, const ParamTable& table, float* grads, int64_t bucket_floats, bool shard)
-    : comm_(comm), grads_(grads), total_(table.total()), shard_(shard && comm.size() > 1) {
+GradientSync::GradientSync(Communicator& comm, const ParamTable& table, float* grads, int64_t bucket_floats, bool shard,
+                           WirePrecision wire)
+    : comm_(comm), grads_(grads), total_(table.total()), shard_(shard && comm.size() > 1), wire_(wire) {
   const int world = comm_.size(), rank = comm_.rank();
   const std::vector<int> bounds = shard_ ? partition_rows(table, world) : std::vector<int>{0, int(table.rows().size())};
   auto row_start = [&](int r) { return r < int(table.rows().size()) ? table.row(r).offset : total_; };
@@ -58,7 +59,7 @@ void GradientSync::ready_from(int64_t offset) {
   while (next_ < buckets_.size() && buckets_[next_].begin >= offset) {
     Bucket& b = buckets_[next_++];
     if (first_start_ == 0) first_start_ = now_s();
-    b.request = comm_.all_reduce_start(grads_ + b.begin, b.end - b.begin, ReduceOp::avg);
+    b.request = comm_.all_reduce_start(grads_ + b.begin, b.end - b.begin, ReduceOp::avg, wire_);
     b.started = true;
   }
   // MPI progresses non-blocking collectives only inside MPI calls.

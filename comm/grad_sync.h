@@ -28,7 +28,9 @@ std::vector<int> partition_rows(const ParamTable& table, int parts);
 
 class GradientSync {
  public:
-  GradientSync(Communicator& comm, const ParamTable& table, float* grads, int64_t bucket_floats, bool shard);
+  // wire: what the gradients travel as between hosts (see WirePrecision).
+  GradientSync(Communicator& comm, const ParamTable& table, float* grads, int64_t bucket_floats, bool shard,
+               WirePrecision wire = WirePrecision::fp32);
 
   // Rows this rank updates (all rows unless sharded).
   const std::vector<int>& owned_rows() const { return owned_rows_; }
@@ -55,6 +57,7 @@ class GradientSync {
   float* grads_;
   int64_t total_;
   bool shard_;
+  WirePrecision wire_;
   std::vector<int> owned_rows_;
   std::vector<int64_t> segment_counts_;
   int64_t seg_begin_ = 0, seg_end_ = 0;

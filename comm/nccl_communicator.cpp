@@ -144,7 +144,10 @@ class NcclCommunicatorImpl final : public NcclCommunicator {
     });
   }
 
-  Request all_reduce_start_impl(void* data, int64_t n, CommType type, ReduceOp op) override {
+  Request all_reduce_start_impl(void* data, int64_t n, CommType type, ReduceOp op, WirePrecision wire) override {
+    if (wire != WirePrecision::fp32)
+      throw Error("a bf16 gradient wire is implemented by the MPI communicator only: on GPUs set "
+                  "training.grad_wire = \"fp32\"");
     if (n == 0) return Request();
     auto pending = std::make_unique<PendingAllReduce>(*this, n);
     after_compute();

@@ -35,7 +35,7 @@ class SelfCommunicator final : public Communicator {
 
  protected:
   void all_reduce_impl(void*, int64_t, CommType, ReduceOp) override {}
-  Request all_reduce_start_impl(void*, int64_t, CommType, ReduceOp) override { return Request(); }
+  Request all_reduce_start_impl(void*, int64_t, CommType, ReduceOp, WirePrecision) override { return Request(); }
   void reduce_scatter_impl(float*, const std::vector<int64_t>&, ReduceOp) override {}
   void all_gather_impl(float*, const std::vector<int64_t>&) override {}
   void broadcast_impl(void*, int64_t, int) override {}

@@ -1,13 +1,19 @@
 // `cairn plan`: what the papers' fits suggest for a training budget — Step Law's peak learning rate
-// and batch size, and G_stack's growth timing — from --params/--tokens or from a run config.
+// and batch size, and G_stack's growth timing — from --params/--tokens or from a run config; with
+// --nodes, the data-parallel step on a cluster (trainer/comm_plan.h).
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "launch/cli.h"
 #include "launch/commands.h"
+#include "model/backend.h"
 #include "model/growth.h"
+#include "model/llama.h"
+#include "trainer/comm_plan.h"
 #include "trainer/config.h"
+#include "trainer/peak_flops.h"
 #include "trainer/step_law.h"
 #include "util/error.h"
 
@@ -15,21 +21,32 @@ namespace cairn {
 
 static const CommandSpec kPlanSpec{
     "plan",
-    "--params N --tokens D [--layers L] [--factor G] | --config RUN.toml [--set key=value]... [--ranks R]",
+    "--params N --tokens D [--layers L] [--factor G] | --config RUN.toml [--set key=value]... [--ranks R]\n"
+    "       [--nodes N [--ranks-per-node P] [--link-gbps B] [--step-seconds S | --mfu F]]",
     "Prints what the papers' fits suggest for a model of N parameters trained on D tokens:\n"
     "Step Law (\"Predictable Scale: Part I\"): peak LR = 1.79·N^-0.713·D^0.307 and batch size\n"
     "B = 0.58·D^0.571 tokens, N the non-embedding parameters; and the G_stack growth timing\n"
     "(log10 d = 0.88·log10 N + 163.27/log10(6ND) - 5.74). With --config, N and D come from the run\n"
     "(D = training.steps x micro_batch x grad_accum x ranks x seq_len) and its LR and batch are compared.\n"
     "Step Law was fitted on dense models trained with AdamW: low-rank or SLTrain weights and Fira or\n"
-    "GaLore, whose papers use their own LRs, may do best elsewhere.",
+    "GaLore, whose papers use their own LRs, may do best elsewhere.\n"
+    "With --config and --nodes: the data-parallel step on N hosts of P ranks with links of B Gbit/s\n"
+    "each way: compute per step (--step-seconds, else the FLOP count over the GEMM peak measured on\n"
+    "this host times --mfu), gradient bytes per step, link time, exposed communication after overlap\n"
+    "with backward, tokens/s and scaling efficiency (training.grad_wire, grad_hierarchical, zero1 and\n"
+    "grad_accum taken from the config).",
     {{"params", "N", "non-embedding parameters (Step Law's N; also the G_stack target size)"},
      {"tokens", "D", "training tokens"},
      {"config", "FILE", "derive N and D from a run config instead"},
      {"set", "KEY=VALUE", "--config: override a config key", true},
      {"ranks", "R", "--config: data-parallel ranks of the run (default 1)"},
      {"layers", "L", "G_stack: layers of the target model (prints the small model's depth)"},
-     {"factor", "G", "G_stack growth factor, an integer >= 1 (default 4, the paper's)"}},
+     {"factor", "G", "G_stack growth factor, an integer >= 1 (default 4, the paper's)"},
+     {"nodes", "N", "--config: predict the data-parallel step on N hosts"},
+     {"ranks-per-node", "P", "--nodes: ranks per host (default 1)"},
+     {"link-gbps", "B", "--nodes: each host's link in Gbit/s, each way (default 1)"},
+     {"step-seconds", "S", "--nodes: one rank's measured compute seconds per optimizer step (no communication)"},
+     {"mfu", "F", "--nodes without --step-seconds: fraction of the measured GEMM peak training reaches (default 0.8; the CPU backend reached 0.875 on the 60M preset)"}},
     ""};
 
 int64_t growth_factor_option(const Args& args) {
@@ -57,6 +74,60 @@ void print_growth_plan(double n, double d, int64_t g, double layers) {
                 d - grow_at);
   else
     std::printf("\nd is not below D: at this budget the fit says to train the target model from the start\n");
+}
+
+// One rank's compute per step: measured (--step-seconds), or training FLOPs over this host's GEMM
+// peak (cached; threads = cores / ranks per node) times --mfu.
+static double compute_seconds(const Args& args, const TrainConfig& cfg, int64_t ranks_per_node, std::string* how) {
+  if (args.has("step-seconds")) {
+    const double s = args.get_number("step-seconds", 0);
+    if (!(s > 0)) throw Error(str("--step-seconds must be positive, got ", args.get("step-seconds")));
+    *how = "measured (--step-seconds)";
+    return s;
+  }
+  const double mfu = args.get_number("mfu", 0.8);
+  if (!(mfu > 0 && mfu <= 1)) throw Error(str("--mfu must be in (0, 1], got ", args.get("mfu")));
+  const std::string& prec = cfg.training.precision;
+  const CudaMath math = prec == "bf16" ? CudaMath::bf16 : prec == "tf32" ? CudaMath::tf32 : CudaMath::fp32;
+  const Backend& be = cfg.device == "cuda" ? cuda_backend(math) : cpu_backend();
+  const int threads = int(std::max<int64_t>(1, int64_t(std::thread::hardware_concurrency()) / ranks_per_node));
+  const PeakFlops peak = resolve_peak_flops(cfg.training.peak_flops, be, threads);
+  const int64_t rows = cfg.training.micro_batch * cfg.model.seq_len;
+  const double flops = training_flops_per_token(cfg.model, be, rows) * double(rows * cfg.training.grad_accum);
+  *how = str(flops / 1e12, " TFLOP at ", peak.flops / 1e9, " GFLOP/s (", peak.source, ") x MFU ", mfu);
+  return flops / (peak.flops * mfu);
+}
+
+static void print_cluster_plan(const Args& args, const TrainConfig& cfg) {
+  CommPlanInput in;
+  in.nodes = int(args.get_integer("nodes", 1, 1, 1 << 16));
+  in.ranks_per_node = int(args.get_integer("ranks-per-node", 1, 1, 1 << 12));
+  in.link_gbps = args.get_number("link-gbps", 1);
+  if (!(in.link_gbps > 0)) throw Error(str("--link-gbps must be positive, got ", args.get("link-gbps")));
+  ModelConfig m = cfg.model;
+  if (m.vocab_size == 0) throw Error("--nodes needs model.vocab_size (the gradient size depends on it): set it");
+  in.params = model_param_count(m);
+  in.last_rows = m.vocab_size * m.dim;  // the token embedding: its gradient is final at backward's end
+  in.grad_accum = cfg.training.grad_accum;
+  in.tokens_per_rank = cfg.training.micro_batch * cfg.training.grad_accum * m.seq_len;
+  in.bf16_wire = cfg.training.grad_wire == "bf16";
+  in.hierarchical = cfg.training.grad_hierarchical;
+  in.zero1 = cfg.training.zero1;
+  std::string how;
+  in.compute_s = compute_seconds(args, cfg, in.ranks_per_node, &how);
+  const CommPlan p = plan_data_parallel(in);
+  std::printf("\nData parallel on %d node%s x %d rank%s, %.3g Gbit/s links (%s wire, %s%s):\n", in.nodes,
+              in.nodes == 1 ? "" : "s", in.ranks_per_node, in.ranks_per_node == 1 ? "" : "s", in.link_gbps,
+              in.bf16_wire ? "bf16" : "fp32", in.hierarchical ? "hierarchical" : "flat",
+              in.zero1 ? ", ZeRO-1 gather" : "");
+  std::printf("  compute per step    %.3f s (%s)\n", in.compute_s, how.c_str());
+  std::printf("  gradient bytes      %.4g MB per all-reduce; each host link carries %.4g MB each way per step\n",
+              p.wire_bytes / 1e6, p.link_bytes / 1e6);
+  std::printf("  communication       %.3f s at %.0f%% of the link (TCP payload)\n", p.comm_s, 100 * kLinkPayloadShare);
+  std::printf("  exposed after overlap %.3f s (backward of the last micro-step hides up to %.3f s; the "
+              "embedding's share waits for backward's end)\n", p.exposed_s, p.hideable_s);
+  std::printf("  step                %.3f s, %.4g tokens/s, scaling efficiency %.0f%%\n", p.step_s, p.tokens_per_s,
+              100 * p.efficiency);
 }
 
 int cmd_plan(int argc, char** argv) {
@@ -107,6 +178,10 @@ int cmd_plan(int argc, char** argv) {
   std::printf("\nG_stack growth (factor %lld):\n", (long long)g);
   const bool whole = from_config && cfg.model.n_layers % g == 0;  // else no small model of L / G layers
   print_growth_plan(total, d, g, args.get_number("layers", whole ? double(cfg.model.n_layers) : 0));
+  if (args.has("nodes")) {
+    if (!from_config) throw Error("--nodes needs --config RUN.toml (the model, batch and gradient settings)");
+    print_cluster_plan(args, cfg);
+  }
   return 0;
 }
 

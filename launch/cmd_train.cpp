@@ -48,6 +48,7 @@ int cmd_train(int argc, char** argv) {
   if (const char* p = std::getenv("CAIRN_PROGRESS"); p && std::string(p) == "0") cfg.output.progress = false;
   CommOptions comm_options;
   comm_options.timeout_seconds = cfg.training.comm_timeout_s;
+  comm_options.hierarchical = cfg.training.grad_hierarchical;
   auto comm = make_communicator(&argc, &argv, comm_options);
   try {
     if (comm->rank() == 0 && comm->size() > 1) {

@@ -1,5 +1,7 @@
 // Step Law (trainer/step_law.h) against hand-computed values, the start-up hint's threshold and
-// caveat, and `cairn plan` (from --params/--tokens and from a config) with its refusals.
+// caveat, and `cairn plan` (from --params/--tokens and from a config) with its refusals; the
+// cluster step model (trainer/comm_plan.h) against hand-computed bytes and times, and
+// `cairn plan --nodes` printing it.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +11,7 @@
 #include "comm/communicator.h"
 #include "launch/commands.h"
 #include "tests/test_support.h"
+#include "trainer/comm_plan.h"
 #include "trainer/config.h"
 #include "trainer/step_law.h"
 #include "trainer/run.h"
@@ -128,6 +131,86 @@ TEST(StepLaw, PlanCommandPrintsStepLawBesideTheGrowthPlan) {
   EXPECT_NE(error_of([&] { run_plan({"--params", "1e8"}); }).find("--tokens"), std::string::npos);
   EXPECT_NE(error_of([&] { run_plan({"--config", "x.toml", "--params", "1"}); }).find("either"), std::string::npos);
   EXPECT_NE(error_of([&] { run_plan({"--params", "1e8", "--tokens", "1e10", "--factor", "2.5"}); }).find("--factor"),
+            std::string::npos);
+}
+
+CommPlanInput input() {
+  CommPlanInput in;
+  in.params = 1000000;     // 4 MB of fp32 gradients
+  in.last_rows = 250000;   // a quarter final only at backward's end
+  in.compute_s = 3.0;
+  in.tokens_per_rank = 2048;
+  in.nodes = 2;
+  in.link_gbps = 1;
+  return in;
+}
+
+const double kRate = 1e9 / 8 * kLinkPayloadShare;  // bytes/s of payload on a 1 Gbit/s link
+
+TEST(CommPlan, LinkBytesFollowTheAlgorithm) {
+  CommPlanInput in = input();
+  // 2 nodes x 1 rank: 2(N-1)/N of 4 MB each way.
+  CommPlan p = plan_data_parallel(in);
+  EXPECT_DOUBLE_EQ(p.wire_bytes, 4e6);
+  EXPECT_DOUBLE_EQ(p.link_bytes, 4e6);
+  EXPECT_DOUBLE_EQ(p.comm_s, 4e6 / kRate);
+  // 4 nodes: 1.5x; bf16 halves it.
+  in.nodes = 4;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).link_bytes, 6e6);
+  in.bf16_wire = true;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).link_bytes, 3e6);
+  // 2 ranks per node: flat sends each rank's share across, hierarchical once per host.
+  in = input();
+  in.ranks_per_node = 2;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).link_bytes, 8e6);
+  in.hierarchical = true;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).link_bytes, 4e6);
+  // ZeRO-1's gather adds the other hosts' fp32 rows for every rank on the host.
+  in.zero1 = true;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).link_bytes, 4e6 + 0.5 * 4e6 * 2);
+  // One node: nothing crosses a link.
+  in = input();
+  in.nodes = 1;
+  p = plan_data_parallel(in);
+  EXPECT_EQ(p.link_bytes, 0);
+  EXPECT_EQ(p.exposed_s, 0);
+  EXPECT_DOUBLE_EQ(p.step_s, 3.0);
+  EXPECT_DOUBLE_EQ(p.efficiency, 1.0);
+}
+
+TEST(CommPlan, OverlapHidesUpToTheLastBackward) {
+  CommPlanInput in = input();
+  // comm 0.0337 s is well inside backward (2 s): only the embedding's quarter waits.
+  CommPlan p = plan_data_parallel(in);
+  EXPECT_DOUBLE_EQ(p.hideable_s, 2.0);
+  EXPECT_DOUBLE_EQ(p.exposed_s, 0.25 * p.comm_s);
+  // A slow link: what backward cannot hide is exposed.
+  in.link_gbps = 0.01;
+  p = plan_data_parallel(in);
+  EXPECT_DOUBLE_EQ(p.comm_s, 4e6 / (1e7 / 8 * kLinkPayloadShare));
+  EXPECT_DOUBLE_EQ(p.exposed_s, p.comm_s - 2.0);
+  EXPECT_DOUBLE_EQ(p.step_s, 3.0 + p.exposed_s);
+  EXPECT_DOUBLE_EQ(p.tokens_per_s, 2 * 2048 / p.step_s);
+  EXPECT_DOUBLE_EQ(p.efficiency, 3.0 / p.step_s);
+  // Accumulation: only the last micro-step's backward hides communication.
+  in.grad_accum = 4;
+  EXPECT_DOUBLE_EQ(plan_data_parallel(in).hideable_s, 0.5);
+}
+
+TEST(CommPlan, PlanCommandPrintsTheClusterStep) {
+  const std::string config = std::string(CAIRN_SOURCE_DIR) + "/configs/llama-60m.toml";
+  const std::string out = run_plan({"--config", config, "--set", "training.grad_accum=1", "--set", "training.zero1=false",
+                                    "--nodes", "2", "--link-gbps", "1", "--step-seconds", "3"});
+  // 58.07M parameters: 232.3 MB, all of it each way over each link at 2 nodes.
+  EXPECT_NE(out.find("Data parallel on 2 nodes x 1 rank, 1 Gbit/s links (fp32 wire, flat)"), std::string::npos) << out;
+  EXPECT_NE(out.find("232.3 MB per all-reduce; each host link carries 232.3 MB each way"), std::string::npos) << out;
+  EXPECT_NE(out.find("compute per step    3.000 s"), std::string::npos) << out;
+  EXPECT_NE(out.find("scaling efficiency"), std::string::npos) << out;
+  EXPECT_NE(error_of([&] { run_plan({"--params", "1e8", "--tokens", "1e10", "--nodes", "2"}); }).find("--config"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { run_plan({"--config", config, "--nodes", "2", "--link-gbps", "0"}); }).find("--link-gbps"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { run_plan({"--config", config, "--nodes", "2", "--step-seconds", "-1"}); }).find("--step-seconds"),
             std::string::npos);
 }
 

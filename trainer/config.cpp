@@ -114,6 +114,10 @@ std::vector<Key> keys_of(TrainConfig& c) {
        "GEMM math: \"fp32\" | \"tf32\" | \"bf16\" (TF32 / bf16 tensor cores, fp32 master weights, device = \"cuda\")"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
+      {"training.grad_wire", &t.grad_wire,
+       "gradient all-reduce between hosts: \"fp32\" | \"bf16\" (half the bytes; each rank's gradient is rounded to bf16 once, sums stay fp32, the average is rounded once)"},
+      {"training.grad_hierarchical", &t.grad_hierarchical,
+       "gradient all-reduce within each host first, then one exchange per host across hosts, then within the host (same ranks per host)"},
       {"training.check_every", &t.check_every, "steps between cross-rank parameter checks (0: off)"},
       {"training.comm_timeout_s", &t.comm_timeout_s, "seconds before a stuck collective ends the job"},
       {"growth.at_tokens", &c.growth.at_tokens, "G_stack: grow the model in place when this run's tokens reach this (0: never)"},
@@ -330,6 +334,11 @@ void config_validate(const TrainConfig& c) {
                     t.eval_batches, " x micro_batch ", t.micro_batch, " = ", t.eval_batches * t.micro_batch,
                     " windows) and keep training.eval_windows"));
   if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
+  if (t.grad_wire != "fp32" && t.grad_wire != "bf16")
+    throw Error(str("training.grad_wire = \"", t.grad_wire, "\" is not a wire precision: use \"fp32\" or \"bf16\""));
+  if (t.grad_wire == "bf16" && c.device == "cuda")
+    throw Error("training.grad_wire = \"bf16\" is implemented by the MPI communicator (CPU) only: with device = "
+                "\"cuda\" set training.grad_wire = \"fp32\"");
   if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");
   if (!(c.schedule.lr > 0) || !std::isfinite(c.schedule.lr)) throw Error("schedule.lr must be positive and finite");
   const auto& o = c.optimizer;

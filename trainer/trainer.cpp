@@ -157,7 +157,8 @@ void Trainer::attach_model() {
   const int64_t bucket_floats = int64_t(cfg_.training.bucket_mb * 1024 * 1024 / 4);
   Communicator& grad_comm = grad_comm_->get();
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
-                                         cfg_.training.zero1);
+                                         cfg_.training.zero1,
+                                         cfg_.training.grad_wire == "bf16" ? WirePrecision::bf16 : WirePrecision::fp32);
   // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
   // CUDA graph (a hook starts collectives in the middle of backward, which a graph cannot hold).
   if (grad_comm.size() > 1)

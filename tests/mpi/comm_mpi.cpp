@@ -14,12 +14,17 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/bf16.h"
 
 namespace cairn {
 namespace {
 
 Communicator* whole_comm = nullptr;    // default options
 Communicator* chunked_comm = nullptr;  // max_count = 7
+// Hierarchical, consecutive ranks grouped 2 per host when the rank count is even (else 1 per
+// host): whole messages, and at most 7 elements per message.
+Communicator* hier_comm = nullptr;
+Communicator* hier_chunked_comm = nullptr;
 
 class CommMpi : public testing::TestWithParam<bool> {
  protected:
@@ -185,6 +190,82 @@ TEST_P(CommMpi, BroadcastFromLastRank) {
   }
 }
 
+// Every float all-reduce path: flat and hierarchical, whole and in 7-element messages.
+class FloatAllReduce : public testing::TestWithParam<int> {
+ protected:
+  Communicator& comm() {
+    Communicator* all[] = {whole_comm, chunked_comm, hier_comm, hier_chunked_comm};
+    return *all[GetParam()];
+  }
+  std::vector<int64_t> sizes() { return {0, 1, 3, 7, 15, 1000, 100003}; }
+};
+
+// Non-blocking sums and averages of several buffers in flight, against the closed forms.
+TEST_P(FloatAllReduce, SumsAndAveragesInFlight) {
+  Communicator& c = comm();
+  const int n = c.size(), me = c.rank();
+  std::vector<std::vector<float>> bufs;
+  std::vector<Request> reqs;
+  for (int64_t len : sizes()) {
+    bufs.emplace_back(size_t(len));
+    for (int64_t i = 0; i < len; ++i) bufs.back()[size_t(i)] = float(me + i % 1000);
+  }
+  for (size_t b = 0; b < bufs.size(); ++b)
+    reqs.push_back(c.all_reduce_start(bufs[b].data(), int64_t(bufs[b].size()), b % 2 ? ReduceOp::avg : ReduceOp::sum));
+  for (size_t b = reqs.size(); b-- > 0;) c.wait(reqs[b]);
+  for (size_t b = 0; b < bufs.size(); ++b) {
+    for (size_t i = 0; i < bufs[b].size(); ++i) {
+      const float sum = float(n * (n - 1) / 2 + n * int64_t(i % 1000));
+      ASSERT_EQ(bufs[b][i], b % 2 ? sum * (1.0f / float(n)) : sum) << "buffer " << b << " i " << i;
+    }
+  }
+}
+
+// A bf16 wire rounds each rank's contribution once and sums in fp32: result = bf16(Σ bf16(x_r))
+// exactly (the inputs are chosen so those fp32 sums are exact), the same on every rank. A bf16 sum
+// passed from rank to rank would round the partial sums too, and differ.
+TEST_P(FloatAllReduce, Bf16WireSumsInFp32) {
+  Communicator& c = comm();
+  const bool hierarchical = GetParam() >= 2;
+  const int n = c.size(), me = c.rank();
+  for (int64_t len : sizes()) {
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+      auto value = [](int r, int64_t i) { return 1.0f + float(i % 128) / 128.0f + float(r) / 1024.0f; };
+      std::vector<float> x(static_cast<size_t>(len));
+      for (int64_t i = 0; i < len; ++i) x[size_t(i)] = value(me, i);
+      Request req = c.all_reduce_start(x.data(), len, op, WirePrecision::bf16);
+      c.wait(req);
+      std::vector<float> mine(x);
+      whole_comm->broadcast(mine.data(), len * 4, 0);  // (the chunked ones would send 7 bytes a message)
+      EXPECT_EQ(x, mine) << "ranks disagree, len " << len;
+      for (int64_t i = 0; i < len; ++i) {
+        float want = 0;
+        if (hierarchical) {
+          // Each host's fp32 sum is the contribution that is rounded (one host here when odd).
+          const int per_host = n % 2 == 0 ? 2 : 1;
+          for (int h = 0; h < n / per_host; ++h) {
+            float host = 0;
+            for (int r = h * per_host; r < (h + 1) * per_host; ++r) host += value(r, i);
+            want += n / per_host == 1 ? host : bf16_to_float(bf16_round_nearest(host));
+          }
+        } else {
+          for (int r = 0; r < n; ++r) want += bf16_to_float(bf16_round_nearest(value(r, i)));
+        }
+        if (op == ReduceOp::avg) want *= 1.0f / float(n);
+        if (!hierarchical || n / (n % 2 == 0 ? 2 : 1) > 1) want = bf16_to_float(bf16_round_nearest(want));
+        ASSERT_EQ(x[size_t(i)], want) << "len " << len << " i " << i << " op " << int(op);
+      }
+    }
+  }
+}
+
+std::string float_path_name(const testing::TestParamInfo<int>& p) {
+  const char* names[] = {"flat", "flat_chunked", "hierarchical", "hierarchical_chunked"};
+  return names[p.param];
+}
+
+INSTANTIATE_TEST_SUITE_P(FlatAndHierarchical, FloatAllReduce, testing::Range(0, 4), float_path_name);
+
 INSTANTIATE_TEST_SUITE_P(WholeAndChunked, CommMpi, testing::Bool(),
                          [](const testing::TestParamInfo<bool>& p) { return p.param ? "chunked" : "whole"; });
 
@@ -221,8 +302,15 @@ int main(int argc, char** argv) {
   // timeout turns that into a quick failure.
   auto whole = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0});
   auto chunked = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .max_count = 7});
+  const int per_host = whole->size() % 2 == 0 ? 2 : 1;
+  auto hier = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .hierarchical = true,
+                                                          .ranks_per_host = per_host});
+  auto hier_chunked = cairn::make_mpi_communicator(
+      &argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = per_host});
   cairn::whole_comm = whole.get();
   cairn::chunked_comm = chunked.get();
+  cairn::hier_comm = hier.get();
+  cairn::hier_chunked_comm = hier_chunked.get();
   if (whole->rank() != 0) GTEST_FLAG_SET(brief, true);  // other ranks print only their failures
   testing::InitGoogleTest(&argc, argv);
   int64_t failed = RUN_ALL_TESTS() != 0;
