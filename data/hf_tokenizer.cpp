@@ -383,8 +383,9 @@ class HfBpeTokenizer final : public Tokenizer {
     if (specials.empty()) specials = "none";
     if (eos.id) {
       if (*eos.id >= decode_.size() || !special_[*eos.id])
-        throw Error(str("tokenizer.json ", origin, ": the recorded EOS id ", *eos.id,
-                        " is not a special token of it (special tokens: ", specials, ")"));
+        throw Error(str("tokenizer.json ", origin, ": the EOS id ", *eos.id, " (",
+                        eos.source.empty() ? "recorded with the dataset" : eos.source,
+                        ") is not a special token of it (special tokens: ", specials, ")"));
       return *eos.id;
     }
     auto special_id = [&](const std::string& content) -> std::optional<uint32_t> {
@@ -442,17 +443,47 @@ std::string eos_from_tokenizer_config(const std::filesystem::path& config) {
   throw Error(str("'", config.string(), "': eos_token ", it->dump(), " is neither a string nor {\"content\": ...}"));
 }
 
+// The model's end-of-sequence id from a generation_config.json (eos_token_id, an id or a list whose
+// first entry is the end of text), or nullopt when there is none.
+std::optional<uint32_t> eos_from_generation_config(const std::filesystem::path& config) {
+  std::error_code ec;
+  if (!std::filesystem::exists(config, ec)) return std::nullopt;
+  json cfg;
+  try {
+    cfg = json::parse(read_text_file(config.string(), "generation config"));
+  } catch (const json::exception& e) {
+    throw Error(str("'", config.string(), "' is not valid JSON: ", e.what()));
+  }
+  const auto it = cfg.find("eos_token_id");
+  if (it == cfg.end() || it->is_null()) return std::nullopt;
+  const json& id = it->is_array() && !it->empty() ? (*it)[0] : *it;
+  if (!id.is_number_unsigned())
+    throw Error(str("'", config.string(), "': eos_token_id ", it->dump(), " is neither an id nor a list of ids"));
+  return id.get<uint32_t>();
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& spec) {
   const size_t mark = spec.rfind("#eos=");
-  const std::string path = spec.substr(0, mark);
+  std::string path = spec.substr(0, mark);
   EosChoice eos;
+  // A model directory: its tokenizer.json, and the EOS the model generates (generation_config.json).
+  if (std::filesystem::is_directory(path)) {
+    const std::filesystem::path dir(path);
+    path = (dir / "tokenizer.json").string();
+    if (mark == std::string::npos) {
+      if (const auto id = eos_from_generation_config(dir / "generation_config.json")) {
+        eos.id = *id;
+        eos.source = str("eos_token_id of ", (dir / "generation_config.json").string());
+      }
+    }
+  }
   if (mark != std::string::npos) {
     eos.token = spec.substr(mark + 5);
     eos.source = "given with #eos=";
     if (eos.token.empty()) throw Error(str("'", spec, "': #eos= names no token"));
-  } else {
+  } else if (!eos.id) {
     const auto config = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
     eos.token = eos_from_tokenizer_config(config);
     eos.source = str("eos_token of ", config.string());

@@ -26,10 +26,12 @@ namespace cairn {
 
 inline constexpr const char* kHfTokenizerKind = "hf_bpe";
 
-// `spec` is "PATH" or "PATH#eos=TOKEN" (PATH a tokenizer.json). The EOS token, which ends every
-// document, is TOKEN when given; else the `eos_token` of a tokenizer_config.json in the same
-// directory; else the first of <|endoftext|>, <|end_of_text|>, </s>, <eos> that the file has. It
-// must be a special added token, so plain text never produces it.
+// `spec` is "PATH" or "PATH#eos=TOKEN" (PATH a tokenizer.json, or a Hugging Face model directory
+// holding one). The EOS token, which ends every document, is TOKEN when given; else, for a model
+// directory, the eos_token_id of its generation_config.json (the first of a list); else the
+// `eos_token` of a tokenizer_config.json in the same directory; else the first of <|endoftext|>,
+// <|end_of_text|>, </s>, <eos> that the file has. It must be a special added token, so plain text
+// never produces it.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& spec);
 
 // From the bytes of a tokenizer.json (Tokenizer::serialized()) and the EOS id recorded beside them.

@@ -90,7 +90,7 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opts, const std:
   if (!model.empty()) return load_sentencepiece(model);
   if (opts.tokenizer.rfind("hf:", 0) == 0) return load_hf_tokenizer(opts.tokenizer.substr(3));
   throw Error(str("unknown tokenizer '", opts.tokenizer,
-                  "': use \"byte\", \"sentencepiece\", \"sentencepiece:<model path>\" or \"hf:<tokenizer.json>\""));
+                  "': use \"byte\", \"sentencepiece\", \"sentencepiece:<model path>\" or \"hf:<tokenizer.json or model directory>\""));
 }
 
 bool is_cairn_h5(const std::string& path) {

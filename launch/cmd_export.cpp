@@ -12,7 +12,7 @@ namespace cairn {
 
 static const CommandSpec kExportSpec{
     "export",
-    "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16] [--tokenizer-from DATASET]",
+    "WEIGHTS_OR_CHECKPOINT --format hf --out DIR [--dtype fp32|bf16|fp16] [--tokenizer-from DATASET]",
     "Writes a directory that Hugging Face transformers loads with LlamaForCausalLM.from_pretrained\n"
     "(no custom code): config.json, model.safetensors, generation_config.json and the tokenizer.\n"
     "Low-rank and SLTrain projections are written as the dense matrices they define; LayerNorm\n"
@@ -20,8 +20,8 @@ static const CommandSpec kExportSpec{
     "\"mix\") are refused: LlamaForCausalLM has no Post-LN layers. DIR appears only once it is complete.",
     {{"format", "FMT", "export format: hf (the only one)"},
      {"out", "DIR", "directory to create (must not exist)"},
-     {"dtype", "TYPE", "fp32 (default) or bf16 (round to nearest even)"},
-     {"tokenizer-from", "DATASET", "token dataset whose tokenizer to ship (default: the training dataset, data.train)"}},
+     {"dtype", "TYPE", "fp32 (default), bf16 or fp16 (both rounded to nearest even)"},
+     {"tokenizer-from", "DATASET", "token dataset whose tokenizer to ship, or hf:DIR (a Hugging Face model's; default: the training dataset, data.train)"}},
     ""};
 
 int cmd_export(int argc, char** argv) {
@@ -37,7 +37,7 @@ int cmd_export(int argc, char** argv) {
   std::cout << "tokenizer: " << tok.source << "\n";
   export_hf(*m.model, *tok.tokenizer, args.get("out"), dtype, weights);
   std::cout << "exported " << weights << " to " << args.get("out") << " (" << m.model->params().count()
-            << " trained parameters, " << (dtype == TensorDtype::bf16 ? "bf16" : "fp32") << ")" << std::endl;
+            << " trained parameters, " << tensor_dtype_name(dtype) << ")" << std::endl;
   return 0;
 }
 

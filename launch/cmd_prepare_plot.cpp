@@ -34,7 +34,7 @@ static const CommandSpec kPrepareSpec{
      {"out", "DIR", "the dataset directory to write (refused if it exists, unless --force)"},
      {"force", "", "replace an existing dataset at --out (only a cairn dataset)"},
      {"tokenizer", "KIND",
-      "\"byte\" (default), \"sentencepiece\" (trained here), \"sentencepiece:MODEL\" or \"hf:TOKENIZER.json[#eos=TOKEN]\""},
+      "\"byte\" (default), \"sentencepiece\" (trained here), \"sentencepiece:MODEL\" or \"hf:TOKENIZER.json[#eos=TOKEN]\" or \"hf:MODEL_DIR\" (a Hugging Face model's tokenizer.json and EOS)"},
      {"vocab-size", "N", "vocabulary of a SentencePiece model trained here (--tokenizer sentencepiece; default 8000)"},
      {"sp-sentences", "N", "a trained SentencePiece model learns from a uniform sample of N lines (default 2000000)"},
      {"val-fraction", "F", "fraction of documents held out for validation, chosen by a hash of their text (default 0.05)"},

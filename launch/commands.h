@@ -14,6 +14,7 @@ int cmd_plot(int argc, char** argv);
 int cmd_grow(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_plan(int argc, char** argv);

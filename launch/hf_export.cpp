@@ -66,7 +66,9 @@ double shortest(float x) {
   return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
 }
 
-std::string torch_dtype(TensorDtype d) { return d == TensorDtype::bf16 ? "bfloat16" : "float32"; }
+std::string torch_dtype(TensorDtype d) {
+  return d == TensorDtype::bf16 ? "bfloat16" : d == TensorDtype::f16 ? "float16" : "float32";
+}
 
 struct SpecialIds {
   int64_t bos, eos;
@@ -81,13 +83,23 @@ std::string config_json(const ModelConfig& c, TensorDtype dtype, SpecialIds ids)
   j["intermediate_size"] = c.ffn_dim;
   j["num_hidden_layers"] = c.n_layers;
   j["num_attention_heads"] = c.n_heads;
-  j["num_key_value_heads"] = c.n_heads;
+  j["num_key_value_heads"] = c.kv_heads();
   j["head_dim"] = c.head_size();
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.seq_len;
   j["rms_norm_eps"] = shortest(c.norm_eps);
   j["rope_theta"] = shortest(c.rope_theta);
-  j["rope_scaling"] = nullptr;
+  if (c.rope_type == "llama3") {
+    ordered_json r;
+    r["rope_type"] = "llama3";
+    r["factor"] = c.rope_factor;
+    r["low_freq_factor"] = c.rope_low_freq_factor;
+    r["high_freq_factor"] = c.rope_high_freq_factor;
+    r["original_max_position_embeddings"] = c.rope_original_context;
+    j["rope_scaling"] = r;
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
   j["tie_word_embeddings"] = c.tie_embeddings;
   j["hidden_act"] = "silu";
   j["attention_bias"] = false;
@@ -252,7 +264,7 @@ void export_hf(LlamaModel& model, const Tokenizer& tokenizer, const std::string&
              str("# cairn export\n\nA LLaMA causal LM trained with cairn, exported from `", source, "`.\n\n",
                  "```python\nfrom transformers import LlamaForCausalLM\nmodel = LlamaForCausalLM.from_pretrained(\"",
                  out.filename().string(), "\")\n```\n\n", "- ", cfg.n_layers, " layers, width ", cfg.dim, ", ",
-                 cfg.n_heads, " heads, FFN ", cfg.ffn_dim, ", vocabulary ", cfg.vocab_size,
+                 cfg.n_heads, " heads (", cfg.kv_heads(), " key/value), FFN ", cfg.ffn_dim, ", vocabulary ", cfg.vocab_size,
                  ", trained on sequences of ", cfg.seq_len, " tokens\n", "- weights: ", torch_dtype(dtype),
                  cfg.linear.kind != LinearKind::dense
                      ? str(" (trained as ", linear_kind_name(cfg.linear.kind), " factors, exported as the dense matrices they define)")

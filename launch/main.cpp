@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"plan", cairn::cmd_plan, "Step Law LR and batch size, and G_stack growth timing, for a budget"},
     {"inspect", cairn::cmd_inspect, "show and verify what a checkpoint holds"},
     {"export", cairn::cmd_export, "write a trained model as a Hugging Face transformers directory"},
+    {"import", cairn::cmd_import, "read a Hugging Face LLaMA directory (hf:DIR) into a cairn weights file"},
     {"eval", cairn::cmd_eval, "loss and perplexity of a trained model on token datasets"},
     {"generate", cairn::cmd_generate, "sample text from a trained model"},
 };

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <filesystem>
 
+#include "data/hf_tokenizer.h"
 #include "data/sampler.h"
+#include "model/hf_import.h"
 #include "model/weights_io.h"
 #include "trainer/config.h"
 #include "util/error.h"
@@ -29,7 +31,10 @@ ModelTokenizer tokenizer_for_model(const TrainConfig& config, const std::string&
   ModelTokenizer out;
   const int64_t V = config.model.vocab_size;
   const std::string& path = tokenizer_from.empty() ? config.data.train : tokenizer_from;
-  if (!tokenizer_from.empty() || (!path.empty() && fs::exists(path))) {
+  if (const std::string dir = hf_dir_of(tokenizer_from); !dir.empty()) {  // a Hugging Face model's own
+    out.tokenizer = load_hf_tokenizer(dir);
+    out.source = str("Hugging Face tokenizer of ", dir);
+  } else if (!tokenizer_from.empty() || (!path.empty() && fs::exists(path))) {
     const TokenDataset ds = TokenDataset::open(path);
     out.tokenizer = tokenizer_from_dataset(ds);
     out.source = str(ds.tokenizer_kind(), " tokenizer of dataset ", path);

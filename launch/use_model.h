@@ -33,7 +33,8 @@ struct ModelTokenizer {
   std::string source;  // where it came from, for the user ("dataset out/fortunes", ...)
 };
 
-// The tokenizer of the dataset `tokenizer_from`, or (when empty) of the training dataset named by
+// The tokenizer of the dataset `tokenizer_from` ("hf:DIR": a Hugging Face model directory's
+// tokenizer.json and EOS, data/hf_tokenizer.h), or (when empty) of the training dataset named by
 // config.data.train. When that default is unavailable and the model's vocabulary is 257, the byte
 // tokenizer (which needs no file) is used and `source` says so; otherwise cairn::Error asks for
 // --tokenizer-from. A tokenizer whose vocabulary exceeds the model's is an error.

@@ -95,6 +95,14 @@ class Backend {
   // Which implementation the last attention_forward ran, for logs and tests ("" before the first).
   virtual std::string attention_path() const = 0;
 
+  // Grouped-query attention: out [N, NKV·G·HS] holds each of the NKV heads of inp [N, NKV·HS] G
+  // times in a row (query head h reads key/value head h / G, Hugging Face's repeat_kv). backward
+  // OVERWRITES dinp with the sum of each head's G copies in dout.
+  virtual void repeat_kv_forward(float* out, const float* inp, int64_t N, int64_t NKV, int64_t G,
+                                 int64_t HS) const = 0;
+  virtual void repeat_kv_backward(float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G,
+                                  int64_t HS) const = 0;
+
   // out = silu(gate)·up, elementwise over n.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const = 0;
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,

@@ -100,6 +100,12 @@ class ForwardingBackend : public Backend {
                     const float* v, const float* out, const float* saved, int64_t B, int64_t T, int64_t NH,
                     int64_t HS),
                    (dq, dk, dv, scratch, dout, q, k, v, out, saved, B, T, NH, HS))
+  CAIRN_FORWARD_OP(void, repeat_kv_forward,
+                   (float* out, const float* inp, int64_t N, int64_t NKV, int64_t G, int64_t HS),
+                   (out, inp, N, NKV, G, HS))
+  CAIRN_FORWARD_OP(void, repeat_kv_backward,
+                   (float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G, int64_t HS),
+                   (dinp, dout, N, NKV, G, HS))
   CAIRN_FORWARD_OP(void, swiglu_forward, (float* out, const float* g, const float* u, int64_t n), (out, g, u, n))
   CAIRN_FORWARD_OP(void, swiglu_backward,
                    (float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n),

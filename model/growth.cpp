@@ -50,6 +50,8 @@ void grow_depthwise(const LlamaModel& src, LlamaModel& dst) {
   const ModelConfig& d = dst.config();
   check_same("model.dim", s.dim, d.dim);
   check_same("model.n_heads", s.n_heads, d.n_heads);
+  check_same("model.n_kv_heads", s.kv_heads(), d.kv_heads());
+  check_same("model.head_dim", s.head_size(), d.head_size());
   check_same("model.ffn_dim", s.ffn_dim, d.ffn_dim);
   check_same("model.vocab_size", s.vocab_size, d.vocab_size);
   check_same("model.seq_len", s.seq_len, d.seq_len);

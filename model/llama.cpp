@@ -27,18 +27,34 @@ void ModelConfig::validate() const {
   positive(dim, "dim");
   positive(n_layers, "n_layers");
   positive(n_heads, "n_heads");
+  if (n_kv_heads < 0) throw Error(str("model.n_kv_heads = ", n_kv_heads, " must be positive (0: model.n_heads)"));
+  if (head_dim < 0) throw Error(str("model.head_dim = ", head_dim, " must be positive (0: model.dim / model.n_heads)"));
   positive(ffn_dim, "ffn_dim");
   positive(seq_len, "seq_len");
-  if (dim % n_heads != 0)
-    throw Error(str("model.dim = ", dim, " is not divisible by model.n_heads = ", n_heads));
+  if (head_dim == 0 && dim % n_heads != 0)
+    throw Error(str("model.dim = ", dim, " is not divisible by model.n_heads = ", n_heads,
+                    ": choose another dim or set model.head_dim"));
   if (head_size() % 2 != 0)
-    throw Error(str("head size model.dim / model.n_heads = ", head_size(), " must be even for rotary embeddings"));
+    throw Error(str("head size ", head_dim > 0 ? "model.head_dim" : "model.dim / model.n_heads", " = ", head_size(),
+                    " must be even for rotary embeddings"));
+  if (n_heads % kv_heads() != 0)
+    throw Error(str("model.n_heads = ", n_heads, " is not a multiple of model.n_kv_heads = ", kv_heads(),
+                    ": grouped-query attention shares each key/value head among n_heads / n_kv_heads query heads"));
   if (!(norm_eps > 0)) throw Error("model.norm_eps must be positive");
   if (!(rope_theta > 0)) throw Error("model.rope_theta must be positive");
+  if (rope_type != "default" && rope_type != "llama3")
+    throw Error(str("model.rope_type = \"", rope_type, "\" is not supported: use \"default\" or \"llama3\""));
+  if (rope_type == "llama3") {
+    if (!(rope_factor >= 1)) throw Error(str("model.rope_factor = ", rope_factor, " must be at least 1"));
+    if (!(rope_low_freq_factor > 0 && rope_high_freq_factor > rope_low_freq_factor))
+      throw Error(str("model.rope_high_freq_factor = ", rope_high_freq_factor, " must exceed model.rope_low_freq_factor = ",
+                      rope_low_freq_factor, " > 0"));
+    positive(rope_original_context, "rope_original_context");
+  }
   if (linear.kind != LinearKind::dense) {
     if (linear.rank <= 0) throw Error("model.rank must be positive for low-rank and SLTrain weights");
-    if (linear.rank > std::min(dim, ffn_dim))
-      throw Error(str("model.rank = ", linear.rank, " exceeds the smallest projection side ", std::min(dim, ffn_dim)));
+    const int64_t side = std::min({dim, ffn_dim, q_dim(), kv_dim()});
+    if (linear.rank > side) throw Error(str("model.rank = ", linear.rank, " exceeds the smallest projection side ", side));
   }
   if (!(mix_ln_alpha >= 0 && mix_ln_alpha <= 1))
     throw Error(str("model.mix_ln_alpha = ", mix_ln_alpha, " must be in [0, 1] (the fraction of Post-LN layers)"));
@@ -55,6 +71,25 @@ int64_t ModelConfig::post_ln_layers() const {
   return std::min(n_layers, int64_t(std::floor(mix_ln_alpha * double(n_layers) + 1e-9)));
 }
 
+std::vector<double> ModelConfig::rope_inv_freq() const {
+  const int64_t HS = head_size();
+  std::vector<double> f(size_t(HS / 2));
+  for (int64_t j = 0; j < HS / 2; ++j) f[size_t(j)] = std::pow(double(rope_theta), -2.0 * double(j) / double(HS));
+  if (rope_type != "llama3") return f;
+  const double pi = 3.14159265358979323846, ctx = double(rope_original_context);
+  const double low_wavelen = ctx / rope_low_freq_factor, high_wavelen = ctx / rope_high_freq_factor;
+  for (double& x : f) {
+    const double wavelen = 2 * pi / x;
+    if (wavelen > low_wavelen) {
+      x /= rope_factor;
+    } else if (wavelen >= high_wavelen) {  // the band between: interpolated
+      const double smooth = (ctx / wavelen - rope_low_freq_factor) / (rope_high_freq_factor - rope_low_freq_factor);
+      x = (1 - smooth) * x / rope_factor + smooth * x;
+    }
+  }
+  return f;
+}
+
 float ModelConfig::norm_scale(int64_t layer) const {
   return norm_scaling ? float(1.0 / std::sqrt(double(layer + 1))) : 1.0f;
 }
@@ -66,9 +101,9 @@ const char* layer_norm_name(bool post_ln, int which) {
 }
 
 int64_t linear_param_count(const ModelConfig& c) {
-  const int64_t C = c.dim, F = c.ffn_dim;
+  const int64_t C = c.dim, F = c.ffn_dim, QD = c.q_dim(), KVD = c.kv_dim();
   const auto w = [&](int64_t out, int64_t in) { return linear_weight_param_count(c.linear, out, in); };
-  return c.n_layers * (4 * w(C, C) + 2 * w(F, C) + w(C, F));
+  return c.n_layers * (w(QD, C) + 2 * w(KVD, C) + w(C, QD) + 2 * w(F, C) + w(C, F));
 }
 
 int64_t model_param_count(const ModelConfig& c) {
@@ -94,8 +129,9 @@ double training_flops_per_token(const ModelConfig& c, const Backend& be, int64_t
     return (f.forward + f.backward) / double(rows);
   };
   const double C = double(c.dim), L = double(c.n_layers);
-  const double blocks = L * (4 * per_token(c.dim, c.dim) + 2 * per_token(c.ffn_dim, c.dim) + per_token(c.dim, c.ffn_dim));
-  return blocks + 6.0 * double(c.vocab_size) * C + 12.0 * L * C * double(c.seq_len);
+  const double attn_proj = per_token(c.q_dim(), c.dim) + 2 * per_token(c.kv_dim(), c.dim) + per_token(c.dim, c.q_dim());
+  const double blocks = L * (attn_proj + 2 * per_token(c.ffn_dim, c.dim) + per_token(c.dim, c.ffn_dim));
+  return blocks + 6.0 * double(c.vocab_size) * C + 12.0 * L * double(c.q_dim()) * double(c.seq_len);
 }
 
 const char* activation_role_name(ActivationRole role) {
@@ -117,7 +153,7 @@ constexpr size_t kLinearsPerLayer = 7;  // q, k, v, o, gate, up, down
 // and returns the projections, kLinearsPerLayer per layer in the order above.
 std::vector<std::unique_ptr<Linear>> declare_parameters(const ModelConfig& cfg, ParamTable& table,
                                                         BufferTable& buffers) {
-  const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size;
+  const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size, QD = cfg.q_dim(), KVD = cfg.kv_dim();
   std::vector<std::unique_ptr<Linear>> linears;
   auto linear = [&](const std::string& name, int64_t out, int64_t in, int l) {
     linears.push_back(make_linear(cfg.linear, name, out, in, l));
@@ -128,10 +164,10 @@ std::vector<std::unique_ptr<Linear>> declare_parameters(const ModelConfig& cfg, 
     const std::string p = str("model.layers.", l, ".");
     // The first norm's gain comes first in either layout: backward reports it as the block's start.
     table.add(p + layer_norm_name(cfg.post_ln(l), 1) + ".weight", {C}, ParamRole::norm, l);
-    linear(p + "self_attn.q_proj", C, C, l);
-    linear(p + "self_attn.k_proj", C, C, l);
-    linear(p + "self_attn.v_proj", C, C, l);
-    linear(p + "self_attn.o_proj", C, C, l);
+    linear(p + "self_attn.q_proj", QD, C, l);
+    linear(p + "self_attn.k_proj", KVD, C, l);
+    linear(p + "self_attn.v_proj", KVD, C, l);
+    linear(p + "self_attn.o_proj", C, QD, l);
     table.add(p + layer_norm_name(cfg.post_ln(l), 2) + ".weight", {C}, ParamRole::norm, l);
     linear(p + "mlp.gate_proj", F, C, l);
     linear(p + "mlp.up_proj", F, C, l);
@@ -164,6 +200,7 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
                                                            int64_t max_batch, int64_t logit_rows) {
   const int64_t C = cfg.dim, F = cfg.ffn_dim, V = cfg.vocab_size, T = cfg.seq_len, L = cfg.n_layers;
   const int64_t NH = cfg.n_heads, HS = cfg.head_size(), N = max_batch * T;
+  const int64_t QD = cfg.q_dim(), KVD = cfg.kv_dim();
   std::vector<ActivationBuffer> b;
   auto add = [&](std::string name, ActivationRole role, int64_t count) { b.push_back({std::move(name), role, count}); };
   using R = ActivationRole;
@@ -176,8 +213,9 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
     const std::string p = str("layers.", l, ".");
     // A Post-LN block's attention reads x itself (no ln1) and it keeps its MLP's pre-norm sum.
     add(p + (cfg.post_ln(l) ? "ffn_out" : "ln1"), R::saved, N * C);
-    for (const char* name : {"att", "xmid", "ln2"}) add(p + name, R::saved, N * C);
-    add(p + "qkv", R::saved, 3 * N * C);  // q, k, v adjacent: one batched GEMM's outputs
+    add(p + "att", R::saved, N * QD);
+    for (const char* name : {"xmid", "ln2"}) add(p + name, R::saved, N * C);
+    add(p + "qkv", R::saved, N * (QD + 2 * KVD));  // q, k, v adjacent: one batched GEMM's outputs (MHA)
     add(p + "rstd1", R::saved, N);
     add(p + "rstd2", R::saved, N);
     add(p + "attention_saved", R::saved, be.attention_saved_floats(max_batch, T, NH, HS));
@@ -188,15 +226,22 @@ std::vector<ActivationBuffer> LlamaModel::activation_sizes(const ModelConfig& cf
   add("final_rstd", R::saved, N);
   add("logits", R::logits, logit_rows_of(cfg, max_batch, logit_rows) * V);  // one chunk of rows
   add("losses", R::logits, N);
-  for (const char* name : {"dres", "dln", "datt"}) add(name, R::scratch, N * C);
-  add("dqkv", R::scratch, 3 * N * C);
+  for (const char* name : {"dres", "dln"}) add(name, R::scratch, N * C);
+  add("datt", R::scratch, N * QD);
+  add("dqkv", R::scratch, N * (QD + 2 * KVD));
+  // Grouped-query attention: k, v repeated to every query head for the attention kernels, and
+  // their gradients before the sum over each group (recomputed in backward, shared by layers).
+  if (KVD != QD) {
+    add("kv_repeated", R::scratch, 2 * N * QD);
+    add("dkv_repeated", R::scratch, 2 * N * QD);
+  }
   add("dgate_up", R::scratch, 2 * N * F);
   add("dh", R::scratch, N * F);
   if (cfg.post_ln_layers() > 0) add("dffn_out", R::scratch, N * C);
   add("attention_scratch", R::scratch, be.attention_scratch_floats(max_batch, T, NH, HS));
   // One workspace serves every projection (they run one at a time): the largest shape's.
   int64_t ws = 1;
-  for (const auto& [out, in] : {std::pair{C, C}, std::pair{F, C}, std::pair{C, F}})
+  for (const auto& [out, in] : {std::pair{QD, C}, std::pair{KVD, C}, std::pair{C, QD}, std::pair{F, C}, std::pair{C, F}})
     ws = std::max(ws, make_linear(cfg.linear, "workspace", out, in, 0)->workspace_floats(N));
   add("linear_workspace", R::scratch, ws);
   return b;
@@ -259,14 +304,15 @@ class LlamaModel::ArenaBinder {
 // and post_attention_layernorm in a Pre-LN block, post_attention_layernorm and
 // post_feedforward_layernorm in a Post-LN one. rstd1/rstd2 belong to the same norms. A Pre-LN
 // block has no ffn_out, a Post-LN block no ln1.
-// qkv holds q, k, v [N, C] each and gu gate, up [N, F] each, adjacent: the layout of a batched GEMM's
-// outputs. qkv_offset / gate_up_offset: where the dense q, k, v (gate, up) weights start when they
-// are adjacent in the flat buffer, else -1 (other weight kinds: one linear at a time).
+// qkv holds q [N, NH·HS], k, v [N, NKV·HS] and gu gate, up [N, F] each, adjacent: the layout of a
+// batched GEMM's outputs. qkv_offset / kv_offset / gate_up_offset: where the dense q, k, v (k, v;
+// gate, up) weights start when they are adjacent in the flat buffer, else -1 (other weight kinds:
+// one linear at a time); q, k and v form one batched GEMM only when they have one shape (MHA).
 struct LlamaModel::Layer {
   Linear *q, *k, *v, *o, *gate, *up, *down;
   bool post_ln;
   float scale;  // on the pre-norm outputs ln1, ln2 (1 without LayerNorm Scaling)
-  int64_t ln1_offset, ln2_offset, qkv_offset = -1, gate_up_offset = -1;
+  int64_t ln1_offset, ln2_offset, qkv_offset = -1, kv_offset = -1, gate_up_offset = -1;
   Slice<float> ln1, rstd1, qkv, att_saved, att, xmid, ln2, rstd2, gu, h, ffn_out;
 };
 
@@ -303,6 +349,7 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
     L.ln1_offset = table_.at(p + layer_norm_name(L.post_ln, 1) + ".weight").offset;
     L.ln2_offset = table_.at(p + layer_norm_name(L.post_ln, 2) + ".weight").offset;
     L.qkv_offset = adjacent_dense_offset({L.q, L.k, L.v});
+    L.kv_offset = adjacent_dense_offset({L.k, L.v});
     L.gate_up_offset = adjacent_dense_offset({L.gate, L.up});
     layers_.push_back(std::move(L));
   }
@@ -344,17 +391,21 @@ LlamaModel::LlamaModel(const ModelConfig& cfg, const Backend& be, int64_t max_ba
   dgu_ = arena.take<float>("dgate_up"), dh_ = arena.take<float>("dh");
   if (cfg_.post_ln_layers() > 0) dffn_out_ = arena.take<float>("dffn_out");
   att_scratch_ = arena.take<float>("attention_scratch");
+  if (cfg_.kv_dim() != cfg_.q_dim()) {
+    kv_rep_ = arena.take<float>("kv_repeated");
+    dkv_rep_ = arena.take<float>("dkv_repeated");
+  }
   linear_ws_ = arena.take<float>("linear_workspace");
   arena.check_all_taken();
 
-  // RoPE tables [T, HS/2]: angle(t, j) = t·θ^(−2j/HS).
+  // RoPE tables [T, HS/2]: angle(t, j) = t·inv_freq(j).
   const int64_t half = cfg_.head_size() / 2;
+  const std::vector<double> inv_freq = cfg_.rope_inv_freq();
   std::vector<float> cs(size_t(T * half)), sn(size_t(T * half));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t j = 0; j < half; ++j) {
-      const double inv_freq = std::pow(double(cfg_.rope_theta), -2.0 * double(j) / double(cfg_.head_size()));
-      cs[size_t(t * half + j)] = float(std::cos(double(t) * inv_freq));
-      sn[size_t(t * half + j)] = float(std::sin(double(t) * inv_freq));
+      cs[size_t(t * half + j)] = float(std::cos(double(t) * inv_freq[size_t(j)]));
+      sn[size_t(t * half + j)] = float(std::sin(double(t) * inv_freq[size_t(j)]));
     }
   be_.copy_to_device(rope_cos_.data(), cs.data(), T * half * 4);
   be_.copy_to_device(rope_sin_.data(), sn.data(), T * half * 4);
@@ -411,20 +462,77 @@ void LlamaModel::project(const std::vector<Linear*>& ws, int64_t fused_offset, f
 }
 
 void LlamaModel::project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
-                                  const float* x, int64_t N) {
+                                  const float* x, int64_t N, bool accumulate_dx) {
   const int64_t out = ws[0]->out_features(), in = ws[0]->in_features(), k = int64_t(ws.size());
   if (fused_offset >= 0) {
-    be_.linear_backward(grads_.data() + fused_offset, dx, dy, x, params_.data() + fused_offset, N, out, in, k, false);
+    be_.linear_backward(grads_.data() + fused_offset, dx, dy, x, params_.data() + fused_offset, N, out, in, k,
+                        accumulate_dx);
     return;
   }
   for (int64_t i = 0; i < k; ++i)
-    ws[size_t(i)]->backward(be_, dx, i > 0, grads_.data(), dy + i * N * out, x, N, params_.data(), buffers_,
-                            linear_ws_.data());
+    ws[size_t(i)]->backward(be_, dx, accumulate_dx || i > 0, grads_.data(), dy + i * N * out, x, N, params_.data(),
+                            buffers_, linear_ws_.data());
+}
+
+void LlamaModel::project_qkv(const Layer& L, float* q, const float* x, int64_t N) {
+  if (cfg_.kv_dim() == cfg_.q_dim()) {
+    project({L.q, L.k, L.v}, L.qkv_offset, q, x, N);
+    return;
+  }
+  project({L.q}, -1, q, x, N);
+  project({L.k, L.v}, L.kv_offset, q + N * cfg_.q_dim(), x, N);
+}
+
+void LlamaModel::project_qkv_backward(const Layer& L, float* dx, const float* dq, const float* x, int64_t N) {
+  if (cfg_.kv_dim() == cfg_.q_dim()) {
+    project_backward({L.q, L.k, L.v}, L.qkv_offset, dx, dq, x, N);
+    return;
+  }
+  project_backward({L.q}, -1, dx, dq, x, N);
+  project_backward({L.k, L.v}, L.kv_offset, dx, dq + N * cfg_.q_dim(), x, N, true);
+}
+
+void LlamaModel::attention(Layer& L, int64_t B) {
+  const int64_t T = cfg_.seq_len, N = B * T, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
+  float *q = L.qkv.data(), *k = q + N * NH * HS, *v = k + N * NKV * HS;
+  if (NKV == NH) {
+    // q and k are adjacent: 2B sequences of T positions, rotated in one launch.
+    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);
+    be_.attention_forward(L.att.data(), L.att_saved.data(), q, k, v, B, T, NH, HS);
+    return;
+  }
+  be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+  be_.rope_forward(k, rope_cos_.data(), rope_sin_.data(), B, T, NKV, HS);
+  float *kr = kv_rep_.data(), *vr = kr + N * NH * HS;
+  be_.repeat_kv_forward(kr, k, N, NKV, NH / NKV, HS);
+  be_.repeat_kv_forward(vr, v, N, NKV, NH / NKV, HS);
+  be_.attention_forward(L.att.data(), L.att_saved.data(), q, kr, vr, B, T, NH, HS);
+}
+
+void LlamaModel::attention_backward(const Layer& L, int64_t B) {
+  const int64_t T = cfg_.seq_len, N = B * T, NH = cfg_.n_heads, NKV = cfg_.kv_heads(), HS = cfg_.head_size();
+  const float *q = L.qkv.data(), *k = q + N * NH * HS, *v = k + N * NKV * HS;
+  float *dq = dqkv_.data(), *dk = dq + N * NH * HS, *dv = dk + N * NKV * HS;
+  if (NKV == NH) {
+    be_.attention_backward(dq, dk, dv, att_scratch_.data(), datt_.data(), q, k, v, L.att.data(), L.att_saved.data(),
+                           B, T, NH, HS);
+    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);  // and dk, adjacent
+    return;
+  }
+  // The repeated k, v of this layer, again: later layers used the buffer since.
+  float *kr = kv_rep_.data(), *vr = kr + N * NH * HS, *dkr = dkv_rep_.data(), *dvr = dkr + N * NH * HS;
+  be_.repeat_kv_forward(kr, k, N, NKV, NH / NKV, HS);
+  be_.repeat_kv_forward(vr, v, N, NKV, NH / NKV, HS);
+  be_.attention_backward(dq, dkr, dvr, att_scratch_.data(), datt_.data(), q, kr, vr, L.att.data(),
+                         L.att_saved.data(), B, T, NH, HS);
+  be_.repeat_kv_backward(dk, dkr, N, NKV, NH / NKV, HS);
+  be_.repeat_kv_backward(dv, dvr, N, NKV, NH / NKV, HS);
+  be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), B, T, NH, HS);
+  be_.rope_backward(dk, rope_cos_.data(), rope_sin_.data(), B, T, NKV, HS);
 }
 
 void LlamaModel::forward(int64_t B) {
-  const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, NH = cfg_.n_heads;
-  const int64_t HS = cfg_.head_size(), N = B * T;
+  const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, N = B * T;
   const float* P = params_.data();
   const BufferTable& bufs = buffers_;
   float* ws = linear_ws_.data();
@@ -439,7 +547,6 @@ void LlamaModel::forward(int64_t B) {
       be_.add_inplace(x_next, x, N * C);
       continue;
     }
-    float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
     float *g = L.gu.data(), *u = g + N * F;
     // Attention: Pre-LN reads ln1 = s·RMSNorm(x), Post-LN reads x itself.
     const float* attn_in = x;
@@ -448,10 +555,8 @@ void LlamaModel::forward(int64_t B) {
       if (L.scale != 1.0f) be_.scale_inplace(L.ln1.data(), L.scale, N * C);
       attn_in = L.ln1.data();
     }
-    project({L.q, L.k, L.v}, L.qkv_offset, q, attn_in, N);
-    // q and k are adjacent: 2B sequences of T positions, rotated in one launch.
-    be_.rope_forward(q, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);
-    be_.attention_forward(L.att.data(), L.att_saved.data(), q, k, v, B, T, NH, HS);
+    project_qkv(L, L.qkv.data(), attn_in, N);
+    attention(L, B);
     L.o->forward(be_, L.xmid.data(), L.att.data(), N, P, bufs, ws);
     be_.add_inplace(L.xmid.data(), x, N * C);
     // MLP input ln2: Pre-LN s·RMSNorm₂(xmid); Post-LN h = RMSNorm₁(xmid), which is also the residual.
@@ -496,8 +601,7 @@ void LlamaModel::head_loss_backward(int64_t B, float grad_scale) {
 }
 
 void LlamaModel::backward(int64_t B) {
-  const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, NH = cfg_.n_heads;
-  const int64_t HS = cfg_.head_size(), N = B * T, V = cfg_.vocab_size;
+  const int64_t C = cfg_.dim, F = cfg_.ffn_dim, T = cfg_.seq_len, N = B * T, V = cfg_.vocab_size;
   const float* P = params_.data();
   float* G = grads_.data();
   const BufferTable& bufs = buffers_;
@@ -512,9 +616,7 @@ void LlamaModel::backward(int64_t B) {
   for (size_t li = layers_.size(); li-- > 0;) {
     Layer& L = layers_[li];
     const float* x = residual_.data() + int64_t(li) * N * C;
-    const float *q = L.qkv.data(), *k = q + N * C, *v = k + N * C;
     const float *g = L.gu.data(), *u = g + N * F;
-    float *dq = dqkv_.data(), *dk = dq + N * C, *dv = dk + N * C;
     float *dg = dgu_.data(), *du = dg + N * F;
     // MLP. Pre-LN: x' = xmid + down(h), so d down-output = dres = d x', which stays as d xmid's
     // residual part. Post-LN: x' = RMSNorm₂(ffn_out), d ffn_out goes to dffn_out_.
@@ -542,10 +644,8 @@ void LlamaModel::backward(int64_t B) {
     // Attention: xmid = x + o(att); dres becomes d x.
     const float* attn_in = L.post_ln ? x : L.ln1.data();
     L.o->backward(be_, datt_.data(), false, G, dres_.data(), L.att.data(), N, P, bufs, ws);
-    be_.attention_backward(dq, dk, dv, att_scratch_.data(), datt_.data(), q, k, v, L.att.data(), L.att_saved.data(),
-                           B, T, NH, HS);
-    be_.rope_backward(dq, rope_cos_.data(), rope_sin_.data(), 2 * B, T, NH, HS);  // and dk, adjacent
-    project_backward({L.q, L.k, L.v}, L.qkv_offset, dln_.data(), dq, attn_in, N);
+    attention_backward(L, B);
+    project_qkv_backward(L, dln_.data(), dqkv_.data(), attn_in, N);
     if (L.post_ln) {
       be_.add_inplace(dres_.data(), dln_.data(), N * C);
     } else {

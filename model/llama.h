@@ -1,5 +1,6 @@
 // The decoder-only LLaMA model: token embedding; L blocks of RMSNorm → causal multi-head attention
-// with rotary embeddings → residual, RMSNorm → SwiGLU MLP → residual; final RMSNorm; LM head
+// with rotary embeddings (grouped-query when n_kv_heads < n_heads: NH/NKV query heads share each
+// key/value head; LLaMA-3 frequency scaling with rope_type = "llama3") → residual, RMSNorm → SwiGLU MLP → residual; final RMSNorm; LM head
 // (untied unless tie_embeddings); mean next-token cross-entropy. Parameter names and shapes are
 // Hugging Face LLaMA's.
 //
@@ -45,10 +46,20 @@ struct ModelConfig {
   int64_t dim = 128;       // C
   int64_t n_layers = 4;    // L
   int64_t n_heads = 4;     // NH
+  int64_t n_kv_heads = 0;  // NKV, key/value heads (grouped-query attention; divides NH); 0: NH
+  int64_t head_dim = 0;    // HS; 0: dim / n_heads
   int64_t ffn_dim = 352;   // F
   int64_t seq_len = 128;   // T
   float norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
+  // Rotary frequency scaling: "default" (none) or "llama3" (Hugging Face's
+  // _compute_llama3_parameters): wavelengths above original_context / low_freq_factor are divided
+  // by factor, those below original_context / high_freq_factor kept, the band between interpolated.
+  std::string rope_type = "default";
+  double rope_factor = 8.0;
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_context = 8192;
   bool tie_embeddings = false;
   float init_std = 0.02f;
   LinearConfig linear;     // kind of the q,k,v,o,gate,up,down weights
@@ -56,7 +67,12 @@ struct ModelConfig {
   double mix_ln_alpha = 0.25;       // mix: the first floor(alpha·L) blocks are Post-LN
   bool norm_scaling = false;        // LayerNorm Scaling: pre-norm outputs of block l times 1/sqrt(l)
 
-  int64_t head_size() const { return dim / n_heads; }
+  int64_t head_size() const { return head_dim > 0 ? head_dim : dim / n_heads; }
+  int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
+  int64_t q_dim() const { return n_heads * head_size(); }    // width of q and of o_proj's input
+  int64_t kv_dim() const { return kv_heads() * head_size(); }  // width of k and v
+  // The rotary inverse frequencies θ^(−2j/HS), j < HS/2, after rope_type's scaling.
+  std::vector<double> rope_inv_freq() const;
   // Post-LN blocks, the first ones: floor(mix_ln_alpha·n_layers) for "mix" (alpha·L rounded to
   // 1e-9 first, so 0.29·100 gives 29), 0 for "pre".
   int64_t post_ln_layers() const;
@@ -75,7 +91,7 @@ const char* layer_norm_name(bool post_ln, int which);  // which: 1 or 2
 // FLOPs of one training token (forward + backward) as the model computes them on `be` with `rows`
 // (= micro-batch · T) rows per call: each projection's own work (Linear::flops: 6 per weight for
 // dense ones, so 6·N overall; the factored or materialized GEMMs for low-rank and SLTrain ones),
-// 6·V·C for the LM head, and 12·L·C·T for attention scores and values (the PaLM convention).
+// 6·V·C for the LM head, and 12·L·NH·HS·T for attention scores and values (the PaLM convention).
 double training_flops_per_token(const ModelConfig& cfg, const Backend& be, int64_t rows);
 
 // Closed-form trainable parameter counts (what the parameter table must hold): of the q, k, v, o,
@@ -192,9 +208,16 @@ class LlamaModel {
   // y_i = x·W_iᵀ into adjacent outputs y + i·N·out (q, k, v or gate, up): one batched GEMM when
   // fused_offset ≥ 0 (dense weights adjacent from there), else each linear's own forward.
   void project(const std::vector<Linear*>& ws, int64_t fused_offset, float* y, const float* x, int64_t N);
-  // Their backward: weight gradients, and dx = Σ dy_i·W_i (overwritten).
+  // Their backward: weight gradients, and dx = Σ dy_i·W_i (overwritten, or added when accumulate_dx).
   void project_backward(const std::vector<Linear*>& ws, int64_t fused_offset, float* dx, const float* dy,
-                        const float* x, int64_t N);
+                        const float* x, int64_t N, bool accumulate_dx = false);
+  // The q, k, v projections of a block into q (k, v adjacent after it), and their backward.
+  void project_qkv(const Layer& L, float* q, const float* x, int64_t N);
+  void project_qkv_backward(const Layer& L, float* dx, const float* dq, const float* x, int64_t N);
+  // RoPE and attention on the block's qkv into its att (k, v repeated per query head with GQA), and
+  // their backward from datt_ into dqkv_.
+  void attention(Layer& L, int64_t B);
+  void attention_backward(const Layer& L, int64_t B);
   // Identifies a micro-step's graph: this model, B, the loss scale and the buffers' version.
   uint64_t step_key(int64_t B, float grad_scale) const;
   const float* lm_head_weight() const;
@@ -233,6 +256,7 @@ class LlamaModel {
   // Backward scratch shared by all layers: dqkv_ holds dq, dk, dv and dgu_ dgate, dup, adjacent.
   Slice<float> dres_, dln_, dqkv_, datt_, dgu_, dh_, att_scratch_, linear_ws_;
   Slice<float> dffn_out_;  // only with Post-LN layers (Mix-LN): d of a block's pre-norm MLP output
+  Slice<float> kv_rep_, dkv_rep_;  // only with grouped-query attention: k, v (dk, dv) per query head
 };
 
 }  // namespace cairn

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -19,15 +20,18 @@ static_assert(std::endian::native == std::endian::little, "safetensors data is l
 // The reference implementation's limit; a larger "header" is a corrupt or foreign file.
 static constexpr int64_t kMaxHeaderBytes = 100'000'000;
 
-const char* tensor_dtype_name(TensorDtype d) { return d == TensorDtype::bf16 ? "BF16" : "F32"; }
+const char* tensor_dtype_name(TensorDtype d) {
+  return d == TensorDtype::bf16 ? "BF16" : d == TensorDtype::f16 ? "F16" : "F32";
+}
 
 TensorDtype tensor_dtype_from_option(const std::string& s) {
   if (s == "fp32" || s == "float32") return TensorDtype::f32;
   if (s == "bf16" || s == "bfloat16") return TensorDtype::bf16;
-  throw Error(str("--dtype ", s, " is not supported: use fp32 or bf16"));
+  if (s == "fp16" || s == "float16") return TensorDtype::f16;
+  throw Error(str("--dtype ", s, " is not supported: use fp32, bf16 or fp16"));
 }
 
-int64_t tensor_dtype_bytes(TensorDtype d) { return d == TensorDtype::bf16 ? 2 : 4; }
+int64_t tensor_dtype_bytes(TensorDtype d) { return d == TensorDtype::f32 ? 4 : 2; }
 
 uint16_t bf16_from_f32(float x) {
   uint32_t u = std::bit_cast<uint32_t>(x);
@@ -39,6 +43,25 @@ uint16_t bf16_from_f32(float x) {
 }
 
 float f32_from_bf16(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+
+uint16_t f16_from_f32(float x) {
+  uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (u >= 0x477ff000u) return sign | 0x7c00u;  // from 65520 (half-way above 65504, ties to even): inf
+  if (u < 0x38800000u)                          // below 2^-14: a subnormal half, |x|·2^24 rounded to even
+    return sign | uint16_t(std::nearbyint(std::bit_cast<float>(u) * 16777216.0f));
+  u += 0xfffu + ((u >> 13) & 1u);  // round the 13 dropped bits half to even
+  return sign | uint16_t((u - (112u << 23)) >> 13);  // exponent bias 127 → 15
+}
+
+float f32_from_f16(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0) return std::bit_cast<float>(sign) + (sign ? -1.0f : 1.0f) * float(mant) * 5.9604644775390625e-8f;
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
 
 int64_t TensorSpec::numel() const {
   int64_t n = 1;
@@ -79,7 +102,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorSpec>& t
       out.write(values.data(), values.size() * 4);
     } else {
       halves.resize(values.size());
-      std::transform(values.begin(), values.end(), halves.begin(), bf16_from_f32);
+      std::transform(values.begin(), values.end(), halves.begin(),
+                     dtype == TensorDtype::bf16 ? bf16_from_f32 : f16_from_f32);
       out.write(halves.data(), halves.size() * 2);
     }
   }
@@ -100,7 +124,8 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   const std::string dt = v["dtype"].get<std::string>();
   if (dt == "F32") e.dtype = TensorDtype::f32;
   else if (dt == "BF16") e.dtype = TensorDtype::bf16;
-  else bad(path, str("tensor '", name, "' has dtype ", dt, "; cairn reads F32 and BF16"));
+  else if (dt == "F16") e.dtype = TensorDtype::f16;
+  else bad(path, str("tensor '", name, "' has dtype ", dt, "; cairn reads F32, BF16 and F16"));
   if (!v.contains("shape") || !v["shape"].is_array()) bad(path, str("tensor '", name, "' has no shape array"));
   for (const auto& d : v["shape"]) {
     if (!d.is_number_unsigned()) bad(path, str("tensor '", name, "' has a shape entry that is not a non-negative integer"));
@@ -193,24 +218,27 @@ const SafetensorsEntry& SafetensorsFile::at(const std::string& name) const {
 
 std::vector<float> SafetensorsFile::read(const std::string& name) const {
   const SafetensorsEntry& e = at(name);
+  std::vector<float> out(size_t((e.end - e.begin) / tensor_dtype_bytes(e.dtype)));
+  read_into(name, out);
+  return out;
+}
+
+void SafetensorsFile::read_into(const std::string& name, std::span<float> out) const {
+  const SafetensorsEntry& e = at(name);
+  const size_t n = size_t((e.end - e.begin) / tensor_dtype_bytes(e.dtype));
+  CAIRN_ASSERT(out.size() == n, "tensor '", name, "' has ", n, " values, the destination ", out.size());
   std::ifstream in(path_, std::ios::binary);
   if (!in) throw Error(str("cannot open '", path_, "'"));
   in.seekg(data_start_ + e.begin);
-  std::string raw(size_t(e.end - e.begin), '\0');
-  in.read(raw.data(), std::streamsize(raw.size()));
-  if (!in) throw Error(str("cannot read tensor '", name, "' from '", path_, "' (file changed?)"));
-  const size_t n = raw.size() / size_t(tensor_dtype_bytes(e.dtype));
-  std::vector<float> out(n);
-  if (e.dtype == TensorDtype::f32) {
-    std::memcpy(out.data(), raw.data(), raw.size());
+  if (e.dtype == TensorDtype::f32) {  // straight into place
+    in.read(reinterpret_cast<char*>(out.data()), std::streamsize(n * 4));
   } else {
-    for (size_t i = 0; i < n; ++i) {
-      uint16_t h;
-      std::memcpy(&h, raw.data() + 2 * i, 2);
-      out[i] = f32_from_bf16(h);
-    }
+    std::vector<uint16_t> halves(n);
+    in.read(reinterpret_cast<char*>(halves.data()), std::streamsize(n * 2));
+    std::transform(halves.begin(), halves.end(), out.begin(),
+                   e.dtype == TensorDtype::bf16 ? f32_from_bf16 : f32_from_f16);
   }
-  return out;
+  if (!in) throw Error(str("cannot read tensor '", name, "' from '", path_, "' (file changed?)"));
 }
 
 }  // namespace cairn

@@ -1,5 +1,5 @@
 // The safetensors format (Hugging Face): 8-byte little-endian header length N, N bytes of JSON
-// {"<name>": {"dtype": "F32"|"BF16", "shape": [...], "data_offsets": [begin, end]}, ...,
+// {"<name>": {"dtype": "F32"|"BF16"|"F16", "shape": [...], "data_offsets": [begin, end]}, ...,
 // "__metadata__": {string: string}}, then the raw little-endian tensor data; offsets are relative
 // to the data section, which the tensors cover exactly, in header order, with no holes.
 // The writer streams one tensor at a time; the reader validates the header against the file size
@@ -15,14 +15,17 @@
 
 namespace cairn {
 
-enum class TensorDtype { f32, bf16 };
-const char* tensor_dtype_name(TensorDtype d);          // "F32" / "BF16"
-TensorDtype tensor_dtype_from_option(const std::string& s);  // "fp32" | "bf16"; throws Error otherwise
+enum class TensorDtype { f32, bf16, f16 };
+const char* tensor_dtype_name(TensorDtype d);          // "F32" / "BF16" / "F16"
+TensorDtype tensor_dtype_from_option(const std::string& s);  // "fp32" | "bf16" | "fp16"; throws Error otherwise
 int64_t tensor_dtype_bytes(TensorDtype d);
 
 // bfloat16 by round-to-nearest-even of the fp32 bits (NaN stays NaN, overflow rounds to ±inf).
 uint16_t bf16_from_f32(float x);
 float f32_from_bf16(uint16_t b);
+// IEEE half precision, also by round-to-nearest-even (subnormals kept, overflow to ±inf).
+uint16_t f16_from_f32(float x);
+float f32_from_f16(uint16_t h);
 
 struct TensorSpec {
   std::string name;
@@ -60,6 +63,9 @@ class SafetensorsFile {
   int64_t data_start() const { return data_start_; }  // 8 + header length
   // The tensor's values converted to fp32.
   std::vector<float> read(const std::string& name) const;
+  // The same into out (numel floats), holding only the stored bytes besides: a whole model can be
+  // streamed into its destination tensor by tensor.
+  void read_into(const std::string& name, std::span<float> out) const;
 
  private:
   std::string path_;

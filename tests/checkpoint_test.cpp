@@ -269,6 +269,40 @@ TEST_F(CheckpointTest, IncompatibleConfigNamesTheKey) {
   EXPECT_EQ(t.state().step, 0);
 }
 
+// Grouped-query attention with llama3 rope and Fira: resumed equals uninterrupted bit for bit,
+// and a checkpoint of another key/value head count is refused by name (model.n_kv_heads is a
+// shape key).
+TEST_F(CheckpointTest, GroupedQueryRunResumesBitForBitAndKvHeadsAreAShapeKey) {
+  TrainConfig c = config();
+  c.model.n_heads = 4;
+  c.model.n_kv_heads = 2;
+  c.model.rope_type = "llama3";
+  c.model.rope_original_context = 8;
+  c.optimizer.name = OptimizerName::fira;
+  c.optimizer.rank = 4;
+  c.optimizer.update_gap = 3;
+  std::vector<float> full_losses;
+  Trainer full(c, *comm_);
+  for (int i = 0; i < 8; ++i) full_losses.push_back(full.train_step().loss);
+  std::string ckpt;
+  {
+    Trainer first(c, *comm_);
+    for (int i = 0; i < 4; ++i) first.train_step();
+    ckpt = TrainingRun(first).save_checkpoint();
+  }
+  Trainer resumed(c, *comm_);
+  TrainingRun(resumed).load_checkpoint(ckpt);
+  for (int i = 4; i < 8; ++i) EXPECT_EQ(resumed.train_step().loss, full_losses[size_t(i)]) << "step " << i + 1;
+  EXPECT_EQ(params_of(resumed), params_of(full));
+
+  TrainConfig mha = c;
+  mha.model.n_kv_heads = 4;
+  mha.output.run_dir = path("mha");
+  Trainer other(mha, *comm_);
+  const std::string e = error_of([&] { TrainingRun(other).load_checkpoint(ckpt); });
+  EXPECT_NE(e.find("model.n_kv_heads"), std::string::npos) << e;
+}
+
 TEST_F(CheckpointTest, KeepsNewestAndAutoStartsFreshWithoutAny) {
   TrainConfig c = config();
   c.checkpoint.keep = 2;

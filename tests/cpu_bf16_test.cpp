@@ -195,7 +195,7 @@ TEST_F(CpuBf16Training, TinyPresetFollowsTheFp32LossCurve) {
     c.training.micro_batch = 4;
     c.training.steps = steps;
     c.training.threads = 1;
-    c.training.precision = precision;
+    c.training.precision = *choice_from_name<Precision>(precision);
     c.schedule.lr = 3e-3f;
     c.schedule.warmup = 15;
     auto comm = make_self_communicator();

@@ -680,6 +680,20 @@ std::vector<CudaCheck> cuda_checks() {
 
   add_attention_checks(out);
 
+  // Grouped-query attention's head repetition: 1 key/value head for the 3 query heads, and 3 for
+  // 3 (groups of one) (buffers: 0 inp, 1 out, 2 dout, 3 dinp, overwritten).
+  out.push_back(op_check({"repeat_kv_forward_backward",
+                          {random_vec(rng, N * HS), random_vec(rng, N * C), random_vec(rng, N * C),
+                           random_vec(rng, N * HS), random_vec(rng, N * C), random_vec(rng, N * C)},
+                          {},
+                          [](const Backend& be, const std::vector<float*>& p, const int32_t*) {
+                            be.repeat_kv_forward(p[1], p[0], N, 1, NH, HS);
+                            be.repeat_kv_backward(p[3], p[2], N, 1, NH, HS);
+                            be.repeat_kv_forward(p[4], p[2], N, NH, 1, HS);
+                            be.repeat_kv_backward(p[5], p[1], N, NH, 1, HS);
+                          },
+                          {1, 3, 4, 5}, {"out", "dinp", "out (G = 1)", "dinp (G = 1)"}, 1e-6, 0}));
+
   out.push_back(op_check({"swiglu_forward_backward",
                           {random_vec(rng, N * F), random_vec(rng, N * F), random_vec(rng, N * F),
                            random_vec(rng, N * F), random_vec(rng, N * F), random_vec(rng, N * F)},
@@ -860,6 +874,17 @@ std::vector<CudaCheck> cuda_checks() {
   ModelConfig scaled = check_model_config();
   scaled.norm_scaling = true;
   out.push_back(whole_model_check("model_ln_scaling", scaled));
+  // Grouped-query attention (4 query heads, 1 key/value head) with a head size that is not dim /
+  // n_heads and llama3 rope scaling; and 2:1 groups with low-rank projections.
+  ModelConfig gqa = check_model_config();
+  gqa.n_kv_heads = 1;
+  gqa.head_dim = 24;
+  gqa.rope_type = "llama3";
+  gqa.rope_original_context = 16;
+  out.push_back(whole_model_check("model_gqa_llama3", gqa));
+  ModelConfig gqa_lowrank = check_model_config(LinearKind::lowrank);
+  gqa_lowrank.n_kv_heads = 2;
+  out.push_back(whole_model_check("model_gqa_lowrank", gqa_lowrank));
   for (CudaCheck& check : cuda_training_checks()) out.push_back(std::move(check));
   for (CudaCheck& check : cuda_step_checks()) out.push_back(std::move(check));
   return out;

@@ -120,6 +120,36 @@ TEST_F(ExportTest, Bf16RoundsToNearestEven) {
   }
 }
 
+// IEEE half precision (F16, read from Hugging Face checkpoints, written by export --dtype fp16):
+// round to nearest even, subnormals, overflow, NaN; every one of the 65536 halves reads back to the
+// same bits.
+TEST_F(ExportTest, Fp16ConvertsExactly) {
+  EXPECT_EQ(f16_from_f32(1.0f), 0x3c00);
+  EXPECT_EQ(f16_from_f32(-2.0f), 0xc000);
+  EXPECT_EQ(f16_from_f32(65504.0f), 0x7bff);
+  EXPECT_EQ(f16_from_f32(65519.0f), 0x7bff);  // below the halfway point 65520
+  EXPECT_EQ(f16_from_f32(65520.0f), 0x7c00);  // halfway, odd neighbour: up, to +inf
+  EXPECT_EQ(f16_from_f32(std::ldexp(1.0f, -24)), 0x0001);  // the smallest subnormal
+  EXPECT_EQ(f16_from_f32(std::ldexp(1.0f, -25)), 0x0000);  // half of it: to even (0)
+  EXPECT_EQ(f16_from_f32(std::ldexp(3.0f, -26)), 0x0001);  // above half: up
+  EXPECT_EQ(f16_from_f32(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // halfway above 1: to even
+  EXPECT_EQ(f16_from_f32(1.0f + std::ldexp(3.0f, -11)), 0x3c02);  // halfway above 1 + ulp: to even
+  EXPECT_EQ(f32_from_f16(0x8001), -std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isnan(f32_from_f16(f16_from_f32(std::numeric_limits<float>::quiet_NaN()))));
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float x = f32_from_f16(uint16_t(h));
+    if (std::isnan(x)) continue;
+    ASSERT_EQ(f16_from_f32(x), h) << h;
+  }
+  const auto values = random_values(1000, 11);
+  write_safetensors(path("h16.safetensors"), {{"w", {1000}}}, TensorDtype::f16, {},
+                    [&](size_t, std::span<float> out) { std::copy(values.begin(), values.end(), out.begin()); });
+  const SafetensorsFile f = SafetensorsFile::open(path("h16.safetensors"));
+  EXPECT_EQ(f.at("w").dtype, TensorDtype::f16);
+  const auto back = f.read("w");
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(back[i], f32_from_f16(f16_from_f32(values[i]))) << i;
+}
+
 TEST_F(ExportTest, CorruptedSafetensorsAreRejected) {
   auto err = [&](const std::string& header, size_t data, uint64_t claimed = 0) {
     const std::string p = raw_file(header, data, claimed);
@@ -132,7 +162,7 @@ TEST_F(ExportTest, CorruptedSafetensorsAreRejected) {
   EXPECT_TRUE(has(err(ok, 0, ok.size() + 5), "header length"));
   EXPECT_TRUE(has(err("[1, 2]", 0), "not a JSON object"));
   EXPECT_TRUE(has(err("{\"a\": ", 0), "not a JSON object"));
-  EXPECT_TRUE(has(err(R"({"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4), "dtype F16"));
+  EXPECT_TRUE(has(err(R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", 16), "dtype F64"));
   EXPECT_TRUE(has(err(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", 8), "no dtype"));
   EXPECT_TRUE(has(err(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "non-negative"));
   EXPECT_TRUE(has(err(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", 8), "outside the data section"));
@@ -440,7 +470,7 @@ TEST_F(ExportTest, CommandRefusesIncompleteCheckpointsAndBadOptions) {
   EXPECT_NE(msg.find("incomplete"), std::string::npos) << msg;
   EXPECT_NE(error_of([&] { run_export({path("ckpt"), "--format", "gguf", "--out", path("o")}); }).find("hf"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { run_export({path("ckpt"), "--out", path("o"), "--dtype", "fp16"}); }).find("fp32 or bf16"),
+  EXPECT_NE(error_of([&] { run_export({path("ckpt"), "--out", path("o"), "--dtype", "fp8"}); }).find("fp32, bf16 or fp16"),
             std::string::npos);
   EXPECT_NE(error_of([&] { run_export({path("ckpt")}); }).find("--out"), std::string::npos);
   EXPECT_FALSE(fs::exists(path("o")));

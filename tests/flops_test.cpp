@@ -97,10 +97,14 @@ class FlopCounter final : public ForwardingBackend {
 };
 
 TEST(ModelFlops, ATrainingStepDoesTheCountedWork) {
-  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain}) {
-    SCOPED_TRACE(linear_kind_name(kind));
+  // Each kind with multi-head attention, and with grouped-query attention (4 query heads of size 6
+  // sharing 2 key/value heads: q, k, v and o of three different shapes).
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank, LinearKind::sltrain})
+  for (bool gqa : {false, true}) {
+    SCOPED_TRACE(str(linear_kind_name(kind), gqa ? " GQA" : ""));
     ModelConfig c;
     c.vocab_size = 50, c.dim = 16, c.n_layers = 2, c.n_heads = 2, c.ffn_dim = 24, c.seq_len = 8;
+    if (gqa) c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 6;
     c.linear = linear_config(kind);
     const int64_t B = 3, N = B * c.seq_len;
     const FlopCounter be;  // off the host: SLTrain takes its materialized path, as counted
@@ -109,7 +113,7 @@ TEST(ModelFlops, ATrainingStepDoesTheCountedWork) {
     const auto in = random_tokens(N, c.vocab_size, 1), tg = random_tokens(N, c.vocab_size, 2);
     be.flops = 0;
     model.forward_backward(in.data(), tg.data(), B, 1.0f);
-    const double attention = 12.0 * double(c.n_layers * c.dim * c.seq_len) * double(N);
+    const double attention = 12.0 * double(c.n_layers * c.q_dim() * c.seq_len) * double(N);
     const double counted = training_flops_per_token(c, be, N) * double(N) - attention;  // divided by N and back
     EXPECT_NEAR(be.flops, counted, 1e-9 * counted);
   }

@@ -1,6 +1,7 @@
 // cairn against the PyTorch reference (tools/reference/llama_reference.py): logits, loss and
 // every gradient of a tiny LLaMA for one batch, and a 10-step AdamW loss curve with clipping, for
-// the Pre-LN model and the depth methods (Mix-LN, LayerNorm Scaling), one golden file each.
+// the Pre-LN model, the depth methods (Mix-LN, LayerNorm Scaling) and grouped-query attention with
+// an explicit head size and LLaMA-3 rope scaling, one golden file each.
 // The golden values are float64 from float32 weights; cairn computes in float32.
 #include <gtest/gtest.h>
 
@@ -34,6 +35,15 @@ struct Golden {
     if (has_attr(f, "norm_layout")) cfg.norm_layout = *choice_from_name<NormLayout>(read_attr_string(f, "norm_layout"));
     if (has_attr(f, "mix_ln_alpha")) cfg.mix_ln_alpha = read_attr_double(f, "mix_ln_alpha");
     if (has_attr(f, "norm_scaling")) cfg.norm_scaling = read_attr_int(f, "norm_scaling") != 0;
+    if (has_attr(f, "n_kv_heads")) cfg.n_kv_heads = read_attr_int(f, "n_kv_heads");
+    if (has_attr(f, "head_dim")) cfg.head_dim = read_attr_int(f, "head_dim");
+    if (has_attr(f, "rope_type")) {
+      cfg.rope_type = read_attr_string(f, "rope_type");
+      cfg.rope_factor = read_attr_double(f, "rope_factor");
+      cfg.rope_low_freq_factor = read_attr_double(f, "rope_low_freq_factor");
+      cfg.rope_high_freq_factor = read_attr_double(f, "rope_high_freq_factor");
+      cfg.rope_original_context = read_attr_int(f, "rope_original_context");
+    }
     B = read_attr_int(f, "batch");
     opt.beta1 = float(read_attr_double(f, "beta1"));
     opt.beta2 = float(read_attr_double(f, "beta2"));
@@ -64,9 +74,10 @@ struct Golden {
 };
 
 // The golden files: the Pre-LN model, Mix-LN (4 layers, alpha 0.25: layer 0 Post-LN), LayerNorm
-// Scaling (4 layers).
+// Scaling (4 layers), GQA 4:1 with head size 8 at width 12 and llama3 rope scaling (2 layers).
 class GoldenFile : public ::testing::TestWithParam<std::string> {};
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenFile, ::testing::Values("tiny_llama.h5", "tiny_mix_ln.h5", "tiny_ln_scaling.h5"),
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenFile,
+                         ::testing::Values("tiny_llama.h5", "tiny_mix_ln.h5", "tiny_ln_scaling.h5", "tiny_gqa_llama3.h5"),
                          [](const auto& info) { return info.param.substr(5, info.param.size() - 8); });
 
 TEST_P(GoldenFile, FileHoldsTheLayoutItIsNamedFor) {
@@ -74,6 +85,10 @@ TEST_P(GoldenFile, FileHoldsTheLayoutItIsNamedFor) {
   const ModelConfig& c = g.cfg;
   EXPECT_EQ(c.post_ln_layers(), GetParam() == "tiny_mix_ln.h5" ? 1 : 0);
   EXPECT_EQ(c.norm_scaling, GetParam() == "tiny_ln_scaling.h5");
+  const bool gqa = GetParam() == "tiny_gqa_llama3.h5";
+  EXPECT_EQ(c.kv_heads() < c.n_heads, gqa);
+  EXPECT_EQ(c.head_size() * c.n_heads != c.dim, gqa);
+  EXPECT_EQ(c.rope_type, gqa ? "llama3" : "default");
 }
 
 TEST_P(GoldenFile, LogitsLossAndGradientsMatchPyTorch) {

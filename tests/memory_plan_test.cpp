@@ -159,6 +159,32 @@ TEST_F(MemoryPlanTest, PlanEqualsWhatTheModelAllocatesForEachNormLayout) {
   }
 }
 
+// Grouped-query attention with an explicit head size (4 query heads of 12 sharing 2 key/value
+// heads at width 32): q, k, v, o of their own shapes and the shared repeated-k/v scratch, with
+// AdamW and with Fira (whose projections follow each matrix's shape), dense and low-rank.
+TEST_F(MemoryPlanTest, PlanEqualsWhatAGroupedQueryModelAllocates) {
+  for (LinearKind kind : {LinearKind::dense, LinearKind::lowrank})
+    for (OptimizerName optimizer : {OptimizerName::adamw, OptimizerName::fira}) {
+      SCOPED_TRACE(str(linear_kind_name(kind), " ", choice_name(optimizer)));
+      TrainConfig c = config(kind, optimizer);
+      c.model.n_heads = 4;
+      c.model.n_kv_heads = 2;
+      c.model.head_dim = 12;
+      const CountingBackend be;
+      {
+        Trainer t(c, *comm_, &be);
+        t.train_step();
+        t.train_step();
+        EXPECT_EQ(be.live(), plan_memory(t.config(), be, 1, 0, t.config().training.micro_batch).bytes(MemoryPlace::backend));
+        std::map<std::string, int64_t> sizes;
+        for (const auto& b : LlamaModel::activation_sizes(t.config().model, be, 2)) sizes[b.name] = b.count;
+        EXPECT_EQ(sizes.at("kv_repeated"), 2 * 2 * 16 * 48);  // k and v for 4 heads of 12, 2·16 rows
+        EXPECT_EQ(sizes.at("layers.0.qkv"), 2 * 16 * (48 + 2 * 24));
+      }
+      EXPECT_EQ(be.live(), 0);
+    }
+}
+
 // The real CPU backend: no support copies, and the model's own buffers are the plan's model items.
 TEST_F(MemoryPlanTest, OnTheCpuBackendSLTrainKeepsItsSupportOnTheHost) {
   TrainConfig c = config(LinearKind::sltrain, OptimizerName::adamw);

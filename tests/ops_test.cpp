@@ -107,6 +107,19 @@ std::vector<OpCase> op_cases() {
                                            x[1].data(), x[2].data(), y.data(), p.data(), BL, TL, NH, HS);
                      return std::vector<Vec>{dq, dk, dv};
                    }});
+  // Grouped-query attention: 2 key/value heads, each shared by 3 query heads.
+  constexpr int64_t NKV = 2, G = 3;
+  cases.push_back({"repeat_kv", {B * T * NKV * HS}, {true},
+                   [](const std::vector<Vec>& x) {
+                     Vec y(size_t(B * T * NKV * G * HS));
+                     be.repeat_kv_forward(y.data(), x[0].data(), B * T, NKV, G, HS);
+                     return y;
+                   },
+                   [](const std::vector<Vec>& x, const Vec& dy) {
+                     Vec dx(x[0].size(), 123.0f);  // overwritten
+                     be.repeat_kv_backward(dx.data(), dy.data(), B * T, NKV, G, HS);
+                     return std::vector<Vec>{dx};
+                   }});
   cases.push_back({"swiglu", {B * T * F, B * T * F}, {true, true},
                    [](const std::vector<Vec>& x) {
                      Vec y(x[0].size());

@@ -10,11 +10,13 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <variant>
 
 #include "model/backend.h"
+#include "model/hf_import.h"
 #include "util/cuda_module.h"
 #include "util/error.h"
 
@@ -63,10 +65,17 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"model.dim", &m.dim, "model width C"},
       {"model.n_layers", &m.n_layers, "transformer blocks L"},
       {"model.n_heads", &m.n_heads, "attention heads NH (dim / n_heads must be even)"},
+      {"model.n_kv_heads", &m.n_kv_heads, "key/value heads NKV, dividing n_heads (grouped-query attention); 0: n_heads"},
+      {"model.head_dim", &m.head_dim, "head size HS (even); 0: dim / n_heads"},
       {"model.ffn_dim", &m.ffn_dim, "SwiGLU hidden width F"},
       {"model.seq_len", &m.seq_len, "sequence length T"},
       {"model.norm_eps", &m.norm_eps, "RMSNorm epsilon"},
       {"model.rope_theta", &m.rope_theta, "rotary embedding base"},
+      {"model.rope_type", &m.rope_type, "rotary frequency scaling: \"default\" (none) | \"llama3\""},
+      {"model.rope_factor", &m.rope_factor, "llama3 rope: factor dividing the low frequencies"},
+      {"model.rope_low_freq_factor", &m.rope_low_freq_factor, "llama3 rope: low_freq_factor"},
+      {"model.rope_high_freq_factor", &m.rope_high_freq_factor, "llama3 rope: high_freq_factor"},
+      {"model.rope_original_context", &m.rope_original_context, "llama3 rope: original_max_position_embeddings"},
       {"model.tie_embeddings", &m.tie_embeddings, "LM head shares the embedding matrix"},
       {"model.init_std", &m.init_std, "std of the normal initialization"},
       {"model.linear", choice(&m.linear.kind), "projection weights: \"dense\" | \"lowrank\" | \"sltrain\""},
@@ -77,7 +86,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
       {"model.norm_layout", choice(&m.norm_layout), "\"pre\" (Pre-LN) | \"mix\" (Mix-LN: the first floor(mix_ln_alpha * n_layers) layers Post-LN)"},
       {"model.mix_ln_alpha", &m.mix_ln_alpha, "Mix-LN: fraction of the layers, the first ones, that are Post-LN (0: all Pre-LN)"},
       {"model.norm_scaling", &m.norm_scaling, "LayerNorm Scaling: layer l's (1-based) pre-norm outputs times 1/sqrt(l) (not with \"mix\")"},
-      {"model.init_from", &c.init_from, "weights file (model.h5 or a checkpoint's) to start from; \"\": random init"},
+      {"model.init_from", &c.init_from, "weights file (model.h5 or a checkpoint's) to start from, or \"hf:DIR\" (a Hugging Face LLaMA checkpoint; unset model keys take its values); \"\": random init"},
       {"optimizer.name", choice(&o.name), "\"adamw\" | \"fira\" | \"galore\""},
       {"optimizer.beta1", &o.beta1, "Adam beta1"},
       {"optimizer.beta2", &o.beta2, "Adam beta2"},
@@ -211,6 +220,15 @@ void apply_table(std::vector<Key>& keys, const toml::table& table, const std::st
     Key* key = find_key(keys, name);
     if (!key) unknown_key(name, origin);
     set_field(*key, node, origin);
+  }
+}
+
+// The dotted names of the leaves of a TOML table ("model.dim", ...).
+void collect_names(const toml::table& table, const std::string& prefix, std::set<std::string>& names) {
+  for (const auto& [k, node] : table) {
+    const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = node.as_table()) collect_names(*sub, name, names);
+    else names.insert(name);
   }
 }
 
@@ -384,10 +402,23 @@ std::vector<std::string> config_upgrade(TrainConfig& c) {
   return notes;
 }
 
+void config_resolve_hf_model(TrainConfig& cfg, const std::set<std::string>& set_keys) {
+  const std::string dir = hf_dir_of(cfg.init_from);
+  if (dir.empty()) return;
+  hf_merge_model_config(cfg.model, hf_read_model_config(dir), set_keys, dir);
+}
+
 TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides) {
   TrainConfig cfg;
   if (!path.empty()) config_apply_file(cfg, path);
   for (const auto& o : overrides) config_apply_override(cfg, o);
+  if (!hf_dir_of(cfg.init_from).empty()) {
+    // Which keys the file and the overrides set: the others take the checkpoint's values.
+    std::set<std::string> set_keys;
+    if (!path.empty()) collect_names(toml::parse_file(path), "", set_keys);
+    for (const auto& o : overrides) set_keys.insert(o.substr(0, o.find('=')));
+    config_resolve_hf_model(cfg, set_keys);
+  }
   config_validate(cfg);
   return cfg;
 }

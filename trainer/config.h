@@ -4,6 +4,7 @@
 // wrong types are errors that name the key.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,12 @@ void config_apply_toml(TrainConfig& cfg, const std::string& text, const std::str
 void config_apply_override(TrainConfig& cfg, const std::string& assignment);
 // The whole resolved config as TOML text, sections in a fixed order.
 std::string config_to_toml(const TrainConfig& cfg);
-// Loads file then overrides, and validates the result.
+// Loads file then overrides, resolves a Hugging Face model.init_from (config_resolve_hf_model,
+// with the keys the file and overrides name as set), and validates the result.
 TrainConfig config_load(const std::string& path, const std::vector<std::string>& overrides);
+// With model.init_from = "hf:DIR": the model keys not in set_keys take the values of DIR's
+// config.json; a set key that disagrees is an Error naming both values (model/hf_import.h).
+void config_resolve_hf_model(TrainConfig& cfg, const std::set<std::string>& set_keys);
 // Cross-field checks (throws Error naming the key).
 void config_validate(const TrainConfig& cfg);
 // Rewrites deprecated keys of an old config into their replacements (training.eval_batches into

@@ -109,7 +109,10 @@ Parts plan_parts(const TrainConfig& cfg, const ModelConfig& mc, const Backend& b
   }
 
   // Checkpoints and initialization copy the parameters through the host; a resume also holds this
-  // rank's optimizer state there while it verifies the weights.
+  // rank's optimizer state there while it verifies the weights. A Hugging Face import
+  // (model.init_from = "hf:DIR") streams tensor by tensor: one tensor's fp32 values and stored
+  // bytes, at most 1.5 times the largest row (twice the embedding to compare a tied checkpoint's
+  // redundant lm_head.weight), which this item's whole parameter copy covers.
   p.host.push_back({kHostCopies, params + opt.bytes(), MemoryPlace::host});
   if (support > 0) p.host.push_back({"SLTrain support indices", support, MemoryPlace::host});
   return p;

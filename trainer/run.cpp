@@ -39,6 +39,7 @@ std::string lock_file_note(const std::string& checkpoint_dir) {
 // mean (the norm layout): they must match to resume. A key absent from an older checkpoint's
 // config had its default value there.
 const char* const kShapeKeys[] = {"model.vocab_size", "model.dim",    "model.n_layers", "model.n_heads",
+                                  "model.n_kv_heads", "model.head_dim",
                                   "model.ffn_dim",    "model.seq_len", "model.tie_embeddings", "model.linear",
                                   "model.rank",       "model.density", "model.norm_layout", "model.mix_ln_alpha",
                                   "model.norm_scaling", "optimizer.name"};

@@ -10,6 +10,7 @@
 
 #include "data/dataset_check.h"
 #include "model/growth.h"
+#include "model/hf_import.h"
 #include "model/weights_io.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
@@ -65,17 +66,27 @@ MemoryCheck plan_training_memory(TrainConfig cfg, Communicator& comm) {
 
 // model.init_from: the stored architecture must be the configured one (a file with more layers
 // also holds every row of a shallower model, so names and shapes alone would not catch it).
-// Returns the weights file it read.
+// "hf:DIR" was resolved against DIR/config.json with the config (config_resolve_hf_model), and
+// its import checks every tensor. Returns what it read.
 static std::string init_from_weights(LlamaModel& model, const TrainConfig& cfg) {
+  if (const std::string dir = hf_dir_of(cfg.init_from); !dir.empty()) {
+    hf_load_weights(model, dir);
+    return cfg.init_from;
+  }
   const std::string file = checkpoint_weights_path(cfg.init_from);
-  TrainConfig stored;
-  config_apply_toml(stored, read_weights_config(file), file + " (stored config)");
-  std::vector<std::string> keys = {"model.n_layers",       "model.dim",         "model.n_heads",
-                                    "model.ffn_dim",        "model.vocab_size",  "model.linear",
+  TrainConfig saved, run = cfg;
+  config_apply_toml(saved, read_weights_config(file), file + " (stored config)");
+  // Compare the resolved head layout: n_kv_heads = 0 and head_dim = 0 mean n_heads and dim / n_heads.
+  for (TrainConfig* c : {&saved, &run}) {
+    c->model.n_kv_heads = c->model.kv_heads();
+    c->model.head_dim = c->model.head_size();
+  }
+  std::vector<std::string> keys = {"model.n_layers",   "model.dim",     "model.n_heads",        "model.n_kv_heads",
+                                    "model.head_dim",   "model.ffn_dim", "model.vocab_size",     "model.linear",
                                     "model.tie_embeddings", "model.norm_layout", "model.norm_scaling"};
-  if (stored.model.norm_layout == NormLayout::mix || cfg.model.norm_layout == NormLayout::mix)
+  if (saved.model.norm_layout == NormLayout::mix || run.model.norm_layout == NormLayout::mix)
     keys.push_back("model.mix_ln_alpha");  // unused by Pre-LN
-  for (const auto& d : config_diff(stored, cfg, keys))
+  for (const auto& d : config_diff(saved, run, keys))
     throw Error(str("model.init_from = '", file, "' was saved with ", d.key, " = ", d.a, " but this run has ", d.key,
                     " = ", d.b, ": make the model keys match the architecture the weights were saved with"));
   load_model_weights(model, file);

@@ -30,9 +30,9 @@ void Trainer::print_startup() {
   std::cout << "cairn train: resolved config\n" << config_to_toml(cfg_) << "\n";
   for (const auto& note : config_notes_) std::cerr << "WARNING: " << note << std::endl;
   std::cout << "model: " << cfg_.model.n_layers << " layers, dim " << cfg_.model.dim << ", heads "
-            << cfg_.model.n_heads << ", ffn " << cfg_.model.ffn_dim << ", vocab " << cfg_.model.vocab_size
-            << ", seq " << cfg_.model.seq_len << ", norms " << describe_norms(cfg_.model) << ": " << t.count()
-            << " parameters ("
+            << cfg_.model.n_heads << " (" << cfg_.model.kv_heads() << " key/value), ffn " << cfg_.model.ffn_dim
+            << ", vocab " << cfg_.model.vocab_size << ", seq " << cfg_.model.seq_len << ", norms "
+            << describe_norms(cfg_.model) << ": " << t.count() << " parameters ("
             << t.count(ParamRole::matrix) << " dense matrix, " << t.count(ParamRole::lowrank_factor)
             << " low-rank factors, " << t.count(ParamRole::sparse_values) << " sparse values, "
             << t.count(ParamRole::embedding) + t.count(ParamRole::lm_head) << " embedding/head, "

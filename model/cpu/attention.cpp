@@ -1,6 +1,7 @@
 // CPU causal attention: per (batch, head) the scores, softmax and weighted sum go through BLAS
 // (single-threaded inside the OpenMP loop over heads), with the probabilities saved for backward
-// (the backend-defined `saved` state is P [B,NH,T,T]; backward does not need `out`).
+// (the backend-defined `saved` state is P [B,NH,T,T]; backward does not need `out`); and the
+// key/value head repetition of grouped-query attention.
 #include <cblas.h>
 
 #include <cmath>
@@ -75,6 +76,31 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, float* scra
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(T), int(HS), int(T), scale, dS, int(T),
                 q + base, int(C), 0.0f, dk + base, int(C));
   }
+}
+
+void CpuBackend::repeat_kv_forward(float* out, const float* inp, int64_t N, int64_t NKV, int64_t G,
+                                   int64_t HS) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < NKV * G; ++h) {
+      const float* src = inp + (n * NKV + h / G) * HS;
+      float* dst = out + (n * NKV * G + h) * HS;
+      for (int64_t d = 0; d < HS; ++d) dst[d] = src[d];
+    }
+}
+
+void CpuBackend::repeat_kv_backward(float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G,
+                                    int64_t HS) const {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t kh = 0; kh < NKV; ++kh) {
+      float* dst = dinp + (n * NKV + kh) * HS;
+      for (int64_t d = 0; d < HS; ++d) {
+        float sum = 0.0f;
+        for (int64_t g = 0; g < G; ++g) sum += dout[(n * NKV * G + kh * G + g) * HS + d];
+        dst[d] = sum;
+      }
+    }
 }
 
 }  // namespace cairn

@@ -2,7 +2,8 @@
 // tiles through shared memory with an online softmax and saves each row's log-sum-exp (LSE); the
 // backward recomputes P from q, k and the LSE in three atomic-free (deterministic) kernels: D =
 // rowsum(dout∘out), dK/dV per key tile, dQ per query tile. bf16 mode hands over to cuDNN's SDPA
-// when it has a plan (model/cuda/attention_cudnn.cu); both paths save the same LSE.
+// when it has a plan (model/cuda/attention_cudnn.cu); both paths save the same LSE. Grouped-query
+// attention repeats the key/value heads for these kernels (repeat_kv, at the end).
 #include <cmath>
 #include <cstdio>
 
@@ -365,6 +366,41 @@ void CudaBackend::attention_backward(float* dq, float* dk, float* dv, float* scr
   CUDA_CHECK_LAUNCH();
   allow_smem(flash_dq_kernel, smem_q);
   flash_dq_kernel<<<grid_q, kThreads, smem_q, stream_>>>(dq, dout, q, k, v, saved, D, s);
+  CUDA_CHECK_LAUNCH();
+}
+
+// ---- Grouped-query attention: key/value heads repeated per query head, one thread per element ----
+
+static __global__ void repeat_kv_kernel(float* out, const float* inp, int64_t N, int64_t NKV, int64_t G, int64_t HS) {
+  CAIRN_GRID_STRIDE(idx, N * NKV * G * HS) {
+    const int64_t d = idx % HS, h = (idx / HS) % (NKV * G), n = idx / (HS * NKV * G);
+    out[idx] = inp[(n * NKV + h / G) * HS + d];
+  }
+}
+
+// One thread per element of dinp, summing its G copies in order (deterministic).
+static __global__ void repeat_kv_backward_kernel(float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G,
+                                                 int64_t HS) {
+  CAIRN_GRID_STRIDE(idx, N * NKV * HS) {
+    const int64_t d = idx % HS, kh = (idx / HS) % NKV, n = idx / (HS * NKV);
+    const float* src = dout + ((n * NKV + kh) * G) * HS + d;
+    float sum = 0.0f;
+    for (int64_t g = 0; g < G; ++g) sum += src[g * HS];
+    dinp[idx] = sum;
+  }
+}
+
+void CudaBackend::repeat_kv_forward(float* out, const float* inp, int64_t N, int64_t NKV, int64_t G,
+                                    int64_t HS) const {
+  if (N * NKV * G * HS == 0) return;
+  repeat_kv_kernel<<<grid_for(N * NKV * G * HS, 256), 256, 0, stream_>>>(out, inp, N, NKV, G, HS);
+  CUDA_CHECK_LAUNCH();
+}
+
+void CudaBackend::repeat_kv_backward(float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G,
+                                     int64_t HS) const {
+  if (N * NKV * HS == 0) return;
+  repeat_kv_backward_kernel<<<grid_for(N * NKV * HS, 256), 256, 0, stream_>>>(dinp, dout, N, NKV, G, HS);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -102,6 +102,10 @@ class CudaBackend final : public Backend {
   int64_t attention_scratch_floats(int64_t B, int64_t T, int64_t NH, int64_t) const override { return B * NH * T; }
   int64_t attention_workspace_bytes(int64_t B, int64_t T, int64_t NH, int64_t HS) const override;
   std::string attention_path() const override { return attention_path_; }
+  void repeat_kv_forward(float* out, const float* inp, int64_t N, int64_t NKV, int64_t G,
+                         int64_t HS) const override;
+  void repeat_kv_backward(float* dinp, const float* dout, int64_t N, int64_t NKV, int64_t G,
+                          int64_t HS) const override;
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) const override;
   void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                        const float* up, int64_t n) const override;

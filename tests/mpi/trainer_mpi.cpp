@@ -79,6 +79,26 @@ TEST(TrainerMpi, ZeroOneMatchesReplicatedOptimizerBitForBit) {
   EXPECT_EQ(a.params, b.params);
 }
 
+// Grouped-query attention (4 query heads sharing 2 key/value heads, llama3 rope) with Fira: ZeRO-1
+// shards rows of three attention shapes and the low-rank state of each, and still equals the
+// replicated optimizer bit for bit.
+TEST(TrainerMpi, ZeroOneMatchesReplicatedForGroupedQueryAttentionWithFira) {
+  TrainConfig sharded = tiny_config();
+  sharded.model.n_heads = 4;
+  sharded.model.n_kv_heads = 2;
+  sharded.model.rope_type = "llama3";
+  sharded.model.rope_original_context = 8;
+  sharded.optimizer.name = OptimizerName::fira;
+  sharded.optimizer.rank = 4;
+  sharded.optimizer.update_gap = 2;
+  TrainConfig replicated = sharded;
+  sharded.training.zero1 = true;
+  replicated.training.zero1 = false;
+  const RunResult a = train(sharded, *world), b = train(replicated, *world);
+  EXPECT_EQ(a.losses, b.losses);
+  EXPECT_EQ(a.params, b.params);
+}
+
 TEST(TrainerMpi, ZeroOneShardsOptimizerState) {
   TrainConfig cfg = tiny_config();
   Trainer sharded(cfg, *world);

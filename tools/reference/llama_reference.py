@@ -7,10 +7,12 @@ float32 initial weights, so a comparison against cairn's fp32 run measures cairn
 
 Install (CPU is enough; the default PyPI wheel also pulls the CUDA packages, ~3 GB, which is harmless):
     pip install torch h5py numpy
-Regenerate (one file per preset: the Pre-LN model, Mix-LN, LayerNorm Scaling):
+Regenerate (one file per preset: the Pre-LN model, Mix-LN, LayerNorm Scaling, grouped-query
+attention with an explicit head size and LLaMA-3 rope scaling):
     python3 tools/reference/llama_reference.py --preset tiny --out tests/golden/tiny_llama.h5
     python3 tools/reference/llama_reference.py --preset mix_ln --out tests/golden/tiny_mix_ln.h5
     python3 tools/reference/llama_reference.py --preset ln_scaling --out tests/golden/tiny_ln_scaling.h5
+    python3 tools/reference/llama_reference.py --preset gqa_llama3 --out tests/golden/tiny_gqa_llama3.h5
 """
 import argparse
 import math
@@ -30,10 +32,27 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rope_tables(seq_len, head_size, theta, dtype):
-    """cos, sin of shape [T, HS]: the [T, HS/2] angle table t·theta^(-2j/HS), concatenated twice."""
+def llama3_inv_freq(inv_freq, factor, low_freq_factor, high_freq_factor, original_context):
+    """LLaMA-3 frequency scaling (transformers' _compute_llama3_parameters): wavelengths above
+    original_context / low_freq_factor divided by factor, below original_context / high_freq_factor
+    kept, the band between interpolated."""
+    wavelen = 2 * math.pi / inv_freq
+    low_wavelen = original_context / low_freq_factor
+    high_wavelen = original_context / high_freq_factor
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rope_tables(seq_len, head_size, theta, dtype, scaling=None):
+    """cos, sin of shape [T, HS]: the [T, HS/2] angle table t·theta^(-2j/HS) (after llama3 scaling
+    when `scaling` gives its parameters), concatenated twice."""
     j = torch.arange(0, head_size, 2, dtype=torch.float64)
     inv_freq = theta ** (-j / head_size)
+    if scaling:
+        inv_freq = llama3_inv_freq(inv_freq, *scaling)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().to(dtype), angles.sin().to(dtype)
@@ -45,22 +64,29 @@ def rotate_half(x):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, n_heads, use_sdpa):
+    """Grouped-query when n_kv_heads < n_heads: query head h attends with key/value head
+    h // (n_heads / n_kv_heads) (transformers' repeat_kv)."""
+
+    def __init__(self, dim, n_heads, use_sdpa, n_kv_heads=None, head_size=None):
         super().__init__()
         self.n_heads, self.use_sdpa = n_heads, use_sdpa
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.k_proj = nn.Linear(dim, dim, bias=False)
-        self.v_proj = nn.Linear(dim, dim, bias=False)
-        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.n_kv_heads = n_kv_heads or n_heads
+        self.head_size = head_size or dim // n_heads
+        self.q_proj = nn.Linear(dim, n_heads * self.head_size, bias=False)
+        self.k_proj = nn.Linear(dim, self.n_kv_heads * self.head_size, bias=False)
+        self.v_proj = nn.Linear(dim, self.n_kv_heads * self.head_size, bias=False)
+        self.o_proj = nn.Linear(n_heads * self.head_size, dim, bias=False)
 
     def forward(self, x, cos, sin):
         B, T, C = x.shape
-        HS = C // self.n_heads
-        # [B, T, C] -> [B, NH, T, HS]
-        q, k, v = (p(x).view(B, T, self.n_heads, HS).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        HS = self.head_size
+        # [B, T, heads·HS] -> [B, heads, T, HS]
+        q = self.q_proj(x).view(B, T, self.n_heads, HS).transpose(1, 2)
+        k, v = (p(x).view(B, T, self.n_kv_heads, HS).transpose(1, 2) for p in (self.k_proj, self.v_proj))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        group = self.n_heads // self.n_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         if self.use_sdpa:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -68,7 +94,7 @@ class Attention(nn.Module):
             mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
             y = att @ v
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * HS))
 
 
 class MLP(nn.Module):
@@ -101,7 +127,7 @@ class Block(nn.Module):
         self.scale = 1.0 / math.sqrt(layer + 1) if cfg.get("norm_scaling", 0) else 1.0
         if not self.post_ln:
             self.input_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
-        self.self_attn = Attention(cfg["dim"], cfg["n_heads"], use_sdpa)
+        self.self_attn = Attention(cfg["dim"], cfg["n_heads"], use_sdpa, cfg.get("n_kv_heads"), cfg.get("head_dim"))
         self.post_attention_layernorm = RMSNorm(cfg["dim"], cfg["norm_eps"])
         self.mlp = MLP(cfg["dim"], cfg["ffn_dim"])
         if self.post_ln:
@@ -135,9 +161,14 @@ class Llama(nn.Module):
     def forward(self, idx):
         """idx [B, T] int -> logits [B, T, V]."""
         T = idx.shape[1]
-        HS = self.cfg["dim"] // self.cfg["n_heads"]
+        c = self.cfg
+        HS = c.get("head_dim") or c["dim"] // c["n_heads"]
         x = self.model.embed_tokens(idx)
-        cos, sin = rope_tables(T, HS, self.cfg["rope_theta"], x.dtype)
+        scaling = None
+        if c.get("rope_type") == "llama3":
+            scaling = (c["rope_factor"], c["rope_low_freq_factor"], c["rope_high_freq_factor"],
+                       c["rope_original_context"])
+        cos, sin = rope_tables(T, HS, c["rope_theta"], x.dtype, scaling)
         for block in self.model.layers:
             x = block(x, cos, sin)
         return self.lm_head(self.model.norm(x))
@@ -217,6 +248,12 @@ PRESETS = {
     "tiny": TINY,
     "mix_ln": dict(DEPTH, norm_layout="mix", mix_ln_alpha=0.25),
     "ln_scaling": dict(DEPTH, norm_scaling=1),
+    # GQA 4:1 with a head size (8) that is not dim / n_heads, and llama3 rope scaling whose
+    # parameters put the four frequencies (wavelengths 6.3, 63, 628, 6283) in all three bands
+    # (kept below 256/8 = 32, interpolated up to 256/1, divided by 8 above).
+    "gqa_llama3": dict(DEPTH, n_layers=2, n_heads=4, n_kv_heads=1, head_dim=8, rope_theta=10000.0,
+                       rope_type="llama3", rope_factor=8.0, rope_low_freq_factor=1.0, rope_high_freq_factor=8.0,
+                       rope_original_context=256),
 }
 ADAMW = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, clip=1.0, steps=10)
 
