@@ -64,7 +64,7 @@ job_ended() {
 
 "$cairn" prepare --out "$work/data" --input /usr/share/games/fortunes/fortunes --split-on % >/dev/null
 if [ "$mode" = requeue ]; then
-  steps=400
+  steps=4000
   sets=(data.train="$work/data" training.steps="$steps" training.log_every=1 training.eval_every=0
         checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   t0=$SECONDS
@@ -167,7 +167,7 @@ elif [ "$mode" = error ]; then
   out=$work/error-requeue-cap.out
   jid=$(CAIRN_LAUNCHER=srun CAIRN_MAX_REQUEUES=0 sbatch --parsable --ntasks=2 --output="$out" --chdir="$work" \
         "$src/slurm/cairn.sbatch" "$src/configs/tiny-test.toml" "$work/run-cap" data.train="$work/data" \
-        training.steps=400 training.log_every=1 checkpoint.every=50 output.plot=false training.peak_flops=1e9)
+        training.steps=4000 training.log_every=1 checkpoint.every=50 output.plot=false training.peak_flops=1e9)
   wait_for 90 "job $jid to log 20 steps" logged "$work/run-cap" 20
   scancel --signal=USR1 --batch "$jid"
   wait_for 90 "job $jid (requeue cap) to end" job_ended "$jid"
