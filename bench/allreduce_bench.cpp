@@ -33,16 +33,19 @@ struct Options {
   int64_t min_bytes = 1 << 20, max_bytes = int64_t(256) << 20;
   double seconds = 1.0, link_gbps = 0;
   int ranks_per_host = 0;
+  int64_t ring_min_bytes = cairn::CommOptions{}.ring_min_bytes;
   std::vector<std::string> algos{"flat", "bf16", "hier", "hier-bf16"};
 };
 
 const char* kUsage =
     "usage: allreduce_bench [--min-bytes B] [--max-bytes B] [--seconds S] [--link-gbps G]\n"
-    "                       [--algos flat,bf16,hier,hier-bf16] [--ranks-per-host P]\n"
+    "                       [--algos flat,bf16,hier,hier-bf16] [--ranks-per-host P] [--ring-min-bytes B]\n"
     "  sizes go up by 4x from --min-bytes (default 1Mi) to --max-bytes (default 256Mi); K/M/Gi suffixes\n"
     "  --seconds: time per size and algorithm (default 1); --link-gbps: the host link cap for vs_link\n"
     "  hier: reduce within each host first; --ranks-per-host groups consecutive ranks as hosts\n"
-    "  (default: the hosts MPI sees)\n";
+    "  (default: the hosts MPI sees)\n"
+    "  --ring-min-bytes: fp32 exchanges among more than 2 ranks go around a ring from B bytes up (0: always,\n"
+    "  -1: never; default: the communicator's)\n";
 
 int64_t parse_bytes(const std::string& s) {
   char* end = nullptr;
@@ -67,6 +70,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = std::atof(value().c_str());
     else if (a == "--link-gbps") o.link_gbps = std::atof(value().c_str());
     else if (a == "--ranks-per-host") o.ranks_per_host = std::atoi(value().c_str());
+    else if (a == "--ring-min-bytes") {
+      const std::string v = value();
+      o.ring_min_bytes = v.rfind('-', 0) == 0 ? -1 : v == "0" ? 0 : parse_bytes(v);
+    }
     else if (a == "--algos") {
       o.algos.clear();
       std::stringstream ss(value());
@@ -122,15 +129,19 @@ std::pair<double, double> time_pair(double seconds, const std::function<void()>&
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto flat = cairn::make_mpi_communicator(&argc, &argv);
+  // MPI first (parse errors are printed by rank 0 only); its own communicator, not the measured one.
+  auto world = cairn::make_mpi_communicator(&argc, &argv);
   Options o;
   try {
     o = parse(argc, argv);
   } catch (const cairn::Error& e) {
-    if (flat->rank() == 0) std::fprintf(stderr, "allreduce_bench: %s\n", e.what());
+    if (world->rank() == 0) std::fprintf(stderr, "allreduce_bench: %s\n", e.what());
     return 2;
   }
-  cairn::CommOptions hier_options;
+  cairn::CommOptions flat_options;
+  flat_options.ring_min_bytes = o.ring_min_bytes;
+  auto flat = cairn::make_mpi_communicator(&argc, &argv, flat_options);
+  cairn::CommOptions hier_options = flat_options;
   hier_options.hierarchical = true;
   hier_options.ranks_per_host = o.ranks_per_host;
   auto hier = cairn::make_mpi_communicator(&argc, &argv, hier_options);

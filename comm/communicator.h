@@ -39,6 +39,11 @@ struct CommOptions {
   // k > 0 groups consecutive ranks k at a time, so tests and benchmarks on one machine can act
   // as several hosts.
   int ranks_per_host = 0;
+  // Float sums and averages among more than 2 ranks (per exchange: all ranks, or those of a host or
+  // across hosts when hierarchical) go around a ring, one flow per neighbour, from this many bytes
+  // up, and by pairwise exchange below (fewer steps in sequence); 0: always the ring; negative:
+  // never. A bf16 wire always uses the pairwise exchange (it sums in fp32 at the owner).
+  int64_t ring_min_bytes = int64_t(4) << 20;
 };
 
 // A non-blocking all-reduce in flight. Move-only; Communicator::wait completes it (applying the avg

@@ -104,12 +104,12 @@ class MpiCommunicator final : public Communicator {
     plan_.flat = {comm_, rank_, size_};
     plan_.hierarchical = options.hierarchical;
     plan_.segment = std::min<int64_t>(plan_.segment, options.max_count);
+    plan_.ring_min_bytes = options.ring_min_bytes;
     if (options.hierarchical) make_host_groups(options.ranks_per_host);
     char name[MPI_MAX_PROCESSOR_NAME] = {};
     int len = 0;
     CAIRN_MPI_CHECK(MPI_Get_processor_name(name, &len));
     host_.assign(name, size_t(len));
-    yield_when_idle_ = unsigned(local_size_) > std::thread::hardware_concurrency();
     // Who runs where, kept so a timeout can name the host of a silent peer: by then it cannot ask.
     CAIRN_MPI_CHECK(MPI_Comm_dup(comm_, &probe_comm_));
     hosts_ = all_gather_strings(host_);
@@ -185,15 +185,17 @@ class MpiCommunicator final : public Communicator {
   }
 
   // Polls `done` until it returns true or the timeout passes. Open MPI advances non-blocking
-  // operations only inside MPI calls, so a rank with a core of its own polls without pause, as
-  // MPI's blocking calls do. Only when this host has more ranks than cores does a waiting rank
-  // yield, so the peer it waits for can run.
+  // operations only inside MPI calls, so the rank polls rather than sleeps, but it yields the core
+  // after every poll that did not finish: a rank alone on its core comes straight back, and where
+  // cores are shared (ranks, their TCP stacks, the kernel's network work) the others run. On the
+  // 1 Gbit/s namespace cluster (4 nodes on 2 cores) this took a 64 MiB all-reduce from 1.17 s to
+  // 0.86 s; on one host (2 ranks, shared memory) it changed nothing measurable.
   template <typename Done>
   void poll_until(Done done, const char* what, int64_t count) {
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
       if (done()) return;
-      if (yield_when_idle_) std::this_thread::yield();
+      std::this_thread::yield();
       if (polls % 64 != 0) continue;  // the deadline is checked on every 64th poll
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (options_.timeout_seconds > 0 && waited > options_.timeout_seconds) timed_out(what, count, waited);
@@ -502,7 +504,6 @@ class MpiCommunicator final : public Communicator {
   std::thread progress_thread_;                 // see progress_in_background
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
-  bool yield_when_idle_ = false;  // more ranks than cores on this host
 };
 
 }  // namespace

@@ -31,17 +31,26 @@ PairwiseAllReduce::PairwiseAllReduce(const PairwisePlan& plan, float* data, int6
   // bf16 only where something crosses between ranks (hosts, when hierarchical).
   const bool bf16 = plan.wire == WirePrecision::bf16 && (plan.hierarchical ? plan.cross.size : plan.flat.size) > 1;
   if (!plan.hierarchical) {
-    phases_.push_back({Kind::reduce_scatter, plan.flat, 0, n, bf16});
-    phases_.push_back({Kind::all_gather, plan.flat, 0, n, bf16});
+    phases_.push_back(make_phase(Kind::reduce_scatter, plan.flat, 0, n, bf16));
+    phases_.push_back(make_phase(Kind::all_gather, plan.flat, 0, n, bf16));
   } else {
     // Shared memory within the host carries fp32; only the inter-host exchange is bf16.
-    const Phase local_rs{Kind::reduce_scatter, plan.local, 0, n, false};
-    const int64_t lb = chunk_begin(local_rs, plan.local.rank), le = chunk_begin(local_rs, plan.local.rank + 1);
+    const Phase local_rs = make_phase(Kind::reduce_scatter, plan.local, 0, n, false);
+    const int own = owned_chunk(local_rs);
+    const int64_t lb = chunk_begin(local_rs, own), le = chunk_begin(local_rs, own + 1);
     phases_.push_back(local_rs);
-    phases_.push_back({Kind::reduce_scatter, plan.cross, lb, le, bf16});
-    phases_.push_back({Kind::all_gather, plan.cross, lb, le, bf16});
-    phases_.push_back({Kind::all_gather, plan.local, 0, n, false});
+    phases_.push_back(make_phase(Kind::reduce_scatter, plan.cross, lb, le, bf16));
+    phases_.push_back(make_phase(Kind::all_gather, plan.cross, lb, le, bf16));
+    phases_.push_back(make_phase(Kind::all_gather, plan.local, 0, n, false));
   }
+}
+
+PairwiseAllReduce::Phase PairwiseAllReduce::make_phase(Kind kind, const MpiGroup& group, int64_t begin, int64_t end,
+                                                       bool bf16) const {
+  // With 2 ranks the ring and the pairwise exchange are the same messages.
+  const bool ring = !bf16 && group.size > 2 && plan_.ring_min_bytes >= 0 &&
+                    (end - begin) * int64_t(sizeof(float)) >= plan_.ring_min_bytes;
+  return {kind, group, begin, end, bf16, ring};
 }
 
 // Free staging slot, or -1 when none is (the caller then waits for a message to complete).
@@ -52,15 +61,11 @@ int PairwiseAllReduce::take_slot(std::vector<int>& free) {
   return s;
 }
 
-void PairwiseAllReduce::start_phase() {
-  const Phase& p = phases_[phase_];
-  sends_.clear();
-  receives_.clear();
-  next_send_ = next_receive_ = 0;
+// Segment j of chunk c for every step k = 1..g-1, segment by segment (all peers at once, so one
+// slow peer does not stall the others); ascending on both ends of every pair, as MPI matches.
+// A segment's receives are reduced in step order, so every sum is added in the same order.
+void PairwiseAllReduce::plan_pairwise(const Phase& p) {
   const int g = p.group.size, r = p.group.rank;
-  // Segment j of chunk c for every step k = 1..g-1, segment by segment (all peers at once, so one
-  // slow peer does not stall the others); ascending on both ends of every pair, as MPI matches.
-  // A segment's receives are reduced in step order, so every sum is added in the same order.
   const int64_t longest = (p.end - p.begin + g - 1) / g;
   for (int64_t off = 0; off < longest; off += plan_.segment) {
     for (int k = 1; k < g; ++k) {
@@ -72,6 +77,41 @@ void PairwiseAllReduce::start_phase() {
       add(sends_, to, p.kind == Kind::reduce_scatter ? to : r, false);
       add(receives_, from, p.kind == Kind::reduce_scatter ? r : from, k == g - 1);
     }
+  }
+}
+
+// Steps s = 0..g-2, each chunk cut into segments. What rank r sends in step s > 0 is the chunk it
+// received in step s-1 (reduce-scatter: with its own contribution added), so each such send waits
+// for that segment's receive; both ends list a pair's messages in the same order.
+void PairwiseAllReduce::plan_ring(const Phase& p) {
+  const int g = p.group.size, r = p.group.rank, to = (r + 1) % g, from = (r - 1 + g) % g;
+  const bool rs = p.kind == Kind::reduce_scatter;
+  size_t previous = 0;  // index of the previous step's first receive
+  for (int s = 0; s + 1 < g; ++s) {
+    const int send_chunk = ((rs ? r - s : r + 1 - s) % g + g) % g;
+    const int receive_chunk = ((rs ? r - s - 1 : r - s) % g + g) % g;
+    const size_t first = receives_.size();
+    for (int64_t b = chunk_begin(p, send_chunk), e = chunk_begin(p, send_chunk + 1), j = 0; b < e; b += plan_.segment, ++j) {
+      Message m{to, b, std::min(plan_.segment, e - b)};
+      if (s > 0) m.after = int64_t(previous) + j;
+      sends_.push_back(m);
+    }
+    for (int64_t b = chunk_begin(p, receive_chunk), e = chunk_begin(p, receive_chunk + 1); b < e; b += plan_.segment)
+      receives_.push_back({from, b, std::min(plan_.segment, e - b), rs && s == g - 2});
+    previous = first;
+  }
+}
+
+void PairwiseAllReduce::start_phase() {
+  const Phase& p = phases_[phase_];
+  sends_.clear();
+  receives_.clear();
+  next_send_ = next_receive_ = 0;
+  const int r = p.group.rank;
+  if (p.ring) {
+    plan_ring(p);
+  } else {
+    plan_pairwise(p);
   }
   scale_on_receive_ = avg_ && last_reduce(phase_);
   const bool rs = p.kind == Kind::reduce_scatter;
@@ -116,6 +156,8 @@ void PairwiseAllReduce::post_sends() {
   const Phase& p = phases_[phase_];
   while (next_send_ < sends_.size() && sending_.size() < size_t(plan_.window)) {
     Message& m = sends_[next_send_];
+    // Receives complete in the order they were posted: the first next_receive_ - receiving_.size().
+    if (m.after >= 0 && size_t(m.after) >= next_receive_ - receiving_.size()) return;
     const int tag = plan_.tag + int(phase_);
     if (p.bf16) {
       m.slot = take_slot(free_send_);
@@ -196,7 +238,8 @@ bool PairwiseAllReduce::progress() {
     post_sends();
     post_receives();
     if (sending_.empty() && receiving_.empty()) {
-      // Every message of the phase has completed.
+      // Every message of the phase has completed (a ring's sends wait only on receives).
+      CAIRN_ASSERT(next_send_ == sends_.size() && next_receive_ == receives_.size(), "all-reduce phase stalled");
       finish_phase();
       phase_started_ = false;
       continue;

@@ -12,6 +12,17 @@
 // for avg; the all-gather sends the reduced chunk r to every rank the same way. Each rank sends
 // 2(g-1)/g of the buffer, like a ring, but every step is independent of the others.
 //
+// Ring (more than 2 ranks, buffers of at least PairwisePlan::ring_min_bytes, fp32 on the wire):
+// the same reduce-scatter and all-gather as g-1 steps around the ring, rank r sending only to
+// r+1 and receiving only from r-1: in reduce-scatter step s it forwards chunk r-s (its own
+// contribution at s = 0, else the partial sum it received in step s-1, segment by segment as each
+// arrives) and adds chunk r-s-1 from r-1; rank r ends owning chunk r+1, summed in the fixed order
+// x_{c} + x_{c+1} + ... + x_{c-1}; the all-gather forwards the reduced chunks the same way. One
+// flow per link where the pairwise exchange keeps flows to every peer in flight: across hosts,
+// with 4 ranks, the pairwise exchange's all-to-all flows lost to MPI's ring (issue 23). A bf16
+// wire keeps the pairwise exchange, whose owner adds every rank's rounded contribution in fp32
+// (a ring would pass rounded partial sums along).
+//
 // Hierarchical (several ranks per host): reduce-scatter within the host (shared memory), then each
 // local rank all-reduces its chunk with the ranks of the same local rank on the other hosts, then
 // an all-gather within the host. Each host's link carries 2(N-1)/N of the buffer for N hosts, as
@@ -63,6 +74,9 @@ struct PairwisePlan {
   WirePrecision wire = WirePrecision::fp32;
   int64_t segment = 1 << 16;  // elements per message
   int window = 8;             // messages in flight per direction (sends, receives)
+  // An fp32 exchange among more than 2 ranks runs as a ring from this many bytes of its buffer up;
+  // 0: always; negative: never (the pairwise exchange).
+  int64_t ring_min_bytes = 0;
   int tag = 0;                // distinguishes concurrent all-reduces on the same communicators
 };
 
@@ -86,6 +100,7 @@ class PairwiseAllReduce {
     MpiGroup group;
     int64_t begin, end;
     bool bf16;  // bf16 on the wire for this phase
+    bool ring;  // ring schedule instead of the pairwise exchange
   };
   // One message: `elems` elements at data offset `offset` to/from `peer`; slot is the staging
   // buffer index (-1: sent or received directly from/to data).
@@ -95,14 +110,20 @@ class PairwiseAllReduce {
     bool last = false;  // a reduce-scatter's final contribution to its segment
     MPI_Request request = MPI_REQUEST_NULL;
     int slot = -1;
+    int64_t after = -1;  // a send that forwards what this receive (index) brings (ring)
   };
 
   int64_t chunk_begin(const Phase& p, int c) const { return p.begin + (p.end - p.begin) * c / p.group.size; }
+  // The chunk this rank holds reduced after a reduce-scatter (and shares first in the all-gather).
+  int owned_chunk(const Phase& p) const { return p.ring ? (p.group.rank + 1) % p.group.size : p.group.rank; }
   bool last_reduce(size_t phase) const {
     return phases_[phase].kind == Kind::reduce_scatter && phase + 1 < phases_.size() &&
            phases_[phase + 1].kind == Kind::all_gather;
   }
+  Phase make_phase(Kind kind, const MpiGroup& group, int64_t begin, int64_t end, bool bf16) const;
   void start_phase();
+  void plan_pairwise(const Phase& p);
+  void plan_ring(const Phase& p);
   void finish_phase();
   void post_sends();
   void post_receives();

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -25,6 +27,14 @@ Communicator* chunked_comm = nullptr;  // max_count = 7
 // host): whole messages, and at most 7 elements per message.
 Communicator* hier_comm = nullptr;
 Communicator* hier_chunked_comm = nullptr;
+// The ring schedule at every size (ring_min_bytes = 0; it needs more than 2 ranks in an exchange):
+// flat, whole and in 7-element messages; hierarchical with all ranks on one "host" (the exchange
+// within the host is the ring), and with one rank per host in 7-element messages (the exchange
+// across hosts is the ring).
+Communicator* ring_comm = nullptr;
+Communicator* ring_chunked_comm = nullptr;
+Communicator* hier_ring_local_comm = nullptr;
+Communicator* hier_ring_across_chunked_comm = nullptr;
 
 class CommMpi : public testing::TestWithParam<bool> {
  protected:
@@ -190,14 +200,25 @@ TEST_P(CommMpi, BroadcastFromLastRank) {
   }
 }
 
-// Every float all-reduce path: flat and hierarchical, whole and in 7-element messages.
+// Every float all-reduce path: flat and hierarchical, pairwise and ring, whole and in 7-element
+// messages.
 class FloatAllReduce : public testing::TestWithParam<int> {
  protected:
-  Communicator& comm() {
-    Communicator* all[] = {whole_comm, chunked_comm, hier_comm, hier_chunked_comm};
-    return *all[GetParam()];
-  }
+  Communicator& comm() { return *paths()[size_t(GetParam())].comm; }
+  // Ranks per host of a hierarchical path (0: flat).
+  int per_host() { return paths()[size_t(GetParam())].per_host; }
   std::vector<int64_t> sizes() { return {0, 1, 3, 7, 15, 1000, 100003}; }
+
+ private:
+  struct Path {
+    Communicator* comm;
+    int per_host;
+  };
+  std::vector<Path> paths() {
+    const int n = whole_comm->size(), pairs = n % 2 == 0 ? 2 : 1;
+    return {{whole_comm, 0}, {chunked_comm, 0}, {hier_comm, pairs}, {hier_chunked_comm, pairs},
+            {ring_comm, 0}, {ring_chunked_comm, 0}, {hier_ring_local_comm, n}, {hier_ring_across_chunked_comm, 1}};
+  }
 };
 
 // Non-blocking sums and averages of several buffers in flight, against the closed forms.
@@ -226,7 +247,7 @@ TEST_P(FloatAllReduce, SumsAndAveragesInFlight) {
 // passed from rank to rank would round the partial sums too, and differ.
 TEST_P(FloatAllReduce, Bf16WireSumsInFp32) {
   Communicator& c = comm();
-  const bool hierarchical = GetParam() >= 2;
+  const int host_ranks = per_host();
   const int n = c.size(), me = c.rank();
   for (int64_t len : sizes()) {
     for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
@@ -240,31 +261,69 @@ TEST_P(FloatAllReduce, Bf16WireSumsInFp32) {
       EXPECT_EQ(x, mine) << "ranks disagree, len " << len;
       for (int64_t i = 0; i < len; ++i) {
         float want = 0;
-        if (hierarchical) {
-          // Each host's fp32 sum is the contribution that is rounded (one host here when odd).
-          const int per_host = n % 2 == 0 ? 2 : 1;
-          for (int h = 0; h < n / per_host; ++h) {
+        if (host_ranks > 0) {
+          // Each host's fp32 sum is the contribution that is rounded (unless there is one host).
+          for (int h = 0; h < n / host_ranks; ++h) {
             float host = 0;
-            for (int r = h * per_host; r < (h + 1) * per_host; ++r) host += value(r, i);
-            want += n / per_host == 1 ? host : bf16_to_float(bf16_round_nearest(host));
+            for (int r = h * host_ranks; r < (h + 1) * host_ranks; ++r) host += value(r, i);
+            want += n / host_ranks == 1 ? host : bf16_to_float(bf16_round_nearest(host));
           }
         } else {
           for (int r = 0; r < n; ++r) want += bf16_to_float(bf16_round_nearest(value(r, i)));
         }
         if (op == ReduceOp::avg) want *= 1.0f / float(n);
-        if (!hierarchical || n / (n % 2 == 0 ? 2 : 1) > 1) want = bf16_to_float(bf16_round_nearest(want));
+        if (host_ranks == 0 || n / host_ranks > 1) want = bf16_to_float(bf16_round_nearest(want));
         ASSERT_EQ(x[size_t(i)], want) << "len " << len << " i " << i << " op " << int(op);
       }
     }
   }
 }
 
+// Sums are added in a fixed order, the same in every run: element i of chunk c (elements
+// [len·c/g, len·(c+1)/g)) is x_c + x_{c-1} + ... + x_{c-g+1} by pairwise exchange (its owner c
+// adds the others' copies in step order) and ((x_c + x_{c+1}) + ...) + x_{c-1} around the ring.
+// The inputs make fp32 rounding depend on the order, so a different order fails.
+TEST_P(FloatAllReduce, SumsInTheDocumentedOrder) {
+  if (per_host() != 0) GTEST_SKIP() << "flat paths only (hierarchical sums are ordered by host first)";
+  Communicator& c = comm();
+  const int g = c.size(), me = c.rank();
+  const bool ring = GetParam() >= 4 && g > 2;
+  // Full 24-bit mantissas at magnitudes 2^-10, 1 and 2^10: most sums round differently by order.
+  auto value = [](int r, int64_t i) {
+    const uint32_t h = (uint32_t(r) * 2654435761u ^ (uint32_t(i) * 40503u + 12345u)) * 2246822519u;
+    return std::ldexp(1.0f + float(h >> 9) / float(1 << 23), int((h >> 3) % 3) * 10 - 10);
+  };
+  for (int64_t len : {int64_t(5), int64_t(1000), int64_t(100003)}) {
+    std::vector<float> x(static_cast<size_t>(len));
+    for (int64_t i = 0; i < len; ++i) x[size_t(i)] = value(me, i);
+    c.all_reduce(x.data(), len, ReduceOp::sum);
+    int64_t order_matters = 0;
+    for (int ch = 0; ch < g; ++ch) {
+      std::vector<int> order;  // ranks in the order their values are added
+      for (int k = 0; k < g; ++k) order.push_back(ring ? (ch + k) % g : (ch - k + g) % g);
+      for (int64_t i = len * ch / g; i < len * (ch + 1) / g; ++i) {
+        float want = 0, reverse = 0;
+        for (size_t k = 0; k < order.size(); ++k) {
+          want += value(order[k], i);
+          reverse += value(order[order.size() - 1 - k], i);
+        }
+        order_matters += want != reverse;
+        ASSERT_EQ(x[size_t(i)], want) << "len " << len << " i " << i << " chunk " << ch;
+      }
+    }
+    if (g > 2 && len > 5) {
+      EXPECT_GT(order_matters, 0) << "inputs whose sum does not depend on the order";
+    }
+  }
+}
+
 std::string float_path_name(const testing::TestParamInfo<int>& p) {
-  const char* names[] = {"flat", "flat_chunked", "hierarchical", "hierarchical_chunked"};
+  const char* names[] = {"flat", "flat_chunked", "hierarchical", "hierarchical_chunked",
+                         "ring", "ring_chunked", "hierarchical_ring_local", "hierarchical_ring_across_chunked"};
   return names[p.param];
 }
 
-INSTANTIATE_TEST_SUITE_P(FlatAndHierarchical, FloatAllReduce, testing::Range(0, 4), float_path_name);
+INSTANTIATE_TEST_SUITE_P(FlatAndHierarchical, FloatAllReduce, testing::Range(0, 8), float_path_name);
 
 INSTANTIATE_TEST_SUITE_P(WholeAndChunked, CommMpi, testing::Bool(),
                          [](const testing::TestParamInfo<bool>& p) { return p.param ? "chunked" : "whole"; });
@@ -307,6 +366,17 @@ int main(int argc, char** argv) {
                                                           .ranks_per_host = per_host});
   auto hier_chunked = cairn::make_mpi_communicator(
       &argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = per_host});
+  const int n = whole->size();
+  auto ring = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .ring_min_bytes = 0});
+  auto ring_chunked = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .ring_min_bytes = 0});
+  auto hier_ring_local = cairn::make_mpi_communicator(
+      &argc, &argv, {.timeout_seconds = 20.0, .hierarchical = true, .ranks_per_host = n, .ring_min_bytes = 0});
+  auto hier_ring_across_chunked = cairn::make_mpi_communicator(
+      &argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = 1, .ring_min_bytes = 0});
+  cairn::ring_comm = ring.get();
+  cairn::ring_chunked_comm = ring_chunked.get();
+  cairn::hier_ring_local_comm = hier_ring_local.get();
+  cairn::hier_ring_across_chunked_comm = hier_ring_across_chunked.get();
   cairn::whole_comm = whole.get();
   cairn::chunked_comm = chunked.get();
   cairn::hier_comm = hier.get();
