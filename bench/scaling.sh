@@ -5,6 +5,7 @@
 # --step-seconds S` predicts the step on N nodes with capped links; the run on N cluster nodes
 # (1 rank each) measures it. On one machine the "nodes" share its cores, so each N gets its own
 # compute measurement instead of the 1-rank one a real cluster would use.
+# Node counts above this host's cores are skipped with the reason (the nodes would share cores).
 # Usage (root, cluster up: tools/cluster/cluster.sh up K --rate MBIT):
 #   bench/scaling.sh [build dir] [config] [steps] [node counts...]
 #   e.g. bench/scaling.sh build configs/llama-60m.toml 4 1 2 4
@@ -14,7 +15,7 @@
 # would take hours here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
+build=$(cd "${1:-build}" && pwd)
 config=${2:-configs/llama-60m.toml}
 steps=${3:-4}
 shift $(( $# < 3 ? $# : 3 ))
@@ -53,8 +54,16 @@ cores=$(nproc)
 for n in "${counts[@]}"; do
   local_dir=$work/local$n cluster_dir=$work/cluster$n
   # The nodes share this machine's cores: as many compute threads in all as there are cores, in
-  # both runs (a node would otherwise take every core for each of its ranks).
-  threads=(--set training.threads=$(( cores / n > 0 ? cores / n : 1 )))
+  # both runs (a node would otherwise take every core for each of its ranks). With fewer cores than
+  # ranks x threads, ranks would take turns on a core, and neither the compute measured alone nor
+  # the cluster run would represent N nodes (4 one-thread ranks on 2 cores measured 0.63x the
+  # prediction): skip, saying why.
+  per_rank=$(( cores / n > 0 ? cores / n : 1 ))
+  if (( n * per_rank > cores )); then
+    printf "%5s skipped: %s ranks x %s thread need %s cores, this host has %s\n" "$n" "$n" "$per_rank" "$((n * per_rank))" "$cores"
+    continue
+  fi
+  threads=(--set training.threads=$per_rank)
   # Compute alone at the same core share: N independent one-rank runs at once (no communication).
   pids=()
   for ((k = 0; k < n; ++k)); do
@@ -70,7 +79,7 @@ for n in "${counts[@]}"; do
     measured=$compute overlap=-
   else
     "$cluster" hostfile 1 "$n" >"$work/hosts$n"
-    "$cluster" mpi mpirun --allow-run-as-root --hostfile "$work/hosts$n" -np "$n" "$PWD/$build/cairn" "${args[@]}" \
+    "$cluster" mpi mpirun --allow-run-as-root --hostfile "$work/hosts$n" -np "$n" "$build/cairn" "${args[@]}" \
       "${threads[@]}" --set output.run_dir="$cluster_dir" >/dev/null
     measured=$(step_seconds "$cluster_dir")
     overlap=$(python3 -c "import json; print('%.2f' % [json.loads(l) for l in open('$cluster_dir/metrics.jsonl')][-1]['comm_overlap'])")

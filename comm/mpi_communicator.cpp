@@ -110,6 +110,7 @@ class MpiCommunicator final : public Communicator {
     int len = 0;
     CAIRN_MPI_CHECK(MPI_Get_processor_name(name, &len));
     host_.assign(name, size_t(len));
+    yield_when_idle_ = local_size_ < size_ || unsigned(local_size_) > std::thread::hardware_concurrency();
     // Who runs where, kept so a timeout can name the host of a silent peer: by then it cannot ask.
     CAIRN_MPI_CHECK(MPI_Comm_dup(comm_, &probe_comm_));
     hosts_ = all_gather_strings(host_);
@@ -185,17 +186,19 @@ class MpiCommunicator final : public Communicator {
   }
 
   // Polls `done` until it returns true or the timeout passes. Open MPI advances non-blocking
-  // operations only inside MPI calls, so the rank polls rather than sleeps, but it yields the core
-  // after every poll that did not finish: a rank alone on its core comes straight back, and where
-  // cores are shared (ranks, their TCP stacks, the kernel's network work) the others run. On the
-  // 1 Gbit/s namespace cluster (4 nodes on 2 cores) this took a 64 MiB all-reduce from 1.17 s to
-  // 0.86 s; on one host (2 ranks, shared memory) it changed nothing measurable.
+  // operations only inside MPI calls, so a waiting rank polls rather than sleeps. Where some peers
+  // are on other hosts (or this host has more ranks than cores), it yields the core after every
+  // poll that did not finish: a rank alone on its core comes straight back, and where cores are
+  // shared the others run, the kernel's TCP work included. On the 1 Gbit/s namespace cluster
+  // (4 nodes on 2 cores) that took a 64 MiB all-reduce from 1.07-1.17 s to 0.86 s. Ranks that
+  // all share one host's memory need no kernel work, and there yielding cost: 2 ranks on 2 busy
+  // cores had 4 MiB all-reduces of 3-10 ms instead of 0.6-0.8 ms whenever a build ran beside them.
   template <typename Done>
   void poll_until(Done done, const char* what, int64_t count) {
     const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
       if (done()) return;
-      std::this_thread::yield();
+      if (yield_when_idle_) std::this_thread::yield();
       if (polls % 64 != 0) continue;  // the deadline is checked on every 64th poll
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (options_.timeout_seconds > 0 && waited > options_.timeout_seconds) timed_out(what, count, waited);
@@ -504,6 +507,7 @@ class MpiCommunicator final : public Communicator {
   std::thread progress_thread_;                 // see progress_in_background
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
+  bool yield_when_idle_ = false;  // peers on other hosts, or more ranks than cores here
 };
 
 }  // namespace
