@@ -1,7 +1,7 @@
 // The MPI Communicator (Open MPI 4.1). Every collective is non-blocking and polled until a
 // deadline, so a dead or hung peer ends the job with a message naming the collective and the
 // ranks (and their hosts) that no longer answer, instead of a silent hang. Float sums and
-// averages (gradients) run cairn's own pairwise-exchange all-reduce over point-to-point
+// averages (gradients) run cairn's own all-reduce (pairwise exchange or ring) over point-to-point
 // messages (mpi_pairwise_allreduce.h), as fast as a blocking MPI_Allreduce; the rest are MPI's
 // non-blocking collectives, split into chunks of CommOptions::max_count elements because MPI
 // counts are `int`. MPI errors are reported with the call, MPI's error string and file:line,

@@ -91,8 +91,9 @@ void PairwiseAllReduce::plan_ring(const Phase& p) {
     const int send_chunk = ((rs ? r - s : r + 1 - s) % g + g) % g;
     const int receive_chunk = ((rs ? r - s - 1 : r - s) % g + g) % g;
     const size_t first = receives_.size();
-    for (int64_t b = chunk_begin(p, send_chunk), e = chunk_begin(p, send_chunk + 1), j = 0; b < e; b += plan_.segment, ++j) {
-      Message m{to, b, std::min(plan_.segment, e - b)};
+    const int64_t sb = chunk_begin(p, send_chunk), se = chunk_begin(p, send_chunk + 1);
+    for (int64_t b = sb, j = 0; b < se; b += plan_.segment, ++j) {
+      Message m{to, b, std::min(plan_.segment, se - b)};
       if (s > 0) m.after = int64_t(previous) + j;
       sends_.push_back(m);
     }

@@ -1,10 +1,11 @@
 // The float all-reduce behind MpiCommunicator's sums and averages (the gradient path): a
-// reduce-scatter then an all-gather by pairwise exchange over MPI point-to-point, cut into segments
-// with a bounded number in flight, advanced by progress() without ever blocking, so the caller can
-// poll it under the communicator's timeout. Open MPI's non-blocking MPI_Iallreduce (libnbc) runs
-// in-place all-reduces as a binomial reduce + broadcast, one whole-buffer round at a time, which
-// reached 0.2x-0.6x of a blocking MPI_Allreduce; this moves each byte once per phase, pipelines
-// the reduction with the transfers and keeps every link busy in both directions.
+// reduce-scatter then an all-gather by pairwise exchange (or around a ring, below) over MPI
+// point-to-point, cut into segments with a bounded number in flight, advanced by progress()
+// without ever blocking, so the caller can poll it under the communicator's timeout. Open MPI's
+// non-blocking MPI_Iallreduce (libnbc) runs in-place all-reduces as a binomial reduce + broadcast,
+// one whole-buffer round at a time, which reached 0.2x-0.6x of a blocking MPI_Allreduce; this
+// moves each byte once per phase, pipelines the reduction with the transfers and keeps every link
+// busy in both directions.
 //
 // Algorithm, for g ranks (chunk c = elements [n·c/g, n·(c+1)/g)): reduce-scatter in steps
 // k = 1..g-1, rank r sending its copy of chunk r+k to rank r+k and adding rank r-k's copy of chunk

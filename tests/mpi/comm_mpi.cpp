@@ -368,11 +368,13 @@ int main(int argc, char** argv) {
       &argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = per_host});
   const int n = whole->size();
   auto ring = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .ring_min_bytes = 0});
-  auto ring_chunked = cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .ring_min_bytes = 0});
+  auto ring_chunked =
+      cairn::make_mpi_communicator(&argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .ring_min_bytes = 0});
   auto hier_ring_local = cairn::make_mpi_communicator(
       &argc, &argv, {.timeout_seconds = 20.0, .hierarchical = true, .ranks_per_host = n, .ring_min_bytes = 0});
   auto hier_ring_across_chunked = cairn::make_mpi_communicator(
-      &argc, &argv, {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = 1, .ring_min_bytes = 0});
+      &argc, &argv,
+      {.timeout_seconds = 20.0, .max_count = 7, .hierarchical = true, .ranks_per_host = 1, .ring_min_bytes = 0});
   cairn::ring_comm = ring.get();
   cairn::ring_chunked_comm = ring_chunked.get();
   cairn::hier_ring_local_comm = hier_ring_local.get();
