@@ -101,9 +101,10 @@ class MpiCommunicator final : public Communicator {
     CAIRN_MPI_CHECK(MPI_Comm_rank(local, &local_rank_));
     CAIRN_MPI_CHECK(MPI_Comm_size(local, &local_size_));
     CAIRN_MPI_CHECK(MPI_Comm_free(&local));
-    plan_.flat = {comm_, rank_, size_};
+    plan_.flat = {comm_, rank_, size_, local_size_ == size_};
     plan_.hierarchical = options.hierarchical;
     plan_.segment = std::min<int64_t>(plan_.segment, options.max_count);
+    plan_.one_host_segment = std::min<int64_t>(plan_.one_host_segment, options.max_count);
     plan_.ring_min_bytes = options.ring_min_bytes;
     if (options.hierarchical) make_host_groups(options.ranks_per_host);
     char name[MPI_MAX_PROCESSOR_NAME] = {};
@@ -394,8 +395,8 @@ class MpiCommunicator final : public Communicator {
     int cr = 0, cs = 0;
     CAIRN_MPI_CHECK(MPI_Comm_rank(cross, &cr));
     CAIRN_MPI_CHECK(MPI_Comm_size(cross, &cs));
-    plan_.local = {local, lr, ls};
-    plan_.cross = {cross, cr, cs};
+    plan_.local = {local, lr, ls, on_one_host(local)};
+    plan_.cross = {cross, cr, cs, on_one_host(cross)};
   }
 
   class PendingAllReduce final : public Request::State {

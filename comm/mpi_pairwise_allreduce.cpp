@@ -25,9 +25,20 @@ void mpi_check(int rc, const char* call, const char* file, int line) {
   std::_Exit(1);
 }
 
+bool on_one_host(MPI_Comm comm) {
+  int size = 0, shared = 0;
+  MPI_Comm host;
+  CAIRN_MPI_CHECK(MPI_Comm_size(comm, &size));
+  CAIRN_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host));
+  CAIRN_MPI_CHECK(MPI_Comm_size(host, &shared));
+  CAIRN_MPI_CHECK(MPI_Comm_free(&host));
+  return shared == size;
+}
+
 PairwiseAllReduce::PairwiseAllReduce(const PairwisePlan& plan, float* data, int64_t n, bool avg, int world)
     : plan_(plan), data_(data), avg_(avg), world_(world) {
-  CAIRN_ASSERT(plan.segment >= 1 && plan.window >= 1, "segment ", plan.segment, " window ", plan.window);
+  CAIRN_ASSERT(plan.segment >= 1 && plan.one_host_segment >= 1 && plan.window >= 1, "segment ", plan.segment,
+               " one-host segment ", plan.one_host_segment, " window ", plan.window);
   // bf16 only where something crosses between ranks (hosts, when hierarchical).
   const bool bf16 = plan.wire == WirePrecision::bf16 && (plan.hierarchical ? plan.cross.size : plan.flat.size) > 1;
   if (!plan.hierarchical) {
@@ -50,7 +61,7 @@ PairwiseAllReduce::Phase PairwiseAllReduce::make_phase(Kind kind, const MpiGroup
   // With 2 ranks the ring and the pairwise exchange are the same messages.
   const bool ring = !bf16 && group.size > 2 && plan_.ring_min_bytes >= 0 &&
                     (end - begin) * int64_t(sizeof(float)) >= plan_.ring_min_bytes;
-  return {kind, group, begin, end, bf16, ring};
+  return {kind, group, begin, end, bf16, ring, group.one_host ? plan_.one_host_segment : plan_.segment};
 }
 
 // Free staging slot, or -1 when none is (the caller then waits for a message to complete).
@@ -67,12 +78,12 @@ int PairwiseAllReduce::take_slot(std::vector<int>& free) {
 void PairwiseAllReduce::plan_pairwise(const Phase& p) {
   const int g = p.group.size, r = p.group.rank;
   const int64_t longest = (p.end - p.begin + g - 1) / g;
-  for (int64_t off = 0; off < longest; off += plan_.segment) {
+  for (int64_t off = 0; off < longest; off += p.segment) {
     for (int k = 1; k < g; ++k) {
       const int to = (r + k) % g, from = (r - k + g) % g;
       auto add = [&](std::vector<Message>& list, int peer, int c, bool last) {
         const int64_t b = chunk_begin(p, c) + off, e = chunk_begin(p, c + 1);
-        if (b < e) list.push_back({peer, b, std::min(plan_.segment, e - b), last});
+        if (b < e) list.push_back({peer, b, std::min(p.segment, e - b), last});
       };
       add(sends_, to, p.kind == Kind::reduce_scatter ? to : r, false);
       add(receives_, from, p.kind == Kind::reduce_scatter ? r : from, k == g - 1);
@@ -92,13 +103,13 @@ void PairwiseAllReduce::plan_ring(const Phase& p) {
     const int receive_chunk = ((rs ? r - s - 1 : r - s) % g + g) % g;
     const size_t first = receives_.size();
     const int64_t sb = chunk_begin(p, send_chunk), se = chunk_begin(p, send_chunk + 1);
-    for (int64_t b = sb, j = 0; b < se; b += plan_.segment, ++j) {
-      Message m{to, b, std::min(plan_.segment, se - b)};
+    for (int64_t b = sb, j = 0; b < se; b += p.segment, ++j) {
+      Message m{to, b, std::min(p.segment, se - b)};
       if (s > 0) m.after = int64_t(previous) + j;
       sends_.push_back(m);
     }
-    for (int64_t b = chunk_begin(p, receive_chunk), e = chunk_begin(p, receive_chunk + 1); b < e; b += plan_.segment)
-      receives_.push_back({from, b, std::min(plan_.segment, e - b), rs && s == g - 2});
+    for (int64_t b = chunk_begin(p, receive_chunk), e = chunk_begin(p, receive_chunk + 1); b < e; b += p.segment)
+      receives_.push_back({from, b, std::min(p.segment, e - b), rs && s == g - 2});
     previous = first;
   }
 }

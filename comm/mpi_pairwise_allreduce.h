@@ -64,7 +64,11 @@ void mpi_check(int rc, const char* call, const char* file, int line);
 struct MpiGroup {
   MPI_Comm comm = MPI_COMM_NULL;
   int rank = 0, size = 1;
+  bool one_host = false;  // every rank of the group shares one host's memory
 };
+
+// Whether every rank of `comm` runs on one host (shared memory): the same answer on every rank.
+bool on_one_host(MPI_Comm comm);
 
 // How one all-reduce is carried out.
 struct PairwisePlan {
@@ -73,7 +77,10 @@ struct PairwisePlan {
   MpiGroup cross;       // ranks with this local rank on every host (hierarchical only)
   bool hierarchical = false;
   WirePrecision wire = WirePrecision::fp32;
-  int64_t segment = 1 << 16;  // elements per message
+  // Elements per message: across hosts 256 KiB (1 MiB messages lost 10-20% at 4 MiB on the
+  // namespace cluster), within one host's shared memory 1 MiB (fewer matches and copies per byte:
+  // 0.95-1.86x MPI_Allreduce against 0.79-1.08x at 1-16 MiB, back to back).
+  int64_t segment = 1 << 16, one_host_segment = 1 << 18;
   int window = 8;             // messages in flight per direction (sends, receives)
   // An fp32 exchange among more than 2 ranks runs as a ring from this many bytes of its buffer up;
   // 0: always; negative: never (the pairwise exchange).
@@ -100,8 +107,9 @@ class PairwiseAllReduce {
     Kind kind;
     MpiGroup group;
     int64_t begin, end;
-    bool bf16;  // bf16 on the wire for this phase
-    bool ring;  // ring schedule instead of the pairwise exchange
+    bool bf16;        // bf16 on the wire for this phase
+    bool ring;        // ring schedule instead of the pairwise exchange
+    int64_t segment;  // elements per message
   };
   // One message: `elems` elements at data offset `offset` to/from `peer`; slot is the staging
   // buffer index (-1: sent or received directly from/to data).
