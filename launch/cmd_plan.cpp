@@ -9,7 +9,7 @@
 #include "data/mixture.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/growth.h"
 #include "model/llama.h"
 #include "trainer/comm_plan.h"

@@ -13,7 +13,7 @@
 #include <iterator>
 #include <memory>
 
-#include "model/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "tests/bf16_emulation.h"
 #include "tests/cuda_cases.h"
 #include "tests/test_support.h"

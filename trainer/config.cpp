@@ -15,7 +15,7 @@
 #include <string_view>
 #include <variant>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/hf_import.h"
 #include "util/cuda_module.h"
 #include "util/error.h"

@@ -14,7 +14,7 @@
 #include <cstdio>
 
 #include "comm/communicator.h"
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "tests/test_support.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run.h"
