@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "bench/op_profile.h"
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/llama.h"
 #include "trainer/optim/fira.h"
 #include "util/cuda_module.h"

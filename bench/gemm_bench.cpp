@@ -1,5 +1,5 @@
 // The CPU GEMM libraries on the model's own GEMM shapes: for every library of each math mode
-// (model/cpu/gemm.h) GFLOP/s of each forward and backward product of one training step, the step's
+// (backend/cpu/gemm.h) GFLOP/s of each forward and backward product of one training step, the step's
 // FLOP-weighted rate, and which library each mode uses. Also the cpu-bf16 backend's matmul end to
 // end (fp32 activations rounded to bf16 each call, weights from its registered copy).
 // Usage: gemm_bench [--dim 512 --ffn 1376 --vocab 32000 --seq 256 --batch 8 --layers 8 --threads 2
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "model/bf16.h"
-#include "model/cpu/gemm.h"
+#include "backend/bf16.h"
+#include "backend/cpu/gemm.h"
 #include "model/llama.h"
 #include "util/error.h"
 #include "util/rng.h"

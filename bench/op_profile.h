@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 
 namespace cairn {
 

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "model/bf16.h"
+#include "backend/bf16.h"
 #include "util/error.h"
 
 namespace cairn {

@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/param_table.h"
 #include "util/choice.h"
 #include "util/rng.h"

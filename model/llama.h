@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/linear.h"
 #include "model/param_table.h"
 

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/bf16.h"
-#include "model/forwarding_backend.h"
+#include "backend/bf16.h"
+#include "backend/forwarding_backend.h"
 
 namespace cairn {
 

@@ -1,9 +1,9 @@
-// The bf16 roundings of model/bf16.h (used by the CUDA backend's bf16 mode), checked on the CPU:
+// The bf16 roundings of backend/bf16.h (used by the CUDA backend's bf16 mode), checked on the CPU:
 // round-to-nearest-even against a reference built from the two bf16 neighbours, stochastic
 // rounding exactly unbiased over its 2¹⁶ random values, the parameter rounding's hash unbiased
 // over element indices, and special values (±0, ±Inf, NaN, subnormals) kept. Then training with
 // those roundings (tests/bf16_emulation.h) against fp32: the basis of the GPU check's tolerance.
-#include "model/bf16.h"
+#include "backend/bf16.h"
 
 #include <gtest/gtest.h>
 

@@ -11,8 +11,8 @@
 #include <utility>
 #include <tuple>
 
-#include "model/backend.h"
-#include "model/bf16.h"
+#include "backend/backend.h"
+#include "backend/bf16.h"
 #include "model/llama.h"
 #include "util/error.h"
 #include "util/rng.h"

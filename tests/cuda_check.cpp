@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "tests/cuda_cases.h"
 #include "util/cuda_module.h"
 

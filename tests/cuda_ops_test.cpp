@@ -2,7 +2,7 @@
 // (skipped, not passed, where no CUDA device is present), and the errors a user gets without one.
 #include <gtest/gtest.h>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "comm/communicator.h"
 #include "comm/nccl_communicator.h"
 #include "tests/cuda_cases.h"

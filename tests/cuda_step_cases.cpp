@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "model/backend.h"
-#include "model/forwarding_backend.h"
+#include "backend/backend.h"
+#include "backend/forwarding_backend.h"
 #include "model/llama.h"
 #include "tests/cuda_cases.h"
 #include "util/error.h"

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/llama.h"
 #include "tests/cuda_cases.h"
 #include "trainer/optim/fira.h"

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "tests/graph_emulation.h"
 #include "tests/guarded_backend.h"
 #include "tests/test_support.h"

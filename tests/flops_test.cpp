@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "model/linear_sltrain.h"
 #include "model/llama.h"
 #include "tests/test_support.h"

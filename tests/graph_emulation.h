@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "util/error.h"
 
 namespace cairn {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bench/op_profile.h"
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "model/llama.h"
 #include "tests/cuda_cases.h"  // check_model_config, check_tokens
 #include "tests/graph_emulation.h"

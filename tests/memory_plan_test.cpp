@@ -13,7 +13,7 @@
 #include <string>
 
 #include "comm/communicator.h"
-#include "model/forwarding_backend.h"
+#include "backend/forwarding_backend.h"
 #include "tests/test_support.h"
 #include "trainer/memory_plan.h"
 #include "trainer/trainer.h"

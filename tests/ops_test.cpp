@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "util/rng.h"
 
 namespace cairn {
@@ -232,7 +232,7 @@ TEST(Ops, AdamWMatchesClosedFormFirstStep) {
 }  // namespace
 }  // namespace cairn
 
-#include "model/cpu/fast_math.h"
+#include "backend/cpu/fast_math.h"
 
 namespace cairn {
 namespace {

@@ -11,7 +11,7 @@
 #include <set>
 #include <vector>
 
-#include "model/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "model/linear_lowrank.h"
 #include "model/linear_sltrain.h"
 #include "model/llama.h"

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "trainer/train_config.h"
 
 namespace cairn {

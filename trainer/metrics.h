@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "trainer/tensorboard.h"
 #include "util/file_io.h"
 

@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/bf16.h"
-#include "model/cpu/gemm.h"
+#include "backend/bf16.h"
+#include "backend/cpu/gemm.h"
 #include "util/error.h"
 
 namespace cairn {

@@ -11,14 +11,14 @@
 
 #include <string>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 
 namespace cairn {
 
 // GEMM throughput (FLOP/s) of `be` with its current threads: the best over several shapes of the
 // best of several timings, each of enough repetitions to run for about 0.1 s. For cpu_backend(math)
 // the peak of the machine in that math mode rather than of one library: the best of every GEMM
-// library of the mode (model/cpu/gemm.h) on operands already in its type (bf16 for bf16).
+// library of the mode (backend/cpu/gemm.h) on operands already in its type (bf16 for bf16).
 double measure_matmul_peak(const Backend& be);
 
 // A peak and where it came from, for the start-up report.

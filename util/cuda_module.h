@@ -1,4 +1,4 @@
-// The CUDA module, libcairn_cuda.so: the CUDA backend (model/cuda/) and the NCCL communicator
+// The CUDA module, libcairn_cuda.so: the CUDA backend (backend/cuda/) and the NCCL communicator
 // (comm/nccl_communicator.cpp) built as one shared module that a process opens (dlopen) the first
 // time it asks for a GPU. cuBLAS, cuBLASLt, cuDNN and NCCL are hundreds of MB: CPU ranks never map
 // them, and a cairn built with CUDA still runs on nodes where those libraries are not installed.

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "model/bf16.h"
+#include "backend/bf16.h"
 
 namespace cairn {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/param_table.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/train_config.h"

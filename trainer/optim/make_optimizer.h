@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "model/param_table.h"
 #include "trainer/optim/fira.h"
 #include "trainer/optim/optimizer.h"

@@ -3,7 +3,7 @@
 // operand alignment), chosen by cuBLASLt's heuristic on first use and cached; one workspace. A
 // shape cuBLASLt has no algorithm for (e.g. operands only 2-byte aligned) goes to cublasGemmEx
 // with the same types instead.
-// Also the conversion launchers (fp32 → bf16 bit patterns, model/bf16.h) and the bf16 staging
+// Also the conversion launchers (fp32 → bf16 bit patterns, backend/bf16.h) and the bf16 staging
 // buffer for activation operands. Included only by CUDA sources.
 #pragma once
 
@@ -15,7 +15,7 @@
 #include <memory>
 #include <tuple>
 
-#include "model/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 
 namespace cairn {
 

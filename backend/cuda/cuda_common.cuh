@@ -2,7 +2,7 @@
 // reduction is deterministic for a given launch shape) and the grid-stride loop.
 #pragma once
 
-#include "model/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_backend.h"
 
 namespace cairn {
 

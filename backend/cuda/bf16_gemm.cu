@@ -1,11 +1,11 @@
 // The CUDA backend's bf16 mode: the GEMM on cuBLASLt (see bf16_gemm.h), the fp32 → bf16
 // conversion kernels, and the registry of parameter buffers whose bf16 copies matmul reads.
-#include "model/cuda/bf16_gemm.h"
+#include "backend/cuda/bf16_gemm.h"
 
 #include <algorithm>
 
-#include "model/bf16.h"
-#include "model/cuda/cuda_common.cuh"
+#include "backend/bf16.h"
+#include "backend/cuda/cuda_common.cuh"
 
 namespace cairn {
 

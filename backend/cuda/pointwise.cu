@@ -1,10 +1,10 @@
 // CUDA elementwise and row-reduction kernels: SwiGLU, fused softmax cross-entropy, vector helpers,
 // the deterministic sum of squares, Fira's norm-growth limiter built on it, and AdamW
-// (model/cpu/pointwise.cpp and lowrank.cpp are the oracle).
+// (backend/cpu/pointwise.cpp and lowrank.cpp are the oracle).
 #include <cmath>
 
-#include "model/bf16.h"
-#include "model/cuda/cuda_common.cuh"
+#include "backend/bf16.h"
+#include "backend/cuda/cuda_common.cuh"
 
 namespace cairn {
 

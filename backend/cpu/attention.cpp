@@ -6,8 +6,8 @@
 
 #include <cmath>
 
-#include "model/cpu/cpu_backend.h"
-#include "model/cpu/fast_math.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/fast_math.h"
 
 namespace cairn {
 

@@ -1,8 +1,8 @@
 // CUDA embedding, RMSNorm and rotary-embedding kernels, forward and backward side by side
-// (model/cpu/norm_embed_rope.cpp is the oracle).
+// (backend/cpu/norm_embed_rope.cpp is the oracle).
 #include <cub/device/device_radix_sort.cuh>
 
-#include "model/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_common.cuh"
 
 namespace cairn {
 

@@ -2,8 +2,8 @@
 // cuda_library_versions() for every build: they reach the
 // CUDA backend through the CUDA module (util/cuda_module.h), opened on the first call, so neither
 // this library nor the processes linking it depend on the CUDA libraries.
-#include "model/backend.h"
-#include "model/cuda/module_entry.h"
+#include "backend/backend.h"
+#include "backend/cuda/module_entry.h"
 #include "util/cuda_module.h"
 #include "util/error.h"
 

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <vector>
 
-#include "model/bf16.h"
-#include "model/cpu/cpu_backend.h"
-#include "model/cpu/fast_math.h"
+#include "backend/bf16.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/fast_math.h"
 
 namespace cairn {
 

@@ -2,7 +2,7 @@
 // Both sides include this header, so the module and its callers agree on the signatures.
 #pragma once
 
-#include "model/backend.h"
+#include "backend/backend.h"
 
 // The module is compiled with hidden visibility: only what is marked here is exported.
 #define CAIRN_MODULE_EXPORT __attribute__((visibility("default")))

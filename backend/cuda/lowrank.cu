@@ -1,4 +1,4 @@
-// CUDA pieces of the low-rank optimizers (Fira, GaLore), against model/cpu/lowrank.cpp: Adam's
+// CUDA pieces of the low-rank optimizers (Fira, GaLore), against backend/cpu/lowrank.cpp: Adam's
 // direction, per-vector norm ratios (one thread per vector: count is a matrix side, r a rank),
 // row/column scaling, the weight update, and the top singular vectors through cuSOLVER (gesvdj,
 // falling back to gesvd, as torch.linalg.svd does on CUDA).
@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "model/cuda/cuda_common.cuh"
+#include "backend/cuda/cuda_common.cuh"
 
 #define CUSOLVER_CHECK(expr)                                                                        \
   do {                                                                                              \

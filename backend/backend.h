@@ -1,5 +1,5 @@
 // A backend is one set of kernels behind one interface. Layers call these and never know which
-// backend runs: the CPU backend (model/cpu/) is the oracle that every other backend is tested
+// backend runs: the CPU backend (backend/cpu/) is the oracle that every other backend is tested
 // against. Pointers are backend memory (host memory for the CPU backend).
 //
 // Dimension names used throughout: B batch (micro-batch), T sequence, C model width, NH heads,
@@ -280,11 +280,11 @@ class DeviceArray {
 // bf16 GEMMs with the CUDA backend's CudaMath::bf16 recipe (matmul inputs rounded to bf16 —
 // registered parameters stochastically, from a kept copy; activations to nearest — fp32
 // accumulation and outputs; every other op, the parameters, gradients and optimizer state fp32).
-// The GEMM library of each mode is fixed per build (model/cpu/gemm.h says which and why).
+// The GEMM library of each mode is fixed per build (backend/cpu/gemm.h says which and why).
 enum class CpuMath { fp32, bf16 };
 const Backend& cpu_backend(CpuMath math = CpuMath::fp32);
 
-// The CUDA backend (model/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
+// The CUDA backend (backend/cuda/) on the current device, one instance per math mode: fp32 GEMMs,
 // TF32 tensor-core GEMMs (10-bit mantissa inputs, fp32 accumulation), or bf16 tensor-core GEMMs
 // (matmul inputs rounded to bf16 — registered parameters stochastically, activations to nearest —
 // fp32 accumulation and fp32 outputs; attention is cuDNN's fused SDPA on bf16 copies of q, k, v

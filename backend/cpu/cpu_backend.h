@@ -1,7 +1,7 @@
-// The CPU backend: GEMMs through one library per math mode (model/cpu/gemm.h; OpenBLAS and
+// The CPU backend: GEMMs through one library per math mode (backend/cpu/gemm.h; OpenBLAS and
 // oneDNN are OpenMP builds, so a GEMM made inside one of our parallel regions runs
 // single-threaded), everything else as OpenMP loops. Its methods are spread over the files of
-// model/cpu/ by op family. In bf16 mode (model/cpu/matmul.cpp) matmul rounds its operands to bf16
+// backend/cpu/ by op family. In bf16 mode (backend/cpu/matmul.cpp) matmul rounds its operands to bf16
 // as the CUDA backend's CudaMath::bf16 does and keeps a bf16 copy of registered parameters; the
 // copy and the operand staging are the mode's state, so one thread at a time calls a bf16 backend.
 #pragma once
@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "model/backend.h"
-#include "model/cpu/gemm.h"
+#include "backend/backend.h"
+#include "backend/cpu/gemm.h"
 
 namespace cairn {
 

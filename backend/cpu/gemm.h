@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 
 namespace cairn {
 
@@ -24,7 +24,7 @@ struct CpuGemm {
   CpuMath math;
   // out[M,N] = alpha·op(a)·op(b) + beta·out, row-major and dense as Backend::matmul (a is [K,M] when
   // trans_a, b [N,K] when trans_b). a and b are floats in fp32 mode, bf16 bit patterns (uint16_t,
-  // model/bf16.h) in bf16 mode; out is fp32 in both. M, N, K ≥ 1. Throws Error on a library error.
+  // backend/bf16.h) in bf16 mode; out is fp32 in both. M, N, K ≥ 1. Throws Error on a library error.
   void (*run)(float* out, const void* a, const void* b, int64_t M, int64_t N, int64_t K, bool trans_a,
               bool trans_b, float alpha, float beta);
   // Bytes of fp32 staging the library needs per operand float on top of the bf16 operands (the

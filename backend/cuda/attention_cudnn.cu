@@ -3,8 +3,8 @@
 // copies are the fp32↔bf16 conversions. Graphs are built once per shape and kept; the backward
 // graph asks for cuDNN's deterministic algorithm, with the linear workspace (see the factory).
 // Without CAIRN_HAVE_CUDNN only the factory exists.
-#include "model/cuda/attention_cudnn.h"
-#include "model/cuda/cuda_common.cuh"
+#include "backend/cuda/attention_cudnn.h"
+#include "backend/cuda/cuda_common.cuh"
 
 #if CAIRN_HAVE_CUDNN
 #include <cuda_bf16.h>

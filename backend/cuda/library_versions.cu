@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "model/cuda/module_entry.h"
+#include "backend/cuda/module_entry.h"
 #include "util/error.h"
 
 #if CAIRN_HAVE_CUDNN

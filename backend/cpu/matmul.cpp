@@ -1,4 +1,4 @@
-// The CPU backend's matmuls through its GEMM library (model/cpu/gemm.h), and in bf16 mode the
+// The CPU backend's matmuls through its GEMM library (backend/cpu/gemm.h), and in bf16 mode the
 // operand roundings of the CUDA backend's CudaMath::bf16: registered parameters read from a kept
 // copy rounded stochastically (bf16_round_param of the element's index in its buffer), every other
 // operand rounded to nearest into the backend's staging, fp32 accumulation and outputs.
@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/bf16.h"
-#include "model/cpu/cpu_backend.h"
+#include "backend/bf16.h"
+#include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
 
 namespace cairn {

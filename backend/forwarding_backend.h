@@ -6,7 +6,7 @@
 
 #include <functional>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 
 namespace cairn {
 

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "model/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
 
 extern "C" void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda,

@@ -1,6 +1,6 @@
 // The CPU GEMM libraries (see gemm.h): OpenBLAS sgemm, oneDNN sgemm and bf16 matmul, and the
 // widened bf16 fallback.
-#include "model/cpu/gemm.h"
+#include "backend/cpu/gemm.h"
 
 #include <cblas.h>
 
@@ -12,7 +12,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
-#include "model/bf16.h"
+#include "backend/bf16.h"
 #include "util/error.h"
 
 namespace cairn {

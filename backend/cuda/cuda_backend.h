@@ -1,8 +1,8 @@
 // The CUDA backend: every Backend op on device memory, in order on one stream that the backend
 // owns. GEMMs go through cuBLAS (fp32, or TF32 tensor cores with CudaMath::tf32) or, with
-// CudaMath::bf16, matmul through cuBLASLt on bf16 copies (model/cuda/bf16_gemm.h); attention is an
+// CudaMath::bf16, matmul through cuBLASLt on bf16 copies (backend/cuda/bf16_gemm.h); attention is an
 // own fused kernel, or cuDNN's SDPA in bf16 mode; the other ops are own kernels, one .cu per op
-// family (model/cuda/*.cu), each read kernel → launcher → entry point. Host-facing calls that
+// family (backend/cuda/*.cu), each read kernel → launcher → entry point. Host-facing calls that
 // return data (copy_to_host, sum_squares) synchronize the stream, as does a copy_to_device larger
 // than a pinned staging slot (4 MiB: loading weights); everything else is asynchronous, and a
 // repeated sequence of ops can be replayed as a CUDA graph (graph_begin/graph_end).
@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "model/backend.h"
+#include "backend/backend.h"
 #include "util/error.h"
 
 namespace cairn {
@@ -50,7 +50,7 @@ namespace cairn {
 // Set to 0, turns CUDA graphs off (Backend::graph_begin always runs the ops eagerly).
 inline constexpr const char* kGraphsEnv = "CAIRN_CUDA_GRAPHS";
 
-class CudnnSdpa;  // model/cuda/attention_cudnn.h
+class CudnnSdpa;  // backend/cuda/attention_cudnn.h
 class Bf16Gemm;
 
 class CudaBackend final : public Backend {
@@ -90,7 +90,7 @@ class CudaBackend final : public Backend {
                     int64_t HS) const override;
   void rope_backward(float* dx, const float* cos, const float* sin, int64_t B, int64_t T,
                      int64_t NH, int64_t HS) const override;
-  // Attention (model/cuda/attention.cu): saved starts with the rows' log-sum-exp [B,NH,T] on both
+  // Attention (backend/cuda/attention.cu): saved starts with the rows' log-sum-exp [B,NH,T] on both
   // paths (own fused kernel; cuDNN SDPA in bf16 mode, where the forward's bf16 q, k, v and output
   // follow it for the backward); scratch holds D = rowsum(dout∘out) [B,NH,T].
   void attention_forward(float* out, float* saved, const float* q, const float* k, const float* v,

@@ -1,7 +1,7 @@
 // CPU embedding, RMSNorm and rotary-embedding kernels (forward and backward side by side).
 #include <cmath>
 
-#include "model/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_backend.h"
 
 namespace cairn {
 

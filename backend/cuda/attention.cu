@@ -2,13 +2,13 @@
 // tiles through shared memory with an online softmax and saves each row's log-sum-exp (LSE); the
 // backward recomputes P from q, k and the LSE in three atomic-free (deterministic) kernels: D =
 // rowsum(dout∘out), dK/dV per key tile, dQ per query tile. bf16 mode hands over to cuDNN's SDPA
-// when it has a plan (model/cuda/attention_cudnn.cu); both paths save the same LSE. Grouped-query
+// when it has a plan (backend/cuda/attention_cudnn.cu); both paths save the same LSE. Grouped-query
 // attention repeats the key/value heads for these kernels (repeat_kv, at the end).
 #include <cmath>
 #include <cstdio>
 
-#include "model/cuda/attention_cudnn.h"
-#include "model/cuda/cuda_common.cuh"
+#include "backend/cuda/attention_cudnn.h"
+#include "backend/cuda/cuda_common.cuh"
 
 namespace cairn {
 namespace {

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <mutex>
 
-#include "model/cuda/attention_cudnn.h"
-#include "model/cuda/bf16_gemm.h"
-#include "model/cuda/cuda_backend.h"
-#include "model/cuda/module_entry.h"
+#include "backend/cuda/attention_cudnn.h"
+#include "backend/cuda/bf16_gemm.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/module_entry.h"
 
 #include <vector>
 
