@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Issue 23's numbers in one run (docs/communication.md, docs/cluster.md), meant for a quiet machine
-# (about 15 minutes with the defaults): brings up the namespace cluster with 4 nodes and capped
-# links, then prints
+# (3-6 minutes there; up to 15 on a loaded one): brings up the namespace cluster with 4 nodes and
+# capped links, then prints
 #   1. the calibrated link: raw TCP one way and both ways at once, share of the cap
 #      (tools/cluster/link_check.sh);
 #   2. the all-reduce table: 1/4/16/64 MiB on 1 host x 2 ranks, 2 nodes x 1, 4 nodes x 1 and
 #      2 nodes x 2, with vs_mpi and vs_link (bench/allreduce_bench);
 #   3. comm_overlap and tokens/s of the 60M preset on 2 nodes (a few steps);
-#   4. measured against predicted scaling (bench/scaling.sh; 4 nodes only with enough cores);
+#   4. measured against predicted scaling (bench/scaling.sh; 4 nodes only with enough cores) at the
+#      preset's micro-batch 8, where backward is long enough to hide the all-reduce;
 # and takes the cluster down (also on failure or Ctrl-C). Root only (network namespaces).
 # usage: bench/comm_report.sh [build dir]
 # env:   RATE (link cap, Mbit/s; default 1000), SECONDS_PER_SIZE (bench time per size and algorithm;
-#        default 2), OVERLAP_STEPS (default 4), SCALING_STEPS (default 5)
+#        default 2), OVERLAP_STEPS (default 4), SCALING_STEPS (default 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -70,6 +71,6 @@ for r in map(json.loads, open(sys.argv[1])):
 PY
 
 echo
-echo "== 4. measured against predicted scaling (60M preset, micro-batch 1)"
-DATA=$work/fortunes SET="training.grad_accum=1 training.micro_batch=1 training.zero1=false model.vocab_size=32000" \
-  bench/scaling.sh "$build" configs/llama-60m.toml "${SCALING_STEPS:-5}" 1 2 4
+echo "== 4. measured against predicted scaling (60M preset, micro-batch 8, grad_accum 1)"
+DATA=$work/fortunes SET="training.grad_accum=1 training.zero1=false model.vocab_size=32000" \
+  bench/scaling.sh "$build" configs/llama-60m.toml "${SCALING_STEPS:-4}" 1 2 4

@@ -37,19 +37,30 @@ args=(train --config "$config" --set data.train="$data" --set training.steps="$s
 SET=${SET:-training.grad_accum=1}
 for s in $SET; do args+=(--set "$s"); done
 
-# Median seconds per step over the records after the first (warm-up) step.
+# Median seconds per step over the records after the first (warm-up) step; with `compute`, less
+# the step's wait for its all-reduces (comm_wait_s): the time a cluster rank computed.
 step_seconds() {
-  python3 - "$1" <<'PY'
+  python3 - "$@" <<'PY'
 import json, statistics, sys
 recs = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")][1:]
 times = [r["elapsed_s"] for r in recs]
-dt = [(t1 - t0) for t0, t1 in zip(times, times[1:])]
+dt = [t1 - t0 - (r.get("comm_wait_s", 0) if len(sys.argv) > 2 else 0)
+      for t0, t1, r in zip(times, times[1:], recs[1:])]
 print(statistics.median(dt) if dt else times[0])
 PY
 }
+# NODES COMPUTE_S: cairn plan's predicted step seconds and tokens/s.
+predict() {
+  "$build/cairn" plan --config "$config" $(for s in $SET; do printf -- '--set %s ' "$s"; done) \
+    --nodes "$1" --link-gbps "$LINK_GBPS" --step-seconds "$2" | awk '/^  step / { print $2, $4 }'
+}
 
 printf "# %s, %s steps, links %s Gbit/s, load average %s at start\n" "$config" "$steps" "$LINK_GBPS" "$(cut -d' ' -f1 /proc/loadavg)"
-printf "%5s %12s %12s %12s %12s %8s %12s\n" nodes compute_s predicted_s measured_s "pred tok/s" "meas/pred" comm_overlap
+# compute_s: one rank's step measured alone (N runs at once); rank_compute_s: the cluster ranks'
+# step less their wait for the all-reduces, i.e. compute as the ranks ran it, beside the kernel's
+# network work on the same cores; predicted from each, and measured against each.
+printf "%5s %10s %11s %10s %10s %9s %8s %14s %13s %9s\n" nodes compute_s predicted_s measured_s "pred tok/s" \
+  "meas/pred" overlap rank_compute_s "predicted_s'" "meas/pred'"
 cores=$(nproc)
 for n in "${counts[@]}"; do
   local_dir=$work/local$n cluster_dir=$work/cluster$n
@@ -71,19 +82,19 @@ for n in "${counts[@]}"; do
   done
   for p in "${pids[@]}"; do wait "$p"; done
   compute=$(for ((k = 0; k < n; ++k)); do step_seconds "$local_dir/$k"; done | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-  plan=$("$build/cairn" plan --config "$config" $(for s in $SET; do printf -- '--set %s ' "$s"; done) \
-           --nodes "$n" --link-gbps "$LINK_GBPS" --step-seconds "$compute")
-  predicted=$(awk '/^  step / { print $2 }' <<<"$plan")
-  pred_tps=$(awk '/^  step / { print $4 }' <<<"$plan")
+  read -r predicted pred_tps <<<"$(predict "$n" "$compute")"
   if [ "$n" = 1 ]; then
-    measured=$compute overlap=-
+    measured=$compute overlap=- rank_compute=$compute
   else
     "$cluster" hostfile 1 "$n" >"$work/hosts$n"
     "$cluster" mpi mpirun --allow-run-as-root --hostfile "$work/hosts$n" -np "$n" "$build/cairn" "${args[@]}" \
       "${threads[@]}" --set output.run_dir="$cluster_dir" >/dev/null
     measured=$(step_seconds "$cluster_dir")
     overlap=$(python3 -c "import json; print('%.2f' % [json.loads(l) for l in open('$cluster_dir/metrics.jsonl')][-1]['comm_overlap'])")
+    rank_compute=$(step_seconds "$cluster_dir" compute)
   fi
-  printf "%5s %12.3f %12.3f %12.3f %12s %8.2f %12s\n" "$n" "$compute" "$predicted" "$measured" "$pred_tps" \
-    "$(awk -v m="$measured" -v p="$predicted" 'BEGIN { print m / p }')" "$overlap"
+  read -r predicted2 _ <<<"$(predict "$n" "$rank_compute")"
+  ratio() { awk -v m="$1" -v p="$2" 'BEGIN { printf "%.2f", m / p }'; }
+  printf "%5s %10.3f %11.3f %10.3f %10s %9s %8s %14.3f %13.3f %9s\n" "$n" "$compute" "$predicted" "$measured" "$pred_tps" \
+    "$(ratio "$measured" "$predicted")" "$overlap" "$rank_compute" "$predicted2" "$(ratio "$measured" "$predicted2")"
 done

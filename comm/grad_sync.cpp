@@ -74,7 +74,8 @@ void GradientSync::finish() {
   for (auto& b : buckets_) comm_.wait(b.request);
   const double end = now_s();
   const double span = end - first_start_;
-  overlap_ = span > 0 ? std::clamp(1.0 - (end - wait_start) / span, 0.0, 1.0) : 0.0;
+  wait_s_ = end - wait_start;
+  overlap_ = span > 0 ? std::clamp(1.0 - wait_s_ / span, 0.0, 1.0) : 0.0;
 }
 
 void GradientSync::gather_params(float* params) {

@@ -47,6 +47,9 @@ class GradientSync {
   // Fraction of all-reduce time hidden behind backward in the last step (0..1), for reporting:
   // 1 − (time waiting in finish) / (time from first start to last completion).
   double last_overlap() const { return overlap_; }
+  // Seconds the last step waited in finish() for its all-reduces: the step less this is the time
+  // the rank computed (bench/scaling.sh compares the prediction on it).
+  double last_wait_s() const { return wait_s_; }
 
   // Gathers every rank's parameter segment to all ranks (no-op unless sharded).
   void gather_params(float* params);
@@ -68,7 +71,7 @@ class GradientSync {
   };
   std::vector<Bucket> buckets_;  // from the end of the buffer to its start
   size_t next_ = 0;              // first bucket not started
-  double first_start_ = 0, overlap_ = 0;
+  double first_start_ = 0, overlap_ = 0, wait_s_ = 0;
 };
 
 // The communicator gradients travel on, picked for where they live: with gradients in GPU memory

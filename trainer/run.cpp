@@ -373,7 +373,10 @@ void TrainingRun::run() {
           if (names.size() > 1) rec["val_loss/" + names[i]] = v;
         }
       }
-      if (comm_.size() > 1) rec["comm_overlap"] = trainer_.grad_sync().last_overlap();
+      if (comm_.size() > 1) {
+        rec["comm_overlap"] = trainer_.grad_sync().last_overlap();
+        rec["comm_wait_s"] = trainer_.grad_sync().last_wait_s();
+      }
       if (output_error.empty()) output_error = capture_error([&] { log->log(rec); });
       interval_start = clock::now();
       interval_tokens = 0;
