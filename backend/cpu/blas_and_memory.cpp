@@ -16,6 +16,14 @@ const Backend& cpu_backend(CpuMath math) {
   return math == CpuMath::bf16 ? bf16 : fp32;
 }
 
+std::string CpuBackend::device_summary() const {
+  std::string names;
+  for (const CpuGemm& g : cpu_gemms())
+    if (g.math == gemm_.math) names += str(names.empty() ? "'" : ", '", g.name, "'");
+  return str("CPU, ", cpu_math_name(gemm_.math), " GEMMs: ", gemm_.name, " (", cpu_gemm_variable(gemm_.math),
+             " picks one of ", names, ")");
+}
+
 void cpu_set_threads(int n) {
   if (n <= 0) return;
   omp_set_num_threads(n);
