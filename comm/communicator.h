@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "comm/wire_precision.h"
+
 namespace cairn {
 
 // avg is sum divided by size() (floating-point types only).
@@ -17,11 +19,6 @@ enum class ReduceOp { sum, avg, max };
 
 // Element types a collective can carry; the typed overloads below choose it.
 enum class CommType { f32, f64, i64 };
-
-// What a float all-reduce puts on the wire between hosts. bf16 halves the bytes; the sums stay
-// fp32 (each contribution is rounded to bf16 once, added in fp32 by the owner of its chunk, and
-// the result is rounded once more to be shared: see comm/mpi_pairwise_allreduce.h).
-enum class WirePrecision { fp32, bf16 };
 
 struct CommOptions {
   // A collective that has not completed this many seconds after it started blocking ends the whole

@@ -129,7 +129,7 @@ static void print_cluster_plan(const Args& args, const TrainConfig& cfg) {
   in.last_rows = m.vocab_size * m.dim;  // the token embedding: its gradient is final at backward's end
   in.grad_accum = cfg.training.grad_accum;
   in.tokens_per_rank = cfg.training.micro_batch * cfg.training.grad_accum * m.seq_len;
-  in.bf16_wire = cfg.training.grad_wire == "bf16";
+  in.bf16_wire = cfg.training.grad_wire == WirePrecision::bf16;
   in.hierarchical = cfg.training.grad_hierarchical;
   in.zero1 = cfg.training.zero1;
   std::string how;

@@ -33,6 +33,7 @@ TEST(Config, ChoiceKeysTakeTheirNamesAndListThemWhenRefused) {
       {"schedule.kind", {"cosine", "constant", "rewarm", "infinite"}},
       {"schedule.cooldown_shape", {"cosine", "linear", "inv_sqrt"}},
       {"training.precision", {"fp32", "tf32", "bf16"}},
+      {"training.grad_wire", {"fp32", "bf16"}},
       {"model.norm_layout", {"pre", "mix"}},
       {"model.sltrain_path", {"auto", "materialized", "factored"}},
       {"model.linear", {"dense", "lowrank", "sltrain"}}};

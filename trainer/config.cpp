@@ -133,7 +133,7 @@ std::vector<Key> keys_of(TrainConfig& c) {
        "GEMM math: \"fp32\" | \"tf32\" (device = \"cuda\") | \"bf16\" (bf16 GEMM operands, fp32 accumulation and master weights; GPU or CPU)"},
       {"training.zero1", &t.zero1, "shard optimizer state across ranks (ZeRO-1)"},
       {"training.bucket_mb", &t.bucket_mb, "gradient all-reduce bucket size in MiB"},
-      {"training.grad_wire", &t.grad_wire,
+      {"training.grad_wire", choice(&t.grad_wire),
        "gradient all-reduce between hosts: \"fp32\" | \"bf16\" (half the bytes; each rank's gradient is rounded to bf16 once, sums stay fp32, the average is rounded once)"},
       {"training.grad_hierarchical", &t.grad_hierarchical,
        "gradient all-reduce within each host first, then one exchange per host across hosts, then within the host (same ranks per host)"},
@@ -353,9 +353,7 @@ void config_validate(const TrainConfig& c) {
                     t.eval_batches, " x micro_batch ", t.micro_batch, " = ", t.eval_batches * t.micro_batch,
                     " windows) and keep training.eval_windows"));
   if (!(t.bucket_mb > 0)) throw Error("training.bucket_mb must be positive");
-  if (t.grad_wire != "fp32" && t.grad_wire != "bf16")
-    throw Error(str("training.grad_wire = \"", t.grad_wire, "\" is not a wire precision: use \"fp32\" or \"bf16\""));
-  if (t.grad_wire == "bf16" && c.device == Device::cuda)
+  if (t.grad_wire == WirePrecision::bf16 && c.device == Device::cuda)
     throw Error("training.grad_wire = \"bf16\" is implemented by the MPI communicator (CPU) only: with device = "
                 "\"cuda\" set training.grad_wire = \"fp32\"");
   if (t.check_every < 0) throw Error("training.check_every must be 0 (off) or positive");

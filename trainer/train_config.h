@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/wire_precision.h"
 #include "model/llama.h"
 #include "util/choice.h"
 
@@ -113,7 +114,7 @@ struct TrainingConfig {
   // Data parallelism.
   bool zero1 = true;             // shard optimizer state by rows across ranks (ZeRO-1)
   double bucket_mb = 4;          // gradient all-reduce bucket size (MiB)
-  std::string grad_wire = "fp32"; // gradients between hosts: "fp32" | "bf16" (fp32 sums; comm/communicator.h)
+  WirePrecision grad_wire = WirePrecision::fp32;  // gradients between hosts (fp32 sums: comm/wire_precision.h)
   bool grad_hierarchical = false; // reduce within each host before crossing hosts
   int64_t check_every = 100;     // steps between cross-rank parameter checksums (0: off)
   double comm_timeout_s = 600;   // a collective stuck this long ends the job

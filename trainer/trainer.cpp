@@ -158,7 +158,7 @@ void Trainer::attach_model() {
   Communicator& grad_comm = grad_comm_->get();
   sync_ = std::make_unique<GradientSync>(grad_comm, model_->params(), model_->grad_data(), bucket_floats,
                                          cfg_.training.zero1,
-                                         cfg_.training.grad_wire == "bf16" ? WirePrecision::bf16 : WirePrecision::fp32);
+                                         cfg_.training.grad_wire);
   // One rank has nothing to communicate; without a hook the model may replay its micro-step as a
   // CUDA graph (a hook starts collectives in the middle of backward, which a graph cannot hold).
   if (grad_comm.size() > 1)

@@ -192,7 +192,7 @@ TEST(TrainerMpi, Bf16AndHierarchicalGradientsKeepTheLossCurve) {
   TrainConfig cfg = tiny_config();
   cfg.training.steps = 12;
   TrainConfig bf16 = cfg;
-  bf16.training.grad_wire = "bf16";
+  bf16.training.grad_wire = WirePrecision::bf16;
   auto hier = make_mpi_communicator(nullptr, nullptr, {.timeout_seconds = 60.0, .hierarchical = true,
                                                        .ranks_per_host = world->size() % 2 == 0 ? 2 : 1});
   const RunResult ref = train(cfg, *world), b = train(bf16, *world), h = train(cfg, *hier), hb = train(bf16, *hier);
