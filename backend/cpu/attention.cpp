@@ -37,17 +37,20 @@ void CpuBackend::attention_forward(float* out, float* saved, const float* q, con
                   int(C), k + base, int(C), 0.0f, P + r0 * T, int(T));
       for (int64_t t = r0; t < r1; ++t) {
         float* row = P + t * T;
+        const int64_t n = t + 1;  // keys 0..t; `s < n`, not `s <= t`, so the loops vectorize
         float mx = row[0];
-        for (int64_t s = 1; s <= t; ++s) mx = row[s] > mx ? row[s] : mx;
+#pragma omp simd reduction(max : mx)
+        for (int64_t s = 1; s < n; ++s) mx = std::max(mx, row[s]);
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t s = 0; s <= t; ++s) {
+        for (int64_t s = 0; s < n; ++s) {
           row[s] = fast_exp(row[s] - mx);
           sum += row[s];
         }
         const float inv = 1.0f / sum;
-        for (int64_t s = 0; s <= t; ++s) row[s] *= inv;
-        for (int64_t s = t + 1; s < T; ++s) row[s] = 0.0f;
+#pragma omp simd
+        for (int64_t s = 0; s < n; ++s) row[s] *= inv;
+        for (int64_t s = n; s < T; ++s) row[s] = 0.0f;
       }
       // O[r0:r1] = P[r0:r1, 0:r1]·V[0:r1]  [rows,HS]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(HS), int(r1), 1.0f, P + r0 * T, int(T),
@@ -77,10 +80,13 @@ void CpuBackend::attention_backward(float* dq, float* dk, float* dv, float* scra
       for (int64_t t = r0; t < r1; ++t) {
         const float* p = P + t * T;
         float* d = dS + t * T;
+        const int64_t n = t + 1;
         float dot = 0.0f;
-        for (int64_t s = 0; s <= t; ++s) dot += p[s] * d[s];
-        for (int64_t s = 0; s <= t; ++s) d[s] = p[s] * (d[s] - dot);
-        for (int64_t s = t + 1; s < r1; ++s) d[s] = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t s = 0; s < n; ++s) dot += p[s] * d[s];
+#pragma omp simd
+        for (int64_t s = 0; s < n; ++s) d[s] = p[s] * (d[s] - dot);
+        for (int64_t s = n; s < r1; ++s) d[s] = 0.0f;
       }
       // S = scale·Q·Kᵀ:  dQ[r0:r1] = scale·dS[r0:r1, 0:r1]·K[0:r1]
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(HS), int(r1), scale, dS + r0 * T, int(T),

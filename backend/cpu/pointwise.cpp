@@ -35,7 +35,8 @@ void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, co
 static float crossentropy_row(const float* logits, float* dlogits, int32_t target, int64_t V,
                               float scale) {
   float mx = logits[0];
-  for (int64_t j = 1; j < V; ++j) mx = logits[j] > mx ? logits[j] : mx;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 1; j < V; ++j) mx = std::max(mx, logits[j]);
   const float target_logit = logits[target];
   float sum = 0.0f;
   if (dlogits) {
