@@ -165,8 +165,9 @@ class Backend {
   // work, e.g. a gradient all-reduce, can wait for them on the device; nullptr for a backend whose
   // ops have completed when they return (CPU).
   virtual void* compute_stream() const { return nullptr; }
-  // One line on the device and its memory for the start-up report; "" when there is nothing to
-  // add (CPU). CUDA: the GPU, the bytes this backend's alloc holds, and the device's use and size.
+  // One line on the device for the start-up report; "" when there is nothing to add. CPU: the
+  // GEMM library and how to pick another. CUDA: the GPU, the bytes this backend's alloc holds, and
+  // the device's use and size.
   virtual std::string device_summary() const { return {}; }
   // Free and total bytes of the device memory alloc takes from, for the memory plan (trainer/
   // memory_plan.h); nullopt for a backend whose alloc takes host memory (CPU). CUDA: cudaMemGetInfo.

@@ -147,8 +147,10 @@ int main(int argc, char** argv) {
     for (size_t j = 0; j < cols.size(); ++j)
       if (cols[j].gemm && cols[j].gemm->math == m && step_flops[j] / step_seconds[j] > best)
         best = step_flops[j] / step_seconds[j], best_name = cols[j].gemm->name;
-    std::printf("%s: cpu_backend uses %s; fastest here on these shapes: %s (%.0f GFLOP/s)\n", cpu_math_name(m),
-                cpu_gemm(m).name.c_str(), best_name.c_str(), best / 1e9);
+    const std::string used = cpu_gemm(m).name;
+    std::printf("%s: cpu_backend uses %s (%s names another); fastest here on these shapes: %s (%.0f GFLOP/s)%s\n",
+                cpu_math_name(m), used.c_str(), cpu_gemm_variable(m), best_name.c_str(), best / 1e9,
+                used == best_name ? "" : str(": export ", cpu_gemm_variable(m), "='", best_name, "'").c_str());
   }
   return 0;
 }

@@ -110,11 +110,15 @@ std::string peak_cache_key(const Backend& be, int threads) {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown-host");
   std::string key = str(host, " ", be.name(), " ", threads, " threads");
-  // A CPU peak is the best of the mode's GEMM libraries: a build with other libraries measures anew.
+  // A CPU peak is the best of the mode's GEMM libraries: a build with other libraries measures anew
+  // (named in sorted order: which one the backend prefers does not change the best).
   if (const std::optional<CpuMath> math = cpu_math_of(be)) {
-    std::string libs;
+    std::vector<std::string> names;
     for (const CpuGemm& g : cpu_gemms())
-      if (g.math == *math) libs += (libs.empty() ? "" : "+") + g.name;
+      if (g.math == *math) names.push_back(g.name);
+    std::sort(names.begin(), names.end());
+    std::string libs;
+    for (const std::string& n : names) libs += (libs.empty() ? "" : "+") + n;
     key += str(" [", libs, "]");
   }
   // OpenBLAS's kernels differ by core type (the design notes: 175 against 300 GFLOP/s here).

@@ -12,8 +12,21 @@
 namespace cairn {
 
 const Backend& cpu_backend(CpuMath math) {
-  static const CpuBackend fp32(cpu_gemm(CpuMath::fp32)), bf16(cpu_gemm(CpuMath::bf16));
-  return math == CpuMath::bf16 ? bf16 : fp32;
+  // Each mode's instance made on first use, so a bad CAIRN_CPU_GEMM_BF16 stops only bf16 runs.
+  if (math == CpuMath::bf16) {
+    static const CpuBackend bf16(cpu_gemm(CpuMath::bf16));
+    return bf16;
+  }
+  static const CpuBackend fp32(cpu_gemm(CpuMath::fp32));
+  return fp32;
+}
+
+std::string CpuBackend::device_summary() const {
+  std::string names;
+  for (const CpuGemm& g : cpu_gemms())
+    if (g.math == gemm_.math) names += str(names.empty() ? "'" : ", '", g.name, "'");
+  return str("CPU, ", cpu_math_name(gemm_.math), " GEMMs: ", gemm_.name, " (", cpu_gemm_variable(gemm_.math),
+             " picks one of ", names, ")");
 }
 
 void cpu_set_threads(int n) {

@@ -20,6 +20,8 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const CpuGemm& gemm) : gemm_(gemm) {}
   std::string name() const override { return gemm_.math == CpuMath::bf16 ? "cpu-bf16" : "cpu"; }
   const CpuGemm& gemm() const { return gemm_; }
+  // "CPU, fp32 GEMMs: onednn (CAIRN_CPU_GEMM_FP32 picks one of 'onednn', 'openblas')".
+  std::string device_summary() const override;
 
   void matmul(float* out, const float* a, const float* b, int64_t M, int64_t N, int64_t K,
               bool trans_a, bool trans_b, float alpha, float beta) const override;

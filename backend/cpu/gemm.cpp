@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -125,22 +126,34 @@ void onednn_bf16(float* out, const void* a, const void* b, int64_t M, int64_t N,
 const std::vector<CpuGemm>& cpu_gemms() {
   // Order = preference, from bench/gemm_bench on the 60M preset's shapes (README).
   static const std::vector<CpuGemm> all = {
-      {"openblas", CpuMath::fp32, openblas_sgemm},
 #if CAIRN_HAVE_ONEDNN
       {"onednn", CpuMath::fp32, onednn_sgemm},
       {"onednn", CpuMath::bf16, onednn_bf16},
 #endif
+      {"openblas", CpuMath::fp32, openblas_sgemm},
       {"widened openblas", CpuMath::bf16, widened_sgemm, 4},
   };
   return all;
 }
 
-const CpuGemm& cpu_gemm(CpuMath math) {
-  for (const CpuGemm& g : cpu_gemms())
-    if (g.math == math) return g;
-  CAIRN_ASSERT(false, "no CPU GEMM for ", cpu_math_name(math));
-  return cpu_gemms().front();
+const CpuGemm& cpu_gemm_named(CpuMath math, const char* name) {
+  const bool first = !name || !*name;
+  std::string names;
+  for (const CpuGemm& g : cpu_gemms()) {
+    if (g.math != math) continue;
+    if (first || g.name == name) return g;
+    names += str(names.empty() ? "" : ", ", "'", g.name, "'");
+  }
+  CAIRN_ASSERT(!first, "no CPU GEMM for ", cpu_math_name(math));
+  throw Error(str(cpu_gemm_variable(math), "='", name, "': this build has no ", cpu_math_name(math),
+                  " GEMM library of that name; it has ", names));
 }
+
+const char* cpu_gemm_variable(CpuMath math) {
+  return math == CpuMath::bf16 ? "CAIRN_CPU_GEMM_BF16" : "CAIRN_CPU_GEMM_FP32";
+}
+
+const CpuGemm& cpu_gemm(CpuMath math) { return cpu_gemm_named(math, std::getenv(cpu_gemm_variable(math))); }
 
 const char* cpu_math_name(CpuMath math) { return math == CpuMath::bf16 ? "bf16" : "fp32"; }
 

@@ -5,10 +5,12 @@
 // numbers (bf16 products are exact in fp32) at fp32 speed, so bf16 training works in every build.
 // Debian's OpenBLAS 0.3.21 is built without bfloat16, so its cblas_sbgemm is declared but absent.
 //
-// Each mode's library is the first of its list, fixed per build, not picked at start-up by timing:
-// a run then reproduces bit for bit (libraries sum in different orders), and the library that
-// trains is the one the op and model tests passed. The order comes from bench/gemm_bench, which
-// times every library on the model's shapes (README: "CPU GEMM libraries").
+// Each mode's library is the first of its list unless the environment names another
+// (CAIRN_CPU_GEMM_FP32, CAIRN_CPU_GEMM_BF16), not picked at start-up by timing: a run then
+// reproduces bit for bit (libraries sum in different orders), and every library that can be chosen
+// is one the op and model tests passed (CTest runs them once per fp32 library). The order is what
+// bench/gemm_bench measured on the model's shapes (oneDNN sgemm ~9% ahead of OpenBLAS on every one);
+// gemm_bench prints the choice beside the fastest library here, and the trainer prints the choice.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +36,12 @@ struct CpuGemm {
 
 // Every library built in, each mode's in order of preference.
 const std::vector<CpuGemm>& cpu_gemms();
-// The library cpu_backend(math) multiplies with: the first of that mode in cpu_gemms().
+// The library of mode `math` called `name` (cpu_gemms()' name), or the mode's first when name is
+// null or empty. Throws Error naming the mode's libraries when none is called `name`.
+const CpuGemm& cpu_gemm_named(CpuMath math, const char* name);
+// The environment variable naming the library of a mode: "CAIRN_CPU_GEMM_FP32", "CAIRN_CPU_GEMM_BF16".
+const char* cpu_gemm_variable(CpuMath math);
+// The library cpu_backend(math) multiplies with: cpu_gemm_named(math, $cpu_gemm_variable(math)).
 const CpuGemm& cpu_gemm(CpuMath math);
 const char* cpu_math_name(CpuMath math);  // "fp32", "bf16"
 

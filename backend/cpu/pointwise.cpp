@@ -29,22 +29,31 @@ void CpuBackend::swiglu_backward(float* dgate, float* dup, const float* dout, co
   }
 }
 
-// One row: returns the loss and, when dlogits is given, writes (softmax − onehot)·scale into it.
+// One row: returns the loss and, when dlogits is given, writes (softmax − onehot)·scale into it
+// (dlogits may be logits). The exponentials are computed once: dlogits holds exp(logit − max)
+// until the sum is known, then is scaled by scale/sum (a row of the vocabulary stays in L2).
 static float crossentropy_row(const float* logits, float* dlogits, int32_t target, int64_t V,
                               float scale) {
   float mx = logits[0];
-  for (int64_t j = 1; j < V; ++j) mx = logits[j] > mx ? logits[j] : mx;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 1; j < V; ++j) mx = std::max(mx, logits[j]);
+  const float target_logit = logits[target];
   float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < V; ++j) sum += fast_exp(logits[j] - mx);
-  const float lse = mx + std::log(sum);
-  const float loss = lse - logits[target];
   if (dlogits) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; ++j) {
+      dlogits[j] = fast_exp(logits[j] - mx);
+      sum += dlogits[j];
+    }
+    const float k = scale / sum;
 #pragma omp simd
-    for (int64_t j = 0; j < V; ++j) dlogits[j] = fast_exp(logits[j] - lse) * scale;
+    for (int64_t j = 0; j < V; ++j) dlogits[j] *= k;
     dlogits[target] -= scale;
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; ++j) sum += fast_exp(logits[j] - mx);
   }
-  return loss;
+  return mx + std::log(sum) - target_logit;
 }
 
 void CpuBackend::crossentropy_forward_backward(float* losses, float* logits, const int32_t* targets,
