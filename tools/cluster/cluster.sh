@@ -272,6 +272,9 @@ cmd_mpi() {
   export OMPI_MCA_plm_rsh_no_tree_spawn=1
   export OMPI_MCA_btl=tcp,self,vader
   export OMPI_MCA_btl_tcp_if_include=$subnet OMPI_MCA_oob_tcp_if_include=$subnet
+  # The nodes share this machine's cores, and each node's daemon binds its first rank to core 0:
+  # ranks of different nodes would take turns on one core (a 2-node step measured 2x its compute).
+  export OMPI_MCA_hwloc_base_binding_policy=none
   export CAIRN_CLUSTER_SUBNET=$subnet CAIRN_CLUSTER_PREFIX=$prefix
   on_node "$prefix-head" "$@"
 }
