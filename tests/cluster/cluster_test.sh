@@ -146,13 +146,16 @@ case $mode in
     cl link n2 up
     cl kill n2 >/dev/null  # the unreachable node's daemon, still waiting (a real node would be rebooted)
     check_latest_resumes "$work/loss-link" 4
-    # Continue on node 1 alone: 2 ranks, grad_accum raised from 1 to 2 keeps the 4-rank global batch.
+    # Continue on node 1 alone: 2 ranks, grad_accum raised from 1 to 2 keeps the 4-rank global batch;
+    # 4 steps past the latest checkpoint, wherever the lost run got to.
     rm -f "$work/loss-link/COMPLETE"
-    on_cluster 2 2 1 "$work/fewer.log" --set "output.run_dir=$work/loss-link" --set training.steps=12 --resume auto ||
+    latest=$(tr -d "[:space:]" <"$work/loss-link/checkpoints/latest")
+    end=$((10#${latest#step_} + 4))
+    on_cluster 2 2 1 "$work/fewer.log" --set "output.run_dir=$work/loss-link" --set training.steps=$end --resume auto ||
       fail "continuing on node 1 alone failed"
     grep -q "continuing on 2 ranks instead of 4: training.grad_accum 1 -> 2 keeps the global batch of 16 sequences" "$work/fewer.log" ||
       fail "continuing on fewer nodes did not raise grad_accum to keep the global batch"
-    grep -q '"step":12' "$work/loss-link/COMPLETE" || fail "the continued run did not finish at step 12"
+    grep -q "\"step\":$end" "$work/loss-link/COMPLETE" || fail "the continued run did not finish at step $end"
     echo "cluster_test: PASS: link down: ended in $elapsed s (bound $bound + 10) naming the host and rank; continued on 1 node with grad_accum 2"
     ;;
   loss-kill)
