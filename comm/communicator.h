@@ -39,7 +39,10 @@ struct CommOptions {
   // Float sums and averages among more than 2 ranks (per exchange: all ranks, or those of a host or
   // across hosts when hierarchical) go around a ring, one flow per neighbour, from this many bytes
   // up, and by pairwise exchange below (fewer steps in sequence); 0: always the ring; negative:
-  // never. A bf16 wire always uses the pairwise exchange (it sums in fp32 at the owner).
+  // never. From the same size a flat fp32 all-reduce among an even number of ranks (4 or more)
+  // runs as pairs: within consecutive pairs, then among the ranks of each parity (ring or pairwise),
+  // then within the pairs again (comm/mpi_pairwise_allreduce.h). A bf16 wire always uses the
+  // pairwise exchange (it sums in fp32 at the owner).
   int64_t ring_min_bytes = int64_t(4) << 20;
 };
 

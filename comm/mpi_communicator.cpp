@@ -107,6 +107,7 @@ class MpiCommunicator final : public Communicator {
     plan_.one_host_segment = std::min<int64_t>(plan_.one_host_segment, options.max_count);
     plan_.ring_min_bytes = options.ring_min_bytes;
     if (options.hierarchical) make_host_groups(options.ranks_per_host);
+    if (size_ >= 4 && size_ % 2 == 0) split_groups(2, &plan_.pair, &plan_.parity);
     char name[MPI_MAX_PROCESSOR_NAME] = {};
     int len = 0;
     CAIRN_MPI_CHECK(MPI_Get_processor_name(name, &len));
@@ -134,10 +135,8 @@ class MpiCommunicator final : public Communicator {
     }
     CAIRN_MPI_CHECK(MPI_Comm_free(&probe_comm_));
     CAIRN_ASSERT(in_flight_.empty(), "an all-reduce is still in flight as its communicator is destroyed");
-    if (plan_.hierarchical) {
-      CAIRN_MPI_CHECK(MPI_Comm_free(&plan_.local.comm));
-      CAIRN_MPI_CHECK(MPI_Comm_free(&plan_.cross.comm));
-    }
+    for (MpiGroup* g : {&plan_.local, &plan_.cross, &plan_.pair, &plan_.parity})
+      if (g->comm != MPI_COMM_NULL) CAIRN_MPI_CHECK(MPI_Comm_free(&g->comm));
     CAIRN_MPI_CHECK(MPI_Comm_free(&comm_));
     if (--live_instances == 0 && we_initialized) MPI_Finalize();
   }
@@ -392,11 +391,24 @@ class MpiCommunicator final : public Communicator {
                       "or set training.grad_hierarchical = false"));
     }
     CAIRN_MPI_CHECK(MPI_Comm_split(comm_, lr, rank_, &cross));
-    int cr = 0, cs = 0;
-    CAIRN_MPI_CHECK(MPI_Comm_rank(cross, &cr));
-    CAIRN_MPI_CHECK(MPI_Comm_size(cross, &cs));
-    plan_.local = {local, lr, ls, on_one_host(local)};
-    plan_.cross = {cross, cr, cs, on_one_host(cross)};
+    plan_.local = group(local);
+    plan_.cross = group(cross);
+  }
+
+  // Consecutive ranks k at a time (`within`) and the ranks with the same place in theirs (`across`).
+  void split_groups(int k, MpiGroup* within, MpiGroup* across) {
+    MPI_Comm a, b;
+    CAIRN_MPI_CHECK(MPI_Comm_split(comm_, rank_ / k, rank_, &a));
+    CAIRN_MPI_CHECK(MPI_Comm_split(comm_, rank_ % k, rank_, &b));
+    *within = group(a);
+    *across = group(b);
+  }
+
+  static MpiGroup group(MPI_Comm comm) {
+    int r = 0, s = 0;
+    CAIRN_MPI_CHECK(MPI_Comm_rank(comm, &r));
+    CAIRN_MPI_CHECK(MPI_Comm_size(comm, &s));
+    return {comm, r, s, on_one_host(comm)};
   }
 
   class PendingAllReduce final : public Request::State {

@@ -41,19 +41,23 @@ PairwiseAllReduce::PairwiseAllReduce(const PairwisePlan& plan, float* data, int6
                " one-host segment ", plan.one_host_segment, " window ", plan.window);
   // bf16 only where something crosses between ranks (hosts, when hierarchical).
   const bool bf16 = plan.wire == WirePrecision::bf16 && (plan.hierarchical ? plan.cross.size : plan.flat.size) > 1;
-  if (!plan.hierarchical) {
+  const bool pairs = !plan.hierarchical && !bf16 && plan.pair.size == 2 && plan.ring_min_bytes >= 0 &&
+                     n * int64_t(sizeof(float)) >= plan.ring_min_bytes;
+  if (!plan.hierarchical && !pairs) {
     phases_.push_back(make_phase(Kind::reduce_scatter, plan.flat, 0, n, bf16));
     phases_.push_back(make_phase(Kind::all_gather, plan.flat, 0, n, bf16));
-  } else {
-    // Shared memory within the host carries fp32; only the inter-host exchange is bf16.
-    const Phase local_rs = make_phase(Kind::reduce_scatter, plan.local, 0, n, false);
-    const int own = owned_chunk(local_rs);
-    const int64_t lb = chunk_begin(local_rs, own), le = chunk_begin(local_rs, own + 1);
-    phases_.push_back(local_rs);
-    phases_.push_back(make_phase(Kind::reduce_scatter, plan.cross, lb, le, bf16));
-    phases_.push_back(make_phase(Kind::all_gather, plan.cross, lb, le, bf16));
-    phases_.push_back(make_phase(Kind::all_gather, plan.local, 0, n, false));
+    return;
   }
+  // Shared memory within the host carries fp32; only the inter-host exchange is bf16.
+  const MpiGroup& local = pairs ? plan.pair : plan.local;
+  const MpiGroup& cross = pairs ? plan.parity : plan.cross;
+  const Phase local_rs = make_phase(Kind::reduce_scatter, local, 0, n, false);
+  const int own = owned_chunk(local_rs);
+  const int64_t lb = chunk_begin(local_rs, own), le = chunk_begin(local_rs, own + 1);
+  phases_.push_back(local_rs);
+  phases_.push_back(make_phase(Kind::reduce_scatter, cross, lb, le, bf16));
+  phases_.push_back(make_phase(Kind::all_gather, cross, lb, le, bf16));
+  phases_.push_back(make_phase(Kind::all_gather, local, 0, n, false));
 }
 
 PairwiseAllReduce::Phase PairwiseAllReduce::make_phase(Kind kind, const MpiGroup& group, int64_t begin, int64_t end,
